@@ -1,0 +1,301 @@
+//! The hash chain over the access log.
+//!
+//! `mac[n] = HMAC-SHA256(chain_key, mac[n-1] ‖ seq ‖ at ‖ fields…)` with
+//! `mac[0]` = 32 zero bytes. The chain key is derived from the log secret,
+//! which is sealed under the master key, so nobody without the master key can
+//! recompute a MAC; the `audit_head` row holds the last seq and MAC and is
+//! locked by every writer, so appends from several processes serialise.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::{AnyConnection, AnyPool, Row};
+use zeroize::Zeroizing;
+
+use super::entry::AccessEntry;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Rows per INSERT statement (10 binds each; far below every backend's limit).
+const INSERT_CHUNK: usize = 64;
+/// Rows per page when verifying or reading.
+const PAGE: i64 = 2000;
+
+/// The key the chain is MACed with. No `Debug`; wiped on drop.
+pub struct ChainKey(Zeroizing<[u8; 32]>);
+
+impl ChainKey {
+    /// Derives the chain key from the (unsealed) log secret.
+    pub fn from_log_secret(log_secret: &[u8]) -> Self {
+        ChainKey(crate::crypto::derive_subkey(log_secret, b"keyward/v1/audit-chain"))
+    }
+
+    fn mac(&self, prev: &[u8], seq: i64, at: i64, fields: [&str; 7]) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(self.0.as_ref()).expect("HMAC takes any key size");
+        mac.update(prev);
+        mac.update(&seq.to_be_bytes());
+        mac.update(&at.to_be_bytes());
+        for field in fields {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The last appended row's seq and MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the last row (0 for an empty log).
+    pub seq: i64,
+    /// Its MAC (32 zero bytes for an empty log).
+    pub mac: Vec<u8>,
+}
+
+/// Locks the chain head for the rest of the transaction and reads it.
+///
+/// The lock is taken with a write so that it is the first statement of the
+/// transaction: SQLite then takes its write lock up front (no deferred
+/// read-to-write upgrade that could fail with SQLITE_BUSY) and PostgreSQL
+/// row-locks the head until commit.
+pub async fn lock_head(conn: &mut AnyConnection) -> Result<Head, sqlx::Error> {
+    sqlx::query("UPDATE audit_head SET touched_at = $1 WHERE id = 1")
+        .bind(crate::store::now_ms())
+        .execute(&mut *conn)
+        .await?;
+    read_head(conn).await
+}
+
+async fn read_head<'c, E>(conn: E) -> Result<Head, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT seq, mac FROM audit_head WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    Ok(Head {
+        seq: row.try_get("seq")?,
+        mac: row.try_get("mac")?,
+    })
+}
+
+/// Appends `entries` after `head` (which the caller has locked) and moves the
+/// head. Returns the new head. All in the caller's transaction.
+pub async fn append(
+    conn: &mut AnyConnection,
+    key: &ChainKey,
+    head: Head,
+    at: i64,
+    entries: &[AccessEntry],
+) -> Result<Head, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(head);
+    }
+    let mut seq = head.seq;
+    let mut prev = head.mac;
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO secret_access_log \
+             (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 10;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${},${})",
+                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for entry in chunk {
+            seq += 1;
+            let mac = key.mac(&prev, seq, at, fields(entry));
+            query = query
+                .bind(seq)
+                .bind(at)
+                .bind(entry.accessor.clone())
+                .bind(entry.reason.clone())
+                .bind(entry.action.as_str())
+                .bind(entry.outcome.as_str())
+                .bind(entry.scope.clone())
+                .bind(entry.name.clone())
+                .bind(entry.detail.clone())
+                .bind(mac.to_vec());
+            prev = mac.to_vec();
+        }
+        query.execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, mac = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(prev.clone())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Head { seq, mac: prev })
+}
+
+fn fields(entry: &AccessEntry) -> [&str; 7] {
+    [
+        &entry.accessor,
+        &entry.reason,
+        entry.action.as_str(),
+        entry.outcome.as_str(),
+        &entry.scope,
+        &entry.name,
+        &entry.detail,
+    ]
+}
+
+/// A stored access-log row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LogRow {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// Who.
+    pub accessor: String,
+    /// Why.
+    pub reason: String,
+    /// What was done.
+    pub action: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Which scope.
+    pub scope: String,
+    /// Which secret.
+    pub name: String,
+    /// Extra context.
+    pub detail: String,
+    /// The chain MAC (hex in JSON).
+    #[serde(serialize_with = "hex_bytes")]
+    pub mac: Vec<u8>,
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+const COLUMNS: &str = "seq, at, accessor, reason, action, outcome, scope, name, detail, mac";
+
+fn log_row(row: &sqlx::any::AnyRow) -> Result<LogRow, sqlx::Error> {
+    Ok(LogRow {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        accessor: row.try_get("accessor")?,
+        reason: row.try_get("reason")?,
+        action: row.try_get("action")?,
+        outcome: row.try_get("outcome")?,
+        scope: row.try_get("scope")?,
+        name: row.try_get("name")?,
+        detail: row.try_get("detail")?,
+        mac: row.try_get("mac")?,
+    })
+}
+
+/// The newest `limit` rows, oldest first.
+pub async fn tail(pool: &AnyPool, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM secret_access_log ORDER BY seq DESC LIMIT $1");
+    let mut rows = sqlx::query(&sql)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(log_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Rows after `seq`, oldest first, at most `limit`.
+pub async fn after(pool: &AnyPool, seq: i64, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+    sqlx::query(&sql)
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(log_row)
+        .collect()
+}
+
+/// What `keyward audit verify` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyReport {
+    /// Every row's MAC matches and the head agrees with the last row.
+    Intact {
+        /// Rows checked.
+        rows: i64,
+    },
+    /// The first row (by seq) where the chain breaks.
+    Broken {
+        /// The seq of the first bad row.
+        seq: i64,
+        /// What is wrong there.
+        problem: String,
+    },
+}
+
+/// Walks the whole log and recomputes every MAC.
+pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
+    let mut expected = 1i64;
+    let mut prev = vec![0u8; 32];
+    loop {
+        let page = after(pool, expected - 1, PAGE).await?;
+        let full_page = page.len() as i64 == PAGE;
+        for row in &page {
+            if row.seq != expected {
+                return Ok(VerifyReport::Broken {
+                    seq: expected,
+                    problem: format!(
+                        "row {expected} is missing (the next row is {}): rows were deleted or renumbered",
+                        row.seq
+                    ),
+                });
+            }
+            let fields = [
+                row.accessor.as_str(),
+                row.reason.as_str(),
+                row.action.as_str(),
+                row.outcome.as_str(),
+                row.scope.as_str(),
+                row.name.as_str(),
+                row.detail.as_str(),
+            ];
+            let mac = key.mac(&prev, row.seq, row.at, fields);
+            if !constant_time_eq(&mac, &row.mac) {
+                return Ok(VerifyReport::Broken {
+                    seq: row.seq,
+                    problem: "MAC mismatch: the row was edited, moved or inserted".into(),
+                });
+            }
+            prev = row.mac.clone();
+            expected += 1;
+        }
+        if !full_page {
+            break;
+        }
+    }
+    let head = read_head(pool).await?;
+    let rows = expected - 1;
+    if head.seq != rows || !constant_time_eq(&head.mac, &prev) {
+        return Ok(VerifyReport::Broken {
+            seq: rows + 1,
+            problem: format!(
+                "the chain head records row {} but the log ends at row {rows}: rows were removed from the end",
+                head.seq
+            ),
+        });
+    }
+    Ok(VerifyReport::Intact { rows })
+}
+
+/// The current head (for `keyward audit tail` and monitoring).
+pub async fn head(pool: &AnyPool) -> Result<Head, sqlx::Error> {
+    read_head(pool).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,170 @@
+//! One access-log entry and the validated identity of whoever asks.
+
+/// What was done to a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A value was read and returned (`secret get`, an API reveal).
+    Reveal,
+    /// A value was substituted into a `${SECRET:…}` template.
+    Render,
+    /// A secret was created.
+    Create,
+    /// A secret's value was replaced (new version).
+    Replace,
+    /// A secret's description changed.
+    Describe,
+    /// A secret was deleted.
+    Delete,
+    /// A secret was re-sealed under the current master key.
+    Reseal,
+}
+
+impl Action {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Reveal => "reveal",
+            Action::Render => "render",
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Describe => "describe",
+            Action::Delete => "delete",
+            Action::Reseal => "reseal",
+        }
+    }
+}
+
+/// How an access ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; for reads, the plaintext was handed out after this row committed.
+    Ok,
+    /// No such secret in any scope searched.
+    Missing,
+    /// The caller was not allowed to read it.
+    Denied,
+    /// The stored value did not open (tampered, or sealed by an unknown key).
+    Error,
+    /// Found and not returned, because another secret of the same request was
+    /// missing (a template renders completely or not at all).
+    Withheld,
+}
+
+impl Outcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Missing => "missing",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+            Outcome::Withheld => "withheld",
+        }
+    }
+}
+
+/// Longest accessor accepted.
+pub const MAX_ACCESSOR_LEN: usize = 128;
+/// Longest reason accepted.
+pub const MAX_REASON_LEN: usize = 512;
+
+/// A caller's identity and stated reason, validated so the log stays readable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    accessor: String,
+    reason: String,
+}
+
+/// Why an accessor or reason was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// Empty, too long, or with control characters.
+    #[error("invalid accessor: use 1-{MAX_ACCESSOR_LEN} printable characters")]
+    Accessor,
+    /// Empty, too long, or with control characters.
+    #[error("invalid reason: give 1-{MAX_REASON_LEN} printable characters saying why the secret is needed")]
+    Reason,
+}
+
+fn printable(text: &str, max: usize) -> bool {
+    !text.trim().is_empty() && text.len() <= max && !text.chars().any(char::is_control)
+}
+
+impl Access {
+    /// Validates an accessor (e.g. `cli:alice`, `token:deploy`) and a reason.
+    pub fn new(accessor: impl Into<String>, reason: impl Into<String>) -> Result<Self, AccessError> {
+        let (accessor, reason) = (accessor.into(), reason.into());
+        if !printable(&accessor, MAX_ACCESSOR_LEN) {
+            return Err(AccessError::Accessor);
+        }
+        if !printable(&reason, MAX_REASON_LEN) {
+            return Err(AccessError::Reason);
+        }
+        Ok(Access { accessor, reason })
+    }
+
+    /// Who asks.
+    pub fn accessor(&self) -> &str {
+        &self.accessor
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// One row to append (the chain assigns `seq`, `at` and `mac`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessEntry {
+    /// Who.
+    pub accessor: String,
+    /// Why.
+    pub reason: String,
+    /// What was done.
+    pub action: Action,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The scope resolved, or for a miss the most specific scope searched.
+    pub scope: String,
+    /// The secret's name.
+    pub name: String,
+    /// Extra context (the scopes searched, the key ids of a re-seal); never a value.
+    pub detail: String,
+}
+
+impl AccessEntry {
+    /// An entry for `access` doing `action` on `scope`/`name`.
+    pub fn new(access: &Access, action: Action, outcome: Outcome, scope: &str, name: &str) -> Self {
+        AccessEntry {
+            accessor: access.accessor.clone(),
+            reason: access.reason.clone(),
+            action,
+            outcome,
+            scope: scope.to_owned(),
+            name: name.to_owned(),
+            detail: String::new(),
+        }
+    }
+
+    /// The same entry with `detail` set.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_validation() {
+        assert!(Access::new("cli:alice", "deploy web").is_ok());
+        assert_eq!(Access::new("", "x").err(), Some(AccessError::Accessor));
+        assert_eq!(Access::new("a\nb", "x").err(), Some(AccessError::Accessor));
+        assert_eq!(Access::new("a", " ").err(), Some(AccessError::Reason));
+        assert_eq!(Access::new("a", "x\u{1b}[2J").err(), Some(AccessError::Reason));
+        assert_eq!(Access::new("a", "x".repeat(513)).err(), Some(AccessError::Reason));
+    }
+}

@@ -1,0 +1,290 @@
+//! Group commit: every read of a secret goes through one task that takes all
+//! requests waiting at that moment, reads their rows, opens them, appends one
+//! access-log row per lookup and commits — one transaction and one fsync for
+//! the whole group. Only after that commit does any caller get plaintext.
+//!
+//! There is no artificial delay: while one group commits, the next one
+//! gathers, so groups grow exactly as fast as load does.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{self, ChainKey};
+use super::entry::{Access, AccessEntry, Action, Outcome};
+use super::AuditError;
+use crate::crypto::{secret_aad, Keyring, SecretBytes};
+use crate::names::{Scope, SecretName};
+use crate::store::{now_ms, secrets};
+
+/// Most jobs taken into one transaction.
+const MAX_GROUP: usize = 256;
+/// Jobs that may wait before callers feel back-pressure.
+const QUEUE: usize = 8192;
+
+/// One secret to find: a name and the scopes to try, most specific first.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    /// The name.
+    pub name: SecretName,
+    /// Candidate scopes in resolution order (never empty).
+    pub scopes: Vec<Scope>,
+}
+
+/// What a lookup found.
+pub enum Resolved {
+    /// Found and opened; the access-log row is committed.
+    Found {
+        /// The scope it was found in.
+        scope: Scope,
+        /// The plaintext.
+        value: SecretBytes,
+    },
+    /// Not in any candidate scope.
+    Missing,
+    /// Found but the stored value did not open.
+    Unreadable {
+        /// The scope it was found in.
+        scope: Scope,
+    },
+    /// Found, not returned because another lookup of the request failed.
+    Withheld,
+}
+
+struct LookupJob {
+    access: Access,
+    action: Action,
+    lookups: Vec<Lookup>,
+    all_or_nothing: bool,
+    reply: oneshot::Sender<Result<Vec<Resolved>, AuditError>>,
+}
+
+struct RecordJob {
+    entries: Vec<AccessEntry>,
+    reply: oneshot::Sender<Result<(), AuditError>>,
+}
+
+enum Job {
+    Lookup(LookupJob),
+    Record(RecordJob),
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Default)]
+pub struct Stats {
+    /// Transactions committed.
+    pub groups: AtomicU64,
+    /// Access-log rows written.
+    pub rows: AtomicU64,
+}
+
+/// Handle to the group-commit task. Cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommit {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+}
+
+impl GroupCommit {
+    /// Starts the task on the current tokio runtime.
+    pub fn start(pool: AnyPool, keyring: Arc<Keyring>, chain: Arc<ChainKey>) -> Self {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(Stats::default());
+        tokio::spawn(run(rx, pool, keyring, chain, stats.clone()));
+        GroupCommit { jobs, stats }
+    }
+
+    /// Resolves `lookups` and logs each one. With `all_or_nothing`, a request
+    /// with any miss returns no value at all (found ones are logged `withheld`).
+    pub async fn lookup(
+        &self,
+        access: &Access,
+        action: Action,
+        lookups: Vec<Lookup>,
+        all_or_nothing: bool,
+    ) -> Result<Vec<Resolved>, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Lookup(LookupJob {
+            access: access.clone(),
+            action,
+            lookups,
+            all_or_nothing,
+            reply,
+        });
+        self.jobs.send(job).await.map_err(|_| AuditError::Closed)?;
+        answer.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Appends entries that involve no read (e.g. a denied request).
+    pub async fn record(&self, entries: Vec<AccessEntry>) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Record(RecordJob { entries, reply }))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        answer.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    pool: AnyPool,
+    keyring: Arc<Keyring>,
+    chain: Arc<ChainKey>,
+    stats: Arc<Stats>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let jobs = std::mem::take(&mut group);
+        match commit(&pool, &keyring, &chain, &jobs).await {
+            Ok((answers, rows)) => {
+                stats.groups.fetch_add(1, Ordering::Relaxed);
+                stats.rows.fetch_add(rows, Ordering::Relaxed);
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    match (job, answer) {
+                        (Job::Lookup(job), Some(resolved)) => {
+                            let _ = job.reply.send(Ok(resolved));
+                        }
+                        (Job::Record(job), _) => {
+                            let _ = job.reply.send(Ok(()));
+                        }
+                        (Job::Lookup(job), None) => {
+                            let _ = job.reply.send(Err(AuditError::Closed));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, jobs = jobs.len(), "access-log group commit failed; no value returned");
+                let message = error.to_string();
+                for job in jobs {
+                    let failed = || AuditError::Write(message.clone());
+                    match job {
+                        Job::Lookup(job) => {
+                            let _ = job.reply.send(Err(failed()));
+                        }
+                        Job::Record(job) => {
+                            let _ = job.reply.send(Err(failed()));
+                        }
+                    }
+                }
+            }
+        }
+        group = Vec::with_capacity(MAX_GROUP);
+    }
+}
+
+type Answers = Vec<Option<Vec<Resolved>>>;
+
+async fn commit(
+    pool: &AnyPool,
+    keyring: &Keyring,
+    chain_key: &ChainKey,
+    jobs: &[Job],
+) -> Result<(Answers, u64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let head = chain::lock_head(&mut tx).await?;
+
+    let names: BTreeSet<&str> = jobs
+        .iter()
+        .filter_map(|job| match job {
+            Job::Lookup(job) => Some(job.lookups.iter().map(|l| l.name.as_str())),
+            Job::Record(_) => None,
+        })
+        .flatten()
+        .collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    let rows = if names.is_empty() {
+        Vec::new()
+    } else {
+        secrets::get_by_names(&mut tx, &names).await?
+    };
+    let by_key: HashMap<(&str, &str), &secrets::SecretRow> = rows
+        .iter()
+        .map(|row| ((row.meta.scope.as_str(), row.meta.name.as_str()), row))
+        .collect();
+
+    let mut entries = Vec::new();
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Lookup(job) => {
+                let resolved = resolve(job, &by_key, keyring, &mut entries);
+                answers.push(Some(resolved));
+            }
+            Job::Record(job) => {
+                entries.extend(job.entries.iter().cloned());
+                answers.push(None);
+            }
+        }
+    }
+    chain::append(&mut tx, chain_key, head, now_ms(), &entries).await?;
+    tx.commit().await?;
+    Ok((answers, entries.len() as u64))
+}
+
+fn resolve(
+    job: &LookupJob,
+    rows: &HashMap<(&str, &str), &secrets::SecretRow>,
+    keyring: &Keyring,
+    entries: &mut Vec<AccessEntry>,
+) -> Vec<Resolved> {
+    let mut resolved: Vec<Resolved> = job
+        .lookups
+        .iter()
+        .map(|lookup| {
+            let found = lookup.scopes.iter().find_map(|scope| {
+                rows.get(&(scope.as_str(), lookup.name.as_str()))
+                    .map(|row| (scope, *row))
+            });
+            match found {
+                None => Resolved::Missing,
+                Some((scope, row)) => {
+                    let aad = secret_aad(scope.as_str(), lookup.name.as_str(), row.meta.version);
+                    match keyring.open(&row.sealed, &aad) {
+                        Ok(value) => Resolved::Found {
+                            scope: scope.clone(),
+                            value,
+                        },
+                        Err(_) => Resolved::Unreadable {
+                            scope: scope.clone(),
+                        },
+                    }
+                }
+            }
+        })
+        .collect();
+
+    let incomplete = resolved.iter().any(|r| !matches!(r, Resolved::Found { .. }));
+    for (lookup, result) in job.lookups.iter().zip(resolved.iter_mut()) {
+        let (outcome, scope) = match result {
+            Resolved::Found { scope, .. } if job.all_or_nothing && incomplete => {
+                let scope = scope.as_str().to_owned();
+                // Dropping the value wipes it: it is never handed out.
+                *result = Resolved::Withheld;
+                (Outcome::Withheld, scope)
+            }
+            Resolved::Found { scope, .. } => (Outcome::Ok, scope.as_str().to_owned()),
+            Resolved::Unreadable { scope } => (Outcome::Error, scope.as_str().to_owned()),
+            Resolved::Missing | Resolved::Withheld => (
+                Outcome::Missing,
+                lookup.scopes.first().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            ),
+        };
+        let mut entry = AccessEntry::new(&job.access, job.action, outcome, &scope, lookup.name.as_str());
+        if lookup.scopes.len() > 1 {
+            let searched: Vec<&str> = lookup.scopes.iter().map(Scope::as_str).collect();
+            entry = entry.with_detail(format!("searched {}", searched.join(", ")));
+        }
+        entries.push(entry);
+    }
+    resolved
+}

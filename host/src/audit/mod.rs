@@ -1,0 +1,22 @@
+//! The access log: what was read or changed, by whom, why, with what outcome.
+//! Append-only, hash-chained (`chain`), and written in group commits
+//! (`group_commit`) so that durability does not cost throughput.
+
+pub mod chain;
+pub mod entry;
+pub mod group_commit;
+
+pub use chain::{ChainKey, LogRow, VerifyReport};
+pub use entry::{Access, AccessEntry, AccessError, Action, Outcome};
+
+/// Why the access log could not take an entry. When a reveal gets this, no
+/// plaintext is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database refused the write (the transaction was rolled back).
+    #[error("the access log could not be written, so nothing was revealed: {0}")]
+    Write(String),
+    /// The group-commit task has stopped (the host is shutting down).
+    #[error("the access log is not accepting entries (shutting down)")]
+    Closed,
+}

@@ -1,0 +1,163 @@
+//! The `keyward` command line. `main.rs` only calls [`run`].
+
+mod audit;
+mod key;
+mod render;
+mod secret;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::vault::{Vault, VaultError};
+
+/// Exit codes (documented in README.md).
+pub mod exit {
+    /// Something failed; the message says what.
+    pub const FAILURE: u8 = 1;
+    /// The command line was malformed (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Secrets referenced by a template or a `get` do not exist.
+    pub const MISSING: u8 = 3;
+    /// `audit verify` found a broken chain.
+    pub const AUDIT_BROKEN: u8 = 4;
+    /// The master key is missing, malformed or does not open the store (EX_CONFIG).
+    pub const CONFIG: u8 = 78;
+}
+
+/// Keyward: a sealed secret store with a hash-chained access log.
+#[derive(Parser, Debug)]
+#[command(name = "keyward", version, about, long_about = None)]
+pub struct Cli {
+    /// Development mode: without KEYWARD_MASTER_KEY, use (and create) a local
+    /// key file in the data folder. Never use it in production.
+    #[arg(long, global = true)]
+    pub dev: bool,
+
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB
+    /// [default: sqlite://<data dir>/keyward.db]
+    #[arg(long, global = true, env = "KEYWARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Data folder for the default SQLite file and the --dev key file
+    /// [default: ./keyward-data]
+    #[arg(long, global = true, env = "KEYWARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP service (at this stage: GET /healthz).
+    Serve(serve::Args),
+    /// Generate or rotate the master key.
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Create, read, list, delete and re-seal secrets.
+    #[command(subcommand)]
+    Secret(secret::Command),
+    /// Render a ${SECRET:NAME} template from stdin to stdout.
+    Render(render::Args),
+    /// Read and verify the access log.
+    #[command(subcommand)]
+    Audit(audit::Command),
+}
+
+/// Parses the command line, runs it, and maps failures to exit codes.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keyward: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("keyward: {error:#}");
+            ExitCode::from(exit_code_of(&error))
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Key(key::Command::Generate) => key::generate(),
+        Command::Serve(args) => serve::run(&cli, args).await,
+        Command::Key(command) => key::run(&cli, command).await,
+        Command::Secret(command) => secret::run(&cli, command).await,
+        Command::Render(args) => render::run(&cli, args).await,
+        Command::Audit(command) => audit::run(&cli, command).await,
+    }
+}
+
+/// Opens the store as the global flags and environment say, warning loudly
+/// when a development key is in use.
+pub(crate) async fn open_vault(cli: &Cli) -> anyhow::Result<Vault> {
+    let data_dir = config::data_dir(cli.data_dir.as_deref());
+    let url = config::database_url(cli.database_url.as_deref(), &data_dir);
+    let config = Config::from_env(url, &data_dir, cli.dev)?;
+    if let Some(dev) = &config.dev_key_file {
+        let made = if dev.created { "GENERATED" } else { "USING" };
+        eprintln!(
+            "\n!!! WARNING: DEVELOPMENT MODE — {made} A LOCAL MASTER KEY FILE: {}\n\
+             !!! Anyone who can read that file can decrypt every secret in this store.\n\
+             !!! For production set KEYWARD_MASTER_KEY (see docs/credentials.md) and drop --dev.\n",
+            dev.path.display()
+        );
+    }
+    Ok(Vault::open(&config).await?)
+}
+
+/// `cli:<user>` — who is at the terminal, for the access log.
+pub(crate) fn accessor() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let user: String = user.chars().filter(|c| !c.is_control()).take(100).collect();
+    format!("cli:{user}")
+}
+
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.downcast_ref::<crate::crypto::KeyError>().is_some()
+            || cause.downcast_ref::<config::ConfigError>().is_some()
+        {
+            return exit::CONFIG;
+        }
+        let vault = cause.downcast_ref::<VaultError>().or_else(|| {
+            match cause.downcast_ref::<crate::template::RenderError>() {
+                Some(crate::template::RenderError::Vault(v)) => Some(v),
+                _ => None,
+            }
+        });
+        if let Some(vault) = vault {
+            return match vault {
+                VaultError::Key(_) | VaultError::WrongKey { .. } => exit::CONFIG,
+                VaultError::Missing(_) => exit::MISSING,
+                _ => exit::FAILURE,
+            };
+        }
+    }
+    exit::FAILURE
+}
+
+fn init_tracing(serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,206 @@
+//! `keyward secret set|get|list|rm|rotate`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use zeroize::Zeroizing;
+
+use super::{accessor, open_vault, Cli};
+use crate::audit::{Access, Action};
+use crate::names::{Scope, SecretName, SecretRef};
+use crate::resolve::Context;
+use crate::vault::{Put, PutMode, MAX_VALUE_LEN};
+
+/// Secret commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a secret, or replace its value (new version). The value is read
+    /// from stdin or --from-file, never from the command line.
+    Set {
+        /// Secret name (A-Z a-z 0-9 _ . -, up to 128).
+        name: String,
+        /// `global` or `<kind>:<id>`, e.g. agent_type:coder.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        /// Description shown in listings.
+        #[arg(long)]
+        description: Option<String>,
+        /// Read the value from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// Keep a trailing newline (by default one trailing \n or \r\n is dropped).
+        #[arg(long)]
+        keep_newline: bool,
+        /// Fail if the secret exists instead of replacing its value.
+        #[arg(long)]
+        create_only: bool,
+    },
+    /// Print a secret's value to stdout. The read is logged with --reason.
+    Get {
+        /// Secret name.
+        name: String,
+        /// Scope to read from.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        /// Why you need it (recorded in the access log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List secrets (metadata only, never values).
+    List {
+        /// Only this scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret.
+    Rm {
+        /// Secret name.
+        name: String,
+        /// Scope.
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+    /// Re-seal a secret under the current master key with a fresh nonce.
+    Rotate {
+        /// Secret name.
+        name: String,
+        /// Scope.
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+}
+
+pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Set {
+            name,
+            scope,
+            description,
+            from_file,
+            keep_newline,
+            create_only,
+        } => {
+            let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
+            if let Some(d) = description {
+                crate::vault::check_description(d)?;
+            }
+            let value = read_value(from_file.as_deref(), *keep_newline)?;
+            let vault = open_vault(cli).await?;
+            let access = Access::new(accessor(), "keyward secret set")?;
+            let mode = if *create_only { PutMode::Create } else { PutMode::Upsert };
+            match vault
+                .put(&scope, &name, &value, description.as_deref(), &access, mode)
+                .await?
+            {
+                Put::Created(_) => println!("created {scope}/{name} (version 1)"),
+                Put::Replaced(v) => println!("replaced {scope}/{name} (version {v})"),
+            }
+        }
+        Command::Get {
+            name,
+            scope,
+            reason,
+        } => {
+            let reference = SecretRef {
+                scope: Some(Scope::parse(scope)?),
+                name: SecretName::parse(name)?,
+            };
+            let access = Access::new(accessor(), reason.as_str())?;
+            let vault = open_vault(cli).await?;
+            let (_, value) = vault
+                .reveal(&reference, &Context::default(), &access, Action::Reveal)
+                .await?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(value.expose())?;
+            if out.is_terminal() {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        Command::List { scope, json } => {
+            let scope = scope.as_deref().map(Scope::parse).transpose()?;
+            let vault = open_vault(cli).await?;
+            let rows = vault.list(scope.as_ref()).await?;
+            print_list(&rows, *json)?;
+        }
+        Command::Rm { name, scope } => {
+            let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
+            let vault = open_vault(cli).await?;
+            let access = Access::new(accessor(), "keyward secret rm")?;
+            vault.delete(&scope, &name, &access).await?;
+            println!("deleted {scope}/{name}");
+        }
+        Command::Rotate { name, scope } => {
+            let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
+            let vault = open_vault(cli).await?;
+            let access = Access::new(accessor(), "keyward secret rotate")?;
+            let meta = vault.reseal(&scope, &name, &access).await?;
+            println!("re-sealed {scope}/{name} (version {}) under key {}", meta.version, meta.key_id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the value, refusing more than the store accepts before buffering it all.
+fn read_value(from_file: Option<&std::path::Path>, keep_newline: bool) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut value = Zeroizing::new(Vec::new());
+    let limit = MAX_VALUE_LEN as u64 + 3;
+    match from_file {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            file.take(limit).read_to_end(&mut value)?;
+        }
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("reading the value from stdin; end with Ctrl-D");
+            }
+            stdin.lock().take(limit).read_to_end(&mut value)?;
+        }
+    }
+    if !keep_newline {
+        let len = value.len();
+        if value.ends_with(b"\r\n") {
+            value.truncate(len - 2);
+        } else if value.ends_with(b"\n") {
+            value.truncate(len - 1);
+        }
+    }
+    if value.len() > MAX_VALUE_LEN {
+        bail!("the value is larger than {MAX_VALUE_LEN} bytes, the largest a secret may be");
+    }
+    if value.is_empty() {
+        bail!("the value is empty: pipe it on stdin or give --from-file");
+    }
+    Ok(value)
+}
+
+fn print_list(rows: &[crate::store::secrets::SecretMeta], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for row in rows {
+            writeln!(out, "{}", serde_json::to_string(row)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "{:<24} {:<32} {:>7} {:<24} DESCRIPTION", "SCOPE", "NAME", "VERSION", "ROTATED")?;
+    for row in rows {
+        writeln!(
+            out,
+            "{:<24} {:<32} {:>7} {:<24} {}",
+            row.scope,
+            row.name,
+            row.version,
+            super::audit::format_ms(row.rotated_at),
+            row.description
+        )?;
+    }
+    Ok(())
+}

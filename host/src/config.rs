@@ -1,0 +1,128 @@
+//! Configuration from the environment (and the few flags that override it).
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::{KeyError, MasterKey, MASTER_KEY_PREVIOUS_VAR, MASTER_KEY_VAR};
+
+/// Environment variable: database URL.
+pub const DATABASE_URL_VAR: &str = "KEYWARD_DATABASE_URL";
+/// Environment variable: data folder (default SQLite file, dev key file).
+pub const DATA_DIR_VAR: &str = "KEYWARD_DATA_DIR";
+/// Default data folder, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "keyward-data";
+/// Name of the development key file inside the data folder.
+pub const DEV_KEY_FILE: &str = "dev-master.key";
+
+/// Everything needed to open the store.
+pub struct Config {
+    /// Where the database is.
+    pub database_url: String,
+    /// The current master key.
+    pub master_key: MasterKey,
+    /// Earlier keys, accepted only to open values during a rotation.
+    pub previous_keys: Vec<MasterKey>,
+    /// Set when `--dev` supplied the key from a local file.
+    pub dev_key_file: Option<DevKey>,
+}
+
+/// A development key read from (or just written to) a local file.
+pub struct DevKey {
+    /// The file.
+    pub path: PathBuf,
+    /// True if this run generated it.
+    pub created: bool,
+}
+
+/// Why the configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The master key (or a previous key) is missing or malformed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The dev key file could not be read or written.
+    #[error("cannot use the development key file {path}: {source}")]
+    DevKeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The data folder: the flag, else `KEYWARD_DATA_DIR`, else `./keyward-data`.
+pub fn data_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(DATA_DIR_VAR).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// The database URL: the flag/variable if given, else an SQLite file in the data folder.
+pub fn database_url(given: Option<&str>, data_dir: &Path) -> String {
+    match given.filter(|u| !u.is_empty()) {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", data_dir.join("keyward.db").display()),
+    }
+}
+
+impl Config {
+    /// Reads the keys from the environment. With `dev` and no
+    /// `KEYWARD_MASTER_KEY`, a local key file in `data_dir` is used (and made
+    /// on first use) — the caller must warn loudly about it.
+    pub fn from_env(database_url: String, data_dir: &Path, dev: bool) -> Result<Config, ConfigError> {
+        let given = std::env::var(MASTER_KEY_VAR).unwrap_or_default();
+        let (master_key, dev_key_file) = if given.trim().is_empty() && dev {
+            let (key, dev_key) = dev_key(data_dir)?;
+            (key, Some(dev_key))
+        } else {
+            (MasterKey::from_base64(MASTER_KEY_VAR, &given)?, None)
+        };
+        let previous = std::env::var(MASTER_KEY_PREVIOUS_VAR).unwrap_or_default();
+        let previous_keys = MasterKey::list_from_base64(MASTER_KEY_PREVIOUS_VAR, &previous)?;
+        Ok(Config {
+            database_url,
+            master_key,
+            previous_keys,
+            dev_key_file,
+        })
+    }
+}
+
+fn dev_key(data_dir: &Path) -> Result<(MasterKey, DevKey), ConfigError> {
+    let path = data_dir.join(DEV_KEY_FILE);
+    let io_err = |source| ConfigError::DevKeyFile {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let key = MasterKey::from_base64("the development key file", &text)?;
+            Ok((key, DevKey { path, created: false }))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io_err)?;
+            let key = MasterKey::generate();
+            write_private(&path, key.to_base64().as_bytes()).map_err(io_err)?;
+            Ok((key, DevKey { path, created: true }))
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}

@@ -1,0 +1,14 @@
+//! Keyward: a secret-resolution host. One process owns the master key, an
+//! AES-256-GCM sealed secret store and a hash-chained access log in which
+//! every read is recorded before the plaintext is returned.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod names;
+pub mod resolve;
+pub mod store;
+pub mod template;
+pub mod vault;

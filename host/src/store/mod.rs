@@ -1,0 +1,239 @@
+//! Database access: one pool, two backends (SQLite embedded, PostgreSQL
+//! shared), one file per table family.
+//!
+//! Queries are written once with `$N` placeholders, which both backends accept,
+//! and run through sqlx's `Any` driver; only connection set-up and migrations
+//! differ per backend.
+
+pub mod keyring;
+pub mod secrets;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Connection, Executor};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database engine a URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (WAL, `synchronous=FULL`).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported backend.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    /// The SQLite file's folder could not be created.
+    #[error("cannot create the database folder {path}: {source}")]
+    CreateDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot open the database at {url}: {source}")]
+    Connect {
+        /// The URL with any password removed.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// An open database: the pool plus which backend it talks to.
+#[derive(Clone)]
+pub struct Db {
+    /// The connection pool shared by every module.
+    pub pool: AnyPool,
+    /// The backend behind the pool.
+    pub backend: Backend,
+    /// The URL as given (may hold a password: never print it).
+    raw_url: String,
+    /// The URL with any password removed.
+    shown_url: String,
+}
+
+impl Db {
+    /// Connects without migrating (see [`Db::migrate`]). An SQLite file and its
+    /// folder are created on first use.
+    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let shown = redact_url(url);
+        let pool_url = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(url);
+                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                // WAL must be set once on the file before the pool opens it.
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .map_err(|source| StoreError::Connect { url: shown.clone(), source })?
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                let conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
+                    .await
+                    .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+                conn.close().await?;
+                url.to_owned()
+            }
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(30));
+        let options = match backend {
+            // synchronous=FULL: a WAL commit is fsync'd before COMMIT returns,
+            // which is what "durably logged before the plaintext" rests on.
+            Backend::Sqlite => options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options
+            .connect(&pool_url)
+            .await
+            .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+        Ok(Db {
+            pool,
+            backend,
+            raw_url: pool_url,
+            shown_url: shown,
+        })
+    }
+
+    /// Applies pending schema migrations; running it again changes nothing.
+    /// On PostgreSQL, concurrent starts serialise on sqlx's advisory lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let url = self.raw_url.as_str();
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::sqlite::SqliteConnection::connect(url).await?;
+                SQLITE_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::postgres::PgConnection::connect(url).await?;
+                POSTGRES_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the schema has been created (the keyring table exists).
+    pub async fn is_initialised(&self) -> Result<bool, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'keyring'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'keyring'"
+            }
+        };
+        let count: i64 = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
+        Ok(count > 0)
+    }
+
+    /// The URL with any password removed, for messages.
+    pub fn display_url(&self) -> &str {
+        &self.shown_url
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The backend a URL selects.
+pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+fn sqlite_path(url: &str) -> &str {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    rest.split('?').next().unwrap_or(rest)
+}
+
+/// Removes a password from a URL so it can be printed.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the timestamp format of every table.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(backend_of("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(backend_of("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert!(backend_of("mysql://u@h/db").is_err());
+        assert_eq!(sqlite_path("sqlite://./data/k.db?mode=rwc"), "./data/k.db");
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u:***@h/db");
+    }
+}

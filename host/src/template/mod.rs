@@ -1,0 +1,42 @@
+//! `${SECRET:…}` templates: configuration text that references secrets
+//! instead of embedding them. The grammar is in docs/templates.md.
+
+mod parse;
+
+pub use parse::{parse, Template, TemplateError, MAX_PLACEHOLDERS, MAX_TEMPLATE_LEN};
+
+use zeroize::Zeroizing;
+
+use crate::audit::{Access, Action};
+use crate::resolve::Context;
+use crate::vault::{Vault, VaultError};
+
+/// Why a template did not render.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The text breaks the grammar (nothing was looked up). (422)
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Lookup failed; [`VaultError::Missing`] names every missing secret.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Renders `text`: every placeholder is revealed (and logged with `access`)
+/// in one group, then substituted. Any missing secret fails the whole render;
+/// partial text is never produced.
+pub async fn render(
+    vault: &Vault,
+    text: &str,
+    ctx: &Context,
+    access: &Access,
+) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    let template = parse(text)?;
+    if template.refs().is_empty() {
+        return Ok(template.render(&[]));
+    }
+    let values = vault
+        .reveal_all(template.refs(), ctx, access, Action::Render)
+        .await?;
+    Ok(template.render(&values))
+}

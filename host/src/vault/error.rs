@@ -1,0 +1,126 @@
+//! The library's error enum. Each variant names the HTTP status the API
+//! answers it with, so the mapping lives beside the meaning.
+
+use crate::audit::{AccessError, AuditError};
+use crate::crypto::KeyError;
+use crate::names::NameError;
+use crate::resolve::ContextError;
+use crate::store::StoreError;
+
+/// Largest secret value accepted, in bytes.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// Longest description accepted, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+/// Secrets that were referenced and not found: all of them, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("missing secrets: {}", .missing.join(", "))]
+pub struct MissingSecretError {
+    /// Every missing reference, as written (`NAME` or `SCOPE/NAME`).
+    pub missing: Vec<String>,
+}
+
+/// Everything that can go wrong in the vault.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The master key is missing or malformed. (Start-up only; 500 if ever seen by a request.)
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The master key does not open this store. (Start-up only.)
+    #[error(
+        "{var} does not open the store at {url}: it was sealed by key id {stored}, and the key given has id {given}. \
+         Refusing to start so that nothing is written under a second key. Use the key this store was created with; \
+         to rotate, set the old key in KEYWARD_MASTER_KEY_PREVIOUS and run `keyward key rotate`",
+        var = crate::crypto::MASTER_KEY_VAR
+    )]
+    WrongKey {
+        /// Where the store is.
+        url: String,
+        /// Key id recorded by the canary.
+        stored: String,
+        /// Key id of the key given.
+        given: String,
+    },
+    /// The database could not be opened or migrated. (503)
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A name, scope or reference breaks the grammar. (422)
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// An accessor or reason breaks the rules. (422)
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// A resolution context is malformed. (422)
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// No such secret. (404)
+    #[error("no secret {scope}/{name}")]
+    NotFound {
+        /// Scope searched.
+        scope: String,
+        /// Name.
+        name: String,
+    },
+    /// The secret exists already. (409)
+    #[error("secret {scope}/{name} exists already")]
+    Exists {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+    },
+    /// Someone else changed the secret meanwhile; retry. (409)
+    #[error("secret {scope}/{name} changed while this request ran; try again")]
+    Conflict {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+    },
+    /// The value is larger than [`MAX_VALUE_LEN`]. (413)
+    #[error("the value is {len} bytes; the largest accepted is {MAX_VALUE_LEN} bytes")]
+    ValueTooLarge {
+        /// Size given.
+        len: usize,
+    },
+    /// The value is empty. (422)
+    #[error("the value is empty; a secret needs at least one byte")]
+    EmptyValue,
+    /// The description is too long or has control characters. (422)
+    #[error("invalid description: at most {MAX_DESCRIPTION_LEN} bytes, no control characters")]
+    Description,
+    /// Secrets referenced but not found, every one of them named. (422)
+    #[error(transparent)]
+    Missing(#[from] MissingSecretError),
+    /// A stored value did not open with any key of the keyring. (500)
+    #[error("secret {0} could not be opened: its ciphertext was altered or it was sealed by a key not in the keyring")]
+    Unreadable(String),
+    /// The access log could not be written, so nothing was revealed. (503)
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Any other database failure. (500)
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl VaultError {
+    /// The HTTP status this error is answered with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            VaultError::Name(_)
+            | VaultError::Access(_)
+            | VaultError::Context(_)
+            | VaultError::EmptyValue
+            | VaultError::Description
+            | VaultError::Missing(_) => 422,
+            VaultError::NotFound { .. } => 404,
+            VaultError::Exists { .. } | VaultError::Conflict { .. } => 409,
+            VaultError::ValueTooLarge { .. } => 413,
+            VaultError::Store(_) | VaultError::Audit(_) => 503,
+            VaultError::Key(_)
+            | VaultError::WrongKey { .. }
+            | VaultError::Unreadable(_)
+            | VaultError::Db(_) => 500,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The vault: the one place that holds the keyring, the database and the
+//! access-log writer together. Every read of a value goes through here and is
+//! logged before the plaintext comes back.
+
+mod error;
+mod mutate;
+mod rotate;
+
+use std::sync::Arc;
+
+use sqlx::Any;
+use zeroize::Zeroizing;
+
+pub use error::{MissingSecretError, VaultError, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
+pub use mutate::{check_description, Put, PutMode};
+pub use rotate::RotateReport;
+
+use crate::audit::chain::{self, ChainKey, Head, LogRow, VerifyReport};
+use crate::audit::group_commit::{GroupCommit, Lookup, Resolved};
+use crate::audit::{Access, AccessEntry, Action, Outcome};
+use crate::config::Config;
+use crate::crypto::{Keyring, SecretBytes};
+use crate::names::{Scope, SecretRef};
+use crate::resolve::Context;
+use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
+use crate::store::secrets::{self, SecretMeta};
+use crate::store::{now_ms, Db};
+
+/// The canary's known plaintext.
+const CANARY_PLAINTEXT: &[u8] = b"keyward keyring canary v1";
+
+/// An open store: keyring, database, access log.
+#[derive(Clone)]
+pub struct Vault {
+    db: Db,
+    keyring: Arc<Keyring>,
+    chain: Arc<ChainKey>,
+    log: GroupCommit,
+}
+
+impl Vault {
+    /// Opens (creating on first use) the store named by `config`.
+    ///
+    /// Order matters: the key is checked against an existing store's canary
+    /// *before* anything is written, so a wrong key changes nothing.
+    pub async fn open(config: &Config) -> Result<Vault, VaultError> {
+        let keyring = Keyring::new(&config.master_key, &config.previous_keys);
+        let db = Db::connect(&config.database_url).await?;
+        if db.is_initialised().await? {
+            check_canary(&db, &keyring).await?;
+        }
+        db.migrate().await?;
+        if keyring_table::get(&db.pool, CANARY).await?.is_none() {
+            // The log secret first: a canary on disk then always means the log
+            // secret is there too, even if this start is cut short.
+            let now = now_ms();
+            let mut log_secret = Zeroizing::new([0u8; 32]);
+            getrandom::getrandom(log_secret.as_mut()).expect("the OS random source failed");
+            let sealed = keyring.seal(log_secret.as_ref(), &keyring_table::aad(LOG_SECRET));
+            keyring_table::insert_if_absent(&db.pool, LOG_SECRET, &sealed, now).await?;
+            let sealed = keyring.seal(CANARY_PLAINTEXT, &keyring_table::aad(CANARY));
+            keyring_table::insert_if_absent(&db.pool, CANARY, &sealed, now).await?;
+        }
+        // Again: another host may have won the race to record the canary.
+        check_canary(&db, &keyring).await?;
+        let sealed = keyring_table::get(&db.pool, LOG_SECRET)
+            .await?
+            .ok_or_else(|| VaultError::Unreadable("the access-log secret (missing)".into()))?;
+        let log_secret = keyring
+            .open(&sealed, &keyring_table::aad(LOG_SECRET))
+            .map_err(|_| VaultError::Unreadable("the access-log secret".into()))?;
+        let chain = Arc::new(ChainKey::from_log_secret(log_secret.expose()));
+        let keyring = Arc::new(keyring);
+        let log = GroupCommit::start(db.pool.clone(), keyring.clone(), chain.clone());
+        Ok(Vault {
+            db,
+            keyring,
+            chain,
+            log,
+        })
+    }
+
+    /// The database (for the HTTP layer's health check and for tests).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Group-commit counters.
+    pub fn log_stats(&self) -> &crate::audit::group_commit::Stats {
+        self.log.stats()
+    }
+
+    /// Reveals one secret, logged as `action`. A bare name resolves through
+    /// `ctx`; the scope it was found in comes back with the value.
+    pub async fn reveal(
+        &self,
+        reference: &SecretRef,
+        ctx: &Context,
+        access: &Access,
+        action: Action,
+    ) -> Result<(Scope, SecretBytes), VaultError> {
+        let mut values = self
+            .resolve(std::slice::from_ref(reference), ctx, access, action)
+            .await?;
+        values.pop().ok_or_else(|| {
+            VaultError::Missing(MissingSecretError {
+                missing: vec![reference.to_string()],
+            })
+        })
+    }
+
+    /// Reveals every reference or none: any miss fails the whole call with a
+    /// [`VaultError::Missing`] naming every missing reference.
+    pub async fn reveal_all(
+        &self,
+        references: &[SecretRef],
+        ctx: &Context,
+        access: &Access,
+        action: Action,
+    ) -> Result<Vec<SecretBytes>, VaultError> {
+        Ok(self
+            .resolve(references, ctx, access, action)
+            .await?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
+    }
+
+    async fn resolve(
+        &self,
+        references: &[SecretRef],
+        ctx: &Context,
+        access: &Access,
+        action: Action,
+    ) -> Result<Vec<(Scope, SecretBytes)>, VaultError> {
+        let lookups = references
+            .iter()
+            .map(|r| Lookup {
+                name: r.name.clone(),
+                scopes: match &r.scope {
+                    Some(scope) => vec![scope.clone()],
+                    None => ctx.scopes(),
+                },
+            })
+            .collect();
+        let resolved = self.log.lookup(access, action, lookups, true).await?;
+        let mut values = Vec::with_capacity(resolved.len());
+        let mut missing = Vec::new();
+        let mut unreadable = None;
+        for (reference, result) in references.iter().zip(resolved) {
+            match result {
+                Resolved::Found { scope, value } => values.push((scope, value)),
+                Resolved::Missing => missing.push(reference.to_string()),
+                Resolved::Unreadable { scope } => {
+                    unreadable = Some(format!("{scope}/{}", reference.name));
+                }
+                Resolved::Withheld => {}
+            }
+        }
+        if !missing.is_empty() {
+            return Err(VaultError::Missing(MissingSecretError { missing }));
+        }
+        if let Some(which) = unreadable {
+            return Err(VaultError::Unreadable(which));
+        }
+        Ok(values)
+    }
+
+    /// Logs a refused lookup (the caller was not allowed to ask).
+    pub async fn record_denied(
+        &self,
+        access: &Access,
+        action: Action,
+        scope: &str,
+        name: &str,
+        detail: &str,
+    ) -> Result<(), VaultError> {
+        let entry = AccessEntry::new(access, action, Outcome::Denied, scope, name).with_detail(detail);
+        self.log.record(vec![entry]).await?;
+        Ok(())
+    }
+
+    /// Metadata of every secret (optionally one scope); never a value.
+    pub async fn list(&self, scope: Option<&Scope>) -> Result<Vec<SecretMeta>, VaultError> {
+        Ok(secrets::list(&self.db.pool, scope.map(Scope::as_str)).await?)
+    }
+
+    /// The newest `limit` access-log rows, oldest first.
+    pub async fn log_tail(&self, limit: i64) -> Result<Vec<LogRow>, VaultError> {
+        Ok(chain::tail(&self.db.pool, limit).await?)
+    }
+
+    /// Access-log rows after `seq`, oldest first.
+    pub async fn log_after(&self, seq: i64, limit: i64) -> Result<Vec<LogRow>, VaultError> {
+        Ok(chain::after(&self.db.pool, seq, limit).await?)
+    }
+
+    /// The chain head.
+    pub async fn log_head(&self) -> Result<Head, VaultError> {
+        Ok(chain::head(&self.db.pool).await?)
+    }
+
+    /// Recomputes every MAC of the access log.
+    pub async fn verify_log(&self) -> Result<VerifyReport, VaultError> {
+        Ok(chain::verify(&self.db.pool, &self.chain).await?)
+    }
+
+    async fn begin_logged(&self) -> Result<(sqlx::Transaction<'static, Any>, Head), VaultError> {
+        let mut tx = self.db.pool.begin().await?;
+        let head = chain::lock_head(&mut tx).await?;
+        Ok((tx, head))
+    }
+
+    async fn commit_logged(
+        &self,
+        mut tx: sqlx::Transaction<'static, Any>,
+        head: Head,
+        entries: &[AccessEntry],
+    ) -> Result<(), VaultError> {
+        chain::append(&mut tx, &self.chain, head, now_ms(), entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn check_canary(db: &Db, keyring: &Keyring) -> Result<(), VaultError> {
+    let Some(sealed) = keyring_table::get(&db.pool, CANARY).await? else {
+        return Ok(());
+    };
+    match keyring.open(&sealed, &keyring_table::aad(CANARY)) {
+        Ok(plain) if plain.expose() == CANARY_PLAINTEXT => Ok(()),
+        _ => Err(VaultError::WrongKey {
+            url: db.display_url().to_owned(),
+            stored: sealed.key_id,
+            given: keyring.current_id().to_string(),
+        }),
+    }
+}

@@ -1,0 +1,225 @@
+//! Changes to secrets. Each runs in one transaction that also appends its
+//! access-log row, so a change and its record commit together or not at all.
+
+use super::{Vault, VaultError, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
+use crate::audit::{Access, AccessEntry, Action, Outcome};
+use crate::crypto::secret_aad;
+use crate::names::{Scope, SecretName};
+use crate::store::now_ms;
+use crate::store::secrets::{self, SecretMeta};
+
+/// Whether [`Vault::put`] may create, replace, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with [`VaultError::Exists`] if the secret exists.
+    Create,
+    /// Fail with [`VaultError::NotFound`] if it does not.
+    Replace,
+    /// Create or replace.
+    Upsert,
+}
+
+/// What [`Vault::put`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    /// A new secret at version 1.
+    Created(i64),
+    /// A new value; the version it got.
+    Replaced(i64),
+}
+
+fn check_value(value: &[u8]) -> Result<(), VaultError> {
+    if value.is_empty() {
+        return Err(VaultError::EmptyValue);
+    }
+    if value.len() > MAX_VALUE_LEN {
+        return Err(VaultError::ValueTooLarge { len: value.len() });
+    }
+    Ok(())
+}
+
+/// Checks a description against the documented limits.
+pub fn check_description(description: &str) -> Result<(), VaultError> {
+    if description.len() > MAX_DESCRIPTION_LEN || description.chars().any(char::is_control) {
+        return Err(VaultError::Description);
+    }
+    Ok(())
+}
+
+fn entry(access: &Access, action: Action, scope: &Scope, name: &SecretName) -> AccessEntry {
+    AccessEntry::new(access, action, Outcome::Ok, scope.as_str(), name.as_str())
+}
+
+impl Vault {
+    /// Creates a secret; fails with [`VaultError::Exists`] if it exists.
+    pub async fn create(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &[u8],
+        description: &str,
+        access: &Access,
+    ) -> Result<(), VaultError> {
+        self.put(scope, name, value, Some(description), access, PutMode::Create)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the secret and/or gives it a new value and version, as `mode`
+    /// allows. `description`, when given, is set too.
+    pub async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &[u8],
+        description: Option<&str>,
+        access: &Access,
+        mode: PutMode,
+    ) -> Result<Put, VaultError> {
+        check_value(value)?;
+        if let Some(description) = description {
+            check_description(description)?;
+        }
+        let (mut tx, head) = self.begin_logged().await?;
+        let now = now_ms();
+        let existing = secrets::get(&mut tx, scope.as_str(), name.as_str()).await?;
+        let (outcome, entries) = match existing {
+            None if mode == PutMode::Replace => {
+                return Err(VaultError::NotFound {
+                    scope: scope.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            None => {
+                let sealed = self.keyring.seal(value, &secret_aad(scope.as_str(), name.as_str(), 1));
+                let description = description.unwrap_or("");
+                secrets::insert(&mut tx, scope.as_str(), name.as_str(), description, &sealed, now)
+                    .await?;
+                (Put::Created(1), vec![entry(access, Action::Create, scope, name)])
+            }
+            Some(_) if mode == PutMode::Create => {
+                return Err(VaultError::Exists {
+                    scope: scope.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            Some(row) => {
+                let version = row.meta.version + 1;
+                let aad = secret_aad(scope.as_str(), name.as_str(), version);
+                let sealed = self.keyring.seal(value, &aad);
+                if !secrets::replace_value(&mut tx, row.id, row.meta.version, version, &sealed, now)
+                    .await?
+                {
+                    return Err(VaultError::Conflict {
+                        scope: scope.to_string(),
+                        name: name.to_string(),
+                    });
+                }
+                let mut entries = vec![entry(access, Action::Replace, scope, name)
+                    .with_detail(format!("version {version}"))];
+                if let Some(description) = description.filter(|d| *d != row.meta.description) {
+                    secrets::describe(&mut tx, row.id, description, now).await?;
+                    entries.push(entry(access, Action::Describe, scope, name));
+                }
+                (Put::Replaced(version), entries)
+            }
+        };
+        self.commit_logged(tx, head, &entries).await?;
+        Ok(outcome)
+    }
+
+    /// Gives an existing secret a new value (version + 1, rotated_at = now).
+    pub async fn replace(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &[u8],
+        access: &Access,
+    ) -> Result<i64, VaultError> {
+        match self.put(scope, name, value, None, access, PutMode::Replace).await? {
+            Put::Replaced(version) | Put::Created(version) => Ok(version),
+        }
+    }
+
+    /// Sets a secret's description.
+    pub async fn describe(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        description: &str,
+        access: &Access,
+    ) -> Result<(), VaultError> {
+        check_description(description)?;
+        let (mut tx, head) = self.begin_logged().await?;
+        let row = self.row(&mut tx, scope, name).await?;
+        secrets::describe(&mut tx, row.id, description, now_ms()).await?;
+        self.commit_logged(tx, head, &[entry(access, Action::Describe, scope, name)])
+            .await
+    }
+
+    /// Deletes a secret.
+    pub async fn delete(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        access: &Access,
+    ) -> Result<(), VaultError> {
+        let (mut tx, head) = self.begin_logged().await?;
+        let row = self.row(&mut tx, scope, name).await?;
+        secrets::delete(&mut tx, row.id).await?;
+        let logged = entry(access, Action::Delete, scope, name)
+            .with_detail(format!("version {}", row.meta.version));
+        self.commit_logged(tx, head, &[logged]).await
+    }
+
+    /// Re-seals one secret under the current master key with a fresh nonce
+    /// (same value and version; rotated_at = now).
+    pub async fn reseal(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        access: &Access,
+    ) -> Result<SecretMeta, VaultError> {
+        let (mut tx, head) = self.begin_logged().await?;
+        let row = self.row(&mut tx, scope, name).await?;
+        let aad = secret_aad(scope.as_str(), name.as_str(), row.meta.version);
+        let value = self
+            .keyring
+            .open(&row.sealed, &aad)
+            .map_err(|_| VaultError::Unreadable(format!("{scope}/{name}")))?;
+        let sealed = self.keyring.seal(value.expose(), &aad);
+        drop(value);
+        let now = now_ms();
+        let key_id = sealed.key_id.clone();
+        if !secrets::reseal(&mut tx, row.id, row.meta.version, &row.sealed.key_id, &sealed, now, true)
+            .await?
+        {
+            return Err(VaultError::Conflict {
+                scope: scope.to_string(),
+                name: name.to_string(),
+            });
+        }
+        let logged = entry(access, Action::Reseal, scope, name)
+            .with_detail(format!("key {} -> {key_id}", row.sealed.key_id));
+        self.commit_logged(tx, head, &[logged]).await?;
+        let mut meta = row.meta;
+        meta.key_id = key_id;
+        meta.updated_at = now;
+        meta.rotated_at = now;
+        Ok(meta)
+    }
+
+    async fn row(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> Result<secrets::SecretRow, VaultError> {
+        secrets::get(conn, scope.as_str(), name.as_str())
+            .await?
+            .ok_or_else(|| VaultError::NotFound {
+                scope: scope.to_string(),
+                name: name.to_string(),
+            })
+    }
+}

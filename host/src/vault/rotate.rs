@@ -1,0 +1,125 @@
+//! Master-key rotation: re-seal every stored value under the current key.
+//!
+//! Row by row, in small transactions, each update conditional on the row still
+//! being sealed by the key it was read with — so a rotation can be stopped at
+//! any point (or crash) and simply run again; it continues where it stopped.
+
+use super::{Vault, VaultError};
+use crate::audit::{Access, AccessEntry, Action, Outcome};
+use crate::crypto::secret_aad;
+use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
+use crate::store::now_ms;
+use crate::store::secrets;
+
+/// Rows re-sealed per transaction.
+const BATCH: i64 = 64;
+
+/// What a rotation run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RotateReport {
+    /// Secrets re-sealed by this run.
+    pub resealed: u64,
+    /// Secrets still sealed by another key (non-zero after a capped or failed run).
+    pub remaining: u64,
+    /// Secrets that did not open with any key of the keyring.
+    pub failed: Vec<String>,
+    /// True when the keyring rows (canary, log secret) are under the current key.
+    pub keyring_current: bool,
+}
+
+impl RotateReport {
+    /// True when nothing is left sealed by an earlier key.
+    pub fn complete(&self) -> bool {
+        self.remaining == 0 && self.failed.is_empty() && self.keyring_current
+    }
+}
+
+impl Vault {
+    /// Re-seals up to `max_rows` secrets (all when `None`) sealed by earlier
+    /// keys, then the keyring rows once no secret needs an earlier key.
+    pub async fn rotate_master(
+        &self,
+        access: &Access,
+        max_rows: Option<u64>,
+    ) -> Result<RotateReport, VaultError> {
+        let current = self.keyring.current_id().to_string();
+        let mut report = RotateReport::default();
+        let mut after_id = 0i64;
+        let mut budget = max_rows.unwrap_or(u64::MAX);
+        while budget > 0 {
+            let limit = BATCH.min(i64::try_from(budget).unwrap_or(BATCH));
+            let rows =
+                secrets::sealed_by_other_keys(&self.db.pool, &current, after_id, limit).await?;
+            let Some(last) = rows.last() else { break };
+            after_id = last.id;
+            let (mut tx, head) = self.begin_logged().await?;
+            let mut entries = Vec::with_capacity(rows.len());
+            let now = now_ms();
+            for row in &rows {
+                let (scope, name) = (&row.meta.scope, &row.meta.name);
+                let aad = secret_aad(scope, name, row.meta.version);
+                let Ok(value) = self.keyring.open(&row.sealed, &aad) else {
+                    report
+                        .failed
+                        .push(format!("{scope}/{name} (sealed by key {})", row.sealed.key_id));
+                    continue;
+                };
+                let sealed = self.keyring.seal(value.expose(), &aad);
+                drop(value);
+                if secrets::reseal(&mut tx, row.id, row.meta.version, &row.sealed.key_id, &sealed, now, false)
+                    .await?
+                {
+                    report.resealed += 1;
+                    entries.push(
+                        AccessEntry::new(access, Action::Reseal, Outcome::Ok, scope, name)
+                            .with_detail(format!("master key rotation {} -> {current}", row.sealed.key_id)),
+                    );
+                }
+            }
+            self.commit_logged(tx, head, &entries).await?;
+            budget = budget.saturating_sub(rows.len() as u64);
+        }
+        report.remaining = self.count_sealed_by_other_keys(&current).await?;
+        report.keyring_current = if report.remaining == 0 {
+            self.rotate_keyring_rows(access, &current).await?
+        } else {
+            false
+        };
+        Ok(report)
+    }
+
+    async fn count_sealed_by_other_keys(&self, current: &str) -> Result<u64, VaultError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secret WHERE key_id <> $1")
+            .bind(current.to_owned())
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(count.max(0) as u64)
+    }
+
+    async fn rotate_keyring_rows(&self, access: &Access, current: &str) -> Result<bool, VaultError> {
+        let (mut tx, head) = self.begin_logged().await?;
+        let mut entries = Vec::new();
+        for purpose in [LOG_SECRET, CANARY] {
+            let Some(sealed) = keyring_table::get(&mut *tx, purpose).await? else {
+                continue;
+            };
+            if sealed.key_id == current {
+                continue;
+            }
+            let aad = keyring_table::aad(purpose);
+            let value = self
+                .keyring
+                .open(&sealed, &aad)
+                .map_err(|_| VaultError::Unreadable(format!("the keyring's {purpose}")))?;
+            let resealed = self.keyring.seal(value.expose(), &aad);
+            if keyring_table::reseal(&mut tx, purpose, &sealed.key_id, &resealed, now_ms()).await? {
+                entries.push(
+                    AccessEntry::new(access, Action::Reseal, Outcome::Ok, "keyring", purpose)
+                        .with_detail(format!("master key rotation {} -> {current}", sealed.key_id)),
+                );
+            }
+        }
+        self.commit_logged(tx, head, &entries).await?;
+        Ok(true)
+    }
+}
