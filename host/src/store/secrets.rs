@@ -58,11 +58,13 @@ fn full(row: &AnyRow) -> Result<SecretRow, sqlx::Error> {
     let meta = meta(row)?;
     Ok(SecretRow {
         id: row.try_get("id")?,
+        // A sealed part of the wrong type (a manual edit) makes this row
+        // unreadable — it must not make the whole group of lookups fail.
         sealed: Sealed {
             key_id: meta.key_id.clone(),
-            nonce: row.try_get("nonce")?,
-            ciphertext: row.try_get("ciphertext")?,
-            tag: row.try_get("tag")?,
+            nonce: row.try_get("nonce").unwrap_or_default(),
+            ciphertext: row.try_get("ciphertext").unwrap_or_default(),
+            tag: row.try_get("tag").unwrap_or_default(),
         },
         meta,
     })

@@ -1,0 +1,131 @@
+//! Master-key handling at the command line.
+
+use crate::{code, text, Kw};
+
+/// Every command that opens the store.
+const STORE_COMMANDS: &[&[&str]] = &[
+    &["secret", "list"],
+    &["secret", "get", "X", "--reason", "r"],
+    &["secret", "rm", "X"],
+    &["secret", "rotate", "X"],
+    &["render"],
+    &["audit", "tail"],
+    &["audit", "verify"],
+    &["key", "rotate"],
+    &["serve", "--listen", "127.0.0.1:0"],
+];
+
+#[test]
+fn generate_prints_a_fresh_32_byte_key() {
+    let kw = Kw::new();
+    let a = kw.ok(&["key", "generate"], b"");
+    let b = kw.ok(&["key", "generate"], b"");
+    assert_ne!(a, b);
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(a.trim()).expect("base64");
+    assert_eq!(bytes.len(), 32);
+}
+
+#[test]
+fn missing_malformed_and_short_keys_are_refused_by_every_store_command() {
+    let kw = Kw::new();
+    for (key, needle) in [
+        (None, "is not set"),
+        (Some(""), "is not set"),
+        (Some("%%%not-base64%%%"), "not valid base64"),
+        (Some("c2hvcnQ="), "decodes to 5 bytes"),
+        (Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "decodes to 42 bytes"),
+    ] {
+        for args in STORE_COMMANDS {
+            let mut cmd = kw.cmd(args);
+            match key {
+                Some(k) => cmd.env("KEYWARD_MASTER_KEY", k),
+                None => cmd.env_remove("KEYWARD_MASTER_KEY"),
+            };
+            let out = crate::run_with(cmd, b"");
+            let err = text(&out.stderr);
+            assert_eq!(code(&out), 78, "{args:?} with {key:?}: {err}");
+            assert!(err.contains("KEYWARD_MASTER_KEY"), "{err}");
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(err.contains("keyward key generate"), "{err}");
+            if let Some(k) = key.filter(|k| k.len() > 4) {
+                assert!(!err.contains(k), "the key text is never echoed");
+            }
+        }
+    }
+    // Nothing was created by any of the refused commands.
+    assert!(!kw.dir.path().join("keyward.db").exists());
+}
+
+#[test]
+fn a_bad_previous_key_is_refused_too() {
+    let kw = Kw::new();
+    let mut cmd = kw.cmd(&["secret", "list"]);
+    cmd.env("KEYWARD_MASTER_KEY_PREVIOUS", "abc");
+    let out = crate::run_with(cmd, b"");
+    assert_eq!(code(&out), 78);
+    assert!(text(&out.stderr).contains("KEYWARD_MASTER_KEY_PREVIOUS"));
+}
+
+#[test]
+fn a_different_key_is_refused_at_start() {
+    let kw = Kw::new();
+    kw.ok(&["secret", "set", "A"], b"value-a\n");
+    let other = Kw { key: crate::support::TestKey::new(), dir: tempfile::tempdir().expect("dir"), database_url: None };
+    let mut cmd = kw.cmd(&["secret", "set", "B"]);
+    cmd.env("KEYWARD_MASTER_KEY", other.key.base64());
+    let out = crate::run_with(cmd, b"value-b");
+    assert_eq!(code(&out), 78);
+    assert!(text(&out.stderr).contains("does not open the store"));
+    let list = kw.ok(&["secret", "list"], b"");
+    assert!(list.contains("A") && !list.contains(" B "), "{list}");
+}
+
+#[test]
+fn rotation_from_the_command_line() {
+    let kw = Kw::new();
+    for i in 0..5 {
+        kw.ok(&["secret", "set", &format!("R{i}")], format!("value-{i}").as_bytes());
+    }
+    let new = crate::support::TestKey::new();
+    let rotate = |args: &[&str], previous: bool| {
+        let mut cmd = kw.cmd(args);
+        cmd.env("KEYWARD_MASTER_KEY", new.base64());
+        if previous {
+            cmd.env("KEYWARD_MASTER_KEY_PREVIOUS", kw.key.base64());
+        }
+        crate::run_with(cmd, b"")
+    };
+    let out = rotate(&["key", "rotate", "--max-rows", "2"], true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("re-sealed 2 secrets"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("run `keyward key rotate` again"));
+    let out = rotate(&["key", "rotate"], true);
+    assert!(text(&out.stdout).contains("rotation complete"), "{}", text(&out.stdout));
+    let out = rotate(&["secret", "get", "R3", "--reason", "after rotation"], false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "value-3");
+    // The original key no longer opens the store.
+    let out = kw.run(&["secret", "list"], b"");
+    assert_eq!(code(&out), 78);
+}
+
+#[test]
+fn dev_mode_generates_a_local_key_with_a_loud_warning() {
+    let kw = Kw::new();
+    let mut cmd = kw.cmd(&["--dev", "secret", "set", "D"]);
+    cmd.env_remove("KEYWARD_MASTER_KEY");
+    let out = crate::run_with(cmd, b"dev-value");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("WARNING: DEVELOPMENT MODE") && err.contains("GENERATED"), "{err}");
+    let key_file = kw.dir.path().join("dev-master.key");
+    assert!(key_file.exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777, 0o600);
+    let mut cmd = kw.cmd(&["secret", "get", "D", "--reason", "dev", "--dev"]);
+    cmd.env_remove("KEYWARD_MASTER_KEY");
+    let out = crate::run_with(cmd, b"");
+    assert_eq!(text(&out.stdout), "dev-value");
+    assert!(text(&out.stderr).contains("USING"));
+}

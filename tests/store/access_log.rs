@@ -1,0 +1,253 @@
+//! The access log: written before plaintext, append-only, hash-chained,
+//! group-committed.
+
+use std::sync::atomic::Ordering;
+
+use keyward::audit::{Access, Action, AuditError, VerifyReport};
+use keyward::store::Backend;
+use keyward::vault::{Vault, VaultError};
+
+use crate::support::{TestDb, TestKey};
+use crate::{access, log_summary, name, reference, scope};
+
+crate::on_both_backends!(
+    a_reveal_whose_log_write_fails_returns_no_plaintext,
+    missing_and_denied_lookups_are_logged,
+    the_log_is_append_only,
+    verify_detects_an_edited_row,
+    verify_detects_a_deleted_row,
+    verify_detects_reordered_rows,
+    verify_detects_an_inserted_row,
+    verify_detects_a_truncated_tail,
+    concurrent_reveals_share_group_commits,
+    two_hosts_on_one_database_keep_one_chain,
+);
+
+async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
+    let vault = db.open(key).await;
+    vault.create(&scope("global"), &name("S"), b"s3cr3t-value", "", &access()).await.expect("create");
+    for i in 0..reveals {
+        let who = Access::new(format!("test:{i}"), "seed").expect("access");
+        vault
+            .reveal(&reference("S"), &Default::default(), &who, Action::Reveal)
+            .await
+            .expect("reveal");
+    }
+    vault
+}
+
+async fn drop_append_only_guard(db: &TestDb) {
+    match db.backend {
+        Backend::Sqlite => {
+            db.exec("DROP TRIGGER secret_access_log_no_update; DROP TRIGGER secret_access_log_no_delete")
+                .await
+        }
+        Backend::Postgres => db.exec("ALTER TABLE secret_access_log DISABLE TRIGGER USER").await,
+    }
+}
+
+async fn assert_broken_at(vault: &Vault, expected_seq: i64) -> String {
+    match vault.verify_log().await.expect("verify runs") {
+        VerifyReport::Broken { seq, problem } => {
+            assert_eq!(seq, expected_seq, "{problem}");
+            problem
+        }
+        VerifyReport::Intact { rows } => panic!("tampering not detected ({rows} rows)"),
+    }
+}
+
+async fn a_reveal_whose_log_write_fails_returns_no_plaintext(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 0).await;
+    // Make every access-log insert fail, as a full disk or a broken replica would.
+    let sabotage = match db.backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER sabotage BEFORE INSERT ON secret_access_log \
+             BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION sabotage() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END; $$; \
+             CREATE TRIGGER sabotage BEFORE INSERT ON secret_access_log \
+             FOR EACH ROW EXECUTE FUNCTION sabotage()"
+        }
+    };
+    db.exec(sabotage).await;
+    let err = vault
+        .reveal(&reference("S"), &Default::default(), &access(), Action::Reveal)
+        .await
+        .err()
+        .expect("no log row, no plaintext");
+    assert!(matches!(err, VaultError::Audit(AuditError::Write(_))), "{err}");
+    assert_eq!(err.http_status(), 503);
+    assert!(!err.to_string().contains("s3cr3t-value"));
+    let err = keyward::template::render(&vault, "x=${SECRET:S}", &Default::default(), &access())
+        .await
+        .err()
+        .expect("a render is a reveal too");
+    assert!(err.to_string().contains("access log could not be written"), "{err}");
+
+    match db.backend {
+        Backend::Sqlite => db.exec("DROP TRIGGER sabotage").await,
+        Backend::Postgres => db.exec("DROP TRIGGER sabotage ON secret_access_log").await,
+    }
+    let (_, value) = vault
+        .reveal(&reference("S"), &Default::default(), &access(), Action::Reveal)
+        .await
+        .expect("works again once the log can be written");
+    assert_eq!(value.expose(), b"s3cr3t-value");
+    assert!(matches!(vault.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 2 }));
+}
+
+async fn missing_and_denied_lookups_are_logged(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 0).await;
+    let err = vault
+        .reveal(&reference("agent_type:x/GONE"), &Default::default(), &access(), Action::Reveal)
+        .await
+        .err()
+        .expect("missing");
+    assert!(matches!(&err, VaultError::Missing(m) if m.missing == ["agent_type:x/GONE"]), "{err}");
+    vault
+        .record_denied(&access(), Action::Reveal, "global", "S", "not granted to plugin:x")
+        .await
+        .expect("record");
+    let log = log_summary(&vault).await;
+    assert_eq!(log[1], ("reveal".into(), "missing".into(), "agent_type:x".into(), "GONE".into()));
+    assert_eq!(log[2], ("reveal".into(), "denied".into(), "global".into(), "S".into()));
+    let rows = vault.log_tail(1).await.expect("tail");
+    assert_eq!(rows[0].detail, "not granted to plugin:x");
+    assert_eq!((rows[0].accessor.as_str(), rows[0].reason.as_str()), ("test:suite", "integration test"));
+}
+
+async fn the_log_is_append_only(db: TestDb) {
+    let key = TestKey::new();
+    let _vault = seeded(&db, &key, 2).await;
+    for sql in [
+        "UPDATE secret_access_log SET reason = 'nothing to see' WHERE seq = 2",
+        "DELETE FROM secret_access_log WHERE seq = 2",
+    ] {
+        let err = db.try_exec(sql).await.expect_err("refused by the database");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+}
+
+async fn verify_detects_an_edited_row(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    assert!(matches!(vault.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 6 }));
+    drop_append_only_guard(&db).await;
+    db.exec("UPDATE secret_access_log SET accessor = 'test:someone-else' WHERE seq = 4").await;
+    let problem = assert_broken_at(&vault, 4).await;
+    assert!(problem.contains("MAC mismatch"), "{problem}");
+}
+
+async fn verify_detects_a_deleted_row(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    drop_append_only_guard(&db).await;
+    db.exec("DELETE FROM secret_access_log WHERE seq = 3").await;
+    let problem = assert_broken_at(&vault, 3).await;
+    assert!(problem.contains("missing"), "{problem}");
+}
+
+async fn verify_detects_reordered_rows(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    drop_append_only_guard(&db).await;
+    // Swap rows 2 and 5 (their seq numbers), keeping the numbering contiguous.
+    db.exec("UPDATE secret_access_log SET seq = -2 WHERE seq = 2").await;
+    db.exec("UPDATE secret_access_log SET seq = 2 WHERE seq = 5").await;
+    db.exec("UPDATE secret_access_log SET seq = 5 WHERE seq = -2").await;
+    assert_broken_at(&vault, 2).await;
+}
+
+async fn verify_detects_an_inserted_row(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    drop_append_only_guard(&db).await;
+    // Make room after row 3 and insert a plausible copy of row 3 there.
+    db.exec("UPDATE secret_access_log SET seq = seq + 1000 WHERE seq > 3").await;
+    db.exec("UPDATE secret_access_log SET seq = seq - 999 WHERE seq > 1000").await;
+    db.exec(
+        "INSERT INTO secret_access_log (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
+         SELECT 4, at, 'test:intruder', reason, action, outcome, scope, name, detail, mac \
+         FROM secret_access_log WHERE seq = 3",
+    )
+    .await;
+    db.exec("UPDATE audit_head SET seq = seq + 1").await;
+    assert_broken_at(&vault, 4).await;
+}
+
+async fn verify_detects_a_truncated_tail(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    drop_append_only_guard(&db).await;
+    db.exec("DELETE FROM secret_access_log WHERE seq >= 5").await;
+    let problem = assert_broken_at(&vault, 5).await;
+    assert!(problem.contains("head"), "{problem}");
+}
+
+async fn concurrent_reveals_share_group_commits(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 0).await;
+    let groups_before = vault.log_stats().groups.load(Ordering::Relaxed);
+    let callers = 64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..callers {
+        let vault = vault.clone();
+        tasks.spawn(async move {
+            let who = Access::new(format!("test:{i}"), "load").expect("access");
+            for _ in 0..5 {
+                let (_, v) = vault
+                    .reveal(&reference("S"), &Default::default(), &who, Action::Reveal)
+                    .await
+                    .expect("reveal");
+                assert_eq!(v.expose(), b"s3cr3t-value");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let reveals = callers * 5;
+    let groups = vault.log_stats().groups.load(Ordering::Relaxed) - groups_before;
+    assert!(
+        groups < reveals as u64 / 2,
+        "{reveals} concurrent reveals took {groups} transactions: they should share commits"
+    );
+    let rows = vault.log_tail(10_000).await.expect("tail");
+    assert_eq!(rows.len(), reveals + 1, "one row per reveal, none lost");
+    assert!(matches!(vault.verify_log().await.expect("verify"), VerifyReport::Intact { .. }));
+}
+
+async fn two_hosts_on_one_database_keep_one_chain(db: TestDb) {
+    let key = TestKey::new();
+    let a = seeded(&db, &key, 0).await;
+    let b = db.open(&key).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (host, vault) in [("a", a.clone()), ("b", b.clone())] {
+        for i in 0..8 {
+            let vault = vault.clone();
+            tasks.spawn(async move {
+                let who = Access::new(format!("host-{host}:{i}"), "two hosts").expect("access");
+                for j in 0..10 {
+                    if j % 5 == 4 {
+                        let n = name(&format!("W{host}{i}{j}"));
+                        vault.create(&scope("global"), &n, b"w", "", &who).await.expect("create");
+                    } else {
+                        vault
+                            .reveal(&reference("S"), &Default::default(), &who, Action::Reveal)
+                            .await
+                            .expect("reveal");
+                    }
+                }
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    assert!(matches!(a.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 161 }));
+    assert!(matches!(b.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 161 }));
+}

@@ -1,0 +1,41 @@
+//! The store suite: every test here runs once on SQLite and once on a real
+//! PostgreSQL server (see `on_both_backends!`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod access_log;
+mod crud;
+mod keyring;
+mod sealing;
+mod templates;
+
+use keyward::audit::Access;
+use keyward::names::{Scope, SecretName, SecretRef};
+
+pub fn access() -> Access {
+    Access::new("test:suite", "integration test").expect("valid access")
+}
+
+pub fn name(text: &str) -> SecretName {
+    SecretName::parse(text).expect("valid name")
+}
+
+pub fn scope(text: &str) -> Scope {
+    Scope::parse(text).expect("valid scope")
+}
+
+pub fn reference(text: &str) -> SecretRef {
+    SecretRef::parse(text).expect("valid reference")
+}
+
+/// Rows of the access log as (action, outcome, scope, name) for assertions.
+pub async fn log_summary(vault: &keyward::vault::Vault) -> Vec<(String, String, String, String)> {
+    vault
+        .log_tail(10_000)
+        .await
+        .expect("tail")
+        .into_iter()
+        .map(|r| (r.action, r.outcome, r.scope, r.name))
+        .collect()
+}
