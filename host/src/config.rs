@@ -52,7 +52,11 @@ pub enum ConfigError {
 /// The data folder: the flag, else `KEYWARD_DATA_DIR`, else `./keyward-data`.
 pub fn data_dir(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(DATA_DIR_VAR).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os(DATA_DIR_VAR)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
@@ -68,7 +72,11 @@ impl Config {
     /// Reads the keys from the environment. With `dev` and no
     /// `KEYWARD_MASTER_KEY`, a local key file in `data_dir` is used (and made
     /// on first use) — the caller must warn loudly about it.
-    pub fn from_env(database_url: String, data_dir: &Path, dev: bool) -> Result<Config, ConfigError> {
+    pub fn from_env(
+        database_url: String,
+        data_dir: &Path,
+        dev: bool,
+    ) -> Result<Config, ConfigError> {
         let given = std::env::var(MASTER_KEY_VAR).unwrap_or_default();
         let (master_key, dev_key_file) = if given.trim().is_empty() && dev {
             let (key, dev_key) = dev_key(data_dir)?;
@@ -96,13 +104,25 @@ fn dev_key(data_dir: &Path) -> Result<(MasterKey, DevKey), ConfigError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let key = MasterKey::from_base64("the development key file", &text)?;
-            Ok((key, DevKey { path, created: false }))
+            Ok((
+                key,
+                DevKey {
+                    path,
+                    created: false,
+                },
+            ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(io_err)?;
             let key = MasterKey::generate();
             write_private(&path, key.to_base64().as_bytes()).map_err(io_err)?;
-            Ok((key, DevKey { path, created: true }))
+            Ok((
+                key,
+                DevKey {
+                    path,
+                    created: true,
+                },
+            ))
         }
         Err(e) => Err(io_err(e)),
     }

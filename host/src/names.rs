@@ -19,7 +19,9 @@ pub const MAX_SCOPE_ID_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// The name breaks the grammar.
-    #[error("invalid secret name {0:?}: use 1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit")]
+    #[error(
+        "invalid secret name {0:?}: use 1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit"
+    )]
     Name(String),
     /// The scope breaks the grammar.
     #[error("invalid scope {0:?}: use `global` or `<kind>:<id>` (kind: a-z 0-9 _ up to 32, starting with a letter; id: A-Z a-z 0-9 _ . - up to 128)")]
@@ -179,7 +181,17 @@ mod tests {
             assert!(SecretName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "_x", "-x", ".x", "a b", "a/b", "a:b", "a}", "é", "a\n", &"x".repeat(129),
+            "",
+            "_x",
+            "-x",
+            ".x",
+            "a b",
+            "a/b",
+            "a:b",
+            "a}",
+            "é",
+            "a\n",
+            &"x".repeat(129),
         ] {
             assert!(SecretName::parse(bad).is_err(), "{bad:?}");
         }
@@ -187,11 +199,24 @@ mod tests {
 
     #[test]
     fn scopes() {
-        for ok in ["global", "agent_type:coder", "instance:i-42", "workloads:web.1"] {
+        for ok in [
+            "global",
+            "agent_type:coder",
+            "instance:i-42",
+            "workloads:web.1",
+        ] {
             assert_eq!(Scope::parse(ok).expect(ok).as_str(), ok);
         }
         for bad in [
-            "", "Global", "agent_type", "agent_type:", ":x", "Agent:x", "a:b:c", "a:b/c", "1a:x",
+            "",
+            "Global",
+            "agent_type",
+            "agent_type:",
+            ":x",
+            "Agent:x",
+            "a:b:c",
+            "a:b/c",
+            "1a:x",
             "a-b:x",
         ] {
             assert!(Scope::parse(bad).is_err(), "{bad:?}");
@@ -201,7 +226,10 @@ mod tests {
     #[test]
     fn references() {
         let r = SecretRef::parse("agent_type:coder/TOKEN").expect("valid");
-        assert_eq!(r.scope.as_ref().map(Scope::as_str), Some("agent_type:coder"));
+        assert_eq!(
+            r.scope.as_ref().map(Scope::as_str),
+            Some("agent_type:coder")
+        );
         assert_eq!(r.name.as_str(), "TOKEN");
         assert_eq!(r.to_string(), "agent_type:coder/TOKEN");
         assert_eq!(SecretRef::parse("TOKEN").expect("valid").scope, None);
@@ -213,7 +241,7 @@ mod tests {
     #[test]
     fn hostile_input_is_truncated_in_errors() {
         let long = "é".repeat(1000);
-        let msg = SecretName::parse(&long).err().expect("refused").to_string();
+        let msg = SecretName::parse(&long).expect_err("refused").to_string();
         assert!(msg.len() < 300, "{}", msg.len());
     }
 }

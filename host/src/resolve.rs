@@ -61,7 +61,10 @@ impl Context {
     /// The scopes a bare name is searched in, most specific first.
     pub fn scopes(&self) -> Vec<Scope> {
         let mut scopes = Vec::with_capacity(3);
-        for (kind, id) in [("instance", &self.instance), ("agent_type", &self.agent_type)] {
+        for (kind, id) in [
+            ("instance", &self.instance),
+            ("agent_type", &self.agent_type),
+        ] {
             if let Some(scope) = id.as_deref().and_then(|id| Scope::scoped(kind, id).ok()) {
                 scopes.push(scope);
             }
@@ -85,13 +88,25 @@ mod tests {
 
     #[test]
     fn hostile_pairs_are_refused() {
-        assert!(matches!(Context::from_pairs(["x=1"]), Err(ContextError::UnknownKey(_))));
-        assert!(matches!(Context::from_pairs(["instance"]), Err(ContextError::NotPair(_))));
+        assert!(matches!(
+            Context::from_pairs(["x=1"]),
+            Err(ContextError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            Context::from_pairs(["instance"]),
+            Err(ContextError::NotPair(_))
+        ));
         assert!(matches!(
             Context::from_pairs(["instance=a", "instance=b"]),
             Err(ContextError::Duplicate(_))
         ));
-        assert!(matches!(Context::from_pairs(["instance=a/b"]), Err(ContextError::Id(_))));
-        assert!(matches!(Context::from_pairs(["instance="]), Err(ContextError::Id(_))));
+        assert!(matches!(
+            Context::from_pairs(["instance=a/b"]),
+            Err(ContextError::Id(_))
+        ));
+        assert!(matches!(
+            Context::from_pairs(["instance="]),
+            Err(ContextError::Id(_))
+        ));
     }
 }

@@ -22,7 +22,9 @@ fn generate_prints_a_fresh_32_byte_key() {
     let b = kw.ok(&["key", "generate"], b"");
     assert_ne!(a, b);
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(a.trim()).expect("base64");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(a.trim())
+        .expect("base64");
     assert_eq!(bytes.len(), 32);
 }
 
@@ -34,7 +36,10 @@ fn missing_malformed_and_short_keys_are_refused_by_every_store_command() {
         (Some(""), "is not set"),
         (Some("%%%not-base64%%%"), "not valid base64"),
         (Some("c2hvcnQ="), "decodes to 5 bytes"),
-        (Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "decodes to 42 bytes"),
+        (
+            Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            "decodes to 42 bytes",
+        ),
     ] {
         for args in STORE_COMMANDS {
             let mut cmd = kw.cmd(args);
@@ -71,7 +76,11 @@ fn a_bad_previous_key_is_refused_too() {
 fn a_different_key_is_refused_at_start() {
     let kw = Kw::new();
     kw.ok(&["secret", "set", "A"], b"value-a\n");
-    let other = Kw { key: crate::support::TestKey::new(), dir: tempfile::tempdir().expect("dir"), database_url: None };
+    let other = Kw {
+        key: crate::support::TestKey::new(),
+        dir: tempfile::tempdir().expect("dir"),
+        database_url: None,
+    };
     let mut cmd = kw.cmd(&["secret", "set", "B"]);
     cmd.env("KEYWARD_MASTER_KEY", other.key.base64());
     let out = crate::run_with(cmd, b"value-b");
@@ -85,7 +94,10 @@ fn a_different_key_is_refused_at_start() {
 fn rotation_from_the_command_line() {
     let kw = Kw::new();
     for i in 0..5 {
-        kw.ok(&["secret", "set", &format!("R{i}")], format!("value-{i}").as_bytes());
+        kw.ok(
+            &["secret", "set", &format!("R{i}")],
+            format!("value-{i}").as_bytes(),
+        );
     }
     let new = crate::support::TestKey::new();
     let rotate = |args: &[&str], previous: bool| {
@@ -98,11 +110,22 @@ fn rotation_from_the_command_line() {
     };
     let out = rotate(&["key", "rotate", "--max-rows", "2"], true);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("re-sealed 2 secrets"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("re-sealed 2 secrets"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(text(&out.stdout).contains("run `keyward key rotate` again"));
     let out = rotate(&["key", "rotate"], true);
-    assert!(text(&out.stdout).contains("rotation complete"), "{}", text(&out.stdout));
-    let out = rotate(&["secret", "get", "R3", "--reason", "after rotation"], false);
+    assert!(
+        text(&out.stdout).contains("rotation complete"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = rotate(
+        &["secret", "get", "R3", "--reason", "after rotation"],
+        false,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "value-3");
     // The original key no longer opens the store.
@@ -118,11 +141,21 @@ fn dev_mode_generates_a_local_key_with_a_loud_warning() {
     let out = crate::run_with(cmd, b"dev-value");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("WARNING: DEVELOPMENT MODE") && err.contains("GENERATED"), "{err}");
+    assert!(
+        err.contains("WARNING: DEVELOPMENT MODE") && err.contains("GENERATED"),
+        "{err}"
+    );
     let key_file = kw.dir.path().join("dev-master.key");
     assert!(key_file.exists());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key_file)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let mut cmd = kw.cmd(&["secret", "get", "D", "--reason", "dev", "--dev"]);
     cmd.env_remove("KEYWARD_MASTER_KEY");
     let out = crate::run_with(cmd, b"");

@@ -19,9 +19,19 @@ pub struct Kw {
     pub database_url: Option<String>,
 }
 
+impl Default for Kw {
+    fn default() -> Kw {
+        Kw::new()
+    }
+}
+
 impl Kw {
     pub fn new() -> Kw {
-        Kw { dir: tempfile::tempdir().expect("temp dir"), key: TestKey::new(), database_url: None }
+        Kw {
+            dir: tempfile::tempdir().expect("temp dir"),
+            key: TestKey::new(),
+            database_url: None,
+        }
     }
 
     /// The command with a clean environment: this test's data folder and key.
@@ -50,7 +60,11 @@ impl Kw {
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         let out = self.run(args, stdin);
-        assert!(out.status.success(), "keyward {args:?} failed: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keyward {args:?} failed: {}",
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 }

@@ -8,7 +8,11 @@ use crate::Kw;
 
 fn get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     response
@@ -24,7 +28,9 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
     let addr = line
         .split("http://")
         .nth(1)
@@ -38,7 +44,10 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     assert!(get(&addr, "/nope").starts_with("HTTP/1.1 404"));
 
     let pid = child.id().to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");

@@ -25,7 +25,10 @@ crate::on_both_backends!(
 
 async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
     let vault = db.open(key).await;
-    vault.create(&scope("global"), &name("S"), b"s3cr3t-value", "", &access()).await.expect("create");
+    vault
+        .create(&scope("global"), &name("S"), b"s3cr3t-value", "", &access())
+        .await
+        .expect("create");
     for i in 0..reveals {
         let who = Access::new(format!("test:{i}"), "seed").expect("access");
         vault
@@ -74,50 +77,101 @@ async fn a_reveal_whose_log_write_fails_returns_no_plaintext(db: TestDb) {
     };
     db.exec(sabotage).await;
     let err = vault
-        .reveal(&reference("S"), &Default::default(), &access(), Action::Reveal)
+        .reveal(
+            &reference("S"),
+            &Default::default(),
+            &access(),
+            Action::Reveal,
+        )
         .await
         .err()
         .expect("no log row, no plaintext");
-    assert!(matches!(err, VaultError::Audit(AuditError::Write(_))), "{err}");
+    assert!(
+        matches!(err, VaultError::Audit(AuditError::Write(_))),
+        "{err}"
+    );
     assert_eq!(err.http_status(), 503);
     assert!(!err.to_string().contains("s3cr3t-value"));
     let err = keyward::template::render(&vault, "x=${SECRET:S}", &Default::default(), &access())
         .await
-        .err()
-        .expect("a render is a reveal too");
-    assert!(err.to_string().contains("access log could not be written"), "{err}");
+        .expect_err("a render is a reveal too");
+    assert!(
+        err.to_string().contains("access log could not be written"),
+        "{err}"
+    );
 
     match db.backend {
         Backend::Sqlite => db.exec("DROP TRIGGER sabotage").await,
         Backend::Postgres => db.exec("DROP TRIGGER sabotage ON secret_access_log").await,
     }
     let (_, value) = vault
-        .reveal(&reference("S"), &Default::default(), &access(), Action::Reveal)
+        .reveal(
+            &reference("S"),
+            &Default::default(),
+            &access(),
+            Action::Reveal,
+        )
         .await
         .expect("works again once the log can be written");
     assert_eq!(value.expose(), b"s3cr3t-value");
-    assert!(matches!(vault.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 2 }));
+    assert!(matches!(
+        vault.verify_log().await.expect("verify"),
+        VerifyReport::Intact { rows: 2 }
+    ));
 }
 
 async fn missing_and_denied_lookups_are_logged(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 0).await;
     let err = vault
-        .reveal(&reference("agent_type:x/GONE"), &Default::default(), &access(), Action::Reveal)
+        .reveal(
+            &reference("agent_type:x/GONE"),
+            &Default::default(),
+            &access(),
+            Action::Reveal,
+        )
         .await
         .err()
         .expect("missing");
-    assert!(matches!(&err, VaultError::Missing(m) if m.missing == ["agent_type:x/GONE"]), "{err}");
+    assert!(
+        matches!(&err, VaultError::Missing(m) if m.missing == ["agent_type:x/GONE"]),
+        "{err}"
+    );
     vault
-        .record_denied(&access(), Action::Reveal, "global", "S", "not granted to plugin:x")
+        .record_denied(
+            &access(),
+            Action::Reveal,
+            "global",
+            "S",
+            "not granted to plugin:x",
+        )
         .await
         .expect("record");
     let log = log_summary(&vault).await;
-    assert_eq!(log[1], ("reveal".into(), "missing".into(), "agent_type:x".into(), "GONE".into()));
-    assert_eq!(log[2], ("reveal".into(), "denied".into(), "global".into(), "S".into()));
+    assert_eq!(
+        log[1],
+        (
+            "reveal".into(),
+            "missing".into(),
+            "agent_type:x".into(),
+            "GONE".into()
+        )
+    );
+    assert_eq!(
+        log[2],
+        (
+            "reveal".into(),
+            "denied".into(),
+            "global".into(),
+            "S".into()
+        )
+    );
     let rows = vault.log_tail(1).await.expect("tail");
     assert_eq!(rows[0].detail, "not granted to plugin:x");
-    assert_eq!((rows[0].accessor.as_str(), rows[0].reason.as_str()), ("test:suite", "integration test"));
+    assert_eq!(
+        (rows[0].accessor.as_str(), rows[0].reason.as_str()),
+        ("test:suite", "integration test")
+    );
 }
 
 async fn the_log_is_append_only(db: TestDb) {
@@ -135,9 +189,13 @@ async fn the_log_is_append_only(db: TestDb) {
 async fn verify_detects_an_edited_row(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    assert!(matches!(vault.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 6 }));
+    assert!(matches!(
+        vault.verify_log().await.expect("verify"),
+        VerifyReport::Intact { rows: 6 }
+    ));
     drop_append_only_guard(&db).await;
-    db.exec("UPDATE secret_access_log SET accessor = 'test:someone-else' WHERE seq = 4").await;
+    db.exec("UPDATE secret_access_log SET accessor = 'test:someone-else' WHERE seq = 4")
+        .await;
     let problem = assert_broken_at(&vault, 4).await;
     assert!(problem.contains("MAC mismatch"), "{problem}");
 }
@@ -156,9 +214,12 @@ async fn verify_detects_reordered_rows(db: TestDb) {
     let vault = seeded(&db, &key, 5).await;
     drop_append_only_guard(&db).await;
     // Swap rows 2 and 5 (their seq numbers), keeping the numbering contiguous.
-    db.exec("UPDATE secret_access_log SET seq = -2 WHERE seq = 2").await;
-    db.exec("UPDATE secret_access_log SET seq = 2 WHERE seq = 5").await;
-    db.exec("UPDATE secret_access_log SET seq = 5 WHERE seq = -2").await;
+    db.exec("UPDATE secret_access_log SET seq = -2 WHERE seq = 2")
+        .await;
+    db.exec("UPDATE secret_access_log SET seq = 2 WHERE seq = 5")
+        .await;
+    db.exec("UPDATE secret_access_log SET seq = 5 WHERE seq = -2")
+        .await;
     assert_broken_at(&vault, 2).await;
 }
 
@@ -167,8 +228,10 @@ async fn verify_detects_an_inserted_row(db: TestDb) {
     let vault = seeded(&db, &key, 5).await;
     drop_append_only_guard(&db).await;
     // Make room after row 3 and insert a plausible copy of row 3 there.
-    db.exec("UPDATE secret_access_log SET seq = seq + 1000 WHERE seq > 3").await;
-    db.exec("UPDATE secret_access_log SET seq = seq - 999 WHERE seq > 1000").await;
+    db.exec("UPDATE secret_access_log SET seq = seq + 1000 WHERE seq > 3")
+        .await;
+    db.exec("UPDATE secret_access_log SET seq = seq - 999 WHERE seq > 1000")
+        .await;
     db.exec(
         "INSERT INTO secret_access_log (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
          SELECT 4, at, 'test:intruder', reason, action, outcome, scope, name, detail, mac \
@@ -183,7 +246,8 @@ async fn verify_detects_a_truncated_tail(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
     drop_append_only_guard(&db).await;
-    db.exec("DELETE FROM secret_access_log WHERE seq >= 5").await;
+    db.exec("DELETE FROM secret_access_log WHERE seq >= 5")
+        .await;
     let problem = assert_broken_at(&vault, 5).await;
     assert!(problem.contains("head"), "{problem}");
 }
@@ -218,7 +282,10 @@ async fn concurrent_reveals_share_group_commits(db: TestDb) {
     );
     let rows = vault.log_tail(10_000).await.expect("tail");
     assert_eq!(rows.len(), reveals + 1, "one row per reveal, none lost");
-    assert!(matches!(vault.verify_log().await.expect("verify"), VerifyReport::Intact { .. }));
+    assert!(matches!(
+        vault.verify_log().await.expect("verify"),
+        VerifyReport::Intact { .. }
+    ));
 }
 
 async fn two_hosts_on_one_database_keep_one_chain(db: TestDb) {
@@ -234,7 +301,10 @@ async fn two_hosts_on_one_database_keep_one_chain(db: TestDb) {
                 for j in 0..10 {
                     if j % 5 == 4 {
                         let n = name(&format!("W{host}{i}{j}"));
-                        vault.create(&scope("global"), &n, b"w", "", &who).await.expect("create");
+                        vault
+                            .create(&scope("global"), &n, b"w", "", &who)
+                            .await
+                            .expect("create");
                     } else {
                         vault
                             .reveal(&reference("S"), &Default::default(), &who, Action::Reveal)
@@ -248,6 +318,12 @@ async fn two_hosts_on_one_database_keep_one_chain(db: TestDb) {
     while let Some(done) = tasks.join_next().await {
         done.expect("task");
     }
-    assert!(matches!(a.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 161 }));
-    assert!(matches!(b.verify_log().await.expect("verify"), VerifyReport::Intact { rows: 161 }));
+    assert!(matches!(
+        a.verify_log().await.expect("verify"),
+        VerifyReport::Intact { rows: 161 }
+    ));
+    assert!(matches!(
+        b.verify_log().await.expect("verify"),
+        VerifyReport::Intact { rows: 161 }
+    ));
 }

@@ -15,7 +15,9 @@ crate::on_both_backends!(
 async fn snapshot(db: &TestDb) -> String {
     sqlx::any::install_default_drivers();
     use sqlx::Connection;
-    let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect");
+    let mut conn = sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("connect");
     let mut out = String::new();
     for (table, order) in [
         ("keyring", "purpose"),
@@ -41,10 +43,11 @@ async fn snapshot(db: &TestDb) -> String {
         .await
         .expect("head");
     out.push_str(&format!("head:{head:?}\n"));
-    let sealed: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT key_id, ciphertext FROM secret ORDER BY id")
-        .fetch_all(&mut conn)
-        .await
-        .expect("sealed");
+    let sealed: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key_id, ciphertext FROM secret ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .expect("sealed");
     out.push_str(&format!("{sealed:?}\n"));
     out
 }
@@ -52,22 +55,34 @@ async fn snapshot(db: &TestDb) -> String {
 async fn a_different_key_is_refused_and_writes_nothing(db: TestDb) {
     let right = TestKey::new();
     let vault = db.open(&right).await;
-    vault.create(&scope("global"), &name("K"), b"v", "", &access()).await.expect("create");
+    vault
+        .create(&scope("global"), &name("K"), b"v", "", &access())
+        .await
+        .expect("create");
     vault.db().close().await;
     drop(vault);
 
     let before = snapshot(&db).await;
     let wrong = TestKey::new();
-    let err = Vault::open(&db.config(&wrong, &[])).await.err().expect("refused");
+    let err = Vault::open(&db.config(&wrong, &[]))
+        .await
+        .err()
+        .expect("refused");
     let message = err.to_string();
     assert!(matches!(err, VaultError::WrongKey { .. }), "{message}");
-    assert!(message.contains("KEYWARD_MASTER_KEY does not open the store"), "{message}");
+    assert!(
+        message.contains("KEYWARD_MASTER_KEY does not open the store"),
+        "{message}"
+    );
     assert!(message.contains("KEYWARD_MASTER_KEY_PREVIOUS"), "{message}");
     assert!(!message.contains(wrong.base64()) && !message.contains(right.base64()));
     assert_eq!(snapshot(&db).await, before, "a refused start wrote nothing");
 
     // A wrong key offered as "previous" does not help either.
-    let err = Vault::open(&db.config(&TestKey::new(), &[&wrong])).await.err().expect("refused");
+    let err = Vault::open(&db.config(&TestKey::new(), &[&wrong]))
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, VaultError::WrongKey { .. }));
     assert_eq!(snapshot(&db).await, before);
 
@@ -81,7 +96,16 @@ async fn rotation_is_resumable_and_retires_the_previous_key(db: TestDb) {
     let vault = db.open(&old).await;
     for i in 0..10 {
         let value = format!("value-{i}");
-        vault.create(&scope("global"), &name(&format!("R{i}")), value.as_bytes(), "", &access()).await.expect("create");
+        vault
+            .create(
+                &scope("global"),
+                &name(&format!("R{i}")),
+                value.as_bytes(),
+                "",
+                &access(),
+            )
+            .await
+            .expect("create");
     }
     let old_id = vault.keyring().current_id().to_string();
     vault.db().close().await;
@@ -91,42 +115,73 @@ async fn rotation_is_resumable_and_retires_the_previous_key(db: TestDb) {
     // Without the old key as "previous", the new key is refused.
     assert!(Vault::open(&db.config(&new, &[])).await.is_err());
 
-    let vault = Vault::open(&db.config(&new, &[&old])).await.expect("open mid-rotation");
+    let vault = Vault::open(&db.config(&new, &[&old]))
+        .await
+        .expect("open mid-rotation");
     // An interrupted run: only three rows.
-    let report = vault.rotate_master(&access(), Some(3)).await.expect("partial rotation");
+    let report = vault
+        .rotate_master(&access(), Some(3))
+        .await
+        .expect("partial rotation");
     assert_eq!((report.resealed, report.remaining), (3, 7));
     assert!(!report.complete());
     // Mid-rotation every value still opens (old rows with the previous key).
     for i in 0..10 {
         let (_, v) = vault
-            .reveal(&reference(&format!("R{i}")), &Default::default(), &access(), Action::Reveal)
+            .reveal(
+                &reference(&format!("R{i}")),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
             .await
             .expect("reveal mid-rotation");
         assert_eq!(v.expose(), format!("value-{i}").as_bytes());
     }
     // New writes during the rotation use the new key.
-    vault.create(&scope("global"), &name("NEW"), b"fresh", "", &access()).await.expect("create");
+    vault
+        .create(&scope("global"), &name("NEW"), b"fresh", "", &access())
+        .await
+        .expect("create");
     let report = vault.rotate_master(&access(), None).await.expect("resume");
     assert_eq!((report.resealed, report.remaining), (7, 0));
     assert!(report.complete(), "{report:?}");
-    let again = vault.rotate_master(&access(), None).await.expect("idempotent");
+    let again = vault
+        .rotate_master(&access(), None)
+        .await
+        .expect("idempotent");
     assert_eq!(again.resealed, 0);
     let new_id = vault.keyring().current_id().to_string();
-    assert!(vault.list(None).await.expect("list").iter().all(|m| m.key_id == new_id));
+    assert!(vault
+        .list(None)
+        .await
+        .expect("list")
+        .iter()
+        .all(|m| m.key_id == new_id));
     vault.db().close().await;
     drop(vault);
 
     // The previous key is no longer needed...
-    let vault = Vault::open(&db.config(&new, &[])).await.expect("open with the new key alone");
+    let vault = Vault::open(&db.config(&new, &[]))
+        .await
+        .expect("open with the new key alone");
     for i in 0..10 {
         let (_, v) = vault
-            .reveal(&reference(&format!("R{i}")), &Default::default(), &access(), Action::Reveal)
+            .reveal(
+                &reference(&format!("R{i}")),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
             .await
             .expect("reveal after rotation");
         assert_eq!(v.expose(), format!("value-{i}").as_bytes());
     }
     // ...the access log survived the rotation...
-    assert!(matches!(vault.verify_log().await.expect("verify"), keyward::audit::VerifyReport::Intact { .. }));
+    assert!(matches!(
+        vault.verify_log().await.expect("verify"),
+        keyward::audit::VerifyReport::Intact { .. }
+    ));
     let reseals = vault
         .log_tail(1000)
         .await
@@ -138,6 +193,9 @@ async fn rotation_is_resumable_and_retires_the_previous_key(db: TestDb) {
     vault.db().close().await;
     drop(vault);
     // ...and the old key no longer opens the store.
-    let err = Vault::open(&db.config(&old, &[])).await.err().expect("old key refused");
+    let err = Vault::open(&db.config(&old, &[]))
+        .await
+        .err()
+        .expect("old key refused");
     assert!(matches!(err, VaultError::WrongKey { .. }));
 }

@@ -15,38 +15,72 @@ crate::on_both_backends!(
 async fn no_plaintext_at_rest(db: TestDb) {
     let key = TestKey::new();
     let vault = db.open(&key).await;
-    let markers: Vec<String> = (0..20).map(|i| format!("PLAINTEXT-MARKER-{i:02}-zq8x")).collect();
+    let markers: Vec<String> = (0..20)
+        .map(|i| format!("PLAINTEXT-MARKER-{i:02}-zq8x"))
+        .collect();
     for (i, marker) in markers.iter().enumerate() {
         vault
-            .create(&scope("global"), &name(&format!("S{i}")), marker.as_bytes(), "d", &access())
+            .create(
+                &scope("global"),
+                &name(&format!("S{i}")),
+                marker.as_bytes(),
+                "d",
+                &access(),
+            )
             .await
             .expect("create");
     }
     for i in 0..20 {
         vault
-            .reveal(&reference(&format!("S{i}")), &Default::default(), &access(), Action::Reveal)
+            .reveal(
+                &reference(&format!("S{i}")),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
             .await
             .expect("reveal");
     }
     // Replace some so old versions' pages are also on disk.
     vault
-        .replace(&scope("global"), &name("S0"), b"PLAINTEXT-MARKER-NEW-zq8x", &access())
+        .replace(
+            &scope("global"),
+            &name("S0"),
+            b"PLAINTEXT-MARKER-NEW-zq8x",
+            &access(),
+        )
         .await
         .expect("replace");
     let raw = db.raw_bytes();
-    assert!(contains(&raw, b"S19"), "the dump/file does hold the rows (names are metadata)");
-    for marker in markers.iter().map(String::as_str).chain(["PLAINTEXT-MARKER-NEW-zq8x"]) {
-        assert!(!contains(&raw, marker.as_bytes()), "{marker} found in plaintext at rest");
+    assert!(
+        contains(&raw, b"S19"),
+        "the dump/file does hold the rows (names are metadata)"
+    );
+    for marker in markers
+        .iter()
+        .map(String::as_str)
+        .chain(["PLAINTEXT-MARKER-NEW-zq8x"])
+    {
+        assert!(
+            !contains(&raw, marker.as_bytes()),
+            "{marker} found in plaintext at rest"
+        );
     }
     assert!(!contains(&raw, b"PLAINTEXT-MARKER"));
-    assert!(!contains(&raw, key.base64().as_bytes()), "the master key is never stored");
+    assert!(
+        !contains(&raw, key.base64().as_bytes()),
+        "the master key is never stored"
+    );
 }
 
 async fn swapped_ciphertexts_fail_to_open(db: TestDb) {
     let key = TestKey::new();
     let vault = db.open(&key).await;
     for (n, v) in [("A", "value-a"), ("B", "value-b")] {
-        vault.create(&scope("global"), &name(n), v.as_bytes(), "", &access()).await.expect("create");
+        vault
+            .create(&scope("global"), &name(n), v.as_bytes(), "", &access())
+            .await
+            .expect("create");
     }
     // An attacker with write access to the database swaps the sealed parts.
     // (Through a copy: SQLite's UPDATE would see its own earlier writes.)
@@ -60,23 +94,42 @@ async fn swapped_ciphertexts_fail_to_open(db: TestDb) {
     .await;
     for n in ["A", "B"] {
         let err = vault
-            .reveal(&reference(n), &Default::default(), &access(), Action::Reveal)
+            .reveal(
+                &reference(n),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
             .await
             .err()
             .expect("a moved ciphertext must not open");
-        assert!(matches!(&err, VaultError::Unreadable(which) if which == &format!("global/{n}")), "{err}");
+        assert!(
+            matches!(&err, VaultError::Unreadable(which) if which == &format!("global/{n}")),
+            "{err}"
+        );
         let message = err.to_string();
         assert!(!message.contains("value-"), "{message}");
     }
-    let outcomes: Vec<String> = log_summary(&vault).await.into_iter().skip(2).map(|r| r.1).collect();
+    let outcomes: Vec<String> = log_summary(&vault)
+        .await
+        .into_iter()
+        .skip(2)
+        .map(|r| r.1)
+        .collect();
     assert_eq!(outcomes, ["error", "error"], "failed opens are logged");
 }
 
 async fn flipped_tag_byte_fails_to_open(db: TestDb) {
     let key = TestKey::new();
     let vault = db.open(&key).await;
-    vault.create(&scope("global"), &name("T"), b"tagged", "", &access()).await.expect("create");
-    vault.create(&scope("global"), &name("U"), b"untouched", "", &access()).await.expect("create");
+    vault
+        .create(&scope("global"), &name("T"), b"tagged", "", &access())
+        .await
+        .expect("create");
+    vault
+        .create(&scope("global"), &name("U"), b"untouched", "", &access())
+        .await
+        .expect("create");
     // Flip one bit of the tag's first byte, in SQL both backends understand.
     let flip = match db.backend {
         keyward::store::Backend::Sqlite => {
@@ -89,7 +142,12 @@ async fn flipped_tag_byte_fails_to_open(db: TestDb) {
     };
     db.exec(flip).await;
     let err = vault
-        .reveal(&reference("T"), &Default::default(), &access(), Action::Reveal)
+        .reveal(
+            &reference("T"),
+            &Default::default(),
+            &access(),
+            Action::Reveal,
+        )
         .await
         .err()
         .expect("a tampered tag must not open");
@@ -97,16 +155,27 @@ async fn flipped_tag_byte_fails_to_open(db: TestDb) {
     // A column of the wrong type (a careless manual edit) is unreadable too,
     // and does not break reads of other rows.
     if db.backend == keyward::store::Backend::Sqlite {
-        db.exec("UPDATE secret SET tag = 'text, not a blob: \u{e9}' WHERE name = 'T'").await;
+        db.exec("UPDATE secret SET tag = 'text, not a blob: \u{e9}' WHERE name = 'T'")
+            .await;
         let err = vault
-            .reveal(&reference("T"), &Default::default(), &access(), Action::Reveal)
+            .reveal(
+                &reference("T"),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
             .await
             .err()
             .expect("a mistyped tag must not open");
         assert!(matches!(err, VaultError::Unreadable(_)), "{err}");
     }
     let (_, ok) = vault
-        .reveal(&reference("U"), &Default::default(), &access(), Action::Reveal)
+        .reveal(
+            &reference("U"),
+            &Default::default(),
+            &access(),
+            Action::Reveal,
+        )
         .await
         .expect("other rows still open");
     assert_eq!(ok.expose(), b"untouched");

@@ -30,14 +30,21 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/keyward.db", dir.path().display());
-        TestDb { url, backend: Backend::Sqlite, dir, pg_name: None }
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            dir,
+            pg_name: None,
+        }
     }
 
     /// A new database on the test PostgreSQL server. Fails (never skips) when
     /// the server is not there: run the suite with scripts/test.
     pub async fn postgres() -> TestDb {
         let admin = std::env::var(PG_URL_VAR).unwrap_or_else(|_| {
-            panic!("{PG_URL_VAR} is not set: run the tests with scripts/test, which starts PostgreSQL")
+            panic!(
+                "{PG_URL_VAR} is not set: run the tests with scripts/test, which starts PostgreSQL"
+            )
         });
         let name = format!("kw_{}", hex::encode(random_bytes::<8>()));
         let mut conn = sqlx::postgres::PgConnection::connect(&admin)
@@ -69,12 +76,16 @@ impl TestDb {
 
     /// Opens the vault with `key`, panicking on failure.
     pub async fn open(&self, key: &TestKey) -> Vault {
-        Vault::open(&self.config(key, &[])).await.expect("vault opens")
+        Vault::open(&self.config(key, &[]))
+            .await
+            .expect("vault opens")
     }
 
     /// Runs one raw SQL statement (for tampering like an attacker with DB access).
     pub async fn exec(&self, sql: &str) {
-        self.try_exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.try_exec(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// Runs one raw SQL statement, returning the error.
@@ -102,14 +113,24 @@ impl TestDb {
                 all
             }
             Backend::Postgres => {
-                let bin = std::env::var("KEYWARD_TEST_PG_BIN").map(PathBuf::from).unwrap_or_default();
-                let pg_dump = if bin.as_os_str().is_empty() { PathBuf::from("pg_dump") } else { bin.join("pg_dump") };
+                let bin = std::env::var("KEYWARD_TEST_PG_BIN")
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                let pg_dump = if bin.as_os_str().is_empty() {
+                    PathBuf::from("pg_dump")
+                } else {
+                    bin.join("pg_dump")
+                };
                 let out = std::process::Command::new(pg_dump)
                     .arg("--dbname")
                     .arg(&self.url)
                     .output()
                     .expect("run pg_dump");
-                assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "pg_dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 assert!(!out.stdout.is_empty());
                 out.stdout
             }

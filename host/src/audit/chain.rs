@@ -26,7 +26,10 @@ pub struct ChainKey(Zeroizing<[u8; 32]>);
 impl ChainKey {
     /// Derives the chain key from the (unsealed) log secret.
     pub fn from_log_secret(log_secret: &[u8]) -> Self {
-        ChainKey(crate::crypto::derive_subkey(log_secret, b"keyward/v1/audit-chain"))
+        ChainKey(crate::crypto::derive_subkey(
+            log_secret,
+            b"keyward/v1/audit-chain",
+        ))
     }
 
     fn mac(&self, prev: &[u8], seq: i64, at: i64, fields: [&str; 7]) -> [u8; 32] {
@@ -104,7 +107,16 @@ pub async fn append(
             }
             sql.push_str(&format!(
                 "(${},${},${},${},${},${},${},${},${},${})",
-                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9,
+                b + 10
             ));
         }
         let mut query = sqlx::query(&sql);
@@ -209,7 +221,8 @@ pub async fn tail(pool: &AnyPool, limit: i64) -> Result<Vec<LogRow>, sqlx::Error
 
 /// Rows after `seq`, oldest first, at most `limit`.
 pub async fn after(pool: &AnyPool, seq: i64, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let sql =
+        format!("SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 ORDER BY seq LIMIT $2");
     sqlx::query(&sql)
         .bind(seq)
         .bind(limit)
@@ -237,12 +250,14 @@ pub enum VerifyReport {
     },
 }
 
-/// Walks the whole log and recomputes every MAC.
+/// Walks the log up to the head as it is when the walk starts (rows appended
+/// meanwhile are left for the next run) and recomputes every MAC.
 pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
+    let head = read_head(pool).await?;
     let mut expected = 1i64;
     let mut prev = vec![0u8; 32];
     loop {
-        let page = after(pool, expected - 1, PAGE).await?;
+        let page = page_up_to(pool, expected - 1, head.seq).await?;
         let full_page = page.len() as i64 == PAGE;
         for row in &page {
             if row.seq != expected {
@@ -277,7 +292,6 @@ pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx
             break;
         }
     }
-    let head = read_head(pool).await?;
     let rows = expected - 1;
     if head.seq != rows || !constant_time_eq(&head.mac, &prev) {
         return Ok(VerifyReport::Broken {
@@ -289,6 +303,21 @@ pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx
         });
     }
     Ok(VerifyReport::Intact { rows })
+}
+
+async fn page_up_to(pool: &AnyPool, after: i64, last: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+    );
+    sqlx::query(&sql)
+        .bind(after)
+        .bind(last)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(log_row)
+        .collect()
 }
 
 /// The current head (for `keyward audit tail` and monitoring).

@@ -92,7 +92,10 @@ fn printable(text: &str, max: usize) -> bool {
 
 impl Access {
     /// Validates an accessor (e.g. `cli:alice`, `token:deploy`) and a reason.
-    pub fn new(accessor: impl Into<String>, reason: impl Into<String>) -> Result<Self, AccessError> {
+    pub fn new(
+        accessor: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<Self, AccessError> {
         let (accessor, reason) = (accessor.into(), reason.into());
         if !printable(&accessor, MAX_ACCESSOR_LEN) {
             return Err(AccessError::Accessor);
@@ -164,7 +167,13 @@ mod tests {
         assert_eq!(Access::new("", "x").err(), Some(AccessError::Accessor));
         assert_eq!(Access::new("a\nb", "x").err(), Some(AccessError::Accessor));
         assert_eq!(Access::new("a", " ").err(), Some(AccessError::Reason));
-        assert_eq!(Access::new("a", "x\u{1b}[2J").err(), Some(AccessError::Reason));
-        assert_eq!(Access::new("a", "x".repeat(513)).err(), Some(AccessError::Reason));
+        assert_eq!(
+            Access::new("a", "x\u{1b}[2J").err(),
+            Some(AccessError::Reason)
+        );
+        assert_eq!(
+            Access::new("a", "x".repeat(513)).err(),
+            Some(AccessError::Reason)
+        );
     }
 }

@@ -263,7 +263,9 @@ fn resolve(
         })
         .collect();
 
-    let incomplete = resolved.iter().any(|r| !matches!(r, Resolved::Found { .. }));
+    let incomplete = resolved
+        .iter()
+        .any(|r| !matches!(r, Resolved::Found { .. }));
     for (lookup, result) in job.lookups.iter().zip(resolved.iter_mut()) {
         let (outcome, scope) = match result {
             Resolved::Found { scope, .. } if job.all_or_nothing && incomplete => {
@@ -276,10 +278,20 @@ fn resolve(
             Resolved::Unreadable { scope } => (Outcome::Error, scope.as_str().to_owned()),
             Resolved::Missing | Resolved::Withheld => (
                 Outcome::Missing,
-                lookup.scopes.first().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                lookup
+                    .scopes
+                    .first()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
             ),
         };
-        let mut entry = AccessEntry::new(&job.access, job.action, outcome, &scope, lookup.name.as_str());
+        let mut entry = AccessEntry::new(
+            &job.access,
+            job.action,
+            outcome,
+            &scope,
+            lookup.name.as_str(),
+        );
         if lookup.scopes.len() > 1 {
             let searched: Vec<&str> = lookup.scopes.iter().map(Scope::as_str).collect();
             entry = entry.with_detail(format!("searched {}", searched.join(", ")));

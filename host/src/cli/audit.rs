@@ -42,12 +42,14 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             if last == 0 {
                 last = vault.log_head().await?.seq;
             }
-            while *follow {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let rows = vault.log_after(last, 1000).await?;
-                if let Some(seq) = rows.last().map(|r| r.seq) {
-                    print_rows(&rows, *json)?;
-                    last = seq;
+            if *follow {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let rows = vault.log_after(last, 1000).await?;
+                    if let Some(seq) = rows.last().map(|r| r.seq) {
+                        print_rows(&rows, *json)?;
+                        last = seq;
+                    }
                 }
             }
         }
@@ -79,7 +81,11 @@ fn print_rows(rows: &[LogRow], json: bool) -> anyhow::Result<i64> {
                 row.name,
                 row.accessor,
                 row.reason,
-                if row.detail.is_empty() { String::new() } else { format!(" ({})", row.detail) }
+                if row.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", row.detail)
+                }
             )?;
         }
     }

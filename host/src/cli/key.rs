@@ -48,7 +48,9 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         bail!("{} secrets could not be re-sealed", report.failed.len());
     }
     if report.complete() {
-        println!("rotation complete: KEYWARD_MASTER_KEY_PREVIOUS is no longer needed for this store");
+        println!(
+            "rotation complete: KEYWARD_MASTER_KEY_PREVIOUS is no longer needed for this store"
+        );
     } else {
         println!("rotation incomplete: run `keyward key rotate` again to continue");
     }

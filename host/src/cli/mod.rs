@@ -39,7 +39,12 @@ pub struct Cli {
 
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB
     /// [default: sqlite://<data dir>/keyward.db]
-    #[arg(long, global = true, env = "KEYWARD_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Data folder for the default SQLite file and the --dev key file
@@ -73,7 +78,10 @@ pub enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keyward: cannot start the async runtime: {e}");
@@ -124,8 +132,15 @@ pub(crate) fn accessor() -> String {
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned());
-    let user: String = user.chars().filter(|c| !c.is_control()).take(100).collect();
-    format!("cli:{user}")
+    // Bounded in bytes, not characters: the access log takes at most 128.
+    let mut clean = String::new();
+    for c in user.chars().filter(|c| !c.is_control()) {
+        if clean.len() + c.len_utf8() > 100 {
+            break;
+        }
+        clean.push(c);
+    }
+    format!("cli:{clean}")
 }
 
 fn exit_code_of(error: &anyhow::Error) -> u8 {
@@ -135,11 +150,11 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
         {
             return exit::CONFIG;
         }
-        let vault = cause.downcast_ref::<VaultError>().or_else(|| {
-            match cause.downcast_ref::<crate::template::RenderError>() {
-                Some(crate::template::RenderError::Vault(v)) => Some(v),
-                _ => None,
-            }
+        let vault = cause.downcast_ref::<VaultError>().or_else(|| match cause
+            .downcast_ref::<crate::template::RenderError>(
+        ) {
+            Some(crate::template::RenderError::Vault(v)) => Some(v),
+            _ => None,
         });
         if let Some(vault) = vault {
             return match vault {
@@ -158,6 +173,7 @@ fn init_tracing(serving: bool) {
     let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -93,7 +93,11 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let value = read_value(from_file.as_deref(), *keep_newline)?;
             let vault = open_vault(cli).await?;
             let access = Access::new(accessor(), "keyward secret set")?;
-            let mode = if *create_only { PutMode::Create } else { PutMode::Upsert };
+            let mode = if *create_only {
+                PutMode::Create
+            } else {
+                PutMode::Upsert
+            };
             match vault
                 .put(&scope, &name, &value, description.as_deref(), &access, mode)
                 .await?
@@ -141,14 +145,20 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let vault = open_vault(cli).await?;
             let access = Access::new(accessor(), "keyward secret rotate")?;
             let meta = vault.reseal(&scope, &name, &access).await?;
-            println!("re-sealed {scope}/{name} (version {}) under key {}", meta.version, meta.key_id);
+            println!(
+                "re-sealed {scope}/{name} (version {}) under key {}",
+                meta.version, meta.key_id
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the value, refusing more than the store accepts before buffering it all.
-fn read_value(from_file: Option<&std::path::Path>, keep_newline: bool) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+fn read_value(
+    from_file: Option<&std::path::Path>,
+    keep_newline: bool,
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut value = Zeroizing::new(Vec::new());
     let limit = MAX_VALUE_LEN as u64 + 3;
     match from_file {
@@ -190,7 +200,11 @@ fn print_list(rows: &[crate::store::secrets::SecretMeta], json: bool) -> anyhow:
         }
         return Ok(());
     }
-    writeln!(out, "{:<24} {:<32} {:>7} {:<24} DESCRIPTION", "SCOPE", "NAME", "VERSION", "ROTATED")?;
+    writeln!(
+        out,
+        "{:<24} {:<32} {:>7} {:<24} DESCRIPTION",
+        "SCOPE", "NAME", "VERSION", "ROTATED"
+    )?;
     for row in rows {
         writeln!(
             out,

@@ -22,7 +22,10 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("keyward listening on http://{addr} (store: {})", vault.db().display_url());
+    println!(
+        "keyward listening on http://{addr} (store: {})",
+        vault.db().display_url()
+    );
     tracing::info!(%addr, "listening");
     axum::serve(listener, crate::http::router(vault))
         .with_graceful_shutdown(shutdown_signal())

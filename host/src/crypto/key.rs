@@ -23,13 +23,17 @@ pub enum KeyError {
         var: &'static str,
     },
     /// The value is not valid base64.
-    #[error("{var} is not valid base64: it must hold the base64 of 32 random bytes; {HOW_TO_GENERATE}")]
+    #[error(
+        "{var} is not valid base64: it must hold the base64 of 32 random bytes; {HOW_TO_GENERATE}"
+    )]
     BadBase64 {
         /// The variable's name.
         var: &'static str,
     },
     /// The value decodes to the wrong number of bytes.
-    #[error("{var} decodes to {len} bytes, but a master key is exactly 32 bytes; {HOW_TO_GENERATE}")]
+    #[error(
+        "{var} decodes to {len} bytes, but a master key is exactly 32 bytes; {HOW_TO_GENERATE}"
+    )]
     WrongLength {
         /// The variable's name.
         var: &'static str,

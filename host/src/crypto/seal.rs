@@ -76,7 +76,7 @@ impl Keyring {
             .decrypt_in_place_detached(
                 Nonce::from_slice(&sealed.nonce),
                 aad,
-                &mut *plain,
+                &mut plain,
                 Tag::from_slice(&sealed.tag),
             )
             .map_err(|_| OpenError)?;
@@ -128,7 +128,13 @@ mod tests {
         let mut unknown_key = sealed.clone();
         unknown_key.key_id = "0000000000000000".into();
 
-        for bad in [flipped_tag, flipped_ct, short_nonce, truncated_tag, unknown_key] {
+        for bad in [
+            flipped_tag,
+            flipped_ct,
+            short_nonce,
+            truncated_tag,
+            unknown_key,
+        ] {
             assert_eq!(ring.open(&bad, &aad).err(), Some(OpenError));
         }
         // The same bytes under another row's identity do not open.
@@ -140,7 +146,10 @@ mod tests {
             assert_eq!(ring.open(&sealed, &other).err(), Some(OpenError));
         }
         // A different master key does not open it.
-        assert_eq!(super::tests::ring().open(&sealed, &aad).err(), Some(OpenError));
+        assert_eq!(
+            super::tests::ring().open(&sealed, &aad).err(),
+            Some(OpenError)
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::vault::Vault;
 
 /// Builds the router.
 pub fn router(vault: Vault) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(vault)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(vault)
 }
 
 /// 200 `{"status":"ok"}` when the database answers; 503 otherwise.
@@ -22,7 +24,9 @@ async fn healthz(State(vault): State<Vault>) -> (StatusCode, Json<Value>) {
             tracing::warn!(%error, "health check: database unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": {"code": "unavailable", "message": "the database is not answering"}})),
+                Json(
+                    json!({"error": {"code": "unavailable", "message": "the database is not answering"}}),
+                ),
             )
         }
     }

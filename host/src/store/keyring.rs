@@ -1,6 +1,6 @@
 //! The `keyring` table: sealed values the host itself needs.
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, Row};
 
 use crate::crypto::Sealed;
 
@@ -38,7 +38,7 @@ where
 /// Records `sealed` for `purpose` unless a row exists (first start wins when
 /// several hosts start together).
 pub async fn insert_if_absent(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     purpose: &str,
     sealed: &Sealed,
     now: i64,
@@ -53,7 +53,7 @@ pub async fn insert_if_absent(
     .bind(sealed.ciphertext.clone())
     .bind(sealed.tag.clone())
     .bind(now)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

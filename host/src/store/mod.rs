@@ -81,21 +81,40 @@ impl Db {
         let pool_url = match backend {
             Backend::Sqlite => {
                 let path = sqlite_path(url);
-                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                if let Some(dir) = Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    create_private_dir(dir).map_err(|source| StoreError::CreateDir {
                         path: dir.display().to_string(),
                         source,
                     })?;
                 }
+                let is_new = !Path::new(path).exists();
                 // WAL must be set once on the file before the pool opens it.
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                    .map_err(|source| StoreError::Connect { url: shown.clone(), source })?
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
                 let conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
                     .await
-                    .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?;
                 conn.close().await?;
+                // Values are sealed, but names, descriptions and the access
+                // log are not: keep the file (and, since SQLite copies the
+                // database's mode, its -wal and -shm files) private.
+                if is_new {
+                    restrict_to_owner(Path::new(path)).map_err(|source| StoreError::CreateDir {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                }
                 url.to_owned()
             }
             Backend::Postgres => url.to_owned(),
@@ -124,7 +143,10 @@ impl Db {
         let pool = options
             .connect(&pool_url)
             .await
-            .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+            .map_err(|source| StoreError::Connect {
+                url: shown.clone(),
+                source,
+            })?;
         Ok(Db {
             pool,
             backend,
@@ -178,6 +200,27 @@ impl Db {
     }
 }
 
+/// Creates `dir` (and parents) readable by the owner only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    restrict_to_owner(dir)
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// The backend a URL selects.
 pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
     if url.starts_with("sqlite:") {
@@ -227,7 +270,10 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(backend_of("sqlite://x.db").ok(), Some(Backend::Sqlite));
-        assert_eq!(backend_of("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(
+            backend_of("postgres://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
         assert!(backend_of("mysql://u@h/db").is_err());
         assert_eq!(sqlite_path("sqlite://./data/k.db?mode=rwc"), "./data/k.db");
         assert_eq!(

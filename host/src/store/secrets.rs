@@ -74,10 +74,12 @@ fn full(row: &AnyRow) -> Result<SecretRow, sqlx::Error> {
 pub async fn list(pool: &AnyPool, scope: Option<&str>) -> Result<Vec<SecretMeta>, sqlx::Error> {
     let rows = match scope {
         Some(scope) => {
-            sqlx::query(&format!("SELECT {META} FROM secret WHERE scope = $1 ORDER BY scope, name"))
-                .bind(scope.to_owned())
-                .fetch_all(pool)
-                .await?
+            sqlx::query(&format!(
+                "SELECT {META} FROM secret WHERE scope = $1 ORDER BY scope, name"
+            ))
+            .bind(scope.to_owned())
+            .fetch_all(pool)
+            .await?
         }
         None => {
             sqlx::query(&format!("SELECT {META} FROM secret ORDER BY scope, name"))
@@ -94,14 +96,16 @@ pub async fn get(
     scope: &str,
     name: &str,
 ) -> Result<Option<SecretRow>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {FULL} FROM secret WHERE scope = $1 AND name = $2"))
-        .bind(scope.to_owned())
-        .bind(name.to_owned())
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(full)
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT {FULL} FROM secret WHERE scope = $1 AND name = $2"
+    ))
+    .bind(scope.to_owned())
+    .bind(name.to_owned())
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(full)
+    .transpose()
 }
 
 /// Every row whose name is one of `names` (any scope), for a batch of lookups.

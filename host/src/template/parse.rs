@@ -90,7 +90,11 @@ pub fn parse(source: &str) -> Result<Template<'_>, TemplateError> {
         }
         push_text(&mut pieces, cursor..at);
         let start = at + OPEN.len();
-        let window = &source[start..source.len().min(start + MAX_REFERENCE_LEN + 1)];
+        let mut end = source.len().min(start + MAX_REFERENCE_LEN + 1);
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        let window = &source[start..end];
         let close = match window.find(['}', '\n']) {
             Some(i) if window.as_bytes()[i] == b'}' => start + i,
             _ => {
@@ -178,7 +182,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn values(n: usize) -> Vec<SecretBytes> {
-        (0..n).map(|i| SecretBytes::new(format!("<v{i}>").into_bytes())).collect()
+        (0..n)
+            .map(|i| SecretBytes::new(format!("<v{i}>").into_bytes()))
+            .collect()
     }
 
     fn render(text: &str) -> String {
@@ -188,7 +194,10 @@ mod tests {
 
     #[test]
     fn substitutes_and_dedups() {
-        assert_eq!(render("a=${SECRET:A} b=${SECRET:B} a=${SECRET:A}"), "a=<v0> b=<v1> a=<v0>");
+        assert_eq!(
+            render("a=${SECRET:A} b=${SECRET:B} a=${SECRET:A}"),
+            "a=<v0> b=<v1> a=<v0>"
+        );
         let t = parse("${SECRET:agent_type:coder/TOKEN}").expect("valid");
         assert_eq!(t.refs()[0].to_string(), "agent_type:coder/TOKEN");
         assert_eq!(render("${SECRET:X}${SECRET:Y}"), "<v0><v1>");
@@ -198,7 +207,10 @@ mod tests {
     fn escape_gives_the_literal_opener() {
         assert_eq!(render("$${SECRET:X}"), "${SECRET:X}");
         assert_eq!(render("$$${SECRET:X}"), "$${SECRET:X}");
-        assert_eq!(render("$$ and ${HOME} and $SECRET:X"), "$$ and ${HOME} and $SECRET:X");
+        assert_eq!(
+            render("$$ and ${HOME} and $SECRET:X"),
+            "$$ and ${HOME} and $SECRET:X"
+        );
         assert_eq!(render("$${SECRET:$${SECRET:"), "${SECRET:${SECRET:");
     }
 
@@ -212,22 +224,41 @@ mod tests {
             parse("${SECRET:X\n}"),
             Err(TemplateError::Unterminated { line: 1, column: 1 })
         ));
-        for bad in ["${SECRET:}", "${SECRET: X}", "${SECRET:a/b/c}", "${SECRET:nope/X}", "é${SECRET:é}"] {
-            assert!(matches!(parse(bad), Err(TemplateError::BadReference { .. })), "{bad}");
+        for bad in [
+            "${SECRET:}",
+            "${SECRET: X}",
+            "${SECRET:a/b/c}",
+            "${SECRET:nope/X}",
+            "é${SECRET:é}",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(TemplateError::BadReference { .. })),
+                "{bad}"
+            );
         }
         match parse("éé${SECRET:}") {
             Err(TemplateError::BadReference { column, .. }) => assert_eq!(column, 3),
             other => panic!("{other:?}"),
         }
         let far = format!("${{SECRET:{}}}", "A".repeat(10_000));
-        assert!(matches!(parse(&far), Err(TemplateError::Unterminated { .. })));
+        assert!(matches!(
+            parse(&far),
+            Err(TemplateError::Unterminated { .. })
+        ));
+        // The look-ahead window must not cut a multi-byte character in half.
+        for pad in 295..305 {
+            let text = format!("${{SECRET:{}é}}", "A".repeat(pad));
+            assert!(parse(&text).is_err(), "{pad}");
+        }
     }
 
     #[test]
     fn limits() {
         let big = "x".repeat(MAX_TEMPLATE_LEN + 1);
         assert!(matches!(parse(&big), Err(TemplateError::TooLarge { .. })));
-        let many: String = (0..=MAX_PLACEHOLDERS).map(|i| format!("${{SECRET:S{i}}}")).collect();
+        let many: String = (0..=MAX_PLACEHOLDERS)
+            .map(|i| format!("${{SECRET:S{i}}}"))
+            .collect();
         assert_eq!(parse(&many).err(), Some(TemplateError::TooManyPlaceholders));
     }
 
@@ -247,6 +278,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn long_references_never_panic(pad in 250usize..320, tail in "\\PC{0,4}") {
+            let text = format!("${{SECRET:{}{tail}}}", "A".repeat(pad));
+            let _ = parse(&text);
+        }
+
         #[test]
         fn never_panics(text in any::<String>()) {
             if let Ok(t) = parse(&text) {

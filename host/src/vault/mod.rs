@@ -51,15 +51,16 @@ impl Vault {
         }
         db.migrate().await?;
         if keyring_table::get(&db.pool, CANARY).await?.is_none() {
-            // The log secret first: a canary on disk then always means the log
-            // secret is there too, even if this start is cut short.
+            // Both rows in one transaction: a store never has one without the other.
             let now = now_ms();
             let mut log_secret = Zeroizing::new([0u8; 32]);
             getrandom::getrandom(log_secret.as_mut()).expect("the OS random source failed");
+            let mut tx = db.pool.begin().await?;
             let sealed = keyring.seal(log_secret.as_ref(), &keyring_table::aad(LOG_SECRET));
-            keyring_table::insert_if_absent(&db.pool, LOG_SECRET, &sealed, now).await?;
+            keyring_table::insert_if_absent(&mut tx, LOG_SECRET, &sealed, now).await?;
             let sealed = keyring.seal(CANARY_PLAINTEXT, &keyring_table::aad(CANARY));
-            keyring_table::insert_if_absent(&db.pool, CANARY, &sealed, now).await?;
+            keyring_table::insert_if_absent(&mut tx, CANARY, &sealed, now).await?;
+            tx.commit().await?;
         }
         // Again: another host may have won the race to record the canary.
         check_canary(&db, &keyring).await?;
@@ -180,7 +181,8 @@ impl Vault {
         name: &str,
         detail: &str,
     ) -> Result<(), VaultError> {
-        let entry = AccessEntry::new(access, action, Outcome::Denied, scope, name).with_detail(detail);
+        let entry =
+            AccessEntry::new(access, action, Outcome::Denied, scope, name).with_detail(detail);
         self.log.record(vec![entry]).await?;
         Ok(())
     }

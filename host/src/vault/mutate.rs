@@ -60,9 +60,16 @@ impl Vault {
         description: &str,
         access: &Access,
     ) -> Result<(), VaultError> {
-        self.put(scope, name, value, Some(description), access, PutMode::Create)
-            .await
-            .map(|_| ())
+        self.put(
+            scope,
+            name,
+            value,
+            Some(description),
+            access,
+            PutMode::Create,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Creates the secret and/or gives it a new value and version, as `mode`
@@ -91,11 +98,23 @@ impl Vault {
                 })
             }
             None => {
-                let sealed = self.keyring.seal(value, &secret_aad(scope.as_str(), name.as_str(), 1));
+                let sealed = self
+                    .keyring
+                    .seal(value, &secret_aad(scope.as_str(), name.as_str(), 1));
                 let description = description.unwrap_or("");
-                secrets::insert(&mut tx, scope.as_str(), name.as_str(), description, &sealed, now)
-                    .await?;
-                (Put::Created(1), vec![entry(access, Action::Create, scope, name)])
+                secrets::insert(
+                    &mut tx,
+                    scope.as_str(),
+                    name.as_str(),
+                    description,
+                    &sealed,
+                    now,
+                )
+                .await?;
+                (
+                    Put::Created(1),
+                    vec![entry(access, Action::Create, scope, name)],
+                )
             }
             Some(_) if mode == PutMode::Create => {
                 return Err(VaultError::Exists {
@@ -136,7 +155,10 @@ impl Vault {
         value: &[u8],
         access: &Access,
     ) -> Result<i64, VaultError> {
-        match self.put(scope, name, value, None, access, PutMode::Replace).await? {
+        match self
+            .put(scope, name, value, None, access, PutMode::Replace)
+            .await?
+        {
             Put::Replaced(version) | Put::Created(version) => Ok(version),
         }
     }
@@ -191,8 +213,16 @@ impl Vault {
         drop(value);
         let now = now_ms();
         let key_id = sealed.key_id.clone();
-        if !secrets::reseal(&mut tx, row.id, row.meta.version, &row.sealed.key_id, &sealed, now, true)
-            .await?
+        if !secrets::reseal(
+            &mut tx,
+            row.id,
+            row.meta.version,
+            &row.sealed.key_id,
+            &sealed,
+            now,
+            true,
+        )
+        .await?
         {
             return Err(VaultError::Conflict {
                 scope: scope.to_string(),

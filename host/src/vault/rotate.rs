@@ -59,20 +59,32 @@ impl Vault {
                 let (scope, name) = (&row.meta.scope, &row.meta.name);
                 let aad = secret_aad(scope, name, row.meta.version);
                 let Ok(value) = self.keyring.open(&row.sealed, &aad) else {
-                    report
-                        .failed
-                        .push(format!("{scope}/{name} (sealed by key {})", row.sealed.key_id));
+                    report.failed.push(format!(
+                        "{scope}/{name} (sealed by key {})",
+                        row.sealed.key_id
+                    ));
                     continue;
                 };
                 let sealed = self.keyring.seal(value.expose(), &aad);
                 drop(value);
-                if secrets::reseal(&mut tx, row.id, row.meta.version, &row.sealed.key_id, &sealed, now, false)
-                    .await?
+                if secrets::reseal(
+                    &mut tx,
+                    row.id,
+                    row.meta.version,
+                    &row.sealed.key_id,
+                    &sealed,
+                    now,
+                    false,
+                )
+                .await?
                 {
                     report.resealed += 1;
                     entries.push(
                         AccessEntry::new(access, Action::Reseal, Outcome::Ok, scope, name)
-                            .with_detail(format!("master key rotation {} -> {current}", row.sealed.key_id)),
+                            .with_detail(format!(
+                                "master key rotation {} -> {current}",
+                                row.sealed.key_id
+                            )),
                     );
                 }
             }
@@ -96,7 +108,11 @@ impl Vault {
         Ok(count.max(0) as u64)
     }
 
-    async fn rotate_keyring_rows(&self, access: &Access, current: &str) -> Result<bool, VaultError> {
+    async fn rotate_keyring_rows(
+        &self,
+        access: &Access,
+        current: &str,
+    ) -> Result<bool, VaultError> {
         let (mut tx, head) = self.begin_logged().await?;
         let mut entries = Vec::new();
         for purpose in [LOG_SECRET, CANARY] {
@@ -115,7 +131,10 @@ impl Vault {
             if keyring_table::reseal(&mut tx, purpose, &sealed.key_id, &resealed, now_ms()).await? {
                 entries.push(
                     AccessEntry::new(access, Action::Reseal, Outcome::Ok, "keyring", purpose)
-                        .with_detail(format!("master key rotation {} -> {current}", sealed.key_id)),
+                        .with_detail(format!(
+                            "master key rotation {} -> {current}",
+                            sealed.key_id
+                        )),
                 );
             }
         }
