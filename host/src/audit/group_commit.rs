@@ -5,12 +5,20 @@
 //!
 //! There is no artificial delay: while one group commits, the next one
 //! gathers, so groups grow exactly as fast as load does.
+//!
+//! The task keeps one connection of its own, so its prepared statements stay
+//! cached. On SQLite that connection does not checkpoint the WAL itself (a
+//! checkpoint fsyncs the database file and would stall a commit); a passive
+//! checkpoint runs beside it once a second instead.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sqlx::AnyPool;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, ChainKey};
@@ -18,7 +26,7 @@ use super::entry::{Access, AccessEntry, Action, Outcome};
 use super::AuditError;
 use crate::crypto::{secret_aad, Keyring, SecretBytes};
 use crate::names::{Scope, SecretName};
-use crate::store::{now_ms, secrets};
+use crate::store::{now_ms, secrets, Backend, Db};
 
 /// Most jobs taken into one transaction.
 const MAX_GROUP: usize = 256;
@@ -90,10 +98,10 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the task on the current tokio runtime.
-    pub fn start(pool: AnyPool, keyring: Arc<Keyring>, chain: Arc<ChainKey>) -> Self {
+    pub fn start(db: &Db, keyring: Arc<Keyring>, chain: Arc<ChainKey>) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(rx, pool, keyring, chain, stats.clone()));
+        tokio::spawn(run(rx, db.clone(), keyring, chain, stats.clone()));
         GroupCommit { jobs, stats }
     }
 
@@ -136,15 +144,38 @@ impl GroupCommit {
 
 async fn run(
     mut rx: mpsc::Receiver<Job>,
-    pool: AnyPool,
+    db: Db,
     keyring: Arc<Keyring>,
     chain: Arc<ChainKey>,
     stats: Arc<Stats>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+    let mut writer: Option<AnyConnection> = None;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let checkpointing = Arc::new(AtomicBool::new(false));
+    loop {
+        tokio::select! {
+            received = rx.recv_many(&mut group, MAX_GROUP) => {
+                if received == 0 {
+                    break;
+                }
+            }
+            _ = ticker.tick() => {
+                if db.backend == Backend::Sqlite {
+                    checkpoint(&db.pool, &checkpointing);
+                }
+                continue;
+            }
+        }
         let jobs = std::mem::take(&mut group);
-        match commit(&pool, &keyring, &chain, &jobs).await {
+        let result = match writer.as_mut() {
+            Some(conn) => commit(conn, db.backend, &keyring, &chain, &jobs).await,
+            None => match open_writer(&db).await {
+                Ok(conn) => commit(writer.insert(conn), db.backend, &keyring, &chain, &jobs).await,
+                Err(error) => Err(error),
+            },
+        };
+        match result {
             Ok((answers, rows)) => {
                 stats.groups.fetch_add(1, Ordering::Relaxed);
                 stats.rows.fetch_add(rows, Ordering::Relaxed);
@@ -161,9 +192,15 @@ async fn run(
                         }
                     }
                 }
+                // Let the callers just answered run first: under load they ask
+                // again at once, and joining the next group beats waiting a
+                // whole commit for the one after.
+                tokio::task::yield_now().await;
             }
             Err(error) => {
                 tracing::error!(%error, jobs = jobs.len(), "access-log group commit failed; no value returned");
+                // Start the next group on a fresh connection.
+                writer = None;
                 let message = error.to_string();
                 for job in jobs {
                     let failed = || AuditError::Write(message.clone());
@@ -182,15 +219,39 @@ async fn run(
     }
 }
 
+/// Takes a connection out of the pool for the writer's exclusive use.
+async fn open_writer(db: &Db) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = db.pool.acquire().await?.detach();
+    if db.backend == Backend::Sqlite {
+        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+    }
+    Ok(conn)
+}
+
+/// Starts a passive WAL checkpoint beside the writer unless one is running.
+fn checkpoint(pool: &AnyPool, running: &Arc<AtomicBool>) {
+    if running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (pool, running) = (pool.clone(), running.clone());
+    tokio::spawn(async move {
+        if let Err(error) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(%error, "WAL checkpoint skipped");
+        }
+        running.store(false, Ordering::Release);
+    });
+}
+
 type Answers = Vec<Option<Vec<Resolved>>>;
 
 async fn commit(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
+    backend: Backend,
     keyring: &Keyring,
     chain_key: &ChainKey,
     jobs: &[Job],
 ) -> Result<(Answers, u64), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let head = chain::lock_head(&mut tx).await?;
 
     let names: BTreeSet<&str> = jobs
@@ -205,7 +266,7 @@ async fn commit(
     let rows = if names.is_empty() {
         Vec::new()
     } else {
-        secrets::get_by_names(&mut tx, &names).await?
+        secrets::get_by_names(&mut tx, backend, &names).await?
     };
     let by_key: HashMap<(&str, &str), &secrets::SecretRow> = rows
         .iter()
@@ -226,7 +287,7 @@ async fn commit(
             }
         }
     }
-    chain::append(&mut tx, chain_key, head, now_ms(), &entries).await?;
+    chain::append(&mut tx, backend, chain_key, head, now_ms(), &entries).await?;
     tx.commit().await?;
     Ok((answers, entries.len() as u64))
 }

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use super::Backend;
 use crate::crypto::Sealed;
 
 /// A secret's metadata (never its value).
@@ -108,27 +109,33 @@ pub async fn get(
     .transpose()
 }
 
-/// Every row whose name is one of `names` (any scope), for a batch of lookups.
+/// Every row whose name is one of `names` (any scope), for a group of lookups.
+/// The names travel as one JSON array: one statement of one fixed shape.
 pub async fn get_by_names(
     conn: &mut AnyConnection,
+    backend: Backend,
     names: &[&str],
 ) -> Result<Vec<SecretRow>, sqlx::Error> {
-    let mut out = Vec::new();
-    for chunk in names.chunks(256) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {FULL} FROM secret WHERE name IN ({})",
-            placeholders.join(",")
-        );
-        let mut query = sqlx::query(&sql);
-        for name in chunk {
-            query = query.bind(name.to_string());
+    let sql = match backend {
+        Backend::Sqlite => {
+            "SELECT id, scope, name, description, version, key_id, created_at, updated_at, \
+             rotated_at, nonce, ciphertext, tag FROM secret \
+             WHERE name IN (SELECT value FROM json_each($1))"
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            out.push(full(&row)?);
+        Backend::Postgres => {
+            "SELECT id, scope, name, description, version, key_id, created_at, updated_at, \
+             rotated_at, nonce, ciphertext, tag FROM secret \
+             WHERE name IN (SELECT jsonb_array_elements_text($1::jsonb))"
         }
-    }
-    Ok(out)
+    };
+    let names = serde_json::to_string(names).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(sql)
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(full)
+        .collect()
 }
 
 /// Inserts a new secret at version 1. Fails on a (scope, name) conflict.

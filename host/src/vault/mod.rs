@@ -72,7 +72,7 @@ impl Vault {
             .map_err(|_| VaultError::Unreadable("the access-log secret".into()))?;
         let chain = Arc::new(ChainKey::from_log_secret(log_secret.expose()));
         let keyring = Arc::new(keyring);
-        let log = GroupCommit::start(db.pool.clone(), keyring.clone(), chain.clone());
+        let log = GroupCommit::start(&db, keyring.clone(), chain.clone());
         Ok(Vault {
             db,
             keyring,
@@ -224,7 +224,15 @@ impl Vault {
         head: Head,
         entries: &[AccessEntry],
     ) -> Result<(), VaultError> {
-        chain::append(&mut tx, &self.chain, head, now_ms(), entries).await?;
+        chain::append(
+            &mut tx,
+            self.db.backend,
+            &self.chain,
+            head,
+            now_ms(),
+            entries,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
