@@ -44,7 +44,9 @@ CREATE TABLE secret_access_log (
     detail    TEXT NOT NULL DEFAULT '',
     mac       BLOB NOT NULL
 );
-CREATE INDEX secret_access_log_by_target ON secret_access_log (name, scope, seq);
+-- Deliberately no secondary index: every read of the log is by seq, and an
+-- index keyed by secret scatters each group commit over dozens of pages
+-- (measured: it halved logged reveals/s; see docs/benchmarks.md).
 
 CREATE TRIGGER secret_access_log_no_update BEFORE UPDATE ON secret_access_log
 BEGIN SELECT RAISE(ABORT, 'secret_access_log is append-only'); END;
@@ -53,10 +55,21 @@ BEGIN SELECT RAISE(ABORT, 'secret_access_log is append-only'); END;
 
 -- The chain head: the last seq and MAC. Every writer locks this row first, so
 -- appends from several processes (or hosts) serialise.
+-- secrets_generation is bumped by triggers on every change to `secret`, by any
+-- path (Keyward, another host, a manual edit), so a host may cache sealed rows
+-- and check under the head lock that they are still current.
 CREATE TABLE audit_head (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    seq         INTEGER NOT NULL,
-    mac         BLOB NOT NULL,
-    touched_at  INTEGER NOT NULL
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq                 INTEGER NOT NULL,
+    mac                 BLOB NOT NULL,
+    touched_at          INTEGER NOT NULL,
+    secrets_generation  INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO audit_head (id, seq, mac, touched_at) VALUES (1, 0, zeroblob(32), 0);
+
+CREATE TRIGGER secret_generation_insert AFTER INSERT ON secret
+BEGIN UPDATE audit_head SET secrets_generation = secrets_generation + 1 WHERE id = 1; END;
+CREATE TRIGGER secret_generation_update AFTER UPDATE ON secret
+BEGIN UPDATE audit_head SET secrets_generation = secrets_generation + 1 WHERE id = 1; END;
+CREATE TRIGGER secret_generation_delete AFTER DELETE ON secret
+BEGIN UPDATE audit_head SET secrets_generation = secrets_generation + 1 WHERE id = 1; END;

@@ -21,6 +21,7 @@ crate::on_both_backends!(
     verify_detects_a_truncated_tail,
     concurrent_reveals_share_group_commits,
     two_hosts_on_one_database_keep_one_chain,
+    a_change_by_another_host_or_by_hand_is_seen_at_once,
 );
 
 async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
@@ -326,4 +327,42 @@ async fn two_hosts_on_one_database_keep_one_chain(db: TestDb) {
         b.verify_log().await.expect("verify"),
         VerifyReport::Intact { rows: 161 }
     ));
+}
+
+async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {
+    let key = TestKey::new();
+    let a = seeded(&db, &key, 3).await; // host A has read S, so its writer caches the row
+    let b = db.open(&key).await;
+    let read = |vault: Vault| async move {
+        vault
+            .reveal(
+                &reference("S"),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
+            .await
+            .map(|(_, v)| v.expose().to_vec())
+    };
+    assert_eq!(read(a.clone()).await.expect("reveal"), b"s3cr3t-value");
+    b.replace(&scope("global"), &name("S"), b"changed-by-b", &access())
+        .await
+        .expect("replace on host B");
+    assert_eq!(read(a.clone()).await.expect("reveal"), b"changed-by-b");
+    b.create(&scope("global"), &name("T"), b"t", "", &access())
+        .await
+        .expect("create");
+    // A manual edit (no Keyward involved) is seen too: the triggers bump the generation.
+    db.exec(
+        "UPDATE secret SET nonce = (SELECT nonce FROM secret WHERE name = 'T') WHERE name = 'S'",
+    )
+    .await;
+    assert!(matches!(
+        read(a.clone()).await,
+        Err(VaultError::Unreadable(_))
+    ));
+    b.delete(&scope("global"), &name("S"), &access())
+        .await
+        .expect("delete on host B");
+    assert!(matches!(read(a.clone()).await, Err(VaultError::Missing(_))));
 }

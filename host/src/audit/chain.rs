@@ -53,21 +53,25 @@ pub struct Head {
     pub mac: Vec<u8>,
 }
 
-/// Locks the chain head for the rest of the transaction and reads it.
+/// Locks the chain head for the rest of the transaction and reads it, with
+/// the current `secrets_generation` (see the migration).
 ///
 /// The lock is taken with a write so that it is the first statement of the
 /// transaction: SQLite then takes its write lock up front (no deferred
 /// read-to-write upgrade that could fail with SQLITE_BUSY) and PostgreSQL
 /// row-locks the head until commit.
-pub async fn lock_head(conn: &mut AnyConnection) -> Result<Head, sqlx::Error> {
-    let row = sqlx::query("UPDATE audit_head SET touched_at = $1 WHERE id = 1 RETURNING seq, mac")
-        .bind(crate::store::now_ms())
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Head {
+pub async fn lock_head(conn: &mut AnyConnection) -> Result<(Head, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE audit_head SET touched_at = $1 WHERE id = 1 RETURNING seq, mac, secrets_generation",
+    )
+    .bind(crate::store::now_ms())
+    .fetch_one(&mut *conn)
+    .await?;
+    let head = Head {
         seq: row.try_get("seq")?,
         mac: row.try_get("mac")?,
-    })
+    };
+    Ok((head, row.try_get("secrets_generation")?))
 }
 
 async fn read_head<'c, E>(conn: E) -> Result<Head, sqlx::Error>

@@ -11,7 +11,7 @@
 //! checkpoint fsyncs the database file and would stall a commit); a passive
 //! checkpoint runs beside it once a second instead.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -23,10 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, ChainKey};
 use super::entry::{Access, AccessEntry, Action, Outcome};
+use super::row_cache::RowCache;
 use super::AuditError;
 use crate::crypto::{secret_aad, Keyring, SecretBytes};
 use crate::names::{Scope, SecretName};
-use crate::store::{now_ms, secrets, Backend, Db};
+use crate::store::{now_ms, Backend, Db};
 
 /// Most jobs taken into one transaction.
 const MAX_GROUP: usize = 256;
@@ -153,6 +154,8 @@ async fn run(
     let mut writer: Option<AnyConnection> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let checkpointing = Arc::new(AtomicBool::new(false));
+    let mut last_size = 0;
+    let mut cache = RowCache::default();
     loop {
         tokio::select! {
             received = rx.recv_many(&mut group, MAX_GROUP) => {
@@ -167,11 +170,23 @@ async fn run(
                 continue;
             }
         }
+        gather_stragglers(&mut rx, &mut group, last_size).await;
+        last_size = group.len();
         let jobs = std::mem::take(&mut group);
         let result = match writer.as_mut() {
-            Some(conn) => commit(conn, db.backend, &keyring, &chain, &jobs).await,
+            Some(conn) => commit(conn, db.backend, &keyring, &chain, &mut cache, &jobs).await,
             None => match open_writer(&db).await {
-                Ok(conn) => commit(writer.insert(conn), db.backend, &keyring, &chain, &jobs).await,
+                Ok(conn) => {
+                    commit(
+                        writer.insert(conn),
+                        db.backend,
+                        &keyring,
+                        &chain,
+                        &mut cache,
+                        &jobs,
+                    )
+                    .await
+                }
                 Err(error) => Err(error),
             },
         };
@@ -192,15 +207,12 @@ async fn run(
                         }
                     }
                 }
-                // Let the callers just answered run first: under load they ask
-                // again at once, and joining the next group beats waiting a
-                // whole commit for the one after.
-                tokio::task::yield_now().await;
             }
             Err(error) => {
                 tracing::error!(%error, jobs = jobs.len(), "access-log group commit failed; no value returned");
-                // Start the next group on a fresh connection.
+                // Start the next group on a fresh connection and cache.
                 writer = None;
+                cache.clear();
                 let message = error.to_string();
                 for job in jobs {
                     let failed = || AuditError::Write(message.clone());
@@ -219,11 +231,33 @@ async fn run(
     }
 }
 
+/// Under steady load the callers of the last group ask again right after
+/// their answer; if fewer than that are waiting, give them a few scheduler
+/// turns (not a timer: nothing waits when nobody is about to ask) so that they
+/// share this commit's fsync rather than wait for the next one.
+async fn gather_stragglers(rx: &mut mpsc::Receiver<Job>, group: &mut Vec<Job>, last_size: usize) {
+    const TURNS: usize = 8;
+    for _ in 0..TURNS {
+        if group.len() >= last_size.min(MAX_GROUP) {
+            return;
+        }
+        tokio::task::yield_now().await;
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// Takes a connection out of the pool for the writer's exclusive use.
 async fn open_writer(db: &Db) -> Result<AnyConnection, sqlx::Error> {
     let mut conn = db.pool.acquire().await?.detach();
     if db.backend == Backend::Sqlite {
-        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+        // Statement journals of large groups stay in memory instead of a temp file.
+        conn.execute("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY")
+            .await?;
     }
     Ok(conn)
 }
@@ -249,10 +283,11 @@ async fn commit(
     backend: Backend,
     keyring: &Keyring,
     chain_key: &ChainKey,
+    cache: &mut RowCache,
     jobs: &[Job],
 ) -> Result<(Answers, u64), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let head = chain::lock_head(&mut tx).await?;
+    let (head, generation) = chain::lock_head(&mut tx).await?;
 
     let names: BTreeSet<&str> = jobs
         .iter()
@@ -263,22 +298,14 @@ async fn commit(
         .flatten()
         .collect();
     let names: Vec<&str> = names.into_iter().collect();
-    let rows = if names.is_empty() {
-        Vec::new()
-    } else {
-        secrets::get_by_names(&mut tx, backend, &names).await?
-    };
-    let by_key: HashMap<(&str, &str), &secrets::SecretRow> = rows
-        .iter()
-        .map(|row| ((row.meta.scope.as_str(), row.meta.name.as_str()), row))
-        .collect();
+    cache.load(&mut tx, backend, generation, &names).await?;
 
     let mut entries = Vec::new();
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
             Job::Lookup(job) => {
-                let resolved = resolve(job, &by_key, keyring, &mut entries);
+                let resolved = resolve(job, cache, keyring, &mut entries);
                 answers.push(Some(resolved));
             }
             Job::Record(job) => {
@@ -294,7 +321,7 @@ async fn commit(
 
 fn resolve(
     job: &LookupJob,
-    rows: &HashMap<(&str, &str), &secrets::SecretRow>,
+    rows: &RowCache,
     keyring: &Keyring,
     entries: &mut Vec<AccessEntry>,
 ) -> Vec<Resolved> {
@@ -303,8 +330,8 @@ fn resolve(
         .iter()
         .map(|lookup| {
             let found = lookup.scopes.iter().find_map(|scope| {
-                rows.get(&(scope.as_str(), lookup.name.as_str()))
-                    .map(|row| (scope, *row))
+                rows.get(scope.as_str(), lookup.name.as_str())
+                    .map(|row| (scope, row))
             });
             match found {
                 None => Resolved::Missing,

@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod entry;
 pub mod group_commit;
+mod row_cache;
 
 pub use chain::{ChainKey, LogRow, VerifyReport};
 pub use entry::{Access, AccessEntry, AccessError, Action, Outcome};

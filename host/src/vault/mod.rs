@@ -214,7 +214,7 @@ impl Vault {
 
     async fn begin_logged(&self) -> Result<(sqlx::Transaction<'static, Any>, Head), VaultError> {
         let mut tx = self.db.pool.begin().await?;
-        let head = chain::lock_head(&mut tx).await?;
+        let (head, _) = chain::lock_head(&mut tx).await?;
         Ok((tx, head))
     }
 
