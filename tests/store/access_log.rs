@@ -8,7 +8,7 @@ use keyward::store::Backend;
 use keyward::vault::{Vault, VaultError};
 
 use crate::support::{TestDb, TestKey};
-use crate::{access, log_summary, name, reference, scope};
+use crate::{access, log_summary, name, reference, reveal, scope};
 
 crate::on_both_backends!(
     a_reveal_whose_log_write_fails_returns_no_plaintext,
@@ -77,13 +77,7 @@ async fn a_reveal_whose_log_write_fails_returns_no_plaintext(db: TestDb) {
         }
     };
     db.exec(sabotage).await;
-    let err = vault
-        .reveal(
-            &reference("S"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
+    let err = reveal(&vault, "S")
         .await
         .err()
         .expect("no log row, no plaintext");
@@ -105,13 +99,7 @@ async fn a_reveal_whose_log_write_fails_returns_no_plaintext(db: TestDb) {
         Backend::Sqlite => db.exec("DROP TRIGGER sabotage").await,
         Backend::Postgres => db.exec("DROP TRIGGER sabotage ON secret_access_log").await,
     }
-    let (_, value) = vault
-        .reveal(
-            &reference("S"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
+    let (_, value) = reveal(&vault, "S")
         .await
         .expect("works again once the log can be written");
     assert_eq!(value.expose(), b"s3cr3t-value");
@@ -124,13 +112,7 @@ async fn a_reveal_whose_log_write_fails_returns_no_plaintext(db: TestDb) {
 async fn missing_and_denied_lookups_are_logged(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 0).await;
-    let err = vault
-        .reveal(
-            &reference("agent_type:x/GONE"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
+    let err = reveal(&vault, "agent_type:x/GONE")
         .await
         .err()
         .expect("missing");
@@ -333,17 +315,8 @@ async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {
     let key = TestKey::new();
     let a = seeded(&db, &key, 3).await; // host A has read S, so its writer caches the row
     let b = db.open(&key).await;
-    let read = |vault: Vault| async move {
-        vault
-            .reveal(
-                &reference("S"),
-                &Default::default(),
-                &access(),
-                Action::Reveal,
-            )
-            .await
-            .map(|(_, v)| v.expose().to_vec())
-    };
+    let read =
+        |vault: Vault| async move { reveal(&vault, "S").await.map(|(_, v)| v.expose().to_vec()) };
     assert_eq!(read(a.clone()).await.expect("reveal"), b"s3cr3t-value");
     b.replace(&scope("global"), &name("S"), b"changed-by-b", &access())
         .await

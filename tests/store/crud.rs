@@ -5,7 +5,7 @@ use keyward::resolve::Context;
 use keyward::vault::{Put, PutMode, VaultError, MAX_VALUE_LEN};
 
 use crate::support::{TestDb, TestKey};
-use crate::{access, log_summary, name, reference, scope};
+use crate::{access, log_summary, name, reference, reveal, scope};
 
 crate::on_both_backends!(
     create_reveal_and_list_metadata_only,
@@ -133,15 +133,7 @@ async fn replace_bumps_version_and_rotated_at(db: TestDb) {
     assert_eq!(put, Put::Replaced(3));
     let meta = vault.list(None).await.expect("list").remove(0);
     assert_eq!((meta.version, meta.description.as_str()), (3, "third"));
-    let (_, value) = vault
-        .reveal(
-            &reference("global/API_KEY"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
-        .await
-        .expect("reveal");
+    let (_, value) = reveal(&vault, "global/API_KEY").await.expect("reveal");
     assert_eq!(value.expose(), b"three");
 
     vault
@@ -197,15 +189,7 @@ async fn conflicts_and_missing_rows_are_clear_errors(db: TestDb) {
         assert_eq!(err.to_string(), "no secret global/NOPE");
     }
     // The failed attempts changed nothing.
-    let (_, value) = vault
-        .reveal(
-            &reference("X"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
-        .await
-        .expect("reveal");
+    let (_, value) = reveal(&vault, "X").await.expect("reveal");
     assert_eq!(value.expose(), b"v");
     assert_eq!(vault.list(None).await.expect("list").len(), 1);
 }
@@ -247,15 +231,7 @@ async fn value_and_description_limits(db: TestDb) {
         .create(&g, &name("MAX"), &max, "", &access())
         .await
         .expect("max size");
-    let (_, value) = vault
-        .reveal(
-            &reference("MAX"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
-        .await
-        .expect("reveal");
+    let (_, value) = reveal(&vault, "MAX").await.expect("reveal");
     assert_eq!(value.expose(), max.as_slice());
 }
 

@@ -1,10 +1,9 @@
 //! The keyring canary and master-key rotation.
 
-use keyward::audit::Action;
 use keyward::vault::{Vault, VaultError};
 
 use crate::support::{TestDb, TestKey};
-use crate::{access, name, reference, scope};
+use crate::{access, name, reveal, scope};
 
 crate::on_both_backends!(
     a_different_key_is_refused_and_writes_nothing,
@@ -127,13 +126,7 @@ async fn rotation_is_resumable_and_retires_the_previous_key(db: TestDb) {
     assert!(!report.complete());
     // Mid-rotation every value still opens (old rows with the previous key).
     for i in 0..10 {
-        let (_, v) = vault
-            .reveal(
-                &reference(&format!("R{i}")),
-                &Default::default(),
-                &access(),
-                Action::Reveal,
-            )
+        let (_, v) = reveal(&vault, &format!("R{i}"))
             .await
             .expect("reveal mid-rotation");
         assert_eq!(v.expose(), format!("value-{i}").as_bytes());
@@ -166,13 +159,7 @@ async fn rotation_is_resumable_and_retires_the_previous_key(db: TestDb) {
         .await
         .expect("open with the new key alone");
     for i in 0..10 {
-        let (_, v) = vault
-            .reveal(
-                &reference(&format!("R{i}")),
-                &Default::default(),
-                &access(),
-                Action::Reveal,
-            )
+        let (_, v) = reveal(&vault, &format!("R{i}"))
             .await
             .expect("reveal after rotation");
         assert_eq!(v.expose(), format!("value-{i}").as_bytes());

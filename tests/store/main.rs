@@ -29,6 +29,21 @@ pub fn reference(text: &str) -> SecretRef {
     SecretRef::parse(text).expect("valid reference")
 }
 
+/// Reveals `text` (`NAME` or `SCOPE/NAME`) with no context, as the test suite.
+pub async fn reveal(
+    vault: &keyward::vault::Vault,
+    text: &str,
+) -> Result<(Scope, keyward::crypto::SecretBytes), keyward::vault::VaultError> {
+    vault
+        .reveal(
+            &reference(text),
+            &Default::default(),
+            &access(),
+            keyward::audit::Action::Reveal,
+        )
+        .await
+}
+
 /// Rows of the access log as (action, outcome, scope, name) for assertions.
 pub async fn log_summary(vault: &keyward::vault::Vault) -> Vec<(String, String, String, String)> {
     vault

@@ -1,10 +1,9 @@
 //! Values are sealed at rest and bound to their rows.
 
-use keyward::audit::Action;
 use keyward::vault::VaultError;
 
 use crate::support::{contains, TestDb, TestKey};
-use crate::{access, log_summary, name, reference, scope};
+use crate::{access, log_summary, name, reveal, scope};
 
 crate::on_both_backends!(
     no_plaintext_at_rest,
@@ -31,15 +30,7 @@ async fn no_plaintext_at_rest(db: TestDb) {
             .expect("create");
     }
     for i in 0..20 {
-        vault
-            .reveal(
-                &reference(&format!("S{i}")),
-                &Default::default(),
-                &access(),
-                Action::Reveal,
-            )
-            .await
-            .expect("reveal");
+        reveal(&vault, &format!("S{i}")).await.expect("reveal");
     }
     // Replace some so old versions' pages are also on disk.
     vault
@@ -93,13 +84,7 @@ async fn swapped_ciphertexts_fail_to_open(db: TestDb) {
     )
     .await;
     for n in ["A", "B"] {
-        let err = vault
-            .reveal(
-                &reference(n),
-                &Default::default(),
-                &access(),
-                Action::Reveal,
-            )
+        let err = reveal(&vault, n)
             .await
             .err()
             .expect("a moved ciphertext must not open");
@@ -141,13 +126,7 @@ async fn flipped_tag_byte_fails_to_open(db: TestDb) {
         }
     };
     db.exec(flip).await;
-    let err = vault
-        .reveal(
-            &reference("T"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
+    let err = reveal(&vault, "T")
         .await
         .err()
         .expect("a tampered tag must not open");
@@ -157,26 +136,12 @@ async fn flipped_tag_byte_fails_to_open(db: TestDb) {
     if db.backend == keyward::store::Backend::Sqlite {
         db.exec("UPDATE secret SET tag = 'text, not a blob: \u{e9}' WHERE name = 'T'")
             .await;
-        let err = vault
-            .reveal(
-                &reference("T"),
-                &Default::default(),
-                &access(),
-                Action::Reveal,
-            )
+        let err = reveal(&vault, "T")
             .await
             .err()
             .expect("a mistyped tag must not open");
         assert!(matches!(err, VaultError::Unreadable(_)), "{err}");
     }
-    let (_, ok) = vault
-        .reveal(
-            &reference("U"),
-            &Default::default(),
-            &access(),
-            Action::Reveal,
-        )
-        .await
-        .expect("other rows still open");
+    let (_, ok) = reveal(&vault, "U").await.expect("other rows still open");
     assert_eq!(ok.expose(), b"untouched");
 }

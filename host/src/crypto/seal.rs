@@ -83,6 +83,13 @@ impl Keyring {
         Ok(SecretBytes::new(std::mem::take(&mut *plain)))
     }
 
+    /// Opens `sealed` and seals the same value again under the current key
+    /// with a fresh nonce; the plaintext never leaves this module.
+    pub fn reseal(&self, sealed: &Sealed, aad: &[u8]) -> Result<Sealed, OpenError> {
+        let value = self.open(sealed, aad)?;
+        Ok(self.seal(value.expose(), aad))
+    }
+
     /// True when the value was sealed by the current key.
     pub fn is_current(&self, sealed: &Sealed) -> bool {
         sealed.key_id == self.current.id.0

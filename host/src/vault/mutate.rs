@@ -205,12 +205,10 @@ impl Vault {
         let (mut tx, head) = self.begin_logged().await?;
         let row = self.row(&mut tx, scope, name).await?;
         let aad = secret_aad(scope.as_str(), name.as_str(), row.meta.version);
-        let value = self
+        let sealed = self
             .keyring
-            .open(&row.sealed, &aad)
+            .reseal(&row.sealed, &aad)
             .map_err(|_| VaultError::Unreadable(format!("{scope}/{name}")))?;
-        let sealed = self.keyring.seal(value.expose(), &aad);
-        drop(value);
         let now = now_ms();
         let key_id = sealed.key_id.clone();
         if !secrets::reseal(

@@ -58,15 +58,13 @@ impl Vault {
             for row in &rows {
                 let (scope, name) = (&row.meta.scope, &row.meta.name);
                 let aad = secret_aad(scope, name, row.meta.version);
-                let Ok(value) = self.keyring.open(&row.sealed, &aad) else {
+                let Ok(sealed) = self.keyring.reseal(&row.sealed, &aad) else {
                     report.failed.push(format!(
                         "{scope}/{name} (sealed by key {})",
                         row.sealed.key_id
                     ));
                     continue;
                 };
-                let sealed = self.keyring.seal(value.expose(), &aad);
-                drop(value);
                 if secrets::reseal(
                     &mut tx,
                     row.id,
@@ -123,11 +121,10 @@ impl Vault {
                 continue;
             }
             let aad = keyring_table::aad(purpose);
-            let value = self
+            let resealed = self
                 .keyring
-                .open(&sealed, &aad)
+                .reseal(&sealed, &aad)
                 .map_err(|_| VaultError::Unreadable(format!("the keyring's {purpose}")))?;
-            let resealed = self.keyring.seal(value.expose(), &aad);
             if keyring_table::reseal(&mut tx, purpose, &sealed.key_id, &resealed, now_ms()).await? {
                 entries.push(
                     AccessEntry::new(access, Action::Reseal, Outcome::Ok, "keyring", purpose)
