@@ -22,6 +22,7 @@ crate::on_both_backends!(
     concurrent_reveals_share_group_commits,
     two_hosts_on_one_database_keep_one_chain,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
+    commits_wait_for_durable_storage,
 );
 
 async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
@@ -338,4 +339,40 @@ async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {
         .await
         .expect("delete on host B");
     assert!(matches!(read(a.clone()).await, Err(VaultError::Missing(_))));
+}
+
+async fn commits_wait_for_durable_storage(db: TestDb) {
+    let key = TestKey::new();
+    let vault = db.open(&key).await;
+    let (query, expected) = match db.backend {
+        // 2 = FULL: the WAL is fsync'd at every commit.
+        Backend::Sqlite => ("PRAGMA synchronous", "2"),
+        Backend::Postgres => ("SHOW synchronous_commit", "on"),
+    };
+    // Every pooled connection, even if the server default says otherwise.
+    if db.backend == Backend::Postgres {
+        let name = db.pg_name.clone().expect("database name");
+        db.exec(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        ))
+        .await;
+    }
+    let vault = if db.backend == Backend::Postgres {
+        vault.db().close().await;
+        db.open(&key).await
+    } else {
+        vault
+    };
+    for _ in 0..3 {
+        use sqlx::Row;
+        let row = sqlx::query(query)
+            .fetch_one(&vault.db().pool)
+            .await
+            .expect("query");
+        let value: String = row
+            .try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+            .expect("setting");
+        assert_eq!(value, expected);
+    }
 }

@@ -138,7 +138,14 @@ impl Db {
                     Ok(())
                 })
             }),
-            Backend::Postgres => options,
+            // A server configured with synchronous_commit = off would
+            // acknowledge a commit before its WAL is flushed; insist per session.
+            Backend::Postgres => options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = on").await?;
+                    Ok(())
+                })
+            }),
         };
         let pool = options
             .connect(&pool_url)
