@@ -109,11 +109,6 @@ impl Scope {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// True for the global scope.
-    pub fn is_global(&self) -> bool {
-        self.0 == "global"
-    }
 }
 
 impl fmt::Display for Scope {

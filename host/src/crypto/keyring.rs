@@ -71,11 +71,6 @@ impl Keyring {
         &self.current.id
     }
 
-    /// Ids of the earlier keys this keyring can still open.
-    pub fn previous_ids(&self) -> impl Iterator<Item = &KeyId> {
-        self.previous.iter().map(|key| &key.id)
-    }
-
     pub(super) fn find(&self, id: &str) -> Option<&SealKey> {
         std::iter::once(&self.current)
             .chain(self.previous.iter())
