@@ -113,7 +113,7 @@ fn dev_key(data_dir: &Path) -> Result<(MasterKey, DevKey), ConfigError> {
             ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(io_err)?;
+            crate::store::create_private_dir(data_dir).map_err(io_err)?;
             let key = MasterKey::generate();
             write_private(&path, key.to_base64().as_bytes()).map_err(io_err)?;
             Ok((

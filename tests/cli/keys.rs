@@ -136,8 +136,11 @@ fn rotation_from_the_command_line() {
 #[test]
 fn dev_mode_generates_a_local_key_with_a_loud_warning() {
     let kw = Kw::new();
+    // A data folder that does not exist yet is created private.
+    let data = kw.dir.path().join("data");
     let mut cmd = kw.cmd(&["--dev", "secret", "set", "D"]);
-    cmd.env_remove("KEYWARD_MASTER_KEY");
+    cmd.env_remove("KEYWARD_MASTER_KEY")
+        .env("KEYWARD_DATA_DIR", &data);
     let out = crate::run_with(cmd, b"dev-value");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -145,19 +148,17 @@ fn dev_mode_generates_a_local_key_with_a_loud_warning() {
         err.contains("WARNING: DEVELOPMENT MODE") && err.contains("GENERATED"),
         "{err}"
     );
-    let key_file = kw.dir.path().join("dev-master.key");
-    assert!(key_file.exists());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&key_file)
-            .expect("meta")
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("keyward.db")), 0o600);
+    let key_file = data.join("dev-master.key");
+    assert!(key_file.exists());
+    assert_eq!(mode(&key_file), 0o600);
     let mut cmd = kw.cmd(&["secret", "get", "D", "--reason", "dev", "--dev"]);
-    cmd.env_remove("KEYWARD_MASTER_KEY");
+    cmd.env_remove("KEYWARD_MASTER_KEY")
+        .env("KEYWARD_DATA_DIR", &data);
     let out = crate::run_with(cmd, b"");
     assert_eq!(text(&out.stdout), "dev-value");
     assert!(text(&out.stderr).contains("USING"));

@@ -208,7 +208,7 @@ impl Db {
 }
 
 /// Creates `dir` (and parents) readable by the owner only.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.exists() {
         return Ok(());
     }
