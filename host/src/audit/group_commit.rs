@@ -173,22 +173,21 @@ async fn run(
         gather_stragglers(&mut rx, &mut group, last_size).await;
         last_size = group.len();
         let jobs = std::mem::take(&mut group);
-        let result = match writer.as_mut() {
-            Some(conn) => commit(conn, db.backend, &keyring, &chain, &mut cache, &jobs).await,
-            None => match open_writer(&db).await {
-                Ok(conn) => {
-                    commit(
-                        writer.insert(conn),
-                        db.backend,
-                        &keyring,
-                        &chain,
-                        &mut cache,
-                        &jobs,
-                    )
-                    .await
+        // The writer's connection is put back only after a good group: a
+        // failed one is dropped, and the next group starts on a fresh one.
+        let result = match writer.take() {
+            Some(conn) => Ok(conn),
+            None => open_writer(&db).await,
+        };
+        let result = match result {
+            Ok(mut conn) => {
+                let done = commit(&mut conn, db.backend, &keyring, &chain, &mut cache, &jobs).await;
+                if done.is_ok() {
+                    writer = Some(conn);
                 }
-                Err(error) => Err(error),
-            },
+                done
+            }
+            Err(error) => Err(error),
         };
         match result {
             Ok((answers, rows)) => {
@@ -210,8 +209,7 @@ async fn run(
             }
             Err(error) => {
                 tracing::error!(%error, jobs = jobs.len(), "access-log group commit failed; no value returned");
-                // Start the next group on a fresh connection and cache.
-                writer = None;
+                // Nor trust what the failed group cached.
                 cache.clear();
                 let message = error.to_string();
                 for job in jobs {
