@@ -1,0 +1,100 @@
+"""Keyward example forge adapter, written in Python (componentize-py).
+
+A fictional "signed forge" wants every API request signed: the header
+`X-Signature` carries HMAC-SHA256(signing key, "<METHOD> <PATH>") in hex. The
+signing key is the one secret this plugin has to see, so it is granted in
+plugin.toml and read with `secrets.reveal` (the host logs the read, with the
+reason given here). The user's token, by contrast, is never seen: the adapter
+sends the reference `${SECRET:<token>}` and the host expands it at egress.
+
+Mapping of the WIT world `forge-adapter` to Python (componentize-py 0.25.1):
+- the exported interface `forge` is implemented by a class named `Forge` in
+  this module, subclassing `wit_world.exports.Forge`;
+- imported functions returning `result<T, error>` return T or raise
+  `componentize_py_types.Err(error)`; an export does the same, so an `Err`
+  raised by the host passes through unchanged when not caught;
+- the variant `error` is a union of dataclasses `types.Error_Denied`, ...,
+  `types.Error_Upstream`, each with a `value: str`.
+"""
+
+import hashlib
+import hmac
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports import forge
+from wit_world.imports import log, outbound, secrets, types
+
+KIND = "example-signed"
+SIGNING_KEY = "example/signing-key"
+WHOAMI_METHOD = "GET"
+WHOAMI_PATH = "/api/v1/user"
+
+
+def sign(key: bytes, method: str, path: str) -> str:
+    """Hex HMAC-SHA256 of "<METHOD> <PATH>" under `key`."""
+    return hmac.new(key, f"{method} {path}".encode(), hashlib.sha256).hexdigest()
+
+
+def optional(value) -> str | None:
+    """A JSON string field as `option<string>`: missing, null or "" is None."""
+    if value is None:
+        return None
+    text = str(value)
+    return text if text else None
+
+
+class Forge(exports.Forge):
+    def info(self) -> forge.ForgeInfo:
+        # Must not call the host.
+        return forge.ForgeInfo(
+            kind=KIND,
+            display_name="Example (Python)",
+            default_base_url="http://127.0.0.1:3000",
+        )
+
+    def whoami(self, base_url: str, token: str) -> forge.Account:
+        # Host errors (`denied`, `not-found`, ...) are raised as Err(...) by
+        # the bindings and are deliberately not caught: they reach the host
+        # unchanged as this call's error.
+        key = secrets.reveal(SIGNING_KEY, "sign the whoami request")
+        signature = sign(key, WHOAMI_METHOD, WHOAMI_PATH)
+        del key
+
+        url = base_url.rstrip("/") + WHOAMI_PATH
+        log.emit(log.Level.INFO, f"{KIND}: {WHOAMI_METHOD} {url} (signed)")
+        response = outbound.fetch(
+            outbound.Request(
+                method=WHOAMI_METHOD,
+                url=url,
+                headers=[
+                    ("Accept", "application/json"),
+                    ("Authorization", "token ${SECRET:" + token + "}"),
+                    ("X-Signature", signature),
+                ],
+                body=None,
+            )
+        )
+        if not 200 <= response.status < 300:
+            raise Err(
+                types.Error_Upstream(
+                    f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH} → {response.status}"
+                )
+            )
+
+        try:
+            user = json.loads(response.body)
+            account = forge.Account(
+                id=str(user["id"]),
+                login=str(user["login"]),
+                name=optional(user.get("full_name")),
+                email=optional(user.get("email")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise Err(
+                types.Error_Upstream(
+                    f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH}: unexpected response ({type(e).__name__})"
+                )
+            )
+        return account
