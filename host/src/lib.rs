@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod http;
 pub mod names;
 pub mod resolve;
+pub mod runtime;
 pub mod store;
 pub mod template;
 pub mod vault;

@@ -17,6 +17,14 @@ pub enum Action {
     Delete,
     /// A secret was re-sealed under the current master key.
     Reseal,
+    /// A plugin asked whether a secret exists (the value is not returned).
+    Exists,
+    /// A plugin's outbound request carried the secret, expanded by the host
+    /// from `${SECRET:…}` at egress; the plugin never saw the value.
+    Egress,
+    /// A plugin's outbound request (logged only when refused: the scope
+    /// column says `outbound`, the name column holds the origin).
+    Fetch,
 }
 
 impl Action {
@@ -30,6 +38,9 @@ impl Action {
             Action::Describe => "describe",
             Action::Delete => "delete",
             Action::Reseal => "reseal",
+            Action::Exists => "exists",
+            Action::Egress => "egress",
+            Action::Fetch => "fetch",
         }
     }
 }

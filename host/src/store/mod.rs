@@ -216,6 +216,18 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     restrict_to_owner(dir)
 }
 
+/// Creates (or truncates) a file readable and writable by the owner only.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 #[cfg(unix)]
 fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,519 @@
+//! Outbound HTTP for plugins: granted origins only, addresses checked after
+//! resolution, redirects kept on the origin, `${SECRET:…}` expanded at
+//! egress (each expansion logged), response bodies capped, and expanded
+//! values redacted from what comes back.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue, LOCATION};
+use reqwest::{Method, Url};
+use zeroize::Zeroizing;
+
+use super::bindings::forge::keyward::plugin::outbound::{Request, Response};
+use super::bindings::GuestError;
+use super::call::CallCtx;
+use super::grants::Origin;
+use crate::audit::{Access, Action};
+use crate::resolve::Context;
+use crate::template;
+use crate::vault::VaultError;
+
+/// Redirect hops followed within one origin before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+/// Most headers in one request.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request body a plugin may send.
+pub const MAX_REQUEST_BODY: usize = 16 << 20;
+
+/// Headers the host owns: a plugin may not set them, because they would let
+/// it smuggle a second request or confuse the connection.
+const RESERVED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+/// The shared HTTP client and its guarded resolver.
+#[derive(Clone)]
+pub struct Egress {
+    client: reqwest::Client,
+    resolver: Arc<GuardedResolver>,
+}
+
+impl Egress {
+    /// A client that never follows redirects on its own, ignores proxy
+    /// variables (a proxy would hide where a request really goes) and
+    /// resolves names through [`GuardedResolver`]. `hosts` pins names to
+    /// addresses before DNS (tests use it; so can operators with split DNS).
+    pub fn new(hosts: HashMap<String, Vec<IpAddr>>) -> anyhow::Result<Self> {
+        let resolver = Arc::new(GuardedResolver { hosts });
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(resolver.clone())
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Egress { client, resolver })
+    }
+}
+
+/// Resolves names and drops addresses a plugin must not reach by name:
+/// loopback, link-local (cloud metadata lives there), unspecified,
+/// multicast. `localhost` is the exception that proves the rule: it may only
+/// resolve to loopback.
+pub struct GuardedResolver {
+    hosts: HashMap<String, Vec<IpAddr>>,
+}
+
+/// Whether a non-loopback origin may connect to `ip`.
+pub fn forbidden(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+impl GuardedResolver {
+    async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        let all: Vec<IpAddr> = match self.hosts.get(host) {
+            Some(pinned) => pinned.clone(),
+            None => tokio::net::lookup_host((host, 0))
+                .await
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        let allowed: Vec<IpAddr> = if host == "localhost" {
+            all.iter().copied().filter(IpAddr::is_loopback).collect()
+        } else {
+            all.iter().copied().filter(|ip| !forbidden(*ip)).collect()
+        };
+        if allowed.is_empty() {
+            return Err(format!(
+                "{host} resolves only to addresses plugins may not reach by name \
+                 (loopback, link-local, unspecified or multicast)"
+            ));
+        }
+        Ok(allowed)
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let hosts = self.hosts.clone();
+        Box::pin(async move {
+            let me = GuardedResolver { hosts };
+            let addrs = me.lookup(&host).await?;
+            let iter: reqwest::dns::Addrs =
+                Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(iter)
+        })
+    }
+}
+
+type Outcome = wasmtime::Result<Result<Response, GuestError>>;
+
+/// `outbound.fetch`.
+pub(crate) async fn fetch(call: &mut CallCtx, req: Request) -> Outcome {
+    let Request {
+        method,
+        url,
+        headers,
+        body,
+    } = req;
+    let method = match method.to_ascii_uppercase().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") => {
+            Method::from_bytes(m.as_bytes()).expect("a known method")
+        }
+        _ => {
+            return Ok(Err(GuestError::Invalid(format!(
+                "method {:?} is not one of GET POST PUT PATCH DELETE HEAD",
+                super::error::clip(&method)
+            ))))
+        }
+    };
+    let url = match Url::parse(&url) {
+        Ok(u) => u,
+        Err(e) => {
+            return Ok(Err(GuestError::Invalid(format!(
+                "URL {:?}: {e}",
+                super::error::clip(&url)
+            ))))
+        }
+    };
+    let origin = match Origin::of_url(&url) {
+        Ok(o) => o,
+        Err(why) => return Ok(Err(GuestError::Invalid(format!("URL {url}: {why}")))),
+    };
+    if !call.grants.origin(&origin) {
+        let why = format!(
+            "origin {origin} is not granted to plugin {}",
+            call.plugin
+        );
+        return Ok(Err(
+            super::host::deny(call, Action::Fetch, "outbound", &origin.to_string(), why).await?,
+        ));
+    }
+    if let Some(why) = address_check(call, &origin).await {
+        return Ok(Err(
+            super::host::deny(call, Action::Fetch, "outbound", &origin.to_string(), why).await?,
+        ));
+    }
+    if headers.len() > MAX_HEADERS {
+        return Ok(Err(GuestError::Invalid(format!(
+            "at most {MAX_HEADERS} headers per request"
+        ))));
+    }
+    if body.as_ref().is_some_and(|b| b.len() > MAX_REQUEST_BODY) {
+        return Ok(Err(GuestError::Invalid(format!(
+            "request bodies are limited to {MAX_REQUEST_BODY} bytes"
+        ))));
+    }
+    let expanded = match expand(call, &origin, &headers, body.as_deref()).await? {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e)),
+    };
+    send(call, method, url, origin, expanded).await
+}
+
+/// A non-loopback origin whose host is, or resolves only to, an address a
+/// plugin must not reach is refused up front with a clear reason. (The
+/// client's resolver enforces the same rule again at connect time, so a
+/// name that changes its answer in between gains nothing.)
+async fn address_check(call: &CallCtx, origin: &Origin) -> Option<String> {
+    if origin.is_loopback() {
+        return None;
+    }
+    let bare = origin.host().trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return forbidden(ip)
+            .then(|| format!("{origin} is an address plugins may not reach (link-local, unspecified or multicast)"));
+    }
+    call.egress.resolver.lookup(bare).await.err()
+}
+
+/// Headers and body with every `${SECRET:…}` replaced by its value.
+struct Expanded {
+    headers: Vec<(HeaderName, Zeroizing<Vec<u8>>)>,
+    body: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Expands placeholders in header values and (UTF-8) bodies. Every
+/// reference must be granted; all are revealed in one logged group with
+/// action `egress` and the origin as the reason.
+async fn expand(
+    call: &mut CallCtx,
+    origin: &Origin,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> wasmtime::Result<Result<Expanded, GuestError>> {
+    let mut names = Vec::with_capacity(headers.len());
+    for (name, _) in headers {
+        let parsed = match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                return Ok(Err(GuestError::Invalid(format!(
+                    "header name {:?} is not valid",
+                    super::error::clip(name)
+                ))))
+            }
+        };
+        if RESERVED.contains(&parsed.as_str()) {
+            return Ok(Err(GuestError::Invalid(format!(
+                "header {parsed} is set by the host"
+            ))));
+        }
+        names.push(parsed);
+    }
+    // Parse every text that may hold placeholders.
+    let body_text = body.and_then(|b| std::str::from_utf8(b).ok());
+    let mut texts: Vec<&str> = headers.iter().map(|(_, v)| v.as_str()).collect();
+    if let Some(text) = body_text {
+        texts.push(text);
+    }
+    let mut templates = Vec::with_capacity(texts.len());
+    for text in &texts {
+        match template::parse(text) {
+            Ok(t) => templates.push(t),
+            Err(e) => return Ok(Err(GuestError::Invalid(format!("placeholder: {e}")))),
+        }
+    }
+    let refs: Vec<_> = templates.iter().flat_map(|t| t.refs().iter().cloned()).collect();
+    for reference in &refs {
+        if !call.grants.secret(reference) {
+            let scope = reference.scope.as_ref().map_or("global", |s| s.as_str());
+            let why = format!(
+                "{reference} is not granted to plugin {} (in an outbound request to {origin})",
+                call.plugin
+            );
+            let name = reference.name.as_str().to_owned();
+            return Ok(Err(
+                super::host::deny(call, Action::Egress, scope, &name, why).await?,
+            ));
+        }
+    }
+    let values = if refs.is_empty() {
+        Vec::new()
+    } else {
+        let access = Access::new(call.accessor.clone(), format!("egress to {origin}"))
+            .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        match call
+            .vault
+            .reveal_all(&refs, &Context::default(), &access, Action::Egress)
+            .await
+        {
+            Ok(v) => v,
+            Err(VaultError::Missing(m)) => {
+                return Ok(Err(GuestError::NotFound(format!(
+                    "no secret {}",
+                    m.missing.join(", ")
+                ))))
+            }
+            Err(VaultError::Unreadable(which)) => {
+                return Ok(Err(GuestError::Upstream(format!(
+                    "the stored value of {which} does not open; ask an operator"
+                ))))
+            }
+            Err(e) => return Err(wasmtime::Error::msg(format!("secret store failed: {e}"))),
+        }
+    };
+    for v in &values {
+        call.redactor.add(v.expose());
+        call.expanded.add(v.expose());
+    }
+    let mut offset = 0;
+    let mut rendered = Vec::with_capacity(templates.len());
+    for t in &templates {
+        let n = t.refs().len();
+        rendered.push(t.render(&values[offset..offset + n]));
+        offset += n;
+    }
+    let body = match (body, body_text) {
+        (Some(_), Some(_)) => rendered.pop(),
+        (Some(raw), None) => Some(Zeroizing::new(raw.to_vec())),
+        (None, _) => None,
+    };
+    Ok(Ok(Expanded {
+        headers: names.into_iter().zip(rendered).collect(),
+        body,
+    }))
+}
+
+async fn send(
+    call: &mut CallCtx,
+    mut method: Method,
+    mut url: Url,
+    origin: Origin,
+    expanded: Expanded,
+) -> Outcome {
+    let Expanded { headers, mut body } = expanded;
+    for _hop in 0..=MAX_REDIRECTS {
+        if call.outbound_used >= call.limits.outbound_calls {
+            return Ok(Err(GuestError::Limit(format!(
+                "at most {} outbound requests per call",
+                call.limits.outbound_calls
+            ))));
+        }
+        call.outbound_used += 1;
+        let mut request = call.egress.client.request(method.clone(), url.clone());
+        for (name, value) in &headers {
+            let mut value = match HeaderValue::from_bytes(value) {
+                Ok(v) => v,
+                Err(_) => {
+                    return Ok(Err(GuestError::Invalid(format!(
+                        "the value of header {name} is not a valid header value"
+                    ))))
+                }
+            };
+            value.set_sensitive(true);
+            request = request.header(name.clone(), value);
+        }
+        if let Some(b) = &body {
+            request = request.body(b.to_vec());
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(GuestError::Upstream(describe(&e, &origin)))),
+        };
+        let status = response.status();
+        if status.is_redirection() {
+            if let Some(location) = response.headers().get(LOCATION) {
+                let next = match location.to_str().ok().and_then(|l| url.join(l).ok()) {
+                    Some(n) => n,
+                    None => {
+                        return Ok(Err(GuestError::Upstream(format!(
+                            "{origin} answered {status} with an unusable Location"
+                        ))))
+                    }
+                };
+                let next_origin = Origin::of_url(&next).ok();
+                if next_origin.as_ref() != Some(&origin) {
+                    let target = next_origin.map_or_else(
+                        || format!("{}://{}", next.scheme(), next.host_str().unwrap_or("?")),
+                        |o| o.to_string(),
+                    );
+                    let why = format!(
+                        "{origin} redirected to {target}; redirects to another origin are not followed"
+                    );
+                    return Ok(Err(
+                        super::host::deny(call, Action::Fetch, "outbound", &target, why).await?,
+                    ));
+                }
+                // 303, and 301/302 after a POST, become a GET without a body
+                // (what browsers do); 307 and 308 repeat the request as is.
+                if status.as_u16() == 303
+                    || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
+                {
+                    if method != Method::HEAD {
+                        method = Method::GET;
+                    }
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+        }
+        return read(call, &origin, response).await;
+    }
+    Ok(Err(GuestError::Upstream(format!(
+        "{origin}: more than {MAX_REDIRECTS} redirects"
+    ))))
+}
+
+/// Reads the response within the size limit and redacts expanded values.
+async fn read(call: &CallCtx, origin: &Origin, mut response: reqwest::Response) -> Outcome {
+    let cap = call.limits.response_bytes;
+    let too_big = || {
+        Ok(Err(GuestError::Limit(format!(
+            "the response from {origin} is larger than the plugin's limit of {cap} bytes"
+        ))))
+    };
+    if response.content_length().is_some_and(|n| n > cap) {
+        return too_big();
+    }
+    let status = response.status().as_u16();
+    let redactor = &call.expanded;
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes());
+            (n.as_str().to_owned(), redactor.redact_str(&value))
+        })
+        .collect();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > cap {
+                    return too_big();
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Ok(Err(GuestError::Upstream(describe(&e, origin)))),
+        }
+    }
+    let body = if redactor.is_empty() {
+        body
+    } else {
+        redactor.redact(&body)
+    };
+    Ok(Ok(Response {
+        status,
+        headers,
+        body,
+    }))
+}
+
+/// A transport error in one line, with its causes (never a header value:
+/// reqwest errors carry the URL, which holds no expanded secret).
+fn describe(e: &reqwest::Error, origin: &Origin) -> String {
+    let mut text = format!("{origin}: ");
+    text.push_str(if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    super::error::clip(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_link_local_and_friends_are_forbidden_by_name() {
+        for bad in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(forbidden(bad.parse().expect("ip")), "{bad}");
+        }
+        for good in ["10.0.0.1", "192.168.1.1", "140.82.112.3", "2606:4700::1"] {
+            assert!(!forbidden(good.parse().expect("ip")), "{good}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_pinned_to_loopback_is_refused_but_localhost_is_kept_to_loopback() {
+        let mut hosts = HashMap::new();
+        hosts.insert("rebind.test".to_owned(), vec!["127.0.0.1".parse().expect("ip")]);
+        hosts.insert(
+            "mixed.test".to_owned(),
+            vec!["127.0.0.1".parse().expect("ip"), "10.1.2.3".parse().expect("ip")],
+        );
+        let r = GuardedResolver { hosts };
+        assert!(r.lookup("rebind.test").await.is_err());
+        assert_eq!(
+            r.lookup("mixed.test").await.expect("one usable"),
+            vec!["10.1.2.3".parse::<IpAddr>().expect("ip")]
+        );
+        let local = r.lookup("localhost").await.expect("localhost resolves");
+        assert!(local.iter().all(IpAddr::is_loopback));
+    }
+}

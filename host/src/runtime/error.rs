@@ -1,0 +1,152 @@
+//! Errors of the plugin layer, each with the HTTP status the API maps it to.
+
+use super::bindings::GuestError;
+
+/// Why a plugin could not be loaded. The host keeps running with the others.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {file}: {problem}")]
+pub struct LoadError {
+    /// The file (or `built-in NAME`) at fault.
+    pub file: String,
+    /// What is wrong, for an operator.
+    pub problem: String,
+}
+
+/// Why a plugin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No loaded plugin has this name. (404)
+    #[error("no plugin named {0:?} is loaded (see `keyward plugin list`)")]
+    NotFound(String),
+    /// The plugin exists but is not of the kind the call needs. (409)
+    #[error("plugin {name:?} is a {actual} plugin, not a {wanted} plugin")]
+    WrongKind {
+        /// The plugin.
+        name: String,
+        /// What it is.
+        actual: &'static str,
+        /// What the call needs.
+        wanted: &'static str,
+    },
+    /// The caller's input to the call is malformed (a base URL, a token
+    /// reference). (400)
+    #[error("invalid call: {0}")]
+    Invalid(String),
+    /// The plugin returned an error; a `denied` one was also logged. (502,
+    /// or 403 for `denied`)
+    #[error("plugin {plugin:?} failed: {error}")]
+    Returned {
+        /// The plugin.
+        plugin: String,
+        /// What it returned.
+        error: ReturnedError,
+    },
+    /// The call ran past the plugin's wall-time limit and was stopped. (504)
+    #[error("plugin {plugin:?} ran past its wall-time limit of {limit_ms} ms and was stopped")]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// Its limit.
+        limit_ms: u128,
+    },
+    /// The plugin tried to grow its memory past its limit. (502)
+    #[error("plugin {plugin:?} exceeded its memory limit of {limit_mib} MiB and was stopped")]
+    MemoryLimit {
+        /// The plugin.
+        plugin: String,
+        /// Its limit.
+        limit_mib: u64,
+    },
+    /// The plugin wrote more log bytes than its limit allows. (502)
+    #[error("plugin {plugin:?} exceeded its log limit of {limit} bytes per call and was stopped")]
+    LogLimit {
+        /// The plugin.
+        plugin: String,
+        /// Its limit.
+        limit: u64,
+    },
+    /// The plugin trapped: a panic, a stack overflow, an invalid operation. (502)
+    #[error("plugin {plugin:?} crashed: {reason}")]
+    Crashed {
+        /// The plugin.
+        plugin: String,
+        /// The trap, for an operator (never a secret: revealed values are
+        /// redacted from it).
+        reason: String,
+    },
+    /// Every instance slot is in use. (503)
+    #[error("too many plugin calls at once; retry shortly")]
+    Busy,
+    /// The host failed (e.g. the access log is unavailable). (500)
+    #[error("plugin host error: {0}")]
+    Internal(String),
+}
+
+impl PluginError {
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PluginError::NotFound(_) => 404,
+            PluginError::WrongKind { .. } => 409,
+            PluginError::Invalid(_) => 400,
+            PluginError::Returned {
+                error: ReturnedError::Denied(_),
+                ..
+            } => 403,
+            PluginError::Returned { .. } => 502,
+            PluginError::Timeout { .. } => 504,
+            PluginError::MemoryLimit { .. }
+            | PluginError::LogLimit { .. }
+            | PluginError::Crashed { .. } => 502,
+            PluginError::Busy => 503,
+            PluginError::Internal(_) => 500,
+        }
+    }
+}
+
+/// The `error` variant a plugin returned, as host data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnedError {
+    /// `denied`.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// `not-found`.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// `invalid`.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// `limit`.
+    #[error("limit: {0}")]
+    Limit(String),
+    /// `upstream`.
+    #[error("upstream: {0}")]
+    Upstream(String),
+}
+
+/// Longest message kept from a guest; a plugin cannot flood the host's
+/// errors or logs through them.
+pub const MAX_GUEST_MESSAGE: usize = 1024;
+
+pub(crate) fn clip(text: &str) -> String {
+    if text.len() <= MAX_GUEST_MESSAGE {
+        return text.to_owned();
+    }
+    let mut end = MAX_GUEST_MESSAGE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+impl From<GuestError> for ReturnedError {
+    fn from(e: GuestError) -> Self {
+        match e {
+            GuestError::Denied(m) => ReturnedError::Denied(clip(&m)),
+            GuestError::NotFound(m) => ReturnedError::NotFound(clip(&m)),
+            GuestError::Invalid(m) => ReturnedError::Invalid(clip(&m)),
+            GuestError::Limit(m) => ReturnedError::Limit(clip(&m)),
+            GuestError::Upstream(m) => ReturnedError::Upstream(clip(&m)),
+        }
+    }
+}

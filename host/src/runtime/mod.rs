@@ -1,0 +1,420 @@
+//! The plugin runtime: one wasmtime engine, plugins loaded from the binary
+//! and from `KEYWARD_PLUGINS_DIR`, and calls into them, each in a fresh,
+//! limited store with the host interfaces of `wit/` (one file each under
+//! `host/`). docs/plugins.md is the author's guide.
+
+pub mod bindings;
+mod builtin;
+mod cache;
+mod call;
+pub mod egress;
+mod engine;
+pub mod error;
+pub mod grants;
+mod host;
+pub mod manifest;
+pub mod redact;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+
+pub use self::cache::CacheOutcome;
+pub use self::error::{LoadError, PluginError, ReturnedError};
+pub use self::manifest::{Kind, Limits, Manifest};
+pub use self::registry::{Loaded, Registry, Source};
+
+use self::bindings::forge::ForgeAdapter;
+use self::call::{CallCtx, CallState};
+use self::egress::Egress;
+use self::grants::{Grants, Origin, SecretGrant};
+use self::redact::Redactor;
+use self::registry::{Loader, Pre};
+use crate::names::SecretRef;
+use crate::vault::Vault;
+
+/// Environment variable: the drop-in plugins folder.
+pub const PLUGINS_DIR_VAR: &str = "KEYWARD_PLUGINS_DIR";
+
+/// How the folder is watched: it is compared with its last state this often.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How to set the runtime up.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The drop-in folder (`KEYWARD_PLUGINS_DIR`), if any.
+    pub plugins_dir: Option<PathBuf>,
+    /// Where compiled components are cached, if anywhere.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether to load the plugins embedded in the binary.
+    pub builtins: bool,
+    /// Names pinned to addresses for `outbound` (before DNS).
+    pub hosts: HashMap<String, Vec<IpAddr>>,
+}
+
+/// The account a forge token belongs to (from `forge.whoami`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The forge's id, as text.
+    pub id: String,
+    /// The login name.
+    pub login: String,
+    /// The display name.
+    pub name: Option<String>,
+    /// The e-mail address.
+    pub email: Option<String>,
+}
+
+/// A forge adapter's self-description (from `forge.info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForgeInfo {
+    /// `forgejo`, `github`, …
+    pub kind: String,
+    /// For people.
+    pub display_name: String,
+    /// Used when no base URL is configured.
+    pub default_base_url: String,
+}
+
+/// A migrator's self-description (from `migration.info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigratorInfo {
+    /// Short name.
+    pub name: String,
+    /// What it imports, for people.
+    pub description: String,
+}
+
+/// The plugin runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    loader: Loader,
+    egress: Egress,
+    registry: RwLock<Arc<Registry>>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine and loads every plugin. Plugins that fail to load
+    /// are in [`Registry::refused`]; the runtime starts regardless.
+    pub fn start(options: Options) -> anyhow::Result<Runtime> {
+        let (engine, ticker) = engine::build().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+        ForgeAdapter::add_to_linker::<_, wasmtime::component::HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
+        let cache = cache::CompileCache::new(&engine, options.cache_dir.as_deref())?;
+        let loader = Loader::new(engine, linker, cache, options.builtins, options.plugins_dir);
+        let registry = Arc::new(loader.load_all());
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                loader,
+                egress: Egress::new(options.hosts)?,
+                registry: RwLock::new(registry),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// What is loaded now (and what was refused at the last load).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.inner
+            .registry
+            .read()
+            .expect("registry lock poisoned")
+            .clone()
+    }
+
+    /// Loads everything again (compiling only what changed) and swaps the
+    /// result in; calls already running finish on the plugin they started
+    /// with.
+    pub async fn reload(&self) -> Arc<Registry> {
+        let me = self.clone();
+        let registry = tokio::task::spawn_blocking(move || Arc::new(me.inner.loader.load_all()))
+            .await
+            .expect("plugin loading panicked");
+        *self
+            .inner
+            .registry
+            .write()
+            .expect("registry lock poisoned") = registry.clone();
+        let names: Vec<&str> = registry.plugins.keys().map(String::as_str).collect();
+        tracing::info!(loaded = ?names, refused = registry.refused.len(), "plugins reloaded");
+        registry
+    }
+
+    /// Watches the plugins folder and reloads when a file appears, changes
+    /// or goes. Polling (every [`WATCH_INTERVAL`]) works the same on every
+    /// filesystem, network mounts included; the cost is one `readdir`.
+    pub fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let dir = self.inner.loader.dir.clone()?;
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            let mut last = registry::fingerprint(&dir);
+            let mut tick = tokio::time::interval(WATCH_INTERVAL);
+            loop {
+                tick.tick().await;
+                let now = registry::fingerprint(&dir);
+                if now != last {
+                    // Let a copy in progress finish before reading it.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    last = registry::fingerprint(&dir);
+                    me.reload().await;
+                }
+            }
+        }))
+    }
+
+    fn get(&self, name: &str) -> Result<Arc<Loaded>, PluginError> {
+        self.registry()
+            .plugins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.chars().take(64).collect()))
+    }
+
+    fn context(&self, plugin: &Loaded, vault: &Vault, grants: Grants) -> CallCtx {
+        CallCtx {
+            plugin: Arc::from(plugin.manifest.name.as_str()),
+            accessor: format!("plugin:{}", plugin.manifest.name),
+            grants,
+            limits: plugin.manifest.limits.clone(),
+            vault: vault.clone(),
+            egress: self.inner.egress.clone(),
+            redactor: Redactor::default(),
+            expanded: Redactor::default(),
+            outbound_used: 0,
+            log_used: 0,
+            log_exceeded: false,
+        }
+    }
+
+    fn forge_pre(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<Loaded>, bindings::forge::ForgeAdapterPre<CallState>), PluginError> {
+        let plugin = self.get(name)?;
+        match &plugin.pre {
+            Pre::Forge(pre) => {
+                let pre = pre.clone();
+                Ok((plugin, pre))
+            }
+            Pre::Migrator(_) => Err(PluginError::WrongKind {
+                name: name.to_owned(),
+                actual: plugin.manifest.kind.as_str(),
+                wanted: Kind::Forge.as_str(),
+            }),
+        }
+    }
+
+    /// `forge.info` of the forge adapter `name`.
+    pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
+        let (plugin, pre) = self.forge_pre(name)?;
+        let ctx = self.context(&plugin, vault, Grants::default());
+        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx);
+        let outcome = {
+            let work = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let info = instance
+                    .keyward_plugin_forge()
+                    .call_info(&mut store)
+                    .await?;
+                wasmtime::Result::Ok(Ok(info))
+            };
+            call::bounded(deadline, work).await
+        };
+        let info = call::finish(store, stdio, outcome)?;
+        Ok(ForgeInfo {
+            kind: info.kind,
+            display_name: info.display_name,
+            default_base_url: info.default_base_url,
+        })
+    }
+
+    /// `migration.info` of the migrator `name`.
+    pub async fn migrator_info(
+        &self,
+        vault: &Vault,
+        name: &str,
+    ) -> Result<MigratorInfo, PluginError> {
+        let plugin = self.get(name)?;
+        let Pre::Migrator(pre) = &plugin.pre else {
+            return Err(PluginError::WrongKind {
+                name: name.to_owned(),
+                actual: plugin.manifest.kind.as_str(),
+                wanted: Kind::Migrator.as_str(),
+            });
+        };
+        let pre = pre.clone();
+        let ctx = self.context(&plugin, vault, Grants::default());
+        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx);
+        let outcome = {
+            let work = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let info = instance
+                    .keyward_plugin_migration()
+                    .call_info(&mut store)
+                    .await?;
+                wasmtime::Result::Ok(Ok(info))
+            };
+            call::bounded(deadline, work).await
+        };
+        let info = call::finish(store, stdio, outcome)?;
+        Ok(MigratorInfo {
+            name: info.name,
+            description: info.description,
+        })
+    }
+
+    /// `forge.whoami` of the forge adapter `name`: who `token` (a secret
+    /// reference) belongs to at `base_url`. For this call only, the plugin is
+    /// granted the token reference and the base URL's origin.
+    pub async fn forge_whoami(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &str,
+        token: &SecretRef,
+    ) -> Result<Account, PluginError> {
+        let (plugin, pre) = self.forge_pre(name)?;
+        let url = reqwest::Url::parse(base_url)
+            .map_err(|e| PluginError::Invalid(format!("base URL {base_url:?}: {e}")))?;
+        let origin = Origin::of_url(&url)
+            .map_err(|why| PluginError::Invalid(format!("base URL {base_url:?}: {why}")))?;
+        let mut grants = plugin.manifest.grants.clone();
+        grants.secrets.push(SecretGrant::exact(token));
+        grants.origins.push(origin);
+        let ctx = self.context(&plugin, vault, grants);
+        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx);
+        let token = token.to_string();
+        let outcome = {
+            let work = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance
+                    .keyward_plugin_forge()
+                    .call_whoami(&mut store, base_url, &token)
+                    .await
+            };
+            call::bounded(deadline, work).await
+        };
+        let account = call::finish(store, stdio, outcome)?;
+        Ok(Account {
+            id: account.id,
+            login: account.login,
+            name: account.name,
+            email: account.email,
+        })
+    }
+}
+
+/// What `keyward plugin check` reports about a component.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// sha256 of the file.
+    pub sha256: String,
+    /// The component's imports, by name.
+    pub imports: Vec<String>,
+    /// The component's exports, by name.
+    pub exports: Vec<String>,
+    /// The worlds it implements, among `forge-adapter` and `migrator`.
+    pub worlds: Vec<&'static str>,
+    /// The manifest, if one was given and it parsed.
+    pub manifest: Option<Manifest>,
+}
+
+/// Validates a component (and optionally its manifest) the way loading
+/// would, without a store or a running host. Any problem is an error that
+/// says what is wrong.
+pub fn check(wasm_path: &Path, manifest_path: Option<&Path>) -> anyhow::Result<CheckReport> {
+    let (engine, _ticker) = engine::build().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let mut linker = Linker::<CallState>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+    ForgeAdapter::add_to_linker::<_, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
+    let meta = std::fs::metadata(wasm_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", wasm_path.display()))?;
+    anyhow::ensure!(
+        meta.len() <= registry::MAX_WASM_BYTES,
+        "{}: larger than {} bytes",
+        wasm_path.display(),
+        registry::MAX_WASM_BYTES
+    );
+    let wasm = std::fs::read(wasm_path)?;
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&wasm))
+    };
+    let component = Component::new(&engine, &wasm).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a valid WebAssembly component: {e:#}",
+            wasm_path.display()
+        )
+    })?;
+    let ty = component.component_type();
+    let imports = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
+    let exports = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
+    let mut worlds = Vec::new();
+    let mut problems = Vec::new();
+    for kind in [Kind::Forge, Kind::Migrator] {
+        match registry::prelink(&linker, &component, kind) {
+            Ok(_) => worlds.push(kind.world()),
+            Err(e) => problems.push(e),
+        }
+    }
+    let manifest = match manifest_path {
+        None => None,
+        Some(path) => {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .ok_or_else(|| anyhow::anyhow!("{}: no file name", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let m = Manifest::parse(&text, stem)
+                .map_err(|e| anyhow::anyhow!("{}: manifest: {e}", path.display()))?;
+            if let Some(expected) = &m.sha256 {
+                anyhow::ensure!(
+                    *expected == sha256,
+                    "{}: sha256 mismatch: the manifest says {expected}, the file is {sha256}",
+                    wasm_path.display()
+                );
+            }
+            anyhow::ensure!(
+                worlds.contains(&m.kind.world()),
+                "{}: component of the wrong world: the manifest says kind {:?}, which needs world {}; {}",
+                wasm_path.display(),
+                m.kind.as_str(),
+                m.kind.world(),
+                problems.join("; ")
+            );
+            Some(m)
+        }
+    };
+    anyhow::ensure!(
+        !worlds.is_empty(),
+        "{}: implements neither world forge-adapter nor migrator: {}",
+        wasm_path.display(),
+        problems.join("; ")
+    );
+    Ok(CheckReport {
+        sha256,
+        imports,
+        exports,
+        worlds,
+        manifest,
+    })
+}
