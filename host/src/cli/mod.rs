@@ -2,6 +2,7 @@
 
 mod audit;
 mod key;
+mod plugin;
 mod render;
 mod secret;
 mod serve;
@@ -52,6 +53,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEYWARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Drop-in plugins folder: NAME.wasm + NAME.toml pairs, watched while
+    /// serving [default: none; only built-in plugins]
+    #[arg(long, global = true, env = "KEYWARD_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,7 +65,7 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP service (at this stage: GET /healthz).
+    /// Run the HTTP service (at this stage: GET /healthz) and the plugin runtime.
     Serve(serve::Args),
     /// Generate or rotate the master key.
     #[command(subcommand)]
@@ -72,6 +78,9 @@ pub enum Command {
     /// Read and verify the access log.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// List, check and reload WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
 }
 
 /// Parses the command line, runs it, and maps failures to exit codes.
@@ -105,6 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secret(command) => secret::run(&cli, command).await,
         Command::Render(args) => render::run(&cli, args).await,
         Command::Audit(command) => audit::run(&cli, command).await,
+        Command::Plugin(command) => plugin::run(&cli, command).await,
     }
 }
 

@@ -1,0 +1,85 @@
+//! The plugin runtime's two costs that matter to an operator:
+//!
+//! - `warm_call`: one call of a trivial export — a fresh `Store` from the
+//!   cached `InstancePre`, instantiation from the pool, the call, and one
+//!   host import (`log.emit`). This is the per-call overhead every forge or
+//!   migrator call pays on top of its own work.
+//! - `host_start`: `Runtime::start` with every built-in plugin and a warm
+//!   compile cache: engine, pool, deserialising each component, linking.
+//!
+//! Run: `cargo bench -p keyward --bench plugins`. The fixture plugins are
+//! built from tests/fixtures/plugins first (as the tests do).
+
+#[path = "../../tests/plugins/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use keyward::config::Config;
+use keyward::crypto::MasterKey;
+use keyward::names::SecretRef;
+use keyward::runtime::{Options, Runtime};
+use keyward::vault::Vault;
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    fixtures::install(&plugins, "minimal", |m| m);
+    let vault = rt.block_on(async {
+        Vault::open(&Config {
+            database_url: format!("sqlite://{}/k.db", dir.path().display()),
+            master_key: MasterKey::generate(),
+            previous_keys: vec![],
+            dev_key_file: None,
+        })
+        .await
+        .expect("open vault")
+    });
+    let runtime = Runtime::start(Options {
+        plugins_dir: Some(plugins.clone()),
+        cache_dir: Some(cache.clone()),
+        builtins: true,
+        hosts: Default::default(),
+    })
+    .expect("runtime");
+    let token = SecretRef::parse("UNUSED").expect("reference");
+
+    let mut group = c.benchmark_group("plugins");
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("warm_call", |b| {
+        b.to_async(&rt).iter(|| async {
+            runtime
+                .forge_whoami(&vault, "minimal", "http://127.0.0.1:9", &token)
+                .await
+                .expect("call")
+        })
+    });
+    // The cache is warm: the runtime above compiled every built-in into it.
+    group.sample_size(20);
+    group.bench_function("host_start", |b| {
+        b.iter(|| {
+            let started = Runtime::start(Options {
+                plugins_dir: None,
+                cache_dir: Some(cache.clone()),
+                builtins: true,
+                hosts: Default::default(),
+            })
+            .expect("runtime");
+            assert!(started.registry().refused.is_empty());
+            started
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,155 @@
+//! `keyward plugin list|check|reload`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::{exit, Cli};
+use crate::config;
+use crate::runtime::{self, Options, Runtime};
+
+/// Plugin commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List loaded plugins (name, kind, version, sha256, source, grants) and
+    /// any that were refused, with why. Exits 1 if any was refused.
+    List,
+    /// Validate a component (and its manifest): world, imports, exports,
+    /// hash. Exits non-zero with the reason on any problem.
+    Check {
+        /// The component, e.g. forgejo.wasm.
+        wasm: PathBuf,
+        /// Its manifest [default: the .toml beside the .wasm, if present].
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Tell the running `keyward serve` (found by the pid file in the data
+    /// folder) to reload its plugins now, instead of at its next folder scan.
+    Reload,
+}
+
+/// The runtime options the global flags and environment describe.
+pub(crate) fn options(cli: &Cli) -> Options {
+    let data_dir = config::data_dir(cli.data_dir.as_deref());
+    Options {
+        plugins_dir: cli.plugins_dir.clone(),
+        cache_dir: Some(data_dir.join("plugin-cache")),
+        builtins: true,
+        hosts: Default::default(),
+    }
+}
+
+pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::List => list(cli).await,
+        Command::Check { wasm, manifest } => check(wasm, manifest.as_ref()),
+        Command::Reload => reload(cli),
+    }
+}
+
+async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let options = options(cli);
+    let rt = tokio::task::spawn_blocking(move || Runtime::start(options)).await??;
+    let registry = rt.registry();
+    if registry.plugins.is_empty() {
+        println!("no plugins loaded");
+    }
+    for p in registry.plugins.values() {
+        let m = &p.manifest;
+        println!("{}", m.name);
+        println!("  kind:     {} (world {})", m.kind.as_str(), m.kind.world());
+        println!("  version:  {}", m.version);
+        if !m.description.is_empty() {
+            println!("  about:    {}", m.description);
+        }
+        println!("  sha256:   {}", p.sha256);
+        println!("  source:   {}", p.source);
+        let secrets: Vec<String> = m.grants.secrets.iter().map(ToString::to_string).collect();
+        let origins: Vec<String> = m.grants.origins.iter().map(ToString::to_string).collect();
+        println!("  secrets:  {}", none_if_empty(&secrets));
+        println!("  origins:  {}", none_if_empty(&origins));
+        let l = &m.limits;
+        println!(
+            "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes",
+            l.memory_bytes >> 20,
+            l.wall_time.as_millis(),
+            l.response_bytes,
+            l.outbound_calls,
+            l.log_bytes
+        );
+    }
+    for refused in &registry.refused {
+        println!("REFUSED {}: {}", refused.file, refused.problem);
+    }
+    Ok(if registry.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
+    })
+}
+
+fn none_if_empty(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn check(wasm: &PathBuf, manifest: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let beside = wasm.with_extension("toml");
+    let manifest = manifest
+        .cloned()
+        .or_else(|| beside.is_file().then_some(beside));
+    let report = runtime::check(wasm, manifest.as_deref())?;
+    println!("{}: ok", wasm.display());
+    println!("  sha256:  {}", report.sha256);
+    println!("  worlds:  {}", report.worlds.join(", "));
+    if let Some(m) = &report.manifest {
+        println!(
+            "  manifest: {} {} (kind {})",
+            m.name,
+            m.version,
+            m.kind.as_str()
+        );
+    }
+    println!("  imports:");
+    for i in &report.imports {
+        println!("    {i}");
+    }
+    println!("  exports:");
+    for e in &report.exports {
+        println!("    {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reload(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let pid_file = config::data_dir(cli.data_dir.as_deref()).join(super::serve::PID_FILE);
+    let text = std::fs::read_to_string(&pid_file).with_context(|| {
+        format!(
+            "no running keyward serve found: cannot read {} (is the server running with the same --data-dir?)",
+            pid_file.display()
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    let pid = rustix::process::Pid::from_raw(pid)
+        .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).with_context(|| {
+        format!(
+            "cannot signal process {} from {}: is keyward serve still running?",
+            pid.as_raw_nonzero(),
+            pid_file.display()
+        )
+    })?;
+    println!(
+        "asked keyward serve (pid {}) to reload its plugins; its log lists what loaded",
+        pid.as_raw_nonzero()
+    );
+    Ok(ExitCode::SUCCESS)
+}

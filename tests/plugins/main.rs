@@ -1,0 +1,258 @@
+//! The plugin runtime with real components built from source: a
+//! well-behaved forge adapter, the hostile fixtures, manifests and drop-in
+//! loading. Every test checks the host survives and that denials are in the
+//! access log.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod fixtures;
+mod hostile;
+mod loading;
+mod python;
+mod server;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keyward::audit::{chain::LogRow, Access};
+use keyward::names::{Scope, SecretName, SecretRef};
+use keyward::runtime::{Options, PluginError, Runtime};
+use keyward::vault::Vault;
+use support::{TestDb, TestKey};
+
+/// The global reference forge calls use as their token in these tests.
+pub const TOKEN_REF: &str = "FORGE_TOKEN";
+/// The secret the `revealer` fixture's manifest grants.
+pub const GRANTED_REF: &str = "plugin:revealer/granted";
+/// Its value.
+pub const GRANTED_VALUE: &str = "granted-value-0xC0FFEE";
+
+/// Everything the host's log printed during this test process.
+pub fn captured_log() -> String {
+    let buf = log_buffer().lock().expect("log buffer");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_log_capture() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let buf = log_buffer().clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("keyward=debug")
+            .with_ansi(false)
+            .with_writer(move || Capture(buf.clone()))
+            .try_init();
+    });
+}
+
+/// A host for one test: a store with the test secrets, a forge emulator, a
+/// plugins folder and a runtime over it.
+pub struct Host {
+    pub rt: Runtime,
+    pub vault: Vault,
+    pub base: String,
+    pub plugins: tempfile::TempDir,
+    pub cache: tempfile::TempDir,
+    _db: TestDb,
+}
+
+pub fn access() -> Access {
+    Access::new("test:plugins", "plugin test").expect("valid access")
+}
+
+pub fn reference(text: &str) -> SecretRef {
+    SecretRef::parse(text).expect("valid reference")
+}
+
+impl Host {
+    /// A host with `fixtures` installed (manifests as written).
+    pub async fn with(fixtures: &[&str]) -> Host {
+        Self::build(fixtures, false, HashMap::new()).await
+    }
+
+    /// The same, with built-in plugins and pinned host names.
+    pub async fn build(
+        fixtures: &[&str],
+        builtins: bool,
+        hosts: HashMap<String, Vec<IpAddr>>,
+    ) -> Host {
+        init_log_capture();
+        let db = TestDb::sqlite().await;
+        let vault = db.open(&TestKey::new()).await;
+        vault
+            .create(
+                &Scope::global(),
+                &SecretName::parse(TOKEN_REF).expect("name"),
+                server::TOKEN.as_bytes(),
+                "forge token",
+                &access(),
+            )
+            .await
+            .expect("create token");
+        let granted = reference(GRANTED_REF);
+        vault
+            .create(
+                granted.scope.as_ref().expect("scoped"),
+                &granted.name,
+                GRANTED_VALUE.as_bytes(),
+                "granted to the revealer fixture",
+                &access(),
+            )
+            .await
+            .expect("create granted");
+        let plugins = tempfile::tempdir().expect("temp dir");
+        for name in fixtures {
+            fixtures::install(plugins.path(), name, |m| m);
+        }
+        let cache = tempfile::tempdir().expect("temp dir");
+        let rt = Runtime::start(Options {
+            plugins_dir: Some(plugins.path().to_path_buf()),
+            cache_dir: Some(cache.path().to_path_buf()),
+            builtins,
+            hosts,
+        })
+        .expect("runtime starts");
+        Host {
+            rt,
+            vault,
+            base: server::start().await,
+            plugins,
+            cache,
+            _db: db,
+        }
+    }
+
+    /// `forge.whoami` of `plugin` against the emulator with the test token.
+    pub async fn whoami(&self, plugin: &str) -> Result<keyward::runtime::Account, PluginError> {
+        self.rt
+            .forge_whoami(&self.vault, plugin, &self.base, &reference(TOKEN_REF))
+            .await
+    }
+
+    /// The access log, oldest first.
+    pub async fn log(&self) -> Vec<LogRow> {
+        self.vault.log_tail(1000).await.expect("log tail")
+    }
+
+    /// Rows written by `plugin`.
+    pub async fn log_of(&self, plugin: &str) -> Vec<LogRow> {
+        let accessor = format!("plugin:{plugin}");
+        self.log()
+            .await
+            .into_iter()
+            .filter(|r| r.accessor == accessor)
+            .collect()
+    }
+
+    /// The host still serves a well-behaved plugin.
+    pub async fn still_serves(&self) {
+        let account = self
+            .whoami("echo-forge")
+            .await
+            .expect("echo-forge still works after a hostile call");
+        assert_eq!(account.login, "alice");
+    }
+}
+
+#[tokio::test]
+async fn a_forge_adapter_uses_a_token_it_never_sees() {
+    let host = Host::with(&["echo-forge"]).await;
+    let account = host.whoami("echo-forge").await.expect("whoami");
+    assert_eq!(account.id, "42");
+    assert_eq!(account.login, "alice");
+    assert_eq!(account.name.as_deref(), Some("Alice Liddell"));
+    assert_eq!(account.email.as_deref(), Some("alice@example.org"));
+    let rows = host.log_of("echo-forge").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(
+        (row.action.as_str(), row.outcome.as_str(), row.name.as_str()),
+        ("egress", "ok", TOKEN_REF)
+    );
+    assert!(row.reason.contains(&host.base.replace("http://", "")), "{}", row.reason);
+    assert!(!captured_log().contains(server::TOKEN));
+}
+
+#[tokio::test]
+async fn reveals_are_logged_and_redacted_from_what_the_plugin_prints() {
+    let host = Host::with(&["revealer"]).await;
+    let account = host.whoami("revealer").await.expect("whoami");
+    // The call-scoped grant covers the token, the manifest the other one.
+    assert_eq!(account.login, server::TOKEN);
+    assert_eq!(account.name.as_deref(), Some(GRANTED_VALUE));
+    let rows = host.log_of("revealer").await;
+    let reveals: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action == "reveal" && r.outcome == "ok")
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(reveals.contains(&TOKEN_REF) && reveals.contains(&"granted"), "{rows:?}");
+    assert!(rows.iter().all(|r| r.reason.contains("fixture")), "{rows:?}");
+    let log = captured_log();
+    assert!(log.contains("[REDACTED]"), "the fixture's prints reach the log");
+    assert!(!log.contains(server::TOKEN), "a revealed value reached the log");
+    assert!(!log.contains(GRANTED_VALUE), "a revealed value reached the log");
+}
+
+#[tokio::test]
+async fn an_echoing_server_cannot_hand_an_expanded_token_back() {
+    let host = Host::with(&["exfiltrate-header", "echo-forge"]).await;
+    let account = host.whoami("exfiltrate-header").await.expect("whoami");
+    assert_eq!(account.login, "[REDACTED]");
+    host.still_serves().await;
+}
+
+#[tokio::test]
+async fn calls_share_nothing_and_run_concurrently() {
+    let host = Arc::new(Host::with(&["echo-forge", "minimal"]).await);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let plugin = if i % 2 == 0 { "echo-forge" } else { "minimal" };
+            host.whoami(plugin).await.map(|a| a.login)
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let login = task.await.expect("task").expect("call");
+        assert_eq!(login, if i % 2 == 0 { "alice" } else { "minimal" });
+    }
+}
+
+#[tokio::test]
+async fn a_bad_call_is_refused_before_the_plugin_runs() {
+    let host = Host::with(&["echo-forge"]).await;
+    for base in ["not a url", "ftp://x", "http://example.org", "https://u:p@example.org"] {
+        let err = host
+            .rt
+            .forge_whoami(&host.vault, "echo-forge", base, &reference(TOKEN_REF))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, PluginError::Invalid(_)), "{base}: {err}");
+        assert_eq!(err.http_status(), 400);
+    }
+    let err = host.whoami("no-such-plugin").await.expect_err("refused");
+    assert!(matches!(err, PluginError::NotFound(_)) && err.http_status() == 404);
+    assert!(host.log_of("echo-forge").await.is_empty());
+}
