@@ -54,6 +54,8 @@
 //! Host calls fail with [`Error`]; return the host's error unchanged (or with
 //! [`Error::context`]) so the host can tell a refusal from a network failure.
 
+#![warn(missing_docs)]
+
 #[doc(hidden)]
 pub mod bindings;
 mod error;
