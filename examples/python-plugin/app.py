@@ -27,7 +27,7 @@ from wit_world.exports import forge
 from wit_world.imports import log, outbound, secrets, types
 
 KIND = "example-signed"
-SIGNING_KEY = "example/signing-key"
+SIGNING_KEY = "plugin:example-signed/signing-key"
 WHOAMI_METHOD = "GET"
 WHOAMI_PATH = "/api/v1/user"
 
@@ -43,6 +43,15 @@ def optional(value) -> str | None:
         return None
     text = str(value)
     return text if text else None
+
+
+# componentize-py runs this module at build time and snapshots the
+# interpreter; at run time there is no file system, so a standard-library
+# module that is first imported lazily inside a call cannot be found
+# (`hmac.new` imports `warnings` on first use, for one). Exercising the code
+# paths here pulls everything they need into the snapshot.
+sign(b"warm-up", WHOAMI_METHOD, WHOAMI_PATH)
+json.loads(b'{"id": 1, "login": "warm-up", "full_name": null, "email": ""}')
 
 
 class Forge(exports.Forge):
