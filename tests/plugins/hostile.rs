@@ -63,7 +63,7 @@ async fn a_panic_is_reported_with_its_message() {
     let host = Host::with(&["panic", "echo-forge"]).await;
     let err = host.whoami("panic").await.expect_err("trapped");
     assert!(matches!(err, PluginError::Crashed { .. }), "{err}");
-    assert!(err.to_string().contains("fixture panic"), "{err}");
+    assert!(err.to_string().contains("fixture panic"), "{err}\n{}", crate::captured_log());
     host.still_serves().await;
 }
 

@@ -99,7 +99,7 @@ async fn the_folder_is_watched_for_new_changed_and_removed_plugins() {
     let wait_for = |want: bool| {
         let rt = host.rt.clone();
         async move {
-            for _ in 0..100 {
+            for _ in 0..600 {
                 if rt.registry().plugins.contains_key("minimal") == want {
                     return;
                 }
@@ -160,17 +160,22 @@ async fn built_ins_load_and_a_file_of_the_same_name_overrides_one() {
 #[tokio::test]
 async fn the_compile_cache_is_used_on_the_next_start() {
     let host = Host::with(&["echo-forge"]).await;
-    let cached: Vec<_> = walk(host.cache.path());
+    let cache = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        Runtime::start(Options {
+            plugins_dir: Some(host.plugins.path().to_path_buf()),
+            cache_dir: Some(cache.path().to_path_buf()),
+            builtins: false,
+            hosts: Default::default(),
+        })
+        .expect("starts")
+    };
+    drop(start());
+    let cached: Vec<_> = walk(cache.path());
     assert_eq!(cached.len(), 1, "{cached:?}");
     // Corrupt the entry: the next start recompiles instead of failing.
     std::fs::write(&cached[0], b"not machine code").expect("write");
-    let rt = Runtime::start(Options {
-        plugins_dir: Some(host.plugins.path().to_path_buf()),
-        cache_dir: Some(host.cache.path().to_path_buf()),
-        builtins: false,
-        hosts: Default::default(),
-    })
-    .expect("starts");
+    let rt = start();
     assert!(rt.registry().plugins.contains_key("echo-forge"));
     assert!(std::fs::read(&cached[0]).expect("read").len() > 1000, "rewritten");
 }

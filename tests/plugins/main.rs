@@ -73,7 +73,6 @@ pub struct Host {
     pub vault: Vault,
     pub base: String,
     pub plugins: tempfile::TempDir,
-    pub cache: tempfile::TempDir,
     _db: TestDb,
 }
 
@@ -125,10 +124,10 @@ impl Host {
         for name in fixtures {
             fixtures::install(plugins.path(), name, |m| m);
         }
-        let cache = tempfile::tempdir().expect("temp dir");
         let rt = Runtime::start(Options {
             plugins_dir: Some(plugins.path().to_path_buf()),
-            cache_dir: Some(cache.path().to_path_buf()),
+            // One cache for the whole suite: each fixture compiles once.
+            cache_dir: Some(fixtures::root().join("target").join("plugin-test-cache")),
             builtins,
             hosts,
         })
@@ -138,7 +137,6 @@ impl Host {
             vault,
             base: server::start().await,
             plugins,
-            cache,
             _db: db,
         }
     }

@@ -74,7 +74,11 @@ impl CompileCache {
 }
 
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per writer: two runtimes in one process may store the same
+    // component at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut file = crate::store::create_private_file(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;

@@ -245,11 +245,9 @@ fn classify(
     let text = state.call.redactor.redact_str(&format!("{trap:?}"));
     tracing::debug!(%plugin, trap = %text, "plugin trapped");
     let reason = if let Some(t) = trap.downcast_ref::<Trap>() {
-        let panicked = stdio.stderr_tail();
-        if panicked.contains("panicked") {
-            format!("{t}: {}", state.call.redactor.redact_str(&panicked))
-        } else {
-            t.to_string()
+        match stdio.panic_message() {
+            Some(panic) => format!("{t}: {}", state.call.redactor.redact_str(&panic)),
+            None => t.to_string(),
         }
     } else {
         state.call.redactor.redact_str(&trap.to_string())
@@ -267,13 +265,18 @@ impl Stdio {
                 || self.stderr.contents().len() as u64 >= cap)
     }
 
-    /// The last line(s) of stderr, where Rust's panic message lands.
-    fn stderr_tail(&self) -> String {
+    /// A Rust panic message from stderr ("panicked at FILE: MESSAGE"), if
+    /// the guest printed one before it trapped.
+    fn panic_message(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let start = lines.len().saturating_sub(2);
-        lines[start..].join(" ")
+        let start = text.rfind("panicked at")?;
+        let message: Vec<&str> = text[start..]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with"))
+            .collect();
+        Some(message.join(" "))
     }
 
     /// Sends what the guest printed to the host's log, one event per line,
