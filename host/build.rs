@@ -10,7 +10,10 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let dest = out.join("builtin_plugins.rs");
     for watched in ["plugins", "sdk", "wit"] {
@@ -29,12 +32,18 @@ fn main() {
         .unwrap_or_else(|| root.join("target").join("wasm-plugins"));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
-        .arg("--manifest-path")
-        .arg(plugins.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(&plugins);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+    ])
+    .arg("--manifest-path")
+    .arg(plugins.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(&plugins);
     // The outer build's flags are for the host target (and, under cargo
     // fuzz, for sanitizers); they must not leak into the wasm build.
     for var in [
@@ -52,7 +61,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo for the built-in plugins");
+    let status = cmd
+        .status()
+        .expect("running cargo for the built-in plugins");
     assert!(
         status.success(),
         "building the built-in plugins in {} failed (is the wasm32-wasip2 target installed? \
@@ -74,7 +85,10 @@ fn main() {
             .join("release")
             .join(format!("{krate}.wasm"));
         assert!(wasm.is_file(), "{} was not built", wasm.display());
-        let dir_name = dir.file_name().and_then(|n| n.to_str()).expect("utf-8 plugin folder");
+        let dir_name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 plugin folder");
         writeln!(
             code,
             "    Builtin {{ name: {dir_name:?}, manifest: include_str!({:?}), wasm: include_bytes!({:?}) }},",

@@ -27,7 +27,10 @@ fn check_accepts_a_good_component_and_prints_its_interface() {
     let dir = tempfile::tempdir().expect("temp dir");
     fixtures::install(dir.path(), "echo-forge", |m| m);
     let wasm = dir.path().join("echo-forge.wasm");
-    let out = keyward(dir.path(), &["plugin", "check", wasm.to_str().expect("utf-8")]);
+    let out = keyward(
+        dir.path(),
+        &["plugin", "check", wasm.to_str().expect("utf-8")],
+    );
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("worlds:  forge-adapter"), "{shown}");
@@ -41,7 +44,10 @@ fn check_refuses_a_wrong_world_a_bad_hash_and_junk_with_the_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
     fixtures::install(dir.path(), "wrong-world", |m| m);
     let wasm = dir.path().join("wrong-world.wasm");
-    let out = keyward(dir.path(), &["plugin", "check", wasm.to_str().expect("utf-8")]);
+    let out = keyward(
+        dir.path(),
+        &["plugin", "check", wasm.to_str().expect("utf-8")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("wrong world"), "{}", text(&out));
 
@@ -50,15 +56,25 @@ fn check_refuses_a_wrong_world_a_bad_hash_and_junk_with_the_reason() {
         m.replace(&fixtures::sha256(&wasm), &"a".repeat(64))
     });
     let wasm = dir.path().join("minimal.wasm");
-    let out = keyward(dir.path(), &["plugin", "check", wasm.to_str().expect("utf-8")]);
+    let out = keyward(
+        dir.path(),
+        &["plugin", "check", wasm.to_str().expect("utf-8")],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("sha256 mismatch"), "{}", text(&out));
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"MZ\x90\0 not wasm").expect("write");
-    let out = keyward(dir.path(), &["plugin", "check", junk.to_str().expect("utf-8")]);
+    let out = keyward(
+        dir.path(),
+        &["plugin", "check", junk.to_str().expect("utf-8")],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("not a valid WebAssembly component"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a valid WebAssembly component"),
+        "{}",
+        text(&out)
+    );
 
     let out = keyward(dir.path(), &["plugin", "check", "/no/such/file.wasm"]);
     assert_eq!(out.status.code(), Some(1));
@@ -74,10 +90,19 @@ fn list_shows_built_ins_drop_ins_and_refusals() {
     std::fs::write(plugins.path().join("broken.wasm"), b"x").expect("write");
     let out = keyward(
         data.path(),
-        &["plugin", "list", "--plugins-dir", plugins.path().to_str().expect("utf-8")],
+        &[
+            "plugin",
+            "list",
+            "--plugins-dir",
+            plugins.path().to_str().expect("utf-8"),
+        ],
     );
     let shown = text(&out);
-    assert_eq!(out.status.code(), Some(1), "a refusal makes list fail: {shown}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refusal makes list fail: {shown}"
+    );
     for needle in [
         "forgejo",
         "github",
@@ -90,7 +115,10 @@ fn list_shows_built_ins_drop_ins_and_refusals() {
     ] {
         assert!(shown.contains(needle), "{needle:?} missing from: {shown}");
     }
-    assert!(shown.contains(&format!("source:   {}", plugins.path().join("echo-forge.wasm").display())));
+    assert!(shown.contains(&format!(
+        "source:   {}",
+        plugins.path().join("echo-forge.wasm").display()
+    )));
 }
 
 #[test]
@@ -98,5 +126,9 @@ fn reload_without_a_running_server_says_so() {
     let data = tempfile::tempdir().expect("temp dir");
     let out = keyward(data.path(), &["plugin", "reload"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("no running keyward serve found"), "{}", text(&out));
+    assert!(
+        text(&out).contains("no running keyward serve found"),
+        "{}",
+        text(&out)
+    );
 }

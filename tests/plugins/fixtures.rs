@@ -25,7 +25,13 @@ fn built() -> &'static Path {
     BUILT.get_or_init(|| {
         let manifest = root().join("tests/fixtures/plugins/Cargo.toml");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+            ])
             .arg("--manifest-path")
             .arg(&manifest)
             .arg("--target-dir")
@@ -66,8 +72,7 @@ pub fn fixture(name: &str) -> (Vec<u8>, String) {
     let dir = root().join("tests/fixtures/plugins").join(name);
     let krate = package_name(&dir.join("Cargo.toml")).replace('-', "_");
     let wasm_path = built().join(format!("{krate}.wasm"));
-    let wasm = std::fs::read(&wasm_path)
-        .unwrap_or_else(|e| panic!("{}: {e}", wasm_path.display()));
+    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| panic!("{}: {e}", wasm_path.display()));
     let manifest = std::fs::read_to_string(dir.join("plugin.toml")).expect("fixture manifest");
     (wasm, manifest)
 }

@@ -34,9 +34,19 @@ async fn an_infinite_loop_is_stopped_at_the_wall_time_limit() {
     let host = host_with_edit("infinite-loop", |m| limit(m, "wall_time_ms = 300")).await;
     let started = std::time::Instant::now();
     let err = host.whoami("infinite-loop").await.expect_err("stopped");
-    assert!(matches!(err, PluginError::Timeout { limit_ms: 300, .. }), "{err}");
-    assert!(err.to_string().contains("wall-time limit of 300 ms"), "{err}");
-    assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+    assert!(
+        matches!(err, PluginError::Timeout { limit_ms: 300, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("wall-time limit of 300 ms"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(err.http_status(), 504);
     host.still_serves().await;
 }
@@ -45,7 +55,10 @@ async fn an_infinite_loop_is_stopped_at_the_wall_time_limit() {
 async fn a_memory_bomb_hits_its_memory_limit() {
     let host = Host::with(&["memory-bomb", "echo-forge"]).await;
     let err = host.whoami("memory-bomb").await.expect_err("stopped");
-    assert!(matches!(err, PluginError::MemoryLimit { limit_mib: 64, .. }), "{err}");
+    assert!(
+        matches!(err, PluginError::MemoryLimit { limit_mib: 64, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("memory limit of 64 MiB"), "{err}");
     host.still_serves().await;
 }
@@ -63,7 +76,11 @@ async fn a_panic_is_reported_with_its_message() {
     let host = Host::with(&["panic", "echo-forge"]).await;
     let err = host.whoami("panic").await.expect_err("trapped");
     assert!(matches!(err, PluginError::Crashed { .. }), "{err}");
-    assert!(err.to_string().contains("fixture panic"), "{err}\n{}", crate::captured_log());
+    assert!(
+        err.to_string().contains("fixture panic"),
+        "{err}\n{}",
+        crate::captured_log()
+    );
     host.still_serves().await;
 }
 
@@ -82,7 +99,11 @@ async fn revealing_an_ungranted_reference_is_denied_and_logged() {
     let rows = host.log_of("reveal-ungranted").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
-        (rows[0].action.as_str(), rows[0].outcome.as_str(), rows[0].name.as_str()),
+        (
+            rows[0].action.as_str(),
+            rows[0].outcome.as_str(),
+            rows[0].name.as_str()
+        ),
         ("reveal", "denied", "not-granted")
     );
     host.still_serves().await;
@@ -102,11 +123,18 @@ fn denied(err: &PluginError) -> &str {
 async fn a_fetch_to_an_ungranted_origin_is_denied_and_logged() {
     let host = Host::with(&["fetch-ungranted", "echo-forge"]).await;
     let err = host.whoami("fetch-ungranted").await.expect_err("denied");
-    assert!(denied(&err).contains("https://ungranted.example:443 is not granted"), "{err}");
+    assert!(
+        denied(&err).contains("https://ungranted.example:443 is not granted"),
+        "{err}"
+    );
     let rows = host.log_of("fetch-ungranted").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
-        (rows[0].action.as_str(), rows[0].outcome.as_str(), rows[0].scope.as_str()),
+        (
+            rows[0].action.as_str(),
+            rows[0].outcome.as_str(),
+            rows[0].scope.as_str()
+        ),
         ("fetch", "denied", "outbound")
     );
     assert_eq!(rows[0].name, "https://ungranted.example:443");
@@ -137,7 +165,10 @@ async fn an_oversized_response_is_cut_off_at_the_limit() {
         PluginError::Returned {
             error: ReturnedError::Limit(why),
             ..
-        } => assert!(why.contains("larger than the plugin's limit of 1024 bytes"), "{why}"),
+        } => assert!(
+            why.contains("larger than the plugin's limit of 1024 bytes"),
+            "{why}"
+        ),
         other => panic!("expected a limit error, got {other}"),
     }
     host.still_serves().await;
@@ -183,10 +214,18 @@ async fn a_name_that_resolves_to_loopback_is_refused() {
     let base = format!("https://forge.rebind.test:{port}");
     let err = host
         .rt
-        .forge_whoami(&host.vault, "echo-forge", &base, &crate::reference(crate::TOKEN_REF))
+        .forge_whoami(
+            &host.vault,
+            "echo-forge",
+            &base,
+            &crate::reference(crate::TOKEN_REF),
+        )
         .await
         .expect_err("refused");
-    assert!(denied(&err).contains("resolves only to addresses plugins may not reach"), "{err}");
+    assert!(
+        denied(&err).contains("resolves only to addresses plugins may not reach"),
+        "{err}"
+    );
     let rows = host.log_of("echo-forge").await;
     assert!(
         rows.iter()

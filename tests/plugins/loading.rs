@@ -35,11 +35,27 @@ async fn hostile_manifests_and_files_are_refused_and_the_rest_load() {
     let good = fixtures::with_hash(&manifest, &wasm);
     let cases: Vec<(&str, String, &str)> = vec![
         ("bad-toml", "name = [".to_owned(), "bad-toml.toml"),
-        ("bad-kind", good.replace("kind = \"forge\"", "kind = \"daemon\""), "kind"),
-        ("bad-hash", good.replace(&fixtures::sha256(&wasm), &"0".repeat(64)), "sha256 mismatch"),
+        (
+            "bad-kind",
+            good.replace("kind = \"forge\"", "kind = \"daemon\""),
+            "kind",
+        ),
+        (
+            "bad-hash",
+            good.replace(&fixtures::sha256(&wasm), &"0".repeat(64)),
+            "sha256 mismatch",
+        ),
         ("no-hash", manifest.clone(), "sha256 is required"),
-        ("bad-grant", format!("{good}\n[grants]\norigins = [\"http://example.org\"]\n"), "plain http"),
-        ("bad-limit", format!("{good}\n[limits]\nmemory_mib = 999999\n"), "memory_mib"),
+        (
+            "bad-grant",
+            format!("{good}\n[grants]\norigins = [\"http://example.org\"]\n"),
+            "plain http",
+        ),
+        (
+            "bad-limit",
+            format!("{good}\n[limits]\nmemory_mib = 999999\n"),
+            "memory_mib",
+        ),
         ("unknown-key", format!("fuel = 5\n{good}"), "unknown field"),
     ];
     for (stem, text, _) in &cases {
@@ -79,7 +95,9 @@ async fn hostile_manifests_and_files_are_refused_and_the_rest_load() {
         ("renamed", "does not match the file name"),
     ] {
         assert!(
-            refused.iter().any(|r| r.contains(stem) && r.contains(needle)),
+            refused
+                .iter()
+                .any(|r| r.contains(stem) && r.contains(needle)),
             "{stem}: {refused:?}"
         );
     }
@@ -127,11 +145,26 @@ async fn built_ins_load_and_a_file_of_the_same_name_overrides_one() {
     let host = Host::build(&[], true, Default::default()).await;
     let registry = host.rt.registry();
     for name in ["forgejo", "github", "gitlab"] {
-        let p = registry.plugins.get(name).unwrap_or_else(|| panic!("{name} built in"));
+        let p = registry
+            .plugins
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} built in"));
         assert_eq!(p.source, Source::BuiltIn);
     }
-    assert!(registry.refused.is_empty(), "{:?}", registry.refused.iter().map(ToString::to_string).collect::<Vec<_>>());
-    let info = host.rt.forge_info(&host.vault, "github").await.expect("info");
+    assert!(
+        registry.refused.is_empty(),
+        "{:?}",
+        registry
+            .refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    let info = host
+        .rt
+        .forge_info(&host.vault, "github")
+        .await
+        .expect("info");
     assert_eq!(info.kind, "github");
     // Drop in echo-forge as "forgejo".
     fixtures::install(host.plugins.path(), "echo-forge", |m| {
@@ -153,7 +186,11 @@ async fn built_ins_load_and_a_file_of_the_same_name_overrides_one() {
         forgejo.source,
         Source::File(host.plugins.path().join("forgejo.wasm"))
     );
-    let info = host.rt.forge_info(&host.vault, "forgejo").await.expect("info");
+    let info = host
+        .rt
+        .forge_info(&host.vault, "forgejo")
+        .await
+        .expect("info");
     assert_eq!(info.kind, "echo-forge", "the file's component answers");
 }
 
@@ -177,7 +214,10 @@ async fn the_compile_cache_is_used_on_the_next_start() {
     std::fs::write(&cached[0], b"not machine code").expect("write");
     let rt = start();
     assert!(rt.registry().plugins.contains_key("echo-forge"));
-    assert!(std::fs::read(&cached[0]).expect("read").len() > 1000, "rewritten");
+    assert!(
+        std::fs::read(&cached[0]).expect("read").len() > 1000,
+        "rewritten"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

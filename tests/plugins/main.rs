@@ -188,7 +188,11 @@ async fn a_forge_adapter_uses_a_token_it_never_sees() {
         (row.action.as_str(), row.outcome.as_str(), row.name.as_str()),
         ("egress", "ok", TOKEN_REF)
     );
-    assert!(row.reason.contains(&host.base.replace("http://", "")), "{}", row.reason);
+    assert!(
+        row.reason.contains(&host.base.replace("http://", "")),
+        "{}",
+        row.reason
+    );
     assert!(!captured_log().contains(server::TOKEN));
 }
 
@@ -205,12 +209,27 @@ async fn reveals_are_logged_and_redacted_from_what_the_plugin_prints() {
         .filter(|r| r.action == "reveal" && r.outcome == "ok")
         .map(|r| r.name.as_str())
         .collect();
-    assert!(reveals.contains(&TOKEN_REF) && reveals.contains(&"granted"), "{rows:?}");
-    assert!(rows.iter().all(|r| r.reason.contains("fixture")), "{rows:?}");
+    assert!(
+        reveals.contains(&TOKEN_REF) && reveals.contains(&"granted"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.reason.contains("fixture")),
+        "{rows:?}"
+    );
     let log = captured_log();
-    assert!(log.contains("[REDACTED]"), "the fixture's prints reach the log");
-    assert!(!log.contains(server::TOKEN), "a revealed value reached the log");
-    assert!(!log.contains(GRANTED_VALUE), "a revealed value reached the log");
+    assert!(
+        log.contains("[REDACTED]"),
+        "the fixture's prints reach the log"
+    );
+    assert!(
+        !log.contains(server::TOKEN),
+        "a revealed value reached the log"
+    );
+    assert!(
+        !log.contains(GRANTED_VALUE),
+        "a revealed value reached the log"
+    );
 }
 
 #[tokio::test]
@@ -241,7 +260,12 @@ async fn calls_share_nothing_and_run_concurrently() {
 #[tokio::test]
 async fn a_bad_call_is_refused_before_the_plugin_runs() {
     let host = Host::with(&["echo-forge"]).await;
-    for base in ["not a url", "ftp://x", "http://example.org", "https://u:p@example.org"] {
+    for base in [
+        "not a url",
+        "ftp://x",
+        "http://example.org",
+        "https://u:p@example.org",
+    ] {
         let err = host
             .rt
             .forge_whoami(&host.vault, "echo-forge", base, &reference(TOKEN_REF))

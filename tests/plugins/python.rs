@@ -25,17 +25,27 @@ fn expected_signature() -> String {
 /// The "signed forge": whoami needs the token and a valid signature.
 async fn signed_forge() -> String {
     async fn user(headers: HeaderMap) -> Response {
-        let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let get = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
         if get("authorization") != format!("token {}", server::TOKEN) {
             return (StatusCode::UNAUTHORIZED, "bad token").into_response();
         }
         if get("x-signature") != expected_signature() {
             return (StatusCode::FORBIDDEN, "bad signature").into_response();
         }
-        Json(serde_json::json!({"id": 7, "login": "py", "full_name": "", "email": "py@example.org"}))
-            .into_response()
+        Json(
+            serde_json::json!({"id": 7, "login": "py", "full_name": "", "email": "py@example.org"}),
+        )
+        .into_response()
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         axum::serve(listener, Router::new().route("/api/v1/user", get(user)))
@@ -65,7 +75,11 @@ async fn a_python_plugin_reveals_a_granted_secret_and_calls_out() {
     assert!(
         registry.plugins.contains_key("example-signed"),
         "{:?}",
-        registry.refused.iter().map(ToString::to_string).collect::<Vec<_>>()
+        registry
+            .refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
     );
     let signing = reference(SIGNING_REF);
     host.vault
@@ -79,7 +93,11 @@ async fn a_python_plugin_reveals_a_granted_secret_and_calls_out() {
         .await
         .expect("create");
     let base = signed_forge().await;
-    let info = host.rt.forge_info(&host.vault, "example-signed").await.expect("info");
+    let info = host
+        .rt
+        .forge_info(&host.vault, "example-signed")
+        .await
+        .expect("info");
     assert_eq!(info.kind, "example-signed");
     let account = host
         .rt

@@ -34,7 +34,10 @@ pub async fn start() -> String {
     let app = Router::new()
         .route("/api/v1/user", get(user))
         .route("/redirect", get(redirect))
-        .route("/same-origin-redirect", get(|| async { Redirect::to("/api/v1/user") }))
+        .route(
+            "/same-origin-redirect",
+            get(|| async { Redirect::to("/api/v1/user") }),
+        )
         .route("/big", get(|| async { "x".repeat(64 * 1024) }))
         .route("/echo", get(echo))
         .with_state(Other(other_addr));

@@ -60,7 +60,9 @@ impl CompileCache {
             // was written whole by `store` below from `Component::serialize`.
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "compile cache entry unusable; recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "compile cache entry unusable; recompiling")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;

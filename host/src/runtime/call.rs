@@ -148,8 +148,7 @@ pub(crate) fn new_store(
 
 /// What a bounded call produced: `None` if the wall-time limit elapsed
 /// while the guest waited on the host.
-pub(crate) type Outcome<T> =
-    Option<wasmtime::Result<Result<T, super::bindings::GuestError>>>;
+pub(crate) type Outcome<T> = Option<wasmtime::Result<Result<T, super::bindings::GuestError>>>;
 
 /// Runs `work` (instantiate + one export) within the wall-time limit. The
 /// epoch callback stops a guest that computes past it; this timeout stops

@@ -173,18 +173,25 @@ pub(crate) async fn fetch(call: &mut CallCtx, req: Request) -> Outcome {
         Err(why) => return Ok(Err(GuestError::Invalid(format!("URL {url}: {why}")))),
     };
     if !call.grants.origin(&origin) {
-        let why = format!(
-            "origin {origin} is not granted to plugin {}",
-            call.plugin
-        );
-        return Ok(Err(
-            super::host::deny(call, Action::Fetch, "outbound", &origin.to_string(), why).await?,
-        ));
+        let why = format!("origin {origin} is not granted to plugin {}", call.plugin);
+        return Ok(Err(super::host::deny(
+            call,
+            Action::Fetch,
+            "outbound",
+            &origin.to_string(),
+            why,
+        )
+        .await?));
     }
     if let Some(why) = address_check(call, &origin).await {
-        return Ok(Err(
-            super::host::deny(call, Action::Fetch, "outbound", &origin.to_string(), why).await?,
-        ));
+        return Ok(Err(super::host::deny(
+            call,
+            Action::Fetch,
+            "outbound",
+            &origin.to_string(),
+            why,
+        )
+        .await?));
     }
     if headers.len() > MAX_HEADERS {
         return Ok(Err(GuestError::Invalid(format!(
@@ -265,7 +272,10 @@ async fn expand(
             Err(e) => return Ok(Err(GuestError::Invalid(format!("placeholder: {e}")))),
         }
     }
-    let refs: Vec<_> = templates.iter().flat_map(|t| t.refs().iter().cloned()).collect();
+    let refs: Vec<_> = templates
+        .iter()
+        .flat_map(|t| t.refs().iter().cloned())
+        .collect();
     for reference in &refs {
         if !call.grants.secret(reference) {
             let scope = reference.scope.as_ref().map_or("global", |s| s.as_str());
@@ -274,9 +284,14 @@ async fn expand(
                 call.plugin
             );
             let name = reference.name.as_str().to_owned();
-            return Ok(Err(
-                super::host::deny(call, Action::Egress, scope, &name, why).await?,
-            ));
+            return Ok(Err(super::host::deny(
+                call,
+                Action::Egress,
+                scope,
+                &name,
+                why,
+            )
+            .await?));
         }
     }
     let values = if refs.is_empty() {
@@ -382,9 +397,14 @@ async fn send(
                     let why = format!(
                         "{origin} redirected to {target}; redirects to another origin are not followed"
                     );
-                    return Ok(Err(
-                        super::host::deny(call, Action::Fetch, "outbound", &target, why).await?,
-                    ));
+                    return Ok(Err(super::host::deny(
+                        call,
+                        Action::Fetch,
+                        "outbound",
+                        &target,
+                        why,
+                    )
+                    .await?));
                 }
                 // 303, and 301/302 after a POST, become a GET without a body
                 // (what browsers do); 307 and 308 repeat the request as is.
@@ -502,10 +522,16 @@ mod tests {
     #[tokio::test]
     async fn a_name_pinned_to_loopback_is_refused_but_localhost_is_kept_to_loopback() {
         let mut hosts = HashMap::new();
-        hosts.insert("rebind.test".to_owned(), vec!["127.0.0.1".parse().expect("ip")]);
+        hosts.insert(
+            "rebind.test".to_owned(),
+            vec!["127.0.0.1".parse().expect("ip")],
+        );
         hosts.insert(
             "mixed.test".to_owned(),
-            vec!["127.0.0.1".parse().expect("ip"), "10.1.2.3".parse().expect("ip")],
+            vec![
+                "127.0.0.1".parse().expect("ip"),
+                "10.1.2.3".parse().expect("ip"),
+            ],
         );
         let r = GuardedResolver { hosts };
         assert!(r.lookup("rebind.test").await.is_err());

@@ -217,8 +217,18 @@ mod tests {
     #[test]
     fn hostile_secret_grants_are_refused() {
         for bad in [
-            "", "*", "**", "a*b", "*/x", "plugin:*/x", "x/y/z", "bad scope/x", "a/", "/a",
-            "plugin:x/a*b*", "name with space",
+            "",
+            "*",
+            "**",
+            "a*b",
+            "*/x",
+            "plugin:*/x",
+            "x/y/z",
+            "bad scope/x",
+            "a/",
+            "/a",
+            "plugin:x/a*b*",
+            "name with space",
         ] {
             assert!(SecretGrant::parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -232,9 +242,15 @@ mod tests {
             Origin::parse("https://codeberg.org:443/").expect("valid"),
             o
         );
-        assert!(Origin::parse("http://127.0.0.1:3000").expect("valid").is_loopback());
-        assert!(Origin::parse("http://[::1]:3000").expect("valid").is_loopback());
-        assert!(Origin::parse("http://localhost:3000").expect("valid").is_loopback());
+        assert!(Origin::parse("http://127.0.0.1:3000")
+            .expect("valid")
+            .is_loopback());
+        assert!(Origin::parse("http://[::1]:3000")
+            .expect("valid")
+            .is_loopback());
+        assert!(Origin::parse("http://localhost:3000")
+            .expect("valid")
+            .is_loopback());
         for bad in [
             "http://codeberg.org",
             "ftp://codeberg.org",

@@ -170,7 +170,9 @@ fn within<T: PartialOrd + fmt::Display + Copy>(
     max: T,
 ) -> Result<Option<T>, ManifestError> {
     match value {
-        Some(v) if v < min || v > max => Err(field(name, format!("must be {min}..={max}, got {v}"))),
+        Some(v) if v < min || v > max => {
+            Err(field(name, format!("must be {min}..={max}, got {v}")))
+        }
         other => Ok(other),
     }
 }
@@ -212,7 +214,10 @@ impl Manifest {
                 format!("{:?} does not match the file name {stem:?}", raw.name),
             ));
         }
-        if raw.version.is_empty() || raw.version.len() > 64 || raw.version.chars().any(char::is_control) {
+        if raw.version.is_empty()
+            || raw.version.len() > 64
+            || raw.version.chars().any(char::is_control)
+        {
             return Err(field("version", "use 1-64 printable characters"));
         }
         if raw.description.len() > 512 || raw.description.chars().any(char::is_control) {
@@ -226,7 +231,10 @@ impl Manifest {
             None => None,
         };
         if raw.grants.secrets.len() > MAX_GRANTS || raw.grants.origins.len() > MAX_GRANTS {
-            return Err(field("grants", format!("at most {MAX_GRANTS} of each kind")));
+            return Err(field(
+                "grants",
+                format!("at most {MAX_GRANTS} of each kind"),
+            ));
         }
         let grants = Grants {
             secrets: raw
@@ -249,10 +257,20 @@ impl Manifest {
                 .map_or(d.memory_bytes, |m| m << 20),
             wall_time: within("limits.wall_time_ms", l.wall_time_ms, 1, MAX_WALL_TIME_MS)?
                 .map_or(d.wall_time, Duration::from_millis),
-            response_bytes: within("limits.response_bytes", l.response_bytes, 1, MAX_RESPONSE_BYTES)?
-                .unwrap_or(d.response_bytes),
-            outbound_calls: within("limits.outbound_calls", l.outbound_calls, 0, MAX_OUTBOUND_CALLS)?
-                .unwrap_or(d.outbound_calls),
+            response_bytes: within(
+                "limits.response_bytes",
+                l.response_bytes,
+                1,
+                MAX_RESPONSE_BYTES,
+            )?
+            .unwrap_or(d.response_bytes),
+            outbound_calls: within(
+                "limits.outbound_calls",
+                l.outbound_calls,
+                0,
+                MAX_OUTBOUND_CALLS,
+            )?
+            .unwrap_or(d.outbound_calls),
             log_bytes: within("limits.log_bytes", l.log_bytes, 0, MAX_LOG_BYTES)?
                 .unwrap_or(d.log_bytes),
         };
@@ -300,16 +318,37 @@ wall_time_ms = 500
     fn hostile_manifests_are_refused_with_the_field_named() {
         let cases = [
             (GOOD.replace("forge\"", "shell\""), "kind"),
-            (GOOD.replace("memory_mib = 32", "memory_mib = 100000"), "memory_mib"),
-            (GOOD.replace("memory_mib = 32", "memory_mib = -1"), "memory_mib"),
-            (GOOD.replace("wall_time_ms = 500", "wall_time_ms = 0"), "wall_time_ms"),
+            (
+                GOOD.replace("memory_mib = 32", "memory_mib = 100000"),
+                "memory_mib",
+            ),
+            (
+                GOOD.replace("memory_mib = 32", "memory_mib = -1"),
+                "memory_mib",
+            ),
+            (
+                GOOD.replace("wall_time_ms = 500", "wall_time_ms = 0"),
+                "wall_time_ms",
+            ),
             (GOOD.replace("AB00", "ZZ00"), "sha256"),
             (GOOD.replace("plugin:forgejo/*", "*"), "secret grant"),
-            (GOOD.replace("https://codeberg.org", "http://codeberg.org"), "plain http"),
-            (GOOD.replace("[limits]", "[limits]\nfuel = 1"), "unknown field"),
-            (GOOD.replace("name = \"forgejo\"", "name = \"github\""), "file name"),
+            (
+                GOOD.replace("https://codeberg.org", "http://codeberg.org"),
+                "plain http",
+            ),
+            (
+                GOOD.replace("[limits]", "[limits]\nfuel = 1"),
+                "unknown field",
+            ),
+            (
+                GOOD.replace("name = \"forgejo\"", "name = \"github\""),
+                "file name",
+            ),
             (GOOD.replace("name = \"forgejo\"", ""), "missing field"),
-            (GOOD.replace("version = \"0.1.0\"", "version = \"\""), "version"),
+            (
+                GOOD.replace("version = \"0.1.0\"", "version = \"\""),
+                "version",
+            ),
             ("name = [".to_owned(), ""),
             ("\u{0}\u{1}".to_owned(), ""),
             ("x".repeat(MAX_MANIFEST_BYTES + 1), "larger"),

@@ -146,11 +146,7 @@ impl Runtime {
         let registry = tokio::task::spawn_blocking(move || Arc::new(me.inner.loader.load_all()))
             .await
             .expect("plugin loading panicked");
-        *self
-            .inner
-            .registry
-            .write()
-            .expect("registry lock poisoned") = registry.clone();
+        *self.inner.registry.write().expect("registry lock poisoned") = registry.clone();
         let names: Vec<&str> = registry.plugins.keys().map(String::as_str).collect();
         tracing::info!(loaded = ?names, refused = registry.refused.len(), "plugins reloaded");
         registry
@@ -162,8 +158,10 @@ impl Runtime {
     pub fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
         let dir = self.inner.loader.dir.clone()?;
         let me = self.clone();
+        // Taken now, not when the task first runs: a file dropped in between
+        // must count as a change.
+        let mut last = registry::fingerprint(&dir);
         Some(tokio::spawn(async move {
-            let mut last = registry::fingerprint(&dir);
             let mut tick = tokio::time::interval(WATCH_INTERVAL);
             loop {
                 tick.tick().await;

@@ -112,7 +112,9 @@ impl Loader {
                 let file = format!("built-in {}", b.name);
                 match self.load(b.name, b.manifest, b.wasm, Source::BuiltIn, false) {
                     Ok(p) => {
-                        registry.plugins.insert(p.manifest.name.clone(), Arc::new(p));
+                        registry
+                            .plugins
+                            .insert(p.manifest.name.clone(), Arc::new(p));
                     }
                     Err(problem) => registry.refused.push(LoadError { file, problem }),
                 }
@@ -124,7 +126,9 @@ impl Loader {
                     for entry in entries {
                         match self.load_file(&entry) {
                             Ok(p) => {
-                                registry.plugins.insert(p.manifest.name.clone(), Arc::new(p));
+                                registry
+                                    .plugins
+                                    .insert(p.manifest.name.clone(), Arc::new(p));
                             }
                             Err(e) => registry.refused.push(e),
                         }
@@ -164,8 +168,8 @@ impl Loader {
             }
             (None, None) => unreachable!("scan yields a file for every entry"),
         };
-        let manifest = read_limited(toml_path, MAX_MANIFEST_BYTES as u64)
-            .map_err(|e| refuse(toml_path, e))?;
+        let manifest =
+            read_limited(toml_path, MAX_MANIFEST_BYTES as u64).map_err(|e| refuse(toml_path, e))?;
         let manifest = String::from_utf8(manifest)
             .map_err(|_| refuse(toml_path, "manifest is not UTF-8".into()))?;
         let wasm = read_limited(wasm_path, MAX_WASM_BYTES).map_err(|e| refuse(wasm_path, e))?;
@@ -194,8 +198,7 @@ impl Loader {
         source: Source,
         hash_required: bool,
     ) -> Result<Loaded, String> {
-        let manifest =
-            Manifest::parse(manifest, stem).map_err(|e| format!("manifest: {e}"))?;
+        let manifest = Manifest::parse(manifest, stem).map_err(|e| format!("manifest: {e}"))?;
         let sha256 = sha256_hex(wasm);
         match &manifest.sha256 {
             Some(expected) if *expected != sha256 => {

@@ -21,8 +21,11 @@ pub(crate) async fn deny(
     name: &str,
     why: String,
 ) -> wasmtime::Result<GuestError> {
-    let access = Access::new(call.accessor.clone(), format!("{action:?} refused").to_lowercase())
-        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+    let access = Access::new(
+        call.accessor.clone(),
+        format!("{action:?} refused").to_lowercase(),
+    )
+    .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
     // If the denial cannot be recorded, the call stops: an unrecorded
     // refusal would hide a misbehaving plugin.
     call.vault

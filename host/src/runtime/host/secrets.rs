@@ -24,13 +24,15 @@ async fn granted(
         return Ok(Ok(parsed));
     }
     let scope = parsed.scope.as_ref().map_or("global", |s| s.as_str());
-    let why = format!(
-        "{} is not granted to plugin {}",
-        parsed, call.plugin
-    );
-    Ok(Err(
-        super::deny(call, action, scope, parsed.name.as_str(), why).await?,
-    ))
+    let why = format!("{} is not granted to plugin {}", parsed, call.plugin);
+    Ok(Err(super::deny(
+        call,
+        action,
+        scope,
+        parsed.name.as_str(),
+        why,
+    )
+    .await?))
 }
 
 fn vault_error(e: VaultError) -> wasmtime::Result<GuestError> {
@@ -45,7 +47,9 @@ fn vault_error(e: VaultError) -> wasmtime::Result<GuestError> {
         VaultError::Access(e) => Ok(GuestError::Invalid(e.to_string())),
         // Anything else is the host failing (the access log above all): the
         // call stops rather than carry on unlogged.
-        other => Err(wasmtime::Error::msg(format!("secret store failed: {other}"))),
+        other => Err(wasmtime::Error::msg(format!(
+            "secret store failed: {other}"
+        ))),
     }
 }
 
