@@ -98,7 +98,7 @@ fn none_if_empty(items: &[String]) -> String {
     }
 }
 
-fn check(wasm: &PathBuf, manifest: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+fn check(wasm: &std::path::Path, manifest: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     let beside = wasm.with_extension("toml");
     let manifest = manifest
         .cloned()
