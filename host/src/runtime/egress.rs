@@ -19,7 +19,6 @@ use super::grants::Origin;
 use crate::audit::{Access, Action};
 use crate::resolve::Context;
 use crate::template;
-use crate::vault::VaultError;
 
 /// Redirect hops followed within one origin before giving up.
 pub const MAX_REDIRECTS: usize = 5;
@@ -172,18 +171,15 @@ pub(crate) async fn fetch(call: &mut CallCtx, req: Request) -> Outcome {
         Ok(o) => o,
         Err(why) => return Ok(Err(GuestError::Invalid(format!("URL {url}: {why}")))),
     };
-    if !call.grants.origin(&origin) {
-        let why = format!("origin {origin} is not granted to plugin {}", call.plugin);
-        return Ok(Err(super::host::deny(
-            call,
-            Action::Fetch,
-            "outbound",
-            &origin.to_string(),
-            why,
-        )
-        .await?));
-    }
-    if let Some(why) = address_check(call, &origin).await {
+    let refusal = if call.grants.origin(&origin) {
+        address_check(call, &origin).await
+    } else {
+        Some(format!(
+            "origin {origin} is not granted to plugin {}",
+            call.plugin
+        ))
+    };
+    if let Some(why) = refusal {
         return Ok(Err(super::host::deny(
             call,
             Action::Fetch,
@@ -305,18 +301,7 @@ async fn expand(
             .await
         {
             Ok(v) => v,
-            Err(VaultError::Missing(m)) => {
-                return Ok(Err(GuestError::NotFound(format!(
-                    "no secret {}",
-                    m.missing.join(", ")
-                ))))
-            }
-            Err(VaultError::Unreadable(which)) => {
-                return Ok(Err(GuestError::Upstream(format!(
-                    "the stored value of {which} does not open; ask an operator"
-                ))))
-            }
-            Err(e) => return Err(wasmtime::Error::msg(format!("secret store failed: {e}"))),
+            Err(e) => return Ok(Err(super::host::vault_error(e)?)),
         }
     };
     for v in &values {

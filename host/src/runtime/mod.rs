@@ -108,14 +108,7 @@ impl Runtime {
     /// are in [`Registry::refused`]; the runtime starts regardless.
     pub fn start(options: Options) -> anyhow::Result<Runtime> {
         let (engine, ticker) = engine::build().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let mut linker = Linker::<CallState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
-        ForgeAdapter::add_to_linker::<_, wasmtime::component::HasSelf<CallState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
+        let linker = linker(&engine)?;
         let cache = cache::CompileCache::new(&engine, options.cache_dir.as_deref())?;
         let loader = Loader::new(engine, linker, cache, options.builtins, options.plugins_dir);
         let registry = Arc::new(loader.load_all());
@@ -318,6 +311,17 @@ impl Runtime {
     }
 }
 
+/// The host's imports, for both worlds: WASI p2 and the keyward interfaces
+/// (the `migrator` bindings reuse the `forge-adapter` import traits).
+fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<CallState>> {
+    let mut linker = Linker::<CallState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+    ForgeAdapter::add_to_linker::<_, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
+    Ok(linker)
+}
+
 /// What `keyward plugin check` reports about a component.
 #[derive(Debug)]
 pub struct CheckReport {
@@ -338,11 +342,7 @@ pub struct CheckReport {
 /// says what is wrong.
 pub fn check(wasm_path: &Path, manifest_path: Option<&Path>) -> anyhow::Result<CheckReport> {
     let (engine, _ticker) = engine::build().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let mut linker = Linker::<CallState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
-    ForgeAdapter::add_to_linker::<_, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
+    let linker = linker(&engine)?;
     let meta = std::fs::metadata(wasm_path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", wasm_path.display()))?;
     anyhow::ensure!(

@@ -10,6 +10,26 @@ use super::bindings::forge::keyward::plugin::types;
 use super::bindings::GuestError;
 use super::call::{CallCtx, CallState};
 use crate::audit::{Access, Action};
+use crate::vault::VaultError;
+
+/// A store failure as the plugin sees it. A missing or unreadable secret is
+/// the plugin's business; anything else (the access log above all) is the
+/// host failing, and the call stops rather than carry on unlogged.
+pub(crate) fn vault_error(e: VaultError) -> wasmtime::Result<GuestError> {
+    match e {
+        VaultError::Missing(m) => Ok(GuestError::NotFound(format!(
+            "no secret {}",
+            m.missing.join(", ")
+        ))),
+        VaultError::Unreadable(which) => Ok(GuestError::Upstream(format!(
+            "the stored value of {which} does not open; ask an operator"
+        ))),
+        VaultError::Access(e) => Ok(GuestError::Invalid(e.to_string())),
+        other => Err(wasmtime::Error::msg(format!(
+            "secret store failed: {other}"
+        ))),
+    }
+}
 
 impl types::Host for CallState {}
 

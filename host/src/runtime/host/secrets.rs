@@ -9,6 +9,8 @@ use crate::runtime::call::{CallCtx, CallState};
 use crate::runtime::error::clip;
 use crate::vault::VaultError;
 
+use super::vault_error;
+
 /// Parses and checks a reference against the call's grants; a refusal is
 /// logged.
 async fn granted(
@@ -33,24 +35,6 @@ async fn granted(
         why,
     )
     .await?))
-}
-
-fn vault_error(e: VaultError) -> wasmtime::Result<GuestError> {
-    match e {
-        VaultError::Missing(m) => Ok(GuestError::NotFound(format!(
-            "no secret {}",
-            m.missing.join(", ")
-        ))),
-        VaultError::Unreadable(which) => Ok(GuestError::Upstream(format!(
-            "the stored value of {which} does not open; ask an operator"
-        ))),
-        VaultError::Access(e) => Ok(GuestError::Invalid(e.to_string())),
-        // Anything else is the host failing (the access log above all): the
-        // call stops rather than carry on unlogged.
-        other => Err(wasmtime::Error::msg(format!(
-            "secret store failed: {other}"
-        ))),
-    }
 }
 
 impl Host for CallState {
