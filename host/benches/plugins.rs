@@ -18,10 +18,14 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+// The same allocator as the `keyward` binary (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use keyward::config::Config;
 use keyward::crypto::MasterKey;
 use keyward::names::SecretRef;
-use keyward::runtime::{Options, Runtime};
+use keyward::runtime::{BaseUrl, Options, Runtime};
 use keyward::vault::Vault;
 
 fn bench(c: &mut Criterion) {
@@ -52,13 +56,15 @@ fn bench(c: &mut Criterion) {
     })
     .expect("runtime");
     let token = SecretRef::parse("UNUSED").expect("reference");
+    // Parsed once, as a configured forge's base URL is.
+    let base = BaseUrl::parse("http://127.0.0.1:9").expect("base URL");
 
     let mut group = c.benchmark_group("plugins");
     group.measurement_time(Duration::from_secs(8));
     group.bench_function("warm_call", |b| {
         b.to_async(&rt).iter(|| async {
             runtime
-                .forge_whoami(&vault, "minimal", "http://127.0.0.1:9", &token)
+                .forge_whoami(&vault, "minimal", &base, &token)
                 .await
                 .expect("call")
         })

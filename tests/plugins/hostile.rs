@@ -217,7 +217,7 @@ async fn a_name_that_resolves_to_loopback_is_refused() {
         .forge_whoami(
             &host.vault,
             "echo-forge",
-            &base,
+            &keyward::runtime::BaseUrl::parse(&base).expect("base URL"),
             &crate::reference(crate::TOKEN_REF),
         )
         .await

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use keyward::audit::{chain::LogRow, Access};
 use keyward::names::{Scope, SecretName, SecretRef};
-use keyward::runtime::{Options, PluginError, Runtime};
+use keyward::runtime::{BaseUrl, Options, PluginError, Runtime};
 use keyward::vault::Vault;
 use support::{TestDb, TestKey};
 
@@ -141,10 +141,15 @@ impl Host {
         }
     }
 
+    /// The emulator's base URL.
+    pub fn base_url(&self) -> BaseUrl {
+        BaseUrl::parse(&self.base).expect("the emulator's URL")
+    }
+
     /// `forge.whoami` of `plugin` against the emulator with the test token.
     pub async fn whoami(&self, plugin: &str) -> Result<keyward::runtime::Account, PluginError> {
         self.rt
-            .forge_whoami(&self.vault, plugin, &self.base, &reference(TOKEN_REF))
+            .forge_whoami(&self.vault, plugin, &self.base_url(), &reference(TOKEN_REF))
             .await
     }
 
@@ -266,11 +271,7 @@ async fn a_bad_call_is_refused_before_the_plugin_runs() {
         "http://example.org",
         "https://u:p@example.org",
     ] {
-        let err = host
-            .rt
-            .forge_whoami(&host.vault, "echo-forge", base, &reference(TOKEN_REF))
-            .await
-            .expect_err("refused");
+        let err = BaseUrl::parse(base).expect_err("refused");
         assert!(matches!(err, PluginError::Invalid(_)), "{base}: {err}");
         assert_eq!(err.http_status(), 400);
     }

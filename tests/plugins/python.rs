@@ -101,7 +101,12 @@ async fn a_python_plugin_reveals_a_granted_secret_and_calls_out() {
     assert_eq!(info.kind, "example-signed");
     let account = host
         .rt
-        .forge_whoami(&host.vault, "example-signed", &base, &reference(TOKEN_REF))
+        .forge_whoami(
+            &host.vault,
+            "example-signed",
+            &keyward::runtime::BaseUrl::parse(&base).expect("base URL"),
+            &reference(TOKEN_REF),
+        )
         .await
         .expect("whoami through Python");
     assert_eq!((account.id.as_str(), account.login.as_str()), ("7", "py"));

@@ -3,25 +3,27 @@
 //! mapping of every way a call can end onto [`PluginError`].
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::OutputStream;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
 use super::egress::Egress;
 use super::error::{PluginError, ReturnedError};
-use super::grants::Grants;
+use super::grants::CallGrants;
 use super::manifest::Limits;
 use super::redact::Redactor;
 use crate::vault::Vault;
 
 /// Everything a host import needs during one call. Lives in the `Store`.
 pub(crate) struct CallState {
-    wasi: WasiCtx,
+    wasi: Wasi,
     table: ResourceTable,
     limiter: MemoryLimiter,
     /// The call's own context, used by the host interfaces.
@@ -33,9 +35,9 @@ pub(crate) struct CallCtx {
     /// The plugin's name.
     pub plugin: Arc<str>,
     /// `plugin:<name>`, the accessor in the access log.
-    pub accessor: String,
+    pub accessor: Arc<str>,
     /// Manifest grants plus the call's own.
-    pub grants: Grants,
+    pub grants: CallGrants,
     /// The plugin's limits.
     pub limits: Limits,
     /// The store and its access log.
@@ -59,7 +61,7 @@ pub(crate) struct CallCtx {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut self.wasi.ctx,
             table: &mut self.table,
         }
     }
@@ -102,25 +104,119 @@ pub(crate) struct Stdio {
     stderr: MemoryOutputPipe,
 }
 
-/// Builds the store for one call.
+/// A WASI context with its stdout and stderr pointed at the call's buffers.
+///
+/// Contexts are reused from call to call of one plugin (see [`WasiPool`]):
+/// building one seeds two random generators, twice, which was a twentieth of
+/// a warm call. What a context holds is the same for every call (no
+/// environment, arguments, preopened directory or sockets; clocks; random
+/// generators); everything a guest can create lives in the `ResourceTable`,
+/// and that is new for every call, as is the buffer its stdio writes to.
+pub(crate) struct Wasi {
+    ctx: WasiCtx,
+    stdout: Capture,
+    stderr: Capture,
+}
+
+impl Wasi {
+    fn new() -> Self {
+        let (stdout, stderr) = (Capture::default(), Capture::default());
+        // No environment, no arguments, no preopened directory, no sockets:
+        // only clocks, random and the captured stdio.
+        let ctx = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Wasi {
+            ctx,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A plugin's idle WASI contexts.
+#[derive(Default)]
+pub(crate) struct WasiPool(Mutex<Vec<Wasi>>);
+
+/// Idle contexts kept per plugin; more are dropped.
+const IDLE_WASI: usize = 16;
+
+impl WasiPool {
+    fn take(&self) -> Wasi {
+        let idle = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        idle.unwrap_or_else(Wasi::new)
+    }
+
+    fn put(&self, wasi: Wasi) {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_WASI {
+            idle.push(wasi);
+        }
+    }
+}
+
+/// Where an idle context's stdout and stderr point: a buffer that takes
+/// nothing.
+static DETACHED: LazyLock<MemoryOutputPipe> = LazyLock::new(|| MemoryOutputPipe::new(0));
+
+/// stdout or stderr of a [`Wasi`]: writes go to the buffer of the call
+/// that holds the context now.
+#[derive(Clone)]
+struct Capture(Arc<Mutex<MemoryOutputPipe>>);
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture(Arc::new(Mutex::new(DETACHED.clone())))
+    }
+}
+
+impl Capture {
+    fn point_at(&self, pipe: &MemoryOutputPipe) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = pipe.clone();
+    }
+
+    fn current(&self) -> MemoryOutputPipe {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.current())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.current())
+    }
+}
+
+/// Builds the store for one call, with a WASI context from `pool`.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     call: CallCtx,
+    pool: &WasiPool,
 ) -> (Store<CallState>, Stdio, Instant) {
     let cap = usize::try_from(call.limits.log_bytes).unwrap_or(usize::MAX);
     let stdio = Stdio {
         stdout: MemoryOutputPipe::new(cap),
         stderr: MemoryOutputPipe::new(cap),
     };
-    // No environment, no arguments, no preopened directory, no sockets:
-    // only clocks, random and the captured stdio.
-    let wasi = WasiCtx::builder()
-        .stdout(stdio.stdout.clone())
-        .stderr(stdio.stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
+    let wasi = pool.take();
+    wasi.stdout.point_at(&stdio.stdout);
+    wasi.stderr.point_at(&stdio.stderr);
     let limiter = MemoryLimiter {
         limit: call.limits.memory_bytes,
         exceeded: false,
@@ -158,17 +254,34 @@ pub(crate) async fn bounded<T>(
     work: impl Future<Output = wasmtime::Result<Result<T, super::bindings::GuestError>>>,
 ) -> Outcome<T> {
     let grace = Duration::from_millis(50);
-    tokio::time::timeout_at((deadline + grace).into(), work)
+    // Boxed: instantiation and call futures are kilobytes, and every poll
+    // through the timeout would otherwise move them.
+    tokio::time::timeout_at((deadline + grace).into(), Box::pin(work))
         .await
         .ok()
 }
 
 /// Maps every way a call can end onto a [`PluginError`], and sends the
 /// captured stdio to the log, redacted. The store is dropped here: nothing
-/// of the call survives it.
+/// of the call survives it but its WASI context, which goes back to `pool`.
 pub(crate) fn finish<T>(
     store: Store<CallState>,
     stdio: Stdio,
+    outcome: Outcome<T>,
+    pool: &WasiPool,
+) -> Result<T, PluginError> {
+    let result = conclude(&store, &stdio, outcome);
+    let wasi = store.into_data().wasi;
+    // The call's buffers are let go of with the call.
+    wasi.stdout.point_at(&DETACHED);
+    wasi.stderr.point_at(&DETACHED);
+    pool.put(wasi);
+    result
+}
+
+fn conclude<T>(
+    store: &Store<CallState>,
+    stdio: &Stdio,
     outcome: Outcome<T>,
 ) -> Result<T, PluginError> {
     let state = store.data();
@@ -185,7 +298,7 @@ pub(crate) fn finish<T>(
             plugin: plugin.to_string(),
             error: redact_returned(ReturnedError::from(guest), &state.call.redactor),
         }),
-        Some(Err(trap)) => Err(classify(trap, state, &plugin, &limits, &stdio)),
+        Some(Err(trap)) => Err(classify(trap, state, &plugin, &limits, stdio)),
     }
 }
 
@@ -291,5 +404,46 @@ impl Stdio {
                 tracing::info!(target: "keyward::plugin", %plugin, stream, "{}", super::redact::escape_controls(line));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(capture: &Capture, text: &str) {
+        let mut stream = capture.p2_stream();
+        stream
+            .write(bytes::Bytes::copy_from_slice(text.as_bytes()))
+            .expect("write");
+    }
+
+    #[test]
+    fn a_reused_context_writes_only_to_the_current_calls_buffer() {
+        let pool = WasiPool::default();
+        let first = MemoryOutputPipe::new(1024);
+        let wasi = pool.take();
+        wasi.stdout.point_at(&first);
+        write(&wasi.stdout, "first call");
+        wasi.stdout.point_at(&DETACHED);
+        pool.put(wasi);
+
+        let second = MemoryOutputPipe::new(1024);
+        let wasi = pool.take();
+        assert!(
+            pool.0.lock().expect("pool").is_empty(),
+            "the idle context was reused"
+        );
+        wasi.stdout.point_at(&second);
+        write(&wasi.stdout, "second call");
+        assert_eq!(&first.contents()[..], b"first call");
+        assert_eq!(&second.contents()[..], b"second call");
+    }
+
+    #[test]
+    fn an_idle_context_takes_no_output() {
+        let capture = Capture::default();
+        let mut stream = capture.p2_stream();
+        assert!(stream.check_write().is_err(), "a detached stream is closed");
     }
 }

@@ -293,7 +293,7 @@ async fn expand(
     let values = if refs.is_empty() {
         Vec::new()
     } else {
-        let access = Access::new(call.accessor.clone(), format!("egress to {origin}"))
+        let access = Access::new(call.accessor.to_string(), format!("egress to {origin}"))
             .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
         match call
             .vault

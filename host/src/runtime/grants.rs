@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use super::error::PluginError;
 use crate::names::{Scope, SecretRef};
 
 /// Why a grant or an origin was refused.
@@ -88,6 +90,41 @@ impl fmt::Display for SecretGrant {
             f.write_str("*")?;
         }
         Ok(())
+    }
+}
+
+/// A forge's base URL, parsed once (when the forge is configured, not on
+/// every call): the text handed to the plugin and the origin granted to it
+/// for the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrl {
+    text: String,
+    origin: Origin,
+}
+
+impl BaseUrl {
+    /// Parses an absolute `https://` URL (or `http://` to a loopback host),
+    /// without credentials in it. A bad one is [`PluginError::Invalid`].
+    pub fn parse(text: &str) -> Result<Self, PluginError> {
+        let shown: String = text.chars().take(120).collect();
+        let url = reqwest::Url::parse(text)
+            .map_err(|e| PluginError::Invalid(format!("base URL {shown:?}: {e}")))?;
+        let origin = Origin::of_url(&url)
+            .map_err(|why| PluginError::Invalid(format!("base URL {shown:?}: {why}")))?;
+        Ok(BaseUrl {
+            text: text.to_owned(),
+            origin,
+        })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Its origin.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 }
 
@@ -187,6 +224,46 @@ impl Grants {
     /// Whether `origin` is granted.
     pub fn origin(&self, origin: &Origin) -> bool {
         self.origins.contains(origin)
+    }
+}
+
+/// What one call may use: the plugin's manifest grants (shared, never
+/// copied per call) plus the grants the host adds for this call only.
+#[derive(Clone, Debug, Default)]
+pub struct CallGrants {
+    manifest: Option<Arc<Grants>>,
+    call: Grants,
+}
+
+impl CallGrants {
+    /// The manifest's grants and nothing else.
+    pub fn manifest(grants: Arc<Grants>) -> Self {
+        CallGrants {
+            manifest: Some(grants),
+            call: Grants::default(),
+        }
+    }
+
+    /// Adds a secret reference for this call.
+    pub fn with_secret(mut self, reference: &SecretRef) -> Self {
+        self.call.secrets.push(SecretGrant::exact(reference));
+        self
+    }
+
+    /// Adds an origin for this call.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.call.origins.push(origin);
+        self
+    }
+
+    /// Whether `reference` is granted.
+    pub fn secret(&self, reference: &SecretRef) -> bool {
+        self.call.secret(reference) || self.manifest.as_ref().is_some_and(|m| m.secret(reference))
+    }
+
+    /// Whether `origin` is granted.
+    pub fn origin(&self, origin: &Origin) -> bool {
+        self.call.origin(origin) || self.manifest.as_ref().is_some_and(|m| m.origin(origin))
     }
 }
 

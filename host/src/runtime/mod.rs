@@ -32,7 +32,8 @@ pub use self::registry::{Loaded, Registry, Source};
 use self::bindings::forge::ForgeAdapter;
 use self::call::{CallCtx, CallState};
 use self::egress::Egress;
-use self::grants::{Grants, Origin, SecretGrant};
+pub use self::grants::BaseUrl;
+use self::grants::CallGrants;
 use self::redact::Redactor;
 use self::registry::{Loader, Pre};
 use crate::names::SecretRef;
@@ -177,10 +178,10 @@ impl Runtime {
             .ok_or_else(|| PluginError::NotFound(name.chars().take(64).collect()))
     }
 
-    fn context(&self, plugin: &Loaded, vault: &Vault, grants: Grants) -> CallCtx {
+    fn context(&self, plugin: &Loaded, vault: &Vault, grants: CallGrants) -> CallCtx {
         CallCtx {
-            plugin: Arc::from(plugin.manifest.name.as_str()),
-            accessor: format!("plugin:{}", plugin.manifest.name),
+            plugin: plugin.name.clone(),
+            accessor: plugin.accessor.clone(),
             grants,
             limits: plugin.manifest.limits.clone(),
             vault: vault.clone(),
@@ -214,8 +215,8 @@ impl Runtime {
     /// `forge.info` of the forge adapter `name`.
     pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
         let (plugin, pre) = self.forge_pre(name)?;
-        let ctx = self.context(&plugin, vault, Grants::default());
-        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx);
+        let ctx = self.context(&plugin, vault, CallGrants::default());
+        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx, &plugin.wasi);
         let outcome = {
             let work = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -227,7 +228,7 @@ impl Runtime {
             };
             call::bounded(deadline, work).await
         };
-        let info = call::finish(store, stdio, outcome)?;
+        let info = call::finish(store, stdio, outcome, &plugin.wasi)?;
         Ok(ForgeInfo {
             kind: info.kind,
             display_name: info.display_name,
@@ -250,8 +251,8 @@ impl Runtime {
             });
         };
         let pre = pre.clone();
-        let ctx = self.context(&plugin, vault, Grants::default());
-        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx);
+        let ctx = self.context(&plugin, vault, CallGrants::default());
+        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx, &plugin.wasi);
         let outcome = {
             let work = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -263,7 +264,7 @@ impl Runtime {
             };
             call::bounded(deadline, work).await
         };
-        let info = call::finish(store, stdio, outcome)?;
+        let info = call::finish(store, stdio, outcome, &plugin.wasi)?;
         Ok(MigratorInfo {
             name: info.name,
             description: info.description,
@@ -277,19 +278,16 @@ impl Runtime {
         &self,
         vault: &Vault,
         name: &str,
-        base_url: &str,
+        base_url: &BaseUrl,
         token: &SecretRef,
     ) -> Result<Account, PluginError> {
         let (plugin, pre) = self.forge_pre(name)?;
-        let url = reqwest::Url::parse(base_url)
-            .map_err(|e| PluginError::Invalid(format!("base URL {base_url:?}: {e}")))?;
-        let origin = Origin::of_url(&url)
-            .map_err(|why| PluginError::Invalid(format!("base URL {base_url:?}: {why}")))?;
-        let mut grants = plugin.manifest.grants.clone();
-        grants.secrets.push(SecretGrant::exact(token));
-        grants.origins.push(origin);
+        let grants = CallGrants::manifest(plugin.grants.clone())
+            .with_secret(token)
+            .with_origin(base_url.origin().clone());
         let ctx = self.context(&plugin, vault, grants);
-        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx);
+        let base_url = base_url.as_str();
+        let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx, &plugin.wasi);
         let token = token.to_string();
         let outcome = {
             let work = async {
@@ -301,7 +299,7 @@ impl Runtime {
             };
             call::bounded(deadline, work).await
         };
-        let account = call::finish(store, stdio, outcome)?;
+        let account = call::finish(store, stdio, outcome, &plugin.wasi)?;
         Ok(Account {
             id: account.id,
             login: account.login,

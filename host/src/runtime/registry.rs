@@ -18,7 +18,9 @@ use super::bindings::migrator::MigratorPre;
 use super::builtin::BUILTIN;
 use super::cache::{CacheOutcome, CompileCache};
 use super::call::CallState;
+use super::call::WasiPool;
 use super::error::LoadError;
+use super::grants::Grants;
 use super::manifest::{Kind, Manifest, MAX_MANIFEST_BYTES};
 
 /// Largest `.wasm` accepted (a CPython component is about 40 MiB).
@@ -51,6 +53,14 @@ pub struct Loaded {
     /// Where it came from.
     pub source: Source,
     pub(crate) pre: Pre,
+    /// Computed once at load rather than on every call.
+    pub(crate) name: Arc<str>,
+    /// `plugin:<name>`, the accessor in the access log.
+    pub(crate) accessor: Arc<str>,
+    /// The manifest's grants, shared by every call.
+    pub(crate) grants: Arc<Grants>,
+    /// Its idle WASI contexts.
+    pub(crate) wasi: WasiPool,
 }
 
 /// The pre-linked component, by world.
@@ -217,6 +227,10 @@ impl Loader {
         let component = self.component(&sha256, wasm)?;
         let pre = prelink(&self.linker, &component, manifest.kind)?;
         Ok(Loaded {
+            name: Arc::from(manifest.name.as_str()),
+            accessor: Arc::from(format!("plugin:{}", manifest.name)),
+            grants: Arc::new(manifest.grants.clone()),
+            wasi: WasiPool::default(),
             manifest,
             sha256,
             source,

@@ -42,7 +42,7 @@ pub(crate) async fn deny(
     why: String,
 ) -> wasmtime::Result<GuestError> {
     let access = Access::new(
-        call.accessor.clone(),
+        call.accessor.to_string(),
         format!("{action:?} refused").to_lowercase(),
     )
     .map_err(|e| wasmtime::Error::msg(e.to_string()))?;

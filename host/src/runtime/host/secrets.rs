@@ -43,7 +43,7 @@ impl Host for CallState {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let access = Access::new(self.call.accessor.clone(), "exists check")
+        let access = Access::new(self.call.accessor.to_string(), "exists check")
             .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
         match self
             .call
@@ -66,7 +66,7 @@ impl Host for CallState {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let access = match Access::new(self.call.accessor.clone(), clip(&reason)) {
+        let access = match Access::new(self.call.accessor.to_string(), clip(&reason)) {
             Ok(a) => a,
             Err(e) => return Ok(Err(GuestError::Invalid(e.to_string()))),
         };
