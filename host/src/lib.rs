@@ -3,6 +3,7 @@
 //! every read is recorded before the plaintext is returned.
 
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -6,6 +6,7 @@ mod support;
 mod keys;
 mod secrets;
 mod serve;
+mod tokens;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -9,6 +9,7 @@ mod crud;
 mod keyring;
 mod sealing;
 mod templates;
+mod tokens;
 
 use keyward::audit::Access;
 use keyward::names::{Scope, SecretName, SecretRef};

@@ -6,6 +6,7 @@ mod plugin;
 mod render;
 mod secret;
 mod serve;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,9 @@ pub enum Command {
     /// List, check and reload WebAssembly plugins.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Create, list and revoke API tokens for the HTTP service.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// Parses the command line, runs it, and maps failures to exit codes.
@@ -115,6 +119,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render::run(&cli, args).await,
         Command::Audit(command) => audit::run(&cli, command).await,
         Command::Plugin(command) => plugin::run(&cli, command).await,
+        Command::Token(command) => token::run(&cli, command).await,
     }
 }
 

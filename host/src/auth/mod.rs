@@ -1,0 +1,56 @@
+//! Who is calling and what they may do: API tokens (`kw_…`) with a role.
+//!
+//! An operator may do everything; a resolver may render templates and read
+//! metadata, never change anything. The HTTP layer asks [`Tokens`] who a
+//! bearer token belongs to and checks the role a route needs.
+
+pub mod token;
+
+pub use token::{ApiToken, Caller, Role, Tokens};
+
+/// Errors of the auth layer, each with the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials were sent. HTTP 401.
+    #[error("no credentials: send `Authorization: Bearer kw_…`")]
+    Missing,
+    /// The token is malformed, unknown, wrong or revoked; which of these is
+    /// not said, so a guesser learns nothing. HTTP 401.
+    #[error("invalid or revoked token")]
+    Invalid,
+    /// The caller's role does not allow this. HTTP 403.
+    #[error("this needs the {needed} role; the token has the {held} role")]
+    Forbidden {
+        /// The role the action needs.
+        needed: &'static str,
+        /// The caller's role.
+        held: &'static str,
+    },
+    /// A token name breaks the rules. HTTP 400.
+    #[error(
+        "invalid token name {0:?}: 1–64 characters of letters, digits, space, `.`, `_` or `-`"
+    )]
+    BadName(String),
+    /// Not a role. HTTP 400.
+    #[error("invalid role {0:?}: use operator or resolver")]
+    BadRole(String),
+    /// No active token with that id. HTTP 404.
+    #[error("no active token with id {0:?}")]
+    NotFound(String),
+    /// The database failed. HTTP 503.
+    #[error("database error: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+impl AuthError {
+    /// The HTTP status of this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AuthError::Missing | AuthError::Invalid => 401,
+            AuthError::Forbidden { .. } => 403,
+            AuthError::BadName(_) | AuthError::BadRole(_) => 400,
+            AuthError::NotFound(_) => 404,
+            AuthError::Store(_) => 503,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The `api_token` table: API tokens by their public id, with the SHA-256 of
+//! the whole token (never the token).
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+/// A token's row, without its hash.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRow {
+    /// The public id (the `<id>` of `kw_<id>_<secret>`).
+    pub id: String,
+    /// What the operator called it.
+    pub name: String,
+    /// `operator` or `resolver`.
+    pub role: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last request it authenticated, if any.
+    pub last_used_at: Option<i64>,
+    /// Unix milliseconds of its revocation, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, name, role, created_at, last_used_at, revoked_at";
+
+fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+/// Inserts a new token.
+pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+    )
+    .bind(&token.id)
+    .bind(&token.name)
+    .bind(&token.role)
+    .bind(hash)
+    .bind(token.created_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Every token, newest first.
+pub async fn list(pool: &AnyPool) -> Result<Vec<TokenRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM api_token ORDER BY created_at DESC, id");
+    sqlx::query(&sql)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// The token with public id `id` and its stored hash.
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<(TokenRow, Vec<u8>)>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS}, hash FROM api_token WHERE id = $1");
+    match sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
+        Some(r) => Ok(Some((row(&r)?, r.try_get("hash")?))),
+        None => Ok(None),
+    }
+}
+
+/// Marks the token revoked at `at`. False if there is no such token or it
+/// was already revoked (the first revocation time is kept).
+pub async fn revoke(pool: &AnyPool, id: &str, at: i64) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE api_token SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that the token authenticated a request at `at`.
+pub async fn touch(pool: &AnyPool, id: &str, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_token SET last_used_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `token create|list|revoke`, with hostile input.
+
+use crate::{code, text, Kw};
+
+#[test]
+fn create_prints_the_token_once_and_list_never_shows_it() {
+    let kw = Kw::new();
+    let out = kw.run(
+        &["token", "create", "--name", "ci", "--role", "resolver"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim_end().to_owned();
+    assert!(token.starts_with("kw_") && token.len() == 63, "{token:?}");
+    assert_eq!(
+        text(&out.stdout),
+        format!("{token}\n"),
+        "stdout holds the token alone"
+    );
+    assert!(text(&out.stderr).contains("shown once"));
+    let id = &token[3..19];
+
+    let table = kw.ok(&["token", "list"], b"");
+    assert!(table.contains(id) && table.contains("resolver") && table.contains("ci"));
+    let secret = &token[20..];
+    let json = kw.ok(&["token", "list", "--json"], b"");
+    for listing in [&table, &json] {
+        assert!(!listing.contains(secret), "a listing shows the token");
+    }
+    let row: serde_json::Value =
+        serde_json::from_str(json.lines().next().expect("one line")).expect("json");
+    assert_eq!(row["revoked_at"], serde_json::Value::Null);
+
+    assert_eq!(
+        kw.ok(&["token", "revoke", id], b""),
+        format!("revoked token {id}\n")
+    );
+    let json = kw.ok(&["token", "list", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    assert!(row["revoked_at"].is_i64(), "{row}");
+    let again = kw.run(&["token", "revoke", id], b"");
+    assert_eq!(code(&again), 1);
+    assert!(text(&again.stderr).contains("no active token"));
+}
+
+#[test]
+fn hostile_names_roles_and_ids_are_refused_and_add_nothing() {
+    let kw = Kw::new();
+    let long = "x".repeat(65);
+    for (name, role, says) in [
+        ("ok", "admin", "invalid role"),
+        ("ok", "", "invalid role"),
+        ("", "operator", "invalid token name"),
+        ("a\u{7}b", "operator", "invalid token name"),
+        (long.as_str(), "operator", "invalid token name"),
+        (
+            "x'; DROP TABLE api_token; --",
+            "operator",
+            "invalid token name",
+        ),
+    ] {
+        let out = kw.run(&["token", "create", "--name", name, "--role", role], b"");
+        assert_eq!(code(&out), 1, "{name:?} {role:?}");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).is_empty());
+    }
+    for id in ["", "nope", "' OR 1=1 --", &"f".repeat(10_000)] {
+        let out = kw.run(&["token", "revoke", id], b"");
+        assert_eq!(code(&out), 1, "{id:.20}");
+        assert!(text(&out.stderr).contains("no active token"));
+    }
+    assert_eq!(kw.ok(&["token", "list", "--json"], b""), "");
+    let usage = kw.run(&["token", "create", "--name", "n"], b"");
+    assert_eq!(code(&usage), 2, "a missing --role is a usage error");
+}

@@ -1,0 +1,122 @@
+//! API tokens: shown once, stored as a hash, checked in constant time,
+//! revocable; malformed and hostile tokens are refused the same way.
+
+use keyward::auth::{AuthError, Role, Tokens};
+
+use crate::support::{contains, TestDb, TestKey};
+
+crate::on_both_backends!(
+    a_token_authenticates_until_revoked,
+    only_a_hash_of_the_token_is_stored,
+    hostile_tokens_and_names_are_refused,
+);
+
+async fn a_token_authenticates_until_revoked(db: TestDb) {
+    let vault = db.open(&TestKey::new()).await;
+    let tokens = Tokens::new(vault.db().clone());
+    let (row, token) = tokens
+        .create("deploy bot", Role::Resolver)
+        .await
+        .expect("create");
+    assert!(token.expose().starts_with(&format!("kw_{}_", row.id)));
+    assert_eq!((row.role.as_str(), row.last_used_at), ("resolver", None));
+
+    let caller = tokens.authenticate(token.expose()).await.expect("valid");
+    assert_eq!(caller.role, Role::Resolver);
+    assert_eq!(caller.accessor(), format!("token:deploy bot#{}", row.id));
+    assert!(matches!(
+        caller.require(Role::Operator),
+        Err(AuthError::Forbidden { .. })
+    ));
+    caller
+        .require(Role::Resolver)
+        .expect("resolver may resolve");
+    let listed = tokens.list().await.expect("list");
+    assert!(listed[0].last_used_at.is_some(), "last use is recorded");
+
+    // The same id with another secret is not the token.
+    let mut forged = token.expose().to_owned();
+    let last = forged.pop().expect("non-empty");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let err = tokens.authenticate(&forged).await.expect_err("forged");
+    assert!(matches!(err, AuthError::Invalid) && err.http_status() == 401);
+
+    let (op_row, op) = tokens.create("ops", Role::Operator).await.expect("create");
+    tokens.revoke(&row.id).await.expect("revoke");
+    let err = tokens
+        .authenticate(token.expose())
+        .await
+        .expect_err("revoked");
+    assert!(matches!(err, AuthError::Invalid), "{err}");
+    let err = tokens.revoke(&row.id).await.expect_err("already revoked");
+    assert!(matches!(err, AuthError::NotFound(_)) && err.http_status() == 404);
+    // Revoking one token leaves the others working.
+    let caller = tokens.authenticate(op.expose()).await.expect("other token");
+    assert_eq!((caller.role, caller.token_id), (Role::Operator, op_row.id));
+    let listed = tokens.list().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    let revoked = listed.iter().find(|t| t.id == row.id).expect("kept");
+    assert!(
+        revoked.revoked_at.is_some(),
+        "a revoked token keeps its row"
+    );
+}
+
+async fn only_a_hash_of_the_token_is_stored(db: TestDb) {
+    let vault = db.open(&TestKey::new()).await;
+    let tokens = Tokens::new(vault.db().clone());
+    let (_, token) = tokens.create("ci", Role::Operator).await.expect("create");
+    let secret_half = token
+        .expose()
+        .rsplit('_')
+        .next()
+        .expect("secret")
+        .to_owned();
+    drop(vault);
+    let raw = db.raw_bytes();
+    assert!(!contains(&raw, token.expose().as_bytes()));
+    assert!(!contains(&raw, secret_half.as_bytes()));
+}
+
+async fn hostile_tokens_and_names_are_refused(db: TestDb) {
+    let vault = db.open(&TestKey::new()).await;
+    let tokens = Tokens::new(vault.db().clone());
+    let (row, token) = tokens.create("real", Role::Operator).await.expect("create");
+    let long = "kw_".to_owned() + &"a".repeat(100_000);
+    let sql = format!("kw_{}_' OR '1'='1{}", row.id, "A".repeat(31));
+    let cases = [
+        "",
+        "Bearer",
+        "kw_",
+        long.as_str(),
+        sql.as_str(),
+        &token.expose()[..token.expose().len() - 1],
+        &token.expose().replace("kw_", "KW_"),
+        "kw_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ];
+    for presented in cases {
+        let err = tokens.authenticate(presented).await.expect_err("refused");
+        assert!(matches!(err, AuthError::Invalid), "{presented:.40}: {err}");
+    }
+    for name in [
+        "",
+        " ",
+        "a\nb",
+        "x'; DROP TABLE api_token; --",
+        &"n".repeat(65),
+    ] {
+        let Err(err) = tokens.create(name, Role::Resolver).await else {
+            panic!("{name:?} was accepted");
+        };
+        assert!(matches!(err, AuthError::BadName(_)) && err.http_status() == 400);
+    }
+    assert_eq!(
+        tokens.list().await.expect("list").len(),
+        1,
+        "nothing was added"
+    );
+    tokens
+        .authenticate(token.expose())
+        .await
+        .expect("the real token still works");
+}
