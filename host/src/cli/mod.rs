@@ -66,7 +66,7 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP service (at this stage: GET /healthz) and the plugin runtime.
+    /// Run the HTTP API (docs/http-api.md) and the plugin runtime.
     Serve(serve::Args),
     /// Generate or rotate the master key.
     #[command(subcommand)]

@@ -1,33 +1,50 @@
-//! The HTTP service. At this stage only `GET /healthz`; the operator API
-//! arrives with the HTTP issue.
+//! The HTTP service: every route takes a bearer API token with the role it
+//! needs (see [`auth`]), reads JSON through [`body::Body`] and fails with
+//! the one error shape of [`error::ApiError`].
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+mod auth;
+mod body;
+pub mod error;
+mod routes;
 
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::auth::Tokens;
+use crate::template::MAX_TEMPLATE_LEN;
 use crate::vault::Vault;
+
+/// The largest request body: a template at its limit plus room for the
+/// rest of the JSON (escaping can grow text; a template that needs more is
+/// refused with 413).
+pub const MAX_BODY: usize = MAX_TEMPLATE_LEN + (256 << 10);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store and its access log.
+    pub vault: Vault,
+    /// API tokens.
+    pub tokens: Tokens,
+}
 
 /// Builds the router.
 pub fn router(vault: Vault) -> Router {
+    let state = AppState {
+        tokens: Tokens::new(vault.db().clone()),
+        vault,
+    };
     Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(vault)
-}
-
-/// 200 `{"status":"ok"}` when the database answers; 503 otherwise.
-async fn healthz(State(vault): State<Vault>) -> (StatusCode, Json<Value>) {
-    match sqlx::query("SELECT 1").execute(&vault.db().pool).await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Err(error) => {
-            tracing::warn!(%error, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({"error": {"code": "unavailable", "message": "the database is not answering"}}),
-                ),
-            )
-        }
-    }
+        .route("/healthz", get(routes::healthz))
+        .route("/secrets", get(routes::list_secrets))
+        .route("/render", post(routes::render))
+        .route(
+            "/tokens",
+            post(routes::create_token).get(routes::list_tokens),
+        )
+        .route("/tokens/{id}", delete(routes::revoke_token))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }

@@ -1,0 +1,107 @@
+//! The one error shape of the HTTP API: `{"error": {"code", "message"}}`,
+//! with the status each kind of failure maps to.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::template::RenderError;
+use crate::vault::VaultError;
+
+/// Everything a route can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Credentials missing, wrong or of the wrong role: 401 or 403 (see
+    /// [`AuthError::http_status`]).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The store refused or failed: the status of
+    /// [`VaultError::http_status`] (400, 404, 409, 413, 422, 500, 503).
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// A template breaks the grammar: 422.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    /// The request body is not the JSON the route takes: 400 (415 when it
+    /// is not declared as JSON, 413 when it is over the limit).
+    #[error("{message}")]
+    Body {
+        /// 400, 413 or 415.
+        status: u16,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A field is present but invalid: 400.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<RenderError> for ApiError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Template(t) => ApiError::Template(t),
+            RenderError::Vault(v) => ApiError::Vault(v),
+        }
+    }
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Auth(e) => e.http_status(),
+            ApiError::Vault(e) => e.http_status(),
+            ApiError::Template(_) => 422,
+            ApiError::Body { status, .. } => *status,
+            ApiError::Invalid(_) => 400,
+        }
+    }
+
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Auth(AuthError::Missing | AuthError::Invalid) => "unauthenticated",
+            ApiError::Auth(AuthError::Forbidden { .. }) => "forbidden",
+            ApiError::Auth(AuthError::NotFound(_)) => "not_found",
+            ApiError::Auth(AuthError::BadName(_) | AuthError::BadRole(_)) => "invalid",
+            ApiError::Auth(AuthError::Store(_)) => "unavailable",
+            ApiError::Vault(VaultError::Missing(_)) => "missing_secrets",
+            ApiError::Vault(VaultError::NotFound { .. }) => "not_found",
+            ApiError::Vault(VaultError::Exists { .. }) => "exists",
+            ApiError::Vault(VaultError::Conflict { .. }) => "conflict",
+            ApiError::Vault(VaultError::ValueTooLarge { .. }) => "too_large",
+            ApiError::Vault(e) if e.http_status() == 503 => "unavailable",
+            ApiError::Vault(e) if e.http_status() >= 500 => "internal",
+            ApiError::Vault(_) => "invalid",
+            ApiError::Template(_) => "invalid_template",
+            ApiError::Body { status: 413, .. } => "too_large",
+            ApiError::Body { status: 415, .. } => "unsupported_media_type",
+            ApiError::Body { .. } | ApiError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // Server-side failures are logged in full and answered briefly: the
+        // caller cannot act on database details.
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => "the store is unavailable; try again".to_owned(),
+                _ => "internal error; see the server log".to_owned(),
+            }
+        } else {
+            self.to_string()
+        };
+        let mut body = json!({"error": {"code": self.code(), "message": message}});
+        if let ApiError::Vault(VaultError::Missing(m)) = &self {
+            body["error"]["missing"] = json!(m.missing);
+        }
+        (status, Json(body)).into_response()
+    }
+}

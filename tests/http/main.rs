@@ -1,0 +1,384 @@
+//! The HTTP API against a real server on 127.0.0.1: the role rail, the one
+//! error shape, hostile bodies, and values that never leak into listings.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use keyward::audit::Access;
+use keyward::auth::{Role, Tokens};
+use keyward::names::{Scope, SecretName};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+use support::{TestDb, TestKey};
+
+const VALUE: &str = "s3cr3t-value-0xBEEF";
+
+/// A served store with one secret and a token per role.
+struct Api {
+    base: String,
+    client: Client,
+    operator: String,
+    resolver: String,
+    vault: keyward::vault::Vault,
+    _db: TestDb,
+}
+
+impl Api {
+    async fn start(db: TestDb) -> Api {
+        let vault = db.open(&TestKey::new()).await;
+        let access = Access::new("test:http", "fixture").expect("access");
+        vault
+            .create(
+                &Scope::global(),
+                &SecretName::parse("GITHUB_TOKEN").expect("name"),
+                VALUE.as_bytes(),
+                "forge token",
+                &access,
+            )
+            .await
+            .expect("create");
+        let tokens = Tokens::new(vault.db().clone());
+        let (_, op) = tokens.create("ops", Role::Operator).await.expect("token");
+        let (_, res) = tokens.create("agent", Role::Resolver).await.expect("token");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = keyward::http::router(vault.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Api {
+            base: format!("http://{addr}"),
+            client: Client::new(),
+            operator: op.expose().to_owned(),
+            resolver: res.expose().to_owned(),
+            vault,
+            _db: db,
+        }
+    }
+
+    /// Sends `body` (JSON if it is a `Value`, raw otherwise) with `token`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, json, text)
+    }
+}
+
+/// Asserts the one error shape and returns the code.
+fn error_code(status: StatusCode, body: &Value, raw: &str) -> String {
+    assert!(!status.is_success(), "{status}: {raw}");
+    assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{raw}");
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not the error shape: {raw}"));
+    assert!(body["error"]["message"].is_string(), "{raw}");
+    code.to_owned()
+}
+
+fn render_body() -> Value {
+    json!({"template": "token=${SECRET:GITHUB_TOKEN}", "reason": "deploy"})
+}
+
+#[tokio::test]
+async fn every_route_checks_credentials_and_role() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    // (method, path, body, resolver may)
+    let routes: Vec<(Method, &str, Option<Value>, bool)> = vec![
+        (Method::GET, "/secrets", None, true),
+        (Method::POST, "/render", Some(render_body()), true),
+        (Method::GET, "/tokens", None, false),
+        (
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "x", "role": "resolver"})),
+            false,
+        ),
+        (Method::DELETE, "/tokens/0000000000000000", None, false),
+    ];
+    let bad = [
+        None,
+        Some("kw_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        Some("not-a-token"),
+        Some(""),
+    ];
+    for (method, path, body, resolver_may) in routes {
+        for token in bad {
+            let (status, json, raw) = api.call(method.clone(), path, token, body.clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}: {raw}"
+            );
+            assert_eq!(error_code(status, &json, &raw), "unauthenticated");
+        }
+        let (status, json, raw) = api
+            .call(method.clone(), path, Some(&api.resolver), body.clone())
+            .await;
+        if resolver_may {
+            assert!(status.is_success(), "{method} {path}: {raw}");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {raw}");
+            assert_eq!(error_code(status, &json, &raw), "forbidden");
+        }
+        let (status, _, raw) = api
+            .call(method.clone(), path, Some(&api.operator), body.clone())
+            .await;
+        assert!(
+            status.is_success() || status == StatusCode::NOT_FOUND,
+            "{method} {path} as operator: {raw}"
+        );
+    }
+    // A header that is not `Bearer <token>` is refused like a bad token.
+    let resp = api
+        .client
+        .get(format!("{}/secrets", api.base))
+        .header("Authorization", format!("Basic {}", api.operator))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn listings_never_hold_a_value_and_render_logs_the_caller() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let (status, json, raw) = api
+        .call(Method::GET, "/secrets", Some(&api.resolver), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json[0]["name"], "GITHUB_TOKEN");
+    assert_eq!(json[0]["description"], "forge token");
+    assert!(!raw.contains(VALUE));
+
+    let (status, json, raw) = api
+        .call(
+            Method::POST,
+            "/render",
+            Some(&api.resolver),
+            Some(render_body()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    assert_eq!(json["text"], format!("token={VALUE}"));
+    let row = api
+        .vault
+        .log_tail(1)
+        .await
+        .expect("log")
+        .pop()
+        .expect("a row");
+    assert!(row.accessor.starts_with("token:agent#"), "{}", row.accessor);
+    assert_eq!(
+        (row.reason.as_str(), row.action.as_str()),
+        ("deploy", "render")
+    );
+
+    let (_, _, raw) = api
+        .call(Method::GET, "/tokens", Some(&api.operator), None)
+        .await;
+    assert!(!raw.contains(&api.resolver[20..]) && !raw.contains(&api.operator[20..]));
+}
+
+#[tokio::test]
+async fn render_names_every_missing_secret() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let body = json!({"template": "${SECRET:A} ${SECRET:GITHUB_TOKEN} ${SECRET:agent_type:x/B}", "reason": "r"});
+    let (status, json, raw) = api
+        .call(Method::POST, "/render", Some(&api.resolver), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{raw}");
+    assert_eq!(error_code(status, &json, &raw), "missing_secrets");
+    let missing: Vec<&str> = json["error"]["missing"]
+        .as_array()
+        .expect("missing list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(missing, ["A", "agent_type:x/B"]);
+    assert!(!raw.contains(VALUE), "a partial render leaked a value");
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_the_error_shape_and_change_nothing() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let url = format!("{}/render", api.base);
+    let send = |body: Vec<u8>, content_type: &'static str| {
+        api.client
+            .post(&url)
+            .bearer_auth(&api.resolver)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    let huge = format!(
+        r#"{{"template": "{}", "reason": "r"}}"#,
+        "x".repeat(keyward::http::MAX_BODY)
+    );
+    // Malformed JSON is 400; well-formed JSON with a field the store refuses
+    // (reason, context, template) is 422, as everywhere in the API.
+    let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
+        (b"{".to_vec(), "application/json", 400, "invalid"),
+        (b"[]".to_vec(), "application/json", 400, "invalid"),
+        (b"\xff\xfe".to_vec(), "application/json", 400, "invalid"),
+        (
+            render_body().to_string().into_bytes(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            br#"{"template": "x", "reason": "r", "extra": 1}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid",
+        ),
+        (
+            br#"{"template": "x"}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid",
+        ),
+        (
+            br#"{"template": 5, "reason": "r"}"#.to_vec(),
+            "application/json",
+            400,
+            "invalid",
+        ),
+        (
+            br#"{"template": "x", "reason": "a\nb"}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid",
+        ),
+        (
+            br#"{"template": "x", "reason": "   "}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid",
+        ),
+        (
+            br#"{"template": "x", "reason": "r", "context": {"planet": "mars"}}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid",
+        ),
+        (
+            br#"{"template": "x", "reason": "r", "context": {"instance": "../../etc"}}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid",
+        ),
+        (
+            br#"{"template": "${SECRET:", "reason": "r"}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid_template",
+        ),
+        (
+            br#"{"template": "${SECRET:bad name}", "reason": "r"}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid_template",
+        ),
+        (huge.into_bytes(), "application/json", 413, "too_large"),
+    ];
+    let before = api.vault.log_tail(1000).await.expect("log").len();
+    for (body, content_type, want, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        let resp = send(body, content_type).await.expect("send");
+        let status = resp.status();
+        let raw = resp.text().await.expect("text");
+        let json: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        assert_eq!(status.as_u16(), want, "{shown}: {raw}");
+        assert_eq!(error_code(status, &json, &raw), code, "{shown}");
+    }
+    let after = api.vault.log_tail(1000).await.expect("log").len();
+    assert_eq!(before, after, "a refused request read a secret");
+    let (status, json, raw) = api
+        .call(Method::GET, "/nope", Some(&api.operator), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(status, &json, &raw), "not_found");
+    let (status, _, raw) = api
+        .call(
+            Method::GET,
+            "/secrets?scope=not%20a%20scope",
+            Some(&api.resolver),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{raw}");
+    let (status, _, raw) = api
+        .call(Method::GET, "/secrets?bogus=1", Some(&api.resolver), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
+}
+
+#[tokio::test]
+async fn tokens_made_over_http_work_until_revoked() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let (status, json, raw) = api
+        .call(
+            Method::POST,
+            "/tokens",
+            Some(&api.operator),
+            Some(json!({"name": "ci", "role": "resolver"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    let token = json["token"].as_str().expect("token").to_owned();
+    let id = json["id"].as_str().expect("id").to_owned();
+    let (status, _, _) = api.call(Method::GET, "/secrets", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for (name, role) in [("", "resolver"), ("ok", "root"), ("a\u{0}b", "operator")] {
+        let (status, json, raw) = api
+            .call(
+                Method::POST,
+                "/tokens",
+                Some(&api.operator),
+                Some(json!({"name": name, "role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
+        assert_eq!(error_code(status, &json, &raw), "invalid");
+    }
+    let (status, _, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{id}"),
+            Some(&api.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = api.call(Method::GET, "/secrets", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, json, raw) = api
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{id}"),
+            Some(&api.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(status, &json, &raw), "not_found");
+}
