@@ -104,6 +104,21 @@ async fn every_route_checks_credentials_and_role() {
     let routes: Vec<(Method, &str, Option<Value>, bool)> = vec![
         (Method::GET, "/secrets", None, true),
         (Method::POST, "/render", Some(render_body()), true),
+        (Method::GET, "/secrets/GITHUB_TOKEN/access-log", None, true),
+        (
+            Method::POST,
+            "/secrets",
+            Some(json!({"name": "NEW", "value": "v"})),
+            false,
+        ),
+        (
+            Method::PUT,
+            "/secrets/GITHUB_TOKEN",
+            Some(json!({"description": "d"})),
+            false,
+        ),
+        (Method::POST, "/secrets/GITHUB_TOKEN/rotate", None, false),
+        (Method::DELETE, "/secrets/NEW", None, false),
         (Method::GET, "/tokens", None, false),
         (
             Method::POST,
@@ -381,4 +396,204 @@ async fn tokens_made_over_http_work_until_revoked() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(status, &json, &raw), "not_found");
+}
+
+#[tokio::test]
+async fn operators_manage_secrets_without_values_ever_coming_back() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let op = Some(api.operator.as_str());
+    let new = json!({"name": "DEPLOY_KEY", "scope": "agent_type:coder", "value": "first-value-123", "description": "deploy"});
+    let (status, json, raw) = api
+        .call(Method::POST, "/secrets", op, Some(new.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    assert_eq!(
+        (json["version"].as_i64(), json["scope"].as_str()),
+        (Some(1), Some("agent_type:coder"))
+    );
+    assert!(!raw.contains("first-value-123"));
+    let (status, json, raw) = api.call(Method::POST, "/secrets", op, Some(new)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(status, &json, &raw), "exists");
+
+    let path = "/secrets/DEPLOY_KEY?scope=agent_type:coder";
+    let (status, json, raw) = api
+        .call(
+            Method::PUT,
+            path,
+            op,
+            Some(json!({"value": "second-value-456"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    assert_eq!(json["version"], 2);
+    let rotated = json["rotated_at"].as_i64().expect("rotated_at");
+    let (status, json, _) = api
+        .call(
+            Method::PUT,
+            path,
+            op,
+            Some(json!({"description": "new words"})),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            json["description"].as_str(),
+            json["version"].as_i64()
+        ),
+        (StatusCode::OK, Some("new words"), Some(2))
+    );
+    // A bad description is refused before the value is touched.
+    let (status, _, raw) = api
+        .call(
+            Method::PUT,
+            path,
+            op,
+            Some(json!({"value": "third-value-789", "description": "a\nb"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{raw}");
+    let (status, json, raw) = api.call(Method::PUT, path, op, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(status, &json, &raw), "invalid");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let rotate = "/secrets/DEPLOY_KEY/rotate?scope=agent_type:coder";
+    let (status, json, raw) = api.call(Method::POST, rotate, op, None).await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    assert!(json["rotated_at"].as_i64().expect("rotated_at") > rotated);
+    assert_eq!(json["version"], 2, "a re-seal keeps the version");
+
+    let body = json!({"template": "${SECRET:DEPLOY_KEY}", "reason": "check", "context": {"agent_type": "coder"}});
+    let (_, json, _) = api
+        .call(Method::POST, "/render", Some(&api.resolver), Some(body))
+        .await;
+    assert_eq!(json["text"], "second-value-456");
+
+    let log = "/secrets/DEPLOY_KEY/access-log?scope=agent_type:coder";
+    let (status, page, raw) = api.call(Method::GET, log, Some(&api.resolver), None).await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    let actions: Vec<&str> = page["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert_eq!(actions[0], "render", "newest first: {actions:?}");
+    assert!(actions.len() >= 5, "{actions:?}");
+    let (_, page, _) = api
+        .call(
+            Method::GET,
+            &format!("{log}&limit=2"),
+            Some(&api.resolver),
+            None,
+        )
+        .await;
+    assert_eq!(page["rows"].as_array().expect("rows").len(), 2);
+    let next = page["next_before"].as_i64().expect("a next page");
+    let (_, older, _) = api
+        .call(
+            Method::GET,
+            &format!("{log}&limit=2&before={next}"),
+            Some(&api.resolver),
+            None,
+        )
+        .await;
+    assert!(older["rows"][0]["seq"].as_i64().expect("seq") < next);
+    let (_, only, _) = api
+        .call(
+            Method::GET,
+            &format!("{log}&action=render"),
+            Some(&api.resolver),
+            None,
+        )
+        .await;
+    assert_eq!(only["rows"].as_array().expect("rows").len(), 1);
+    for bad in [
+        "&limit=0",
+        "&limit=501",
+        "&before=-1",
+        "&limit=x",
+        "&colour=red",
+    ] {
+        let (status, json, raw) = api
+            .call(
+                Method::GET,
+                &format!("{log}{bad}"),
+                Some(&api.resolver),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {raw}");
+        assert_eq!(error_code(status, &json, &raw), "invalid");
+    }
+
+    let (status, _, _) = api.call(Method::DELETE, path, op, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, json, raw) = api.call(Method::DELETE, path, op, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(status, &json, &raw), "not_found");
+    let (_, page, _) = api.call(Method::GET, log, Some(&api.resolver), None).await;
+    assert_eq!(
+        page["rows"][0]["action"], "delete",
+        "history outlives the secret"
+    );
+
+    let (_, _, listing) = api
+        .call(Method::GET, "/secrets", Some(&api.resolver), None)
+        .await;
+    for value in [
+        "first-value-123",
+        "second-value-456",
+        "third-value-789",
+        VALUE,
+    ] {
+        assert!(!listing.contains(value));
+    }
+}
+
+#[tokio::test]
+async fn hostile_secret_input_is_refused_and_writes_nothing() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let op = Some(api.operator.as_str());
+    let big = "v".repeat(keyward::vault::MAX_VALUE_LEN + 1);
+    let cases = [
+        (json!({"name": "has space", "value": "v"}), 422),
+        (json!({"name": "", "value": "v"}), 422),
+        (json!({"name": "OK", "value": ""}), 422),
+        (json!({"name": "OK", "value": "v", "scope": "Global"}), 422),
+        (
+            json!({"name": "OK", "value": "v", "scope": "agent_type:../x"}),
+            422,
+        ),
+        (
+            json!({"name": "OK", "value": "v", "description": "x".repeat(1025)}),
+            422,
+        ),
+        (json!({"name": "OK", "value": big}), 413),
+        (json!({"name": "OK", "value": 5}), 400),
+        (json!({"name": "OK"}), 400),
+        (json!({"name": "OK", "value": "v", "owner": "me"}), 400),
+    ];
+    for (body, want) in cases {
+        let shown: String = body.to_string().chars().take(60).collect();
+        let (status, json, raw) = api.call(Method::POST, "/secrets", op, Some(body)).await;
+        assert_eq!(status.as_u16(), want, "{shown}: {raw}");
+        error_code(status, &json, &raw);
+    }
+    for path in [
+        "/secrets/bad%20name/rotate",
+        "/secrets/%00/rotate",
+        "/secrets/X/rotate?scope=%0a",
+    ] {
+        let (status, json, raw) = api.call(Method::POST, path, op, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {raw}");
+        error_code(status, &json, &raw);
+    }
+    let (_, json, _) = api.call(Method::GET, "/secrets", op, None).await;
+    assert_eq!(
+        json.as_array().expect("list").len(),
+        1,
+        "only the fixture secret exists"
+    );
 }

@@ -225,6 +225,53 @@ pub async fn tail(pool: &AnyPool, limit: i64) -> Result<Vec<LogRow>, sqlx::Error
     Ok(rows)
 }
 
+/// Which rows of one secret's history to read.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    /// Only rows with `seq` below this (the page before), if set.
+    pub before: Option<i64>,
+    /// Only this accessor.
+    pub accessor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+}
+
+/// Rows about `scope`/`name`, newest first, at most `limit`. The log has no
+/// index by secret (see the schema): this walks back from the newest row,
+/// which is what a page of recent history needs.
+pub async fn history(
+    pool: &AnyPool,
+    scope: &str,
+    name: &str,
+    query: &HistoryQuery,
+    limit: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM secret_access_log WHERE scope = $1 AND name = $2 AND seq < $3"
+    );
+    let mut n = 3;
+    for (column, value) in [("accessor", &query.accessor), ("action", &query.action)] {
+        if value.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND {column} = ${n}"));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", n + 1));
+    let mut q = sqlx::query(&sql)
+        .bind(scope.to_owned())
+        .bind(name.to_owned())
+        .bind(query.before.unwrap_or(i64::MAX));
+    for value in [&query.accessor, &query.action].into_iter().flatten() {
+        q = q.bind(value.clone());
+    }
+    q.bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(log_row)
+        .collect()
+}
+
 /// Rows after `seq`, oldest first, at most `limit`.
 pub async fn after(pool: &AnyPool, seq: i64, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
     let sql =

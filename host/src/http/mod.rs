@@ -6,9 +6,11 @@ mod auth;
 mod body;
 pub mod error;
 mod routes;
+mod secrets;
+mod tokens;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::auth::Tokens;
@@ -37,13 +39,19 @@ pub fn router(vault: Vault) -> Router {
     };
     Router::new()
         .route("/healthz", get(routes::healthz))
-        .route("/secrets", get(routes::list_secrets))
+        .route("/secrets", get(secrets::list).post(secrets::create))
+        .route(
+            "/secrets/{name}",
+            put(secrets::update).delete(secrets::delete),
+        )
+        .route("/secrets/{name}/rotate", post(secrets::rotate))
+        .route("/secrets/{name}/access-log", get(secrets::history))
         .route("/render", post(routes::render))
         .route(
             "/tokens",
-            post(routes::create_token).get(routes::list_tokens),
+            post(tokens::create_token).get(tokens::list_tokens),
         )
-        .route("/tokens/{id}", delete(routes::revoke_token))
+        .route("/tokens/{id}", delete(tokens::revoke_token))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

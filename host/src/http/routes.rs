@@ -3,22 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::auth::{Operator, Resolver};
+use super::auth::Resolver;
 use super::body::Body;
 use super::error::ApiError;
 use super::AppState;
 use crate::audit::Access;
-use crate::auth::Role;
-use crate::names::Scope;
 use crate::resolve::Context;
-use crate::store::secrets::SecretMeta;
-use crate::store::tokens::TokenRow;
 
 /// `GET /healthz`: 200 `{"status":"ok"}` when the database answers, 503
 /// otherwise. No credentials: load balancers call it.
@@ -46,30 +42,6 @@ pub async fn not_found() -> (StatusCode, Json<Value>) {
         StatusCode::NOT_FOUND,
         Json(json!({"error": {"code": "not_found", "message": "no such route"}})),
     )
-}
-
-/// `GET /secrets` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    scope: Option<String>,
-}
-
-/// `GET /secrets[?scope=S]` (resolver): metadata of every secret, never a
-/// value.
-pub async fn list_secrets(
-    Resolver(_caller): Resolver,
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<SecretMeta>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
-    let scope = query
-        .scope
-        .as_deref()
-        .map(Scope::parse)
-        .transpose()
-        .map_err(|e| ApiError::Vault(e.into()))?;
-    Ok(Json(state.vault.list(scope.as_ref()).await?))
 }
 
 /// `POST /render` body.
@@ -109,52 +81,4 @@ pub async fn render(
         ApiError::Invalid("the rendered text is not UTF-8 (a secret holds binary data)".into())
     })?;
     Ok(Json(Rendered { text }))
-}
-
-/// `POST /tokens` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    name: String,
-    role: String,
-}
-
-/// `POST /tokens` (operator): 201 with the token, shown this once.
-pub async fn create_token(
-    Operator(caller): Operator,
-    State(state): State<AppState>,
-    Body(req): Body<NewToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let role = Role::parse(&req.role)?;
-    let (row, token) = state.tokens.create(&req.name, role).await?;
-    tracing::info!(by = %caller.accessor(), id = %row.id, role = %row.role, "API token created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": row.id,
-            "name": row.name,
-            "role": row.role,
-            "created_at": row.created_at,
-            "token": token.expose(),
-        })),
-    ))
-}
-
-/// `GET /tokens` (operator): every token, never the tokens themselves.
-pub async fn list_tokens(
-    Operator(_caller): Operator,
-    State(state): State<AppState>,
-) -> Result<Json<Vec<TokenRow>>, ApiError> {
-    Ok(Json(state.tokens.list().await?))
-}
-
-/// `DELETE /tokens/{id}` (operator): 204; 404 if no active token has it.
-pub async fn revoke_token(
-    Operator(caller): Operator,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    state.tokens.revoke(&id).await?;
-    tracing::info!(by = %caller.accessor(), %id, "API token revoked");
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -20,7 +20,7 @@ use crate::audit::group_commit::{GroupCommit, Lookup, Resolved};
 use crate::audit::{Access, AccessEntry, Action, Outcome};
 use crate::config::Config;
 use crate::crypto::{Keyring, SecretBytes};
-use crate::names::{Scope, SecretRef};
+use crate::names::{Scope, SecretName, SecretRef};
 use crate::resolve::Context;
 use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
 use crate::store::secrets::{self, SecretMeta};
@@ -190,6 +190,29 @@ impl Vault {
     /// Metadata of every secret (optionally one scope); never a value.
     pub async fn list(&self, scope: Option<&Scope>) -> Result<Vec<SecretMeta>, VaultError> {
         Ok(secrets::list(&self.db.pool, scope.map(Scope::as_str)).await?)
+    }
+
+    /// One secret's metadata.
+    pub async fn meta(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta, VaultError> {
+        let mut conn = self.db.pool.acquire().await?;
+        match secrets::get(&mut conn, scope.as_str(), name.as_str()).await? {
+            Some(row) => Ok(row.meta),
+            None => Err(VaultError::NotFound {
+                scope: scope.to_string(),
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// One secret's access-log rows, newest first, at most `limit`.
+    pub async fn history(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        query: &chain::HistoryQuery,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, VaultError> {
+        Ok(chain::history(&self.db.pool, scope.as_str(), name.as_str(), query, limit).await?)
     }
 
     /// The newest `limit` access-log rows, oldest first.

@@ -1,0 +1,235 @@
+//! `/secrets`: metadata for resolvers; every change for operators. Values
+//! go in (write-only) and never come out of these routes.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::auth::{Operator, Resolver};
+use super::body::Body;
+use super::error::ApiError;
+use super::AppState;
+use crate::audit::chain::{HistoryQuery, LogRow};
+use crate::audit::Access;
+use crate::auth::Caller;
+use crate::names::{Scope, SecretName};
+use crate::store::secrets::SecretMeta;
+use crate::vault::VaultError;
+
+/// Rows of one page of a secret's history, at most.
+pub const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 50;
+
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn query<T>(q: QueryResult<T>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::Invalid(e.body_text()))
+}
+
+fn scope_of(text: Option<&str>) -> Result<Scope, ApiError> {
+    match text {
+        Some(s) => Scope::parse(s).map_err(|e| ApiError::Vault(e.into())),
+        None => Ok(Scope::global()),
+    }
+}
+
+fn name_of(text: &str) -> Result<SecretName, ApiError> {
+    SecretName::parse(text).map_err(|e| ApiError::Vault(e.into()))
+}
+
+fn access(caller: &Caller, what: &str) -> Result<Access, ApiError> {
+    Access::new(caller.accessor(), format!("http: {what}")).map_err(|e| ApiError::Vault(e.into()))
+}
+
+/// `?scope=` of the routes on one secret (default `global`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    scope: Option<String>,
+}
+
+/// `GET /secrets[?scope=S]` (resolver): metadata of every secret.
+pub async fn list(
+    Resolver(_caller): Resolver,
+    State(state): State<AppState>,
+    q: QueryResult<ScopeQuery>,
+) -> Result<Json<Vec<SecretMeta>>, ApiError> {
+    let q = query(q)?;
+    let scope = q.scope.as_deref().map(|s| scope_of(Some(s))).transpose()?;
+    Ok(Json(state.vault.list(scope.as_ref()).await?))
+}
+
+/// `POST /secrets` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSecret {
+    name: String,
+    scope: Option<String>,
+    value: Zeroizing<String>,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /secrets` (operator): 201 with the new secret's metadata; 409 if
+/// it exists.
+pub async fn create(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Body(req): Body<NewSecret>,
+) -> Result<(StatusCode, Json<SecretMeta>), ApiError> {
+    let (scope, name) = (scope_of(req.scope.as_deref())?, name_of(&req.name)?);
+    let access = access(&caller, "create")?;
+    state
+        .vault
+        .create(
+            &scope,
+            &name,
+            req.value.as_bytes(),
+            &req.description,
+            &access,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.vault.meta(&scope, &name).await?),
+    ))
+}
+
+/// `PUT /secrets/{name}` body: at least one of the two.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    value: Option<Zeroizing<String>>,
+    description: Option<String>,
+}
+
+/// `PUT /secrets/{name}[?scope=S]` (operator): a new value (a new version)
+/// and/or a new description; 404 if there is no such secret.
+pub async fn update(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    q: QueryResult<ScopeQuery>,
+    Body(req): Body<Update>,
+) -> Result<Json<SecretMeta>, ApiError> {
+    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
+    if req.value.is_none() && req.description.is_none() {
+        return Err(ApiError::Invalid(
+            "nothing to change: give a value, a description or both".into(),
+        ));
+    }
+    // Both are checked before either is written, so a bad description does
+    // not leave a new value behind.
+    if let Some(d) = &req.description {
+        crate::vault::check_description(d)?;
+    }
+    if let Some(value) = &req.value {
+        state
+            .vault
+            .replace(
+                &scope,
+                &name,
+                value.as_bytes(),
+                &access(&caller, "replace value")?,
+            )
+            .await?;
+    }
+    if let Some(description) = &req.description {
+        state
+            .vault
+            .describe(&scope, &name, description, &access(&caller, "describe")?)
+            .await?;
+    }
+    Ok(Json(state.vault.meta(&scope, &name).await?))
+}
+
+/// `DELETE /secrets/{name}[?scope=S]` (operator): 204.
+pub async fn delete(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    q: QueryResult<ScopeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
+    state
+        .vault
+        .delete(&scope, &name, &access(&caller, "delete")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /secrets/{name}/rotate[?scope=S]` (operator): re-sealed under the
+/// current master key with a fresh nonce; `rotated_at` moves.
+pub async fn rotate(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    q: QueryResult<ScopeQuery>,
+) -> Result<Json<SecretMeta>, ApiError> {
+    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
+    let meta = state
+        .vault
+        .reseal(&scope, &name, &access(&caller, "rotate")?)
+        .await?;
+    Ok(Json(meta))
+}
+
+/// `GET /secrets/{name}/access-log` query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    scope: Option<String>,
+    accessor: Option<String>,
+    action: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// One page of a secret's history.
+#[derive(serde::Serialize)]
+pub struct HistoryPage {
+    rows: Vec<LogRow>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<i64>,
+}
+
+/// `GET /secrets/{name}/access-log[?scope&accessor&action&before&limit]`
+/// (resolver): its access-log rows, newest first, `limit` (1–500, default
+/// 50) per page. The secret need not exist any more: a deleted secret's
+/// history is still there.
+pub async fn history(
+    Resolver(_caller): Resolver,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    q: QueryResult<HistoryParams>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let q = query(q)?;
+    let (scope, name) = (scope_of(q.scope.as_deref())?, name_of(&name)?);
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Invalid(format!("limit must be 1–{MAX_PAGE}")));
+    }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::Invalid("before must be a positive seq".into()));
+    }
+    let filter = HistoryQuery {
+        before: q.before,
+        accessor: q.accessor,
+        action: q.action,
+    };
+    let rows = state.vault.history(&scope, &name, &filter, limit).await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten();
+    Ok(Json(HistoryPage { rows, next_before }))
+}
+
+impl From<crate::names::NameError> for ApiError {
+    fn from(e: crate::names::NameError) -> Self {
+        ApiError::Vault(VaultError::Name(e))
+    }
+}

@@ -1,0 +1,62 @@
+//! `/tokens` (operator): API tokens over HTTP.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Operator;
+use super::body::Body;
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::Role;
+use crate::store::tokens::TokenRow;
+
+/// `POST /tokens` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: String,
+}
+
+/// `POST /tokens` (operator): 201 with the token, shown this once.
+pub async fn create_token(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Body(req): Body<NewToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let role = Role::parse(&req.role)?;
+    let (row, token) = state.tokens.create(&req.name, role).await?;
+    tracing::info!(by = %caller.accessor(), id = %row.id, role = %row.role, "API token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": row.id,
+            "name": row.name,
+            "role": row.role,
+            "created_at": row.created_at,
+            "token": token.expose(),
+        })),
+    ))
+}
+
+/// `GET /tokens` (operator): every token, never the tokens themselves.
+pub async fn list_tokens(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TokenRow>>, ApiError> {
+    Ok(Json(state.tokens.list().await?))
+}
+
+/// `DELETE /tokens/{id}` (operator): 204; 404 if no active token has it.
+pub async fn revoke_token(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.tokens.revoke(&id).await?;
+    tracing::info!(by = %caller.accessor(), %id, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
