@@ -1,4 +1,4 @@
-//! `keyward serve`: starts on 127.0.0.1 and answers /healthz.
+//! `keyward serve`: starts on 127.0.0.1, answers /healthz and the API.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -7,10 +7,15 @@ use std::process::Stdio;
 use crate::Kw;
 
 fn get(addr: &str, path: &str) -> String {
+    request(addr, "GET", path, None)
+}
+
+fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send");
     let mut response = String::new();
@@ -21,6 +26,13 @@ fn get(addr: &str, path: &str) -> String {
 #[test]
 fn serve_answers_healthz_and_stops_on_sigterm() {
     let kw = Kw::new();
+    let token = kw
+        .ok(
+            &["token", "create", "--name", "ops", "--role", "operator"],
+            b"",
+        )
+        .trim()
+        .to_owned();
     let mut child = kw
         .cmd(&["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -42,6 +54,15 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("{\"status\":\"ok\"}"), "{health}");
     assert!(get(&addr, "/nope").starts_with("HTTP/1.1 404"));
+    // The served API has the plugin runtime behind it.
+    assert!(request(&addr, "POST", "/plugins/reload", None).starts_with("HTTP/1.1 401"));
+    let reload = request(&addr, "POST", "/plugins/reload", Some(&token));
+    assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
+    assert!(
+        reload.contains(r#""loaded":["forgejo","github","gitlab"]"#)
+            && reload.contains(r#""refused":[]"#),
+        "{reload}"
+    );
 
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")

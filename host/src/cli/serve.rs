@@ -47,7 +47,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         vault.db().display_url()
     );
     tracing::info!(%addr, "listening");
-    axum::serve(listener, crate::http::router(vault))
+    axum::serve(listener, crate::http::router(vault, Some(plugins.clone())))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = std::fs::remove_file(&pid_file);

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// A field is present but invalid: 400.
     #[error("{0}")]
     Invalid(String),
+    /// A part of the service this route needs is not running: 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<RenderError> for ApiError {
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::Template(_) => 422,
             ApiError::Body { status, .. } => *status,
             ApiError::Invalid(_) => 400,
+            ApiError::Unavailable(_) => 503,
         }
     }
 
@@ -79,6 +83,7 @@ impl ApiError {
             ApiError::Body { status: 413, .. } => "too_large",
             ApiError::Body { status: 415, .. } => "unsupported_media_type",
             ApiError::Body { .. } | ApiError::Invalid(_) => "invalid",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 }
@@ -91,9 +96,12 @@ impl IntoResponse for ApiError {
         // caller cannot act on database details.
         let message = if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => "the store is unavailable; try again".to_owned(),
-                _ => "internal error; see the server log".to_owned(),
+            match (&self, status) {
+                (ApiError::Unavailable(m), _) => m.clone(),
+                (_, StatusCode::SERVICE_UNAVAILABLE) => {
+                    "the store is unavailable; try again".to_owned()
+                }
+                (_, _) => "internal error; see the server log".to_owned(),
             }
         } else {
             self.to_string()

@@ -14,6 +14,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::auth::Tokens;
+use crate::runtime::Runtime;
 use crate::template::MAX_TEMPLATE_LEN;
 use crate::vault::Vault;
 
@@ -29,13 +30,16 @@ pub struct AppState {
     pub vault: Vault,
     /// API tokens.
     pub tokens: Tokens,
+    /// The plugin runtime, when the server runs one.
+    pub plugins: Option<Runtime>,
 }
 
-/// Builds the router.
-pub fn router(vault: Vault) -> Router {
+/// Builds the router over `vault` and, if given, the plugin runtime.
+pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
     let state = AppState {
         tokens: Tokens::new(vault.db().clone()),
         vault,
+        plugins,
     };
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -52,6 +56,7 @@ pub fn router(vault: Vault) -> Router {
             post(tokens::create_token).get(tokens::list_tokens),
         )
         .route("/tokens/{id}", delete(tokens::revoke_token))
+        .route("/plugins/reload", post(routes::reload_plugins))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

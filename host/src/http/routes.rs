@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::auth::Resolver;
+use super::auth::{Operator, Resolver};
 use super::body::Body;
 use super::error::ApiError;
 use super::AppState;
@@ -81,4 +81,26 @@ pub async fn render(
         ApiError::Invalid("the rendered text is not UTF-8 (a secret holds binary data)".into())
     })?;
     Ok(Json(Rendered { text }))
+}
+
+/// `POST /plugins/reload` (operator): loads the plugins folder again now
+/// (it is also watched) and answers what is loaded and what was refused.
+pub async fn reload_plugins(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(plugins) = &state.plugins else {
+        return Err(ApiError::Unavailable(
+            "this server runs no plugin runtime".into(),
+        ));
+    };
+    tracing::info!(by = %caller.accessor(), "plugin reload requested over HTTP");
+    let registry = plugins.reload().await;
+    let loaded: Vec<&str> = registry.plugins.keys().map(String::as_str).collect();
+    let refused: Vec<Value> = registry
+        .refused
+        .iter()
+        .map(|e| json!({"file": e.file, "problem": e.problem}))
+        .collect();
+    Ok(Json(json!({"loaded": loaded, "refused": refused})))
 }
