@@ -63,6 +63,13 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
             && reload.contains(r#""refused":[]"#),
         "{reload}"
     );
+    let metrics = request(&addr, "GET", "/metrics", Some(&token));
+    assert!(
+        metrics.contains("keyward_plugin_calls_total 0")
+            && metrics
+                .contains(r#"keyward_http_requests_total{route="/plugins/reload",status="200"} 1"#),
+        "{metrics}"
+    );
 
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")

@@ -103,6 +103,7 @@ async fn every_route_checks_credentials_and_role() {
     // (method, path, body, resolver may)
     let routes: Vec<(Method, &str, Option<Value>, bool)> = vec![
         (Method::GET, "/secrets", None, true),
+        (Method::GET, "/metrics", None, true),
         (Method::POST, "/render", Some(render_body()), true),
         (Method::GET, "/secrets/GITHUB_TOKEN/access-log", None, true),
         (
@@ -599,5 +600,33 @@ async fn hostile_secret_input_is_refused_and_writes_nothing() {
         json.as_array().expect("list").len(),
         1,
         "only the fixture secret exists"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_reveals_and_commits_without_naming_secrets() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let res = Some(api.resolver.as_str());
+    api.call(Method::POST, "/render", res, Some(render_body()))
+        .await;
+    api.call(Method::GET, "/secrets/GITHUB_TOKEN/access-log", res, None)
+        .await;
+    api.call(Method::GET, "/secrets", None, None).await;
+    let (status, _, text) = api.call(Method::GET, "/metrics", res, None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    for line in [
+        r#"keyward_http_requests_total{route="/render",status="200"} 1"#,
+        r#"keyward_http_requests_total{route="/secrets",status="401"} 1"#,
+        r#"keyward_http_requests_total{route="/secrets/{name}/access-log",status="200"} 1"#,
+        "keyward_reveals_total 1",
+        "keyward_denials_total 0",
+        r#"keyward_access_log_batch_rows_bucket{le="+Inf"}"#,
+        "# TYPE keyward_access_log_batch_rows histogram",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("GITHUB_TOKEN") && !text.contains(VALUE),
+        "{text}"
     );
 }

@@ -88,6 +88,28 @@ pub struct Stats {
     pub groups: AtomicU64,
     /// Access-log rows written.
     pub rows: AtomicU64,
+    /// Groups by rows written, per [`BATCH_BUCKETS`] upper bound (the last
+    /// counts the rest): how well commits are shared.
+    pub batches: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    /// Secret values handed out (revealed and logged).
+    pub revealed: AtomicU64,
+    /// Refusals written to the log (a caller asked for what it may not).
+    pub denied: AtomicU64,
+}
+
+/// Upper bounds of the batch-size buckets of [`Stats::batches`].
+pub const BATCH_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+impl Stats {
+    fn record_group(&self, rows: u64) {
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        let bucket = BATCH_BUCKETS
+            .iter()
+            .position(|&bound| rows <= bound)
+            .unwrap_or(BATCH_BUCKETS.len());
+        self.batches[bucket].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Handle to the group-commit task. Cheap to clone.
@@ -191,8 +213,7 @@ async fn run(
         };
         match result {
             Ok((answers, rows)) => {
-                stats.groups.fetch_add(1, Ordering::Relaxed);
-                stats.rows.fetch_add(rows, Ordering::Relaxed);
+                stats.record_group(rows);
                 for (job, answer) in jobs.into_iter().zip(answers) {
                     match (job, answer) {
                         (Job::Lookup(job), Some(resolved)) => {

@@ -5,11 +5,13 @@
 mod auth;
 mod body;
 pub mod error;
+mod metrics;
 mod routes;
 mod secrets;
 mod tokens;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
@@ -32,6 +34,8 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The plugin runtime, when the server runs one.
     pub plugins: Option<Runtime>,
+    /// Request counts for `/metrics`.
+    pub http: std::sync::Arc<metrics::HttpStats>,
 }
 
 /// Builds the router over `vault` and, if given, the plugin runtime.
@@ -40,6 +44,7 @@ pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
         tokens: Tokens::new(vault.db().clone()),
         vault,
         plugins,
+        http: Default::default(),
     };
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -57,6 +62,11 @@ pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
         )
         .route("/tokens/{id}", delete(tokens::revoke_token))
         .route("/plugins/reload", post(routes::reload_plugins))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -83,6 +83,22 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// A short name of the kind of failure, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::NotFound(_) => "not_found",
+            PluginError::WrongKind { .. } => "wrong_kind",
+            PluginError::Invalid(_) => "invalid",
+            PluginError::Returned { .. } => "returned",
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::MemoryLimit { .. } => "memory_limit",
+            PluginError::LogLimit { .. } => "log_limit",
+            PluginError::Crashed { .. } => "crashed",
+            PluginError::Busy => "busy",
+            PluginError::Internal(_) => "internal",
+        }
+    }
+
     /// The HTTP status for this error.
     pub fn http_status(&self) -> u16 {
         match self {

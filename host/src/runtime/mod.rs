@@ -101,7 +101,31 @@ struct Inner {
     loader: Loader,
     egress: Egress,
     registry: RwLock<Arc<Registry>>,
+    stats: CallStats,
     _ticker: engine::EpochTicker,
+}
+
+/// Counts of plugin calls, for metrics.
+#[derive(Default)]
+pub struct CallStats {
+    /// Calls made (each export call, whatever its end).
+    pub calls: std::sync::atomic::AtomicU64,
+    /// Failed calls by [`PluginError::kind`].
+    pub failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl CallStats {
+    fn count<T>(&self, result: &Result<T, PluginError>) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = result {
+            let mut failures = self
+                .failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *failures.entry(e.kind()).or_default() += 1;
+        }
+    }
 }
 
 impl Runtime {
@@ -118,9 +142,15 @@ impl Runtime {
                 loader,
                 egress: Egress::new(options.hosts)?,
                 registry: RwLock::new(registry),
+                stats: CallStats::default(),
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Counts of calls and failures since start.
+    pub fn stats(&self) -> &CallStats {
+        &self.inner.stats
     }
 
     /// What is loaded now (and what was refused at the last load).
@@ -212,8 +242,7 @@ impl Runtime {
         }
     }
 
-    /// `forge.info` of the forge adapter `name`.
-    pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
+    async fn forge_info_once(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
         let (plugin, pre) = self.forge_pre(name)?;
         let ctx = self.context(&plugin, vault, CallGrants::default());
         let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx, &plugin.wasi);
@@ -236,8 +265,7 @@ impl Runtime {
         })
     }
 
-    /// `migration.info` of the migrator `name`.
-    pub async fn migrator_info(
+    async fn migrator_info_once(
         &self,
         vault: &Vault,
         name: &str,
@@ -271,10 +299,7 @@ impl Runtime {
         })
     }
 
-    /// `forge.whoami` of the forge adapter `name`: who `token` (a secret
-    /// reference) belongs to at `base_url`. For this call only, the plugin is
-    /// granted the token reference and the base URL's origin.
-    pub async fn forge_whoami(
+    async fn forge_whoami_once(
         &self,
         vault: &Vault,
         name: &str,
@@ -306,6 +331,39 @@ impl Runtime {
             name: account.name,
             email: account.email,
         })
+    }
+
+    /// `forge.info` of the forge adapter `name`.
+    pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
+        let result = self.forge_info_once(vault, name).await;
+        self.inner.stats.count(&result);
+        result
+    }
+
+    /// `migration.info` of the migrator `name`.
+    pub async fn migrator_info(
+        &self,
+        vault: &Vault,
+        name: &str,
+    ) -> Result<MigratorInfo, PluginError> {
+        let result = self.migrator_info_once(vault, name).await;
+        self.inner.stats.count(&result);
+        result
+    }
+
+    /// `forge.whoami` of the forge adapter `name`: who `token` (a secret
+    /// reference) belongs to at `base_url`. For this call only, the plugin is
+    /// granted the token reference and the base URL's origin.
+    pub async fn forge_whoami(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: &SecretRef,
+    ) -> Result<Account, PluginError> {
+        let result = self.forge_whoami_once(vault, name, base_url, token).await;
+        self.inner.stats.count(&result);
+        result
     }
 }
 

@@ -169,6 +169,10 @@ impl Vault {
         if let Some(which) = unreadable {
             return Err(VaultError::Unreadable(which));
         }
+        self.log
+            .stats()
+            .revealed
+            .fetch_add(values.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(values)
     }
 
@@ -184,6 +188,10 @@ impl Vault {
         let entry =
             AccessEntry::new(access, action, Outcome::Denied, scope, name).with_detail(detail);
         self.log.record(vec![entry]).await?;
+        self.log
+            .stats()
+            .denied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
