@@ -97,75 +97,84 @@ fn render_body() -> Value {
     json!({"template": "token=${SECRET:GITHUB_TOKEN}", "reason": "deploy"})
 }
 
+/// The role matrix, walked from the served OpenAPI document (which is
+/// built from the same table as the router): every route, with no token, a
+/// bad token, a resolver and an operator.
 #[tokio::test]
-async fn every_route_checks_credentials_and_role() {
+async fn every_route_in_the_document_checks_credentials_and_role() {
     let api = Api::start(TestDb::sqlite().await).await;
-    // (method, path, body, resolver may)
-    let routes: Vec<(Method, &str, Option<Value>, bool)> = vec![
-        (Method::GET, "/secrets", None, true),
-        (Method::GET, "/metrics", None, true),
-        (Method::POST, "/render", Some(render_body()), true),
-        (Method::GET, "/secrets/GITHUB_TOKEN/access-log", None, true),
-        (
-            Method::POST,
-            "/secrets",
-            Some(json!({"name": "NEW", "value": "v"})),
-            false,
-        ),
-        (
-            Method::PUT,
-            "/secrets/GITHUB_TOKEN",
-            Some(json!({"description": "d"})),
-            false,
-        ),
-        (Method::POST, "/secrets/GITHUB_TOKEN/rotate", None, false),
-        (Method::DELETE, "/secrets/NEW", None, false),
-        (Method::POST, "/plugins/reload", None, false),
-        (Method::GET, "/tokens", None, false),
-        (
-            Method::POST,
-            "/tokens",
-            Some(json!({"name": "x", "role": "resolver"})),
-            false,
-        ),
-        (Method::DELETE, "/tokens/0000000000000000", None, false),
-    ];
+    let (status, doc, raw) = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
     let bad = [
         None,
         Some("kw_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
         Some("not-a-token"),
         Some(""),
     ];
-    for (method, path, body, resolver_may) in routes {
-        for token in bad {
-            let (status, json, raw) = api.call(method.clone(), path, token, body.clone()).await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} {token:?}: {raw}"
+    let resolver: &'static str = Box::leak(api.resolver.clone().into_boxed_str());
+    let operator: &'static str = Box::leak(api.operator.clone().into_boxed_str());
+    let mut seen = 0;
+    for (path, methods) in doc["paths"].as_object().expect("paths") {
+        let concrete = path
+            .replace("{name}", "MATRIX_ONLY")
+            .replace("{id}", "0000000000000000");
+        for (method, op) in methods.as_object().expect("methods") {
+            seen += 1;
+            let method: Method = method.to_uppercase().parse().expect("method");
+            let role = op["x-keyward-role"]
+                .as_str()
+                .expect("every route names its role");
+            let body = op.get("requestBody").map(|_| json!({}));
+            let as_role = |token: Option<&'static str>| {
+                api.call(method.clone(), &concrete, token, body.clone())
+            };
+            if role == "public" {
+                let (status, _, raw) = as_role(None).await;
+                assert!(status.is_success(), "{method} {path}: {raw}");
+                continue;
+            }
+            assert!(
+                op["security"].is_array(),
+                "{method} {path} needs a token but does not say so"
             );
-            assert_eq!(error_code(status, &json, &raw), "unauthenticated");
+            for token in bad {
+                let (status, json, raw) = as_role(token).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} {token:?}: {raw}"
+                );
+                assert_eq!(error_code(status, &json, &raw), "unauthenticated");
+            }
+            let (status, json, raw) = as_role(Some(resolver)).await;
+            match role {
+                "resolver" => assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {path} as resolver: {raw}"
+                ),
+                "operator" => {
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{method} {path} as resolver: {raw}"
+                    );
+                    assert_eq!(error_code(status, &json, &raw), "forbidden");
+                }
+                other => panic!("{method} {path}: unknown role {other}"),
+            }
+            let (status, _, raw) = as_role(Some(operator)).await;
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{method} {path} as operator: {raw}"
+            );
+            assert_ne!(
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{method} {path}: {raw}"
+            );
         }
-        let (status, json, raw) = api
-            .call(method.clone(), path, Some(&api.resolver), body.clone())
-            .await;
-        if resolver_may {
-            assert!(status.is_success(), "{method} {path}: {raw}");
-        } else {
-            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {raw}");
-            assert_eq!(error_code(status, &json, &raw), "forbidden");
-        }
-        let (status, _, raw) = api
-            .call(method.clone(), path, Some(&api.operator), body.clone())
-            .await;
-        // 404: deleting what is not there; 503: no plugin runtime here.
-        assert!(
-            status.is_success()
-                || status == StatusCode::NOT_FOUND
-                || status == StatusCode::SERVICE_UNAVAILABLE,
-            "{method} {path} as operator: {raw}"
-        );
     }
+    assert!(seen >= 15, "the document lists {seen} routes");
     // A header that is not `Bearer <token>` is refused like a bad token.
     let resp = api
         .client
@@ -175,6 +184,10 @@ async fn every_route_checks_credentials_and_role() {
         .await
         .expect("send");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The page renders the same table.
+    let (status, _, page) = api.call(Method::GET, "/api", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("/secrets/{name}/access-log") && page.contains("operator"));
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! needs (see [`auth`]), reads JSON through [`body::Body`] and fails with
 //! the one error shape of [`error::ApiError`].
 
+pub mod api;
 mod auth;
 mod body;
 pub mod error;
@@ -12,7 +13,6 @@ mod tokens;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::auth::Tokens;
@@ -46,23 +46,7 @@ pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
         plugins,
         http: Default::default(),
     };
-    Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/secrets", get(secrets::list).post(secrets::create))
-        .route(
-            "/secrets/{name}",
-            put(secrets::update).delete(secrets::delete),
-        )
-        .route("/secrets/{name}/rotate", post(secrets::rotate))
-        .route("/secrets/{name}/access-log", get(secrets::history))
-        .route("/render", post(routes::render))
-        .route(
-            "/tokens",
-            post(tokens::create_token).get(tokens::list_tokens),
-        )
-        .route("/tokens/{id}", delete(tokens::revoke_token))
-        .route("/plugins/reload", post(routes::reload_plugins))
-        .route("/metrics", get(metrics::metrics))
+    api::register(Router::new())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -1,0 +1,221 @@
+//! The route table: the router is built from it and so is the OpenAPI
+//! document (`GET /openapi.json`) and the API page (`GET /api`). A route
+//! that is not in the table is not served, so the document lists every
+//! route with the role it needs, and the role matrix test (tests/http)
+//! walks the document: no route can skip the rail unnoticed.
+
+use axum::routing::{delete, get, post, put, MethodRouter};
+use serde_json::{json, Map, Value};
+
+use super::{metrics, routes, secrets, tokens, AppState};
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Anyone (health checks, the API document).
+    Public,
+    /// A resolver or operator token.
+    Resolver,
+    /// An operator token.
+    Operator,
+}
+
+impl Needs {
+    fn as_str(self) -> &'static str {
+        match self {
+            Needs::Public => "public",
+            Needs::Resolver => "resolver",
+            Needs::Operator => "operator",
+        }
+    }
+}
+
+/// One method on one path.
+pub struct Route {
+    /// `GET`, `POST`, `PUT` or `DELETE`.
+    pub method: &'static str,
+    /// The axum path (`{name}` for a parameter).
+    pub path: &'static str,
+    /// The role it needs.
+    pub needs: Needs,
+    /// One line for the document.
+    pub summary: &'static str,
+    /// Query parameters it takes.
+    pub query: &'static [&'static str],
+    /// Whether it takes a JSON body.
+    pub body: bool,
+    /// Its success status.
+    pub ok: u16,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $needs:ident, $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path) => {
+        Route {
+            method: const_str_upper(stringify!($method)),
+            path: $path,
+            needs: Needs::$needs,
+            summary: $summary,
+            query: &[$($q),*],
+            body: $body,
+            ok: $ok,
+            handler: || $method($handler),
+        }
+    };
+}
+
+const fn const_str_upper(method: &'static str) -> &'static str {
+    match method.as_bytes() {
+        b"get" => "GET",
+        b"post" => "POST",
+        b"put" => "PUT",
+        b"delete" => "DELETE",
+        _ => panic!("unknown method"),
+    }
+}
+
+/// Every route of the API.
+pub fn table() -> Vec<Route> {
+    vec![
+        route!(get "/healthz", Public, 200, "200 when the database answers, 503 otherwise", query[], body=false, routes::healthz),
+        route!(get "/openapi.json", Public, 200, "This document", query[], body=false, openapi_json),
+        route!(get "/api", Public, 200, "This document as a page", query[], body=false, api_page),
+        route!(get "/secrets", Resolver, 200, "Metadata of every secret; never a value", query["scope"], body=false, secrets::list),
+        route!(post "/secrets", Operator, 201, "Create a secret {name, scope?, value, description?}", query[], body=true, secrets::create),
+        route!(put "/secrets/{name}", Operator, 200, "Replace the value and/or description {value?, description?}", query["scope"], body=true, secrets::update),
+        route!(delete "/secrets/{name}", Operator, 204, "Delete a secret", query["scope"], body=false, secrets::delete),
+        route!(post "/secrets/{name}/rotate", Operator, 200, "Re-seal under the current master key", query["scope"], body=false, secrets::rotate),
+        route!(get "/secrets/{name}/access-log", Resolver, 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history),
+        route!(post "/render", Resolver, 200, "Substitute ${SECRET:…} placeholders {template, reason, context?}", query[], body=true, routes::render),
+        route!(post "/tokens", Operator, 201, "Create an API token {name, role}; shown once", query[], body=true, tokens::create_token),
+        route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens),
+        route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
+        route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
+        route!(get "/metrics", Resolver, 200, "Prometheus metrics", query[], body=false, metrics::metrics),
+    ]
+}
+
+/// Adds every route of the table to `router`.
+pub fn register(mut router: axum::Router<AppState>) -> axum::Router<AppState> {
+    for route in table() {
+        router = router.route(route.path, (route.handler)());
+    }
+    router
+}
+
+/// The OpenAPI 3.1 document of [`table`].
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in table() {
+        let mut op = json!({
+            "summary": route.summary,
+            "x-keyward-role": route.needs.as_str(),
+            "responses": responses(&route),
+        });
+        let mut parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        parameters.extend(route.query.iter().map(
+            |q| json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
+        ));
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
+        }
+        if route.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        if route.needs != Needs::Public {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[route.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Keyward",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Secret-resolution host. Errors are {\"error\": {\"code\", \"message\"}}; see docs/http-api.md."
+        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token, kw_…"}}},
+        "paths": paths,
+    })
+}
+
+fn responses(route: &Route) -> Value {
+    let mut r = Map::new();
+    r.insert(route.ok.to_string(), json!({"description": "success"}));
+    let error = |d: &str| json!({"description": d});
+    if route.needs != Needs::Public {
+        r.insert("401".into(), error("no, or an unusable, token"));
+    }
+    if route.needs == Needs::Operator {
+        r.insert("403".into(), error("the token's role is too small"));
+    }
+    if route.body {
+        r.insert(
+            "400".into(),
+            error("the body is not the JSON this route takes"),
+        );
+        r.insert("413".into(), error("the body is too large"));
+        r.insert("415".into(), error("the body is not declared as JSON"));
+    }
+    if route.needs != Needs::Public {
+        r.insert("422".into(), error("a field the store refuses"));
+        r.insert("503".into(), error("the store is unavailable"));
+    }
+    Value::Object(r)
+}
+
+async fn openapi_json() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
+/// A plain page of the routes, rendered on the server (no script, no CDN).
+async fn api_page() -> axum::response::Html<String> {
+    let mut rows = String::new();
+    for route in table() {
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+            route.method,
+            escape(route.path),
+            route.needs.as_str(),
+            escape(route.summary)
+        ));
+    }
+    axum::response::Html(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Keyward API</title></head>\n\
+         <body><main><h1>Keyward API</h1>\n\
+         <p>Bearer API tokens (<code>Authorization: Bearer kw_…</code>). The machine-readable document is \
+         <a href=\"/openapi.json\">/openapi.json</a>.</p>\n\
+         <table><thead><tr><th scope=\"col\">Method</th><th scope=\"col\">Path</th><th scope=\"col\">Role</th>\
+         <th scope=\"col\">What</th></tr></thead><tbody>\n{rows}</tbody></table></main></body></html>\n"
+    ))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_route_once() {
+        let doc = document();
+        let mut n = 0;
+        for (_, methods) in doc["paths"].as_object().expect("paths") {
+            n += methods.as_object().expect("methods").len();
+        }
+        assert_eq!(n, table().len(), "a path+method appears twice in the table");
+    }
+}
