@@ -350,6 +350,11 @@ async fn hostile_bodies_get_the_error_shape_and_change_nothing() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(status, &json, &raw), "not_found");
+    let (status, json, raw) = api
+        .call(Method::PATCH, "/secrets", Some(&api.operator), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{raw}");
+    assert_eq!(error_code(status, &json, &raw), "method_not_allowed");
     let (status, _, raw) = api
         .call(
             Method::GET,

@@ -52,6 +52,7 @@ pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
             metrics::track,
         ))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

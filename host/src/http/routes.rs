@@ -44,6 +44,16 @@ pub async fn not_found() -> (StatusCode, Json<Value>) {
     )
 }
 
+/// A routed path with another method: 405 in the API's shape.
+pub async fn method_not_allowed() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}}),
+        ),
+    )
+}
+
 /// `POST /render` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
