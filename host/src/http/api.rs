@@ -52,7 +52,7 @@ pub struct Route {
 macro_rules! route {
     ($method:ident $path:literal, $needs:ident, $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path) => {
         Route {
-            method: const_str_upper(stringify!($method)),
+            method: method_name(stringify!($method)),
             path: $path,
             needs: Needs::$needs,
             summary: $summary,
@@ -64,7 +64,7 @@ macro_rules! route {
     };
 }
 
-const fn const_str_upper(method: &'static str) -> &'static str {
+const fn method_name(method: &'static str) -> &'static str {
     match method.as_bytes() {
         b"get" => "GET",
         b"post" => "POST",

@@ -41,6 +41,24 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// Field errors are the store's to classify (422), whichever layer found
+/// them first.
+macro_rules! via_vault {
+    ($($from:ty),*) => {$(
+        impl From<$from> for ApiError {
+            fn from(e: $from) -> Self {
+                ApiError::Vault(VaultError::from(e))
+            }
+        }
+    )*};
+}
+
+via_vault!(
+    crate::names::NameError,
+    crate::audit::AccessError,
+    crate::resolve::ContextError
+);
+
 impl From<RenderError> for ApiError {
     fn from(e: RenderError) -> Self {
         match e {

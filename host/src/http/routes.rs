@@ -80,14 +80,16 @@ pub async fn render(
 ) -> Result<Json<Rendered>, ApiError> {
     let mut ctx = Context::default();
     for (key, value) in &req.context {
-        ctx.set(key, value).map_err(|e| ApiError::Vault(e.into()))?;
+        ctx.set(key, value)?;
     }
-    let access = Access::new(caller.accessor(), req.reason.as_str())
-        .map_err(|e| ApiError::Vault(e.into()))?;
-    let rendered = crate::template::render(&state.vault, &req.template, &ctx, &access).await?;
+    let access = Access::new(caller.accessor(), req.reason.as_str())?;
+    let mut rendered = crate::template::render(&state.vault, &req.template, &ctx, &access).await?;
     // JSON carries text: a value that is not UTF-8 cannot be substituted
-    // into it faithfully, so it is refused rather than mangled.
-    let text = String::from_utf8(rendered.to_vec()).map_err(|_| {
+    // into it faithfully, so it is refused rather than mangled. The buffer
+    // is moved, not copied: one plaintext copy fewer left unzeroed.
+    let text = String::from_utf8(std::mem::take(&mut *rendered)).map_err(|e| {
+        // The refused bytes are zeroed, not just dropped.
+        drop(zeroize::Zeroizing::new(e.into_bytes()));
         ApiError::Invalid("the rendered text is not UTF-8 (a secret holds binary data)".into())
     })?;
     Ok(Json(Rendered { text }))

@@ -16,7 +16,6 @@ use crate::audit::Access;
 use crate::auth::Caller;
 use crate::names::{Scope, SecretName};
 use crate::store::secrets::SecretMeta;
-use crate::vault::VaultError;
 
 /// Rows of one page of a secret's history, at most.
 pub const MAX_PAGE: i64 = 500;
@@ -31,17 +30,17 @@ fn query<T>(q: QueryResult<T>) -> Result<T, ApiError> {
 
 fn scope_of(text: Option<&str>) -> Result<Scope, ApiError> {
     match text {
-        Some(s) => Scope::parse(s).map_err(|e| ApiError::Vault(e.into())),
+        Some(s) => Ok(Scope::parse(s)?),
         None => Ok(Scope::global()),
     }
 }
 
 fn name_of(text: &str) -> Result<SecretName, ApiError> {
-    SecretName::parse(text).map_err(|e| ApiError::Vault(e.into()))
+    Ok(SecretName::parse(text)?)
 }
 
 fn access(caller: &Caller, what: &str) -> Result<Access, ApiError> {
-    Access::new(caller.accessor(), format!("http: {what}")).map_err(|e| ApiError::Vault(e.into()))
+    Ok(Access::new(caller.accessor(), format!("http: {what}"))?)
 }
 
 /// `?scope=` of the routes on one secret (default `global`).
@@ -58,7 +57,7 @@ pub async fn list(
     q: QueryResult<ScopeQuery>,
 ) -> Result<Json<Vec<SecretMeta>>, ApiError> {
     let q = query(q)?;
-    let scope = q.scope.as_deref().map(|s| scope_of(Some(s))).transpose()?;
+    let scope = q.scope.as_deref().map(Scope::parse).transpose()?;
     Ok(Json(state.vault.list(scope.as_ref()).await?))
 }
 
@@ -226,10 +225,4 @@ pub async fn history(
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
     Ok(Json(HistoryPage { rows, next_before }))
-}
-
-impl From<crate::names::NameError> for ApiError {
-    fn from(e: crate::names::NameError) -> Self {
-        ApiError::Vault(VaultError::Name(e))
-    }
 }

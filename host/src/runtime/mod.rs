@@ -333,11 +333,19 @@ impl Runtime {
         })
     }
 
-    /// `forge.info` of the forge adapter `name`.
-    pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
-        let result = self.forge_info_once(vault, name).await;
+    /// Awaits one call and counts it (and its failure) for metrics.
+    async fn counted<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let result = call.await;
         self.inner.stats.count(&result);
         result
+    }
+
+    /// `forge.info` of the forge adapter `name`.
+    pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
+        self.counted(self.forge_info_once(vault, name)).await
     }
 
     /// `migration.info` of the migrator `name`.
@@ -346,9 +354,7 @@ impl Runtime {
         vault: &Vault,
         name: &str,
     ) -> Result<MigratorInfo, PluginError> {
-        let result = self.migrator_info_once(vault, name).await;
-        self.inner.stats.count(&result);
-        result
+        self.counted(self.migrator_info_once(vault, name)).await
     }
 
     /// `forge.whoami` of the forge adapter `name`: who `token` (a secret
@@ -361,9 +367,8 @@ impl Runtime {
         base_url: &BaseUrl,
         token: &SecretRef,
     ) -> Result<Account, PluginError> {
-        let result = self.forge_whoami_once(vault, name, base_url, token).await;
-        self.inner.stats.count(&result);
-        result
+        self.counted(self.forge_whoami_once(vault, name, base_url, token))
+            .await
     }
 }
 
