@@ -22,14 +22,9 @@ pub struct HttpStats {
 }
 
 impl HttpStats {
-    fn count(&self, route: &str, status: u16) {
+    fn count(&self, route: String, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get_mut(&(route.to_owned(), status)) {
-            Some(n) => *n += 1,
-            None => {
-                map.insert((route.to_owned(), status), 1);
-            }
-        }
+        *map.entry((route, status)).or_default() += 1;
     }
 }
 
@@ -41,7 +36,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
-    state.http.count(&route, response.status().as_u16());
+    state.http.count(route, response.status().as_u16());
     response
 }
 
