@@ -9,6 +9,7 @@ mod crud;
 mod keyring;
 mod sealing;
 mod templates;
+mod sessions;
 mod tokens;
 
 use keyward::audit::Access;

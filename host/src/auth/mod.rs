@@ -4,8 +4,10 @@
 //! metadata, never change anything. The HTTP layer asks [`Tokens`] who a
 //! bearer token belongs to and checks the role a route needs.
 
+pub mod session;
 pub mod token;
 
+pub use session::{Session, Sessions};
 pub use token::{ApiToken, Caller, Role, Tokens};
 
 /// Errors of the auth layer, each with the HTTP status it maps to.
@@ -26,6 +28,10 @@ pub enum AuthError {
         /// The caller's role.
         held: &'static str,
     },
+    /// A form of the dashboard came without its session's CSRF token, or
+    /// from another origin. HTTP 403.
+    #[error("this form is stale or came from another site: reload the page and try again")]
+    Csrf,
     /// A token name breaks the rules. HTTP 400.
     #[error(
         "invalid token name {0:?}: 1–64 characters of letters, digits, space, `.`, `_` or `-`"
@@ -47,7 +53,7 @@ impl AuthError {
     pub fn http_status(&self) -> u16 {
         match self {
             AuthError::Missing | AuthError::Invalid => 401,
-            AuthError::Forbidden { .. } => 403,
+            AuthError::Forbidden { .. } | AuthError::Csrf => 403,
             AuthError::BadName(_) | AuthError::BadRole(_) => 400,
             AuthError::NotFound(_) => 404,
             AuthError::Store(_) => 503,

@@ -20,6 +20,23 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+
+    /// The URL operators' browsers reach this server at (behind a proxy,
+    /// the proxy's). With https the session cookie is `Secure` and named
+    /// `__Host-keyward_session`; sign-in links printed by --dev use it.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<url::Url>,
+}
+
+fn parse_public_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("use http://HOST[:PORT] or https://HOST[:PORT]".into());
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err("give the origin only, with no path or query".into());
+    }
+    Ok(url)
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -47,11 +64,42 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         vault.db().display_url()
     );
     tracing::info!(%addr, "listening");
-    axum::serve(listener, crate::http::router(vault, Some(plugins.clone())))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let public = args.public_url.as_ref().map_or_else(
+        || format!("http://{addr}"),
+        |u| u.as_str().trim_end_matches('/').to_owned(),
+    );
+    if cli.dev {
+        print_login_link(&vault, &public).await?;
+    }
+    let web = crate::http::dashboard::CookiePolicy {
+        secure: args
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https"),
+    };
+    axum::serve(
+        listener,
+        crate::http::router_with(vault, Some(plugins.clone()), web),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     let _ = std::fs::remove_file(&pid_file);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--dev`: a one-time operator sign-in link for the dashboard (until the
+/// forge sign-in exists, the way into it).
+async fn print_login_link(vault: &crate::vault::Vault, public: &str) -> anyhow::Result<()> {
+    let sessions = crate::auth::Sessions::new(vault.db().clone());
+    let link = sessions
+        .link("dev")
+        .await
+        .context("cannot create a sign-in link")?;
+    println!(
+        "\n  Dashboard sign-in (one-time, valid 15 minutes, --dev only):\n  {public}/login/{}\n",
+        link.expose()
+    );
+    Ok(())
 }
 
 fn write_pid_file(path: &std::path::Path) {

@@ -7,7 +7,7 @@
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
-use super::{metrics, routes, secrets, tokens, AppState};
+use super::{dashboard, metrics, routes, secrets, tokens, AppState};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub enum Needs {
     Resolver,
     /// An operator token.
     Operator,
+    /// A signed-in operator's session cookie (dashboard pages); a form
+    /// also needs the session's CSRF token.
+    Session,
 }
 
 impl Needs {
@@ -26,6 +29,7 @@ impl Needs {
             Needs::Public => "public",
             Needs::Resolver => "resolver",
             Needs::Operator => "operator",
+            Needs::Session => "session",
         }
     }
 }
@@ -42,7 +46,8 @@ pub struct Route {
     pub summary: &'static str,
     /// Query parameters it takes.
     pub query: &'static [&'static str],
-    /// Whether it takes a JSON body.
+    /// Whether it takes a body: JSON, or a form for [`Needs::Session`]
+    /// routes and the sign-in form.
     pub body: bool,
     /// Its success status.
     pub ok: u16,
@@ -92,6 +97,24 @@ pub fn table() -> Vec<Route> {
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
         route!(get "/metrics", Resolver, 200, "Prometheus metrics", query[], body=false, metrics::metrics),
+        // The dashboard: HTML pages and forms, for a session, not a token.
+        route!(get "/", Public, 303, "The dashboard (redirects)", query[], body=false, dashboard::root),
+        route!(get "/static/keyward.css", Public, 200, "The dashboard's stylesheet", query[], body=false, dashboard::stylesheet),
+        route!(get "/login", Public, 200, "How to sign in", query[], body=false, dashboard::login_page),
+        route!(get "/login/{link}", Public, 200, "A one-time sign-in link's confirmation page", query[], body=false, dashboard::login_confirm),
+        route!(post "/login", Public, 303, "Sign in with a one-time link (form: link); sets the session cookie", query[], body=true, dashboard::login_submit),
+        route!(post "/logout", Session, 303, "Sign out (form)", query[], body=true, dashboard::logout),
+        route!(get "/settings/secrets", Session, 200, "Dashboard: the secrets", query["notice"], body=false, dashboard::secrets_page),
+        route!(post "/settings/secrets", Session, 303, "Dashboard: add a secret (form: name, scope, value, description)", query[], body=true, dashboard::secret_create),
+        route!(get "/settings/secrets/{name}", Session, 200, "Dashboard: one secret and its access log", query["scope", "notice", "before", "accessor", "action"], body=false, dashboard::secret_page),
+        route!(post "/settings/secrets/{name}/describe", Session, 303, "Dashboard: save the description (form)", query["scope"], body=true, dashboard::secret_describe),
+        route!(post "/settings/secrets/{name}/replace", Session, 303, "Dashboard: replace the value (form)", query["scope"], body=true, dashboard::secret_replace),
+        route!(post "/settings/secrets/{name}/rotate", Session, 303, "Dashboard: re-seal (form)", query["scope"], body=true, dashboard::secret_rotate),
+        route!(get "/settings/secrets/{name}/delete", Session, 200, "Dashboard: confirm a deletion", query["scope"], body=false, dashboard::secret_delete_confirm),
+        route!(post "/settings/secrets/{name}/delete", Session, 303, "Dashboard: delete (form)", query["scope"], body=true, dashboard::secret_delete),
+        route!(get "/settings/tokens", Session, 200, "Dashboard: API tokens", query["notice"], body=false, dashboard::tokens_page),
+        route!(post "/settings/tokens", Session, 201, "Dashboard: create an API token (form: name, role); shown once", query[], body=true, dashboard::token_create),
+        route!(post "/settings/tokens/{id}/revoke", Session, 303, "Dashboard: revoke an API token (form)", query[], body=true, dashboard::token_revoke),
     ]
 }
 
@@ -124,11 +147,20 @@ pub fn document() -> Value {
         if !parameters.is_empty() {
             op["parameters"] = Value::Array(parameters);
         }
+        let form = route.needs == Needs::Session || route.path == "/login";
         if route.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+            let media = if form {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            };
+            op["requestBody"] =
+                json!({"required": true, "content": {media: {"schema": {"type": "object"}}}});
         }
-        if route.needs != Needs::Public {
-            op["security"] = json!([{"bearer": []}]);
+        match route.needs {
+            Needs::Public => {}
+            Needs::Session => op["security"] = json!([{"session": []}]),
+            Needs::Resolver | Needs::Operator => op["security"] = json!([{"bearer": []}]),
         }
         let entry = paths
             .entry(route.path.to_owned())
@@ -142,7 +174,10 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Secret-resolution host. Errors are {\"error\": {\"code\", \"message\"}}; see docs/http-api.md."
         },
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token, kw_…"}}},
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An API token, kw_…"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "keyward_session", "description": "An operator's dashboard session (`__Host-keyward_session` over https); forms also carry its CSRF token in the `csrf` field"}
+        }},
         "paths": paths,
     })
 }
@@ -151,6 +186,21 @@ fn responses(route: &Route) -> Value {
     let mut r = Map::new();
     r.insert(route.ok.to_string(), json!({"description": "success"}));
     let error = |d: &str| json!({"description": d});
+    if route.needs == Needs::Session {
+        // Pages and forms answer in HTML, with the API's statuses.
+        if route.method == "GET" {
+            r.insert("303".into(), error("no session: to /login"));
+        } else {
+            r.insert("401".into(), error("no session"));
+            r.insert(
+                "403".into(),
+                error("no or a wrong CSRF token, or another origin"),
+            );
+        }
+        r.insert("400".into(), error("a field the store refuses"));
+        r.insert("404".into(), error("no such secret or token"));
+        return Value::Object(r);
+    }
     if route.needs != Needs::Public {
         r.insert("401".into(), error("no, or an unusable, token"));
     }

@@ -86,6 +86,7 @@ impl ApiError {
         match self {
             ApiError::Auth(AuthError::Missing | AuthError::Invalid) => "unauthenticated",
             ApiError::Auth(AuthError::Forbidden { .. }) => "forbidden",
+            ApiError::Auth(AuthError::Csrf) => "csrf",
             ApiError::Auth(AuthError::NotFound(_)) => "not_found",
             ApiError::Auth(AuthError::BadName(_) | AuthError::BadRole(_)) => "invalid",
             ApiError::Auth(AuthError::Store(_)) => "unavailable",

@@ -5,6 +5,7 @@
 pub mod api;
 mod auth;
 mod body;
+pub mod dashboard;
 pub mod error;
 mod metrics;
 mod routes;
@@ -15,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::Router;
 
-use crate::auth::Tokens;
+use crate::auth::{Sessions, Tokens};
 use crate::runtime::Runtime;
 use crate::template::MAX_TEMPLATE_LEN;
 use crate::vault::Vault;
@@ -32,16 +33,28 @@ pub struct AppState {
     pub vault: Vault,
     /// API tokens.
     pub tokens: Tokens,
+    /// Operator sessions of the dashboard.
+    pub sessions: Sessions,
+    /// How the session cookie is set.
+    pub web: dashboard::CookiePolicy,
     /// The plugin runtime, when the server runs one.
     pub plugins: Option<Runtime>,
     /// Request counts for `/metrics`.
     pub http: std::sync::Arc<metrics::HttpStats>,
 }
 
-/// Builds the router over `vault` and, if given, the plugin runtime.
+/// Builds the router over `vault` and, if given, the plugin runtime, with
+/// a plain-http session cookie.
 pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
+    router_with(vault, plugins, dashboard::CookiePolicy::default())
+}
+
+/// [`router`] with the session cookie set as `web` says.
+pub fn router_with(vault: Vault, plugins: Option<Runtime>, web: dashboard::CookiePolicy) -> Router {
     let state = AppState {
         tokens: Tokens::new(vault.db().clone()),
+        sessions: Sessions::new(vault.db().clone()),
+        web,
         vault,
         plugins,
         http: Default::default(),

@@ -7,6 +7,7 @@
 
 pub mod keyring;
 pub mod secrets;
+pub mod sessions;
 pub mod tokens;
 
 use std::path::Path;

@@ -1,0 +1,147 @@
+//! `/settings/tokens`: API tokens — create (shown once), list, revoke.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::{
+    csrf_field, html_response, notice, page, see_other, when, PageError, SignedIn, Submitted,
+};
+use crate::auth::{ApiToken, Role, Session};
+use crate::http::AppState;
+use crate::store::tokens::TokenRow;
+
+fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
+    html! {
+        section aria-labelledby="tokens" {
+            h2 id="tokens" { "Tokens" }
+            @if tokens.is_empty() {
+                p { "No tokens yet." }
+            } @else {
+                table {
+                    caption class="sr-only" { "API tokens, newest first" }
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Role" }
+                        th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "State" }
+                    } }
+                    tbody {
+                        @for t in tokens {
+                            tr {
+                                td { (t.name) }
+                                td { code { (t.id) } }
+                                td { (t.role) }
+                                td { (when(t.created_at)) }
+                                td { (t.last_used_at.map(when).unwrap_or_else(|| "never".into())) }
+                                td {
+                                    @if let Some(at) = t.revoked_at {
+                                        "revoked " (when(at))
+                                    } @else {
+                                        form method="post" action=(format!("/settings/tokens/{}/revoke", t.id)) class="inline" {
+                                            (csrf_field(session))
+                                            button type="submit" class="danger" aria-label=(format!("Revoke token {}", t.name)) { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn create_form(session: &Session) -> Markup {
+    html! {
+        section aria-labelledby="new-token" {
+            h2 id="new-token" { "Create a token" }
+            form method="post" action="/settings/tokens" class="stack" {
+                (csrf_field(session))
+                label for="token-name" { "Name" }
+                input id="token-name" name="name" required maxlength="64" autocomplete="off";
+                fieldset {
+                    legend { "Role" }
+                    label { input type="radio" name="role" value="resolver" checked; " resolver — render templates, read metadata" }
+                    label { input type="radio" name="role" value="operator"; " operator — every change" }
+                }
+                button type="submit" { "Create token" }
+            }
+        }
+    }
+}
+
+/// The page's query.
+#[derive(Deserialize)]
+pub struct TokensQuery {
+    notice: Option<String>,
+}
+
+/// `GET /settings/tokens`.
+pub async fn tokens_page(
+    SignedIn(session): SignedIn,
+    State(state): State<AppState>,
+    params: Result<Query<TokensQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    let notice_key = params.ok().and_then(|Query(p)| p.notice);
+    let tokens = state.tokens.list().await?;
+    let body = html! {
+        (notice(notice_key.as_deref()))
+        (create_form(&session))
+        (token_list(&session, &tokens))
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        page("API tokens", Some(&session), body),
+    ))
+}
+
+/// The create form.
+#[derive(Deserialize)]
+pub struct NewTokenForm {
+    name: String,
+    role: String,
+}
+
+fn shown_once(token: &ApiToken, row: &TokenRow) -> Markup {
+    html! {
+        div class="once" role="status" {
+            p { "Token " strong { (row.name) } " (" (row.role) ") created. Copy it now: it is shown this once and cannot be recovered." }
+            label for="new-token-value" { "Token" }
+            input id="new-token-value" readonly value=(token.expose()) size="70" spellcheck="false" autocomplete="off";
+        }
+    }
+}
+
+/// `POST /settings/tokens`: creates a token and shows it this once (the
+/// answer is a page, not a redirect, so it is never in a URL or history).
+pub async fn token_create(
+    State(state): State<AppState>,
+    Submitted { session, form }: Submitted<NewTokenForm>,
+) -> Result<Response, PageError> {
+    let role = Role::parse(&form.role)?;
+    let (row, token) = state.tokens.create(form.name.trim(), role).await?;
+    tracing::info!(by = %session.accessor(), id = %row.id, role = %row.role, "API token created in the dashboard");
+    let tokens = state.tokens.list().await?;
+    let body = html! {
+        (shown_once(&token, &row))
+        (create_form(&session))
+        (token_list(&session, &tokens))
+    };
+    Ok(html_response(
+        StatusCode::CREATED,
+        page("API tokens", Some(&session), body),
+    ))
+}
+
+/// `POST /settings/tokens/{id}/revoke`.
+pub async fn token_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Submitted { session, .. }: Submitted<super::login::Empty>,
+) -> Result<Response, PageError> {
+    state.tokens.revoke(&id).await?;
+    tracing::info!(by = %session.accessor(), %id, "API token revoked in the dashboard");
+    Ok(see_other("/settings/tokens?notice=revoked"))
+}
