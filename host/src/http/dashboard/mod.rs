@@ -174,12 +174,16 @@ impl FromRequestParts<AppState> for SignedIn {
 /// form, which has no session yet. Clients that send neither header (curl)
 /// are left to the token.
 pub fn same_origin(headers: &HeaderMap) -> Result<(), AuthError> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(AuthError::Csrf);
-        }
+    let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    if site.is_some_and(|s| !matches!(s, b"same-origin" | b"none")) {
+        return Err(AuthError::Csrf);
     }
     if let Some(origin) = headers.get(ORIGIN) {
+        // A privacy-minded browser may send `Origin: null` for its own
+        // forms; that is trusted only when it also says same-origin.
+        if origin.as_bytes() == b"null" && site == Some(b"same-origin") {
+            return Ok(());
+        }
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());
         let origin_host = origin.to_str().ok().and_then(|o| {
             o.strip_prefix("https://")
@@ -340,8 +344,10 @@ pub fn html_response(status: StatusCode, markup: Markup) -> Response {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    // A sign-in link is in the URL: no Referer may carry it elsewhere.
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // A sign-in link is in the URL: no Referer may carry it to another
+    // origin. (`no-referrer` would also make Chromium send `Origin: null`
+    // with the dashboard's own forms.)
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     r
 }
 
@@ -413,6 +419,16 @@ mod tests {
             headers(&[("host", "k:8080"), ("origin", "http://evil:8080")]),
             headers(&[("host", "k:8080"), ("origin", "http://k:8081")]),
             headers(&[("host", "k"), ("origin", "null")]),
+            headers(&[
+                ("host", "k"),
+                ("origin", "null"),
+                ("sec-fetch-site", "none"),
+            ]),
+            headers(&[
+                ("host", "k"),
+                ("origin", "http://e"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
             headers(&[("origin", "http://k")]),
             headers(&[("sec-fetch-site", "cross-site")]),
             headers(&[("sec-fetch-site", "same-site")]),

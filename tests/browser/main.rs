@@ -1,0 +1,207 @@
+//! The dashboard in a real headless Chromium (Debian's, driven through
+//! ChromeDriver): sign in with a one-time link, add a secret and see it
+//! masked, rotate it, read its access log, create and revoke an API token,
+//! delete the secret — using the keyboard where a person would. Every page
+//! is searched for the stored values, and screenshots are saved under
+//! target/test-artifacts/.
+
+#[path = "../support/mod.rs"]
+mod support;
+mod webdriver;
+
+use std::path::PathBuf;
+
+use keyward::auth::Sessions;
+use support::{TestDb, TestKey};
+use webdriver::{Browser, Driver, TAB};
+
+const FIRST: &str = "browser-value-7c1d-FIRST";
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}
+
+/// Saves a screenshot and checks the page holds no stored value.
+async fn checkpoint(browser: &Browser, name: &str, values: &[&str]) -> String {
+    let source = browser.source().await;
+    for v in values {
+        assert!(!source.contains(v), "{name}: the page holds a stored value");
+    }
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(artifacts().join(format!("dashboard-{name}.png")), png)
+        .expect("save screenshot");
+    source
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_manages_secrets_and_tokens_in_chromium() {
+    let db = TestDb::sqlite().await;
+    let vault = db.open(&TestKey::new()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = keyward::http::router(vault.clone(), None);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let link = Sessions::new(vault.db().clone())
+        .link("dev")
+        .await
+        .expect("link");
+
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    let values = [FIRST];
+
+    // Without a session the dashboard sends the browser to sign in.
+    b.goto(&format!("{base}/settings/secrets")).await;
+    assert_eq!(b.url().await, format!("{base}/login"));
+
+    // Sign in: the link's page has one button, focused; Enter presses it.
+    b.goto(&format!("{base}/login/{}", link.expose())).await;
+    let button = b.active().await;
+    assert_eq!(
+        b.text(&button).await,
+        "Sign in",
+        "the sign-in button has the focus"
+    );
+    b.type_into(&button, "\u{E007}").await; // Enter
+    assert_eq!(b.url().await, format!("{base}/settings/secrets"));
+    let page = checkpoint(&b, "1-signed-in", &values).await;
+    assert!(page.contains("Signed in as dev"));
+
+    // Add a secret with the keyboard: type, Tab to the next field.
+    let name = b.find("#name").await;
+    b.type_into(&name, "BROWSER_KEY").await;
+    b.type_into(&name, TAB).await;
+    let scope = b.active().await;
+    assert_eq!(
+        b.property(&scope, "id").await,
+        "scope",
+        "Tab moves from name to scope"
+    );
+    b.type_into(&scope, TAB).await;
+    let value = b.active().await;
+    assert_eq!(
+        b.property(&value, "type").await,
+        "password",
+        "the value input hides what is typed"
+    );
+    b.type_into(&value, FIRST).await;
+    b.type_into(&value, TAB).await;
+    let description = b.active().await;
+    b.type_into(&description, "made in Chromium").await;
+    b.type_into(&description, "\u{E007}").await; // Enter submits the form
+    assert!(
+        b.url()
+            .await
+            .starts_with(&format!("{base}/settings/secrets/BROWSER_KEY?scope=global")),
+        "{}",
+        b.url().await
+    );
+    let page = checkpoint(&b, "2-added", &values).await;
+    assert!(page.contains("Secret added."));
+    assert!(page.contains("••••"), "the value shows masked");
+    // The value input on this page is empty: write-only.
+    assert_eq!(b.property(&b.find("#value").await, "value").await, "");
+
+    // Rotate.
+    let rotate = b.find("form[action*='/rotate'] button").await;
+    b.click(&rotate).await;
+    let page = checkpoint(&b, "3-rotated", &values).await;
+    assert!(page.contains("Re-sealed under the current master key."));
+
+    // The access log lists the dashboard's own changes, by the session.
+    let rows = b.find_all("section[aria-labelledby='log'] tbody tr").await;
+    assert!(rows.len() >= 2, "create and rotate are in the log");
+    let mut log = String::new();
+    for r in &rows {
+        log.push_str(&b.text(r).await);
+        log.push('\n');
+    }
+    assert!(log.contains("session:dev"), "{log}");
+    assert!(log.contains("reseal") || log.contains("rotate"), "{log}");
+
+    // The list shows it masked.
+    b.goto(&format!("{base}/settings/secrets")).await;
+    let row = b.find("tbody tr").await;
+    let text = b.text(&row).await;
+    assert!(
+        text.contains("BROWSER_KEY") && text.contains("••••"),
+        "{text}"
+    );
+    checkpoint(&b, "4-list", &values).await;
+
+    // A token: shown once, works over the API, revoked in the page.
+    b.click(&b.find("nav a[href='/settings/tokens']").await)
+        .await;
+    b.type_into(&b.find("#token-name").await, "browser bot")
+        .await;
+    b.click(
+        &b.find("form[action='/settings/tokens'] button[type='submit']")
+            .await,
+    )
+    .await;
+    let token = b.property(&b.find("#new-token-value").await, "value").await;
+    assert!(token.starts_with("kw_"), "{token}");
+    checkpoint(&b, "5-token-shown-once", &values).await;
+    let http = reqwest::Client::new();
+    let status = |t: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/secrets"))
+                .bearer_auth(t)
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(token.clone()).await, 200, "the new token works");
+    b.goto(&format!("{base}/settings/tokens")).await;
+    let listed = b.source().await;
+    assert!(!listed.contains(&token), "the token is shown once only");
+    b.click(
+        &b.find("button[aria-label='Revoke token browser bot']")
+            .await,
+    )
+    .await;
+    let page = checkpoint(&b, "6-token-revoked", &values).await;
+    assert!(page.contains("Token revoked."));
+    assert_eq!(
+        status(token.clone()).await,
+        401,
+        "the revoked token is refused"
+    );
+
+    // Delete, through the confirmation page.
+    b.goto(&format!("{base}/settings/secrets/BROWSER_KEY?scope=global"))
+        .await;
+    b.click(&b.find("a.danger").await).await;
+    let page = checkpoint(&b, "7-confirm-delete", &values).await;
+    assert!(page.contains("Delete for good"));
+    let confirm = b.active().await;
+    assert_eq!(
+        b.text(&confirm).await,
+        "Delete for good",
+        "the confirmation has the focus"
+    );
+    b.click(&confirm).await;
+    let page = checkpoint(&b, "8-deleted", &values).await;
+    assert!(page.contains("Secret deleted."));
+    assert!(!page.contains("BROWSER_KEY"));
+
+    // Sign out; the dashboard is closed again.
+    b.click(&b.find("header form button").await).await;
+    assert_eq!(b.url().await, format!("{base}/login"));
+    b.goto(&format!("{base}/settings/secrets")).await;
+    assert_eq!(b.url().await, format!("{base}/login"));
+    b.quit().await;
+    assert!(vault.list(None).await.expect("list").is_empty());
+}
