@@ -26,9 +26,10 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// Saves a screenshot and checks the page holds no stored value.
-async fn checkpoint(browser: &Browser, name: &str, values: &[&str]) -> String {
-    let source = browser.source().await;
+/// Waits for the page that shows `expect`, saves a screenshot and checks
+/// the page holds no stored value.
+async fn checkpoint(browser: &Browser, name: &str, expect: &str, values: &[&str]) -> String {
+    let source = browser.wait_for(expect).await;
     for v in values {
         assert!(!source.contains(v), "{name}: the page holds a stored value");
     }
@@ -71,9 +72,8 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
         "the sign-in button has the focus"
     );
     b.type_into(&button, "\u{E007}").await; // Enter
+    checkpoint(&b, "1-signed-in", "Signed in as dev", &values).await;
     assert_eq!(b.url().await, format!("{base}/settings/secrets"));
-    let page = checkpoint(&b, "1-signed-in", &values).await;
-    assert!(page.contains("Signed in as dev"));
 
     // Add a secret with the keyboard: type, Tab to the next field.
     let name = b.find("#name").await;
@@ -97,6 +97,7 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     let description = b.active().await;
     b.type_into(&description, "made in Chromium").await;
     b.type_into(&description, "\u{E007}").await; // Enter submits the form
+    let page = checkpoint(&b, "2-added", "Secret added.", &values).await;
     assert!(
         b.url()
             .await
@@ -104,8 +105,6 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
         "{}",
         b.url().await
     );
-    let page = checkpoint(&b, "2-added", &values).await;
-    assert!(page.contains("Secret added."));
     assert!(page.contains("••••"), "the value shows masked");
     // The value input on this page is empty: write-only.
     assert_eq!(b.property(&b.find("#value").await, "value").await, "");
@@ -113,8 +112,13 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     // Rotate.
     let rotate = b.find("form[action*='/rotate'] button").await;
     b.click(&rotate).await;
-    let page = checkpoint(&b, "3-rotated", &values).await;
-    assert!(page.contains("Re-sealed under the current master key."));
+    checkpoint(
+        &b,
+        "3-rotated",
+        "Re-sealed under the current master key.",
+        &values,
+    )
+    .await;
 
     // The access log lists the dashboard's own changes, by the session.
     let rows = b.find_all("section[aria-labelledby='log'] tbody tr").await;
@@ -135,11 +139,12 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
         text.contains("BROWSER_KEY") && text.contains("••••"),
         "{text}"
     );
-    checkpoint(&b, "4-list", &values).await;
+    checkpoint(&b, "4-list", "BROWSER_KEY", &values).await;
 
     // A token: shown once, works over the API, revoked in the page.
     b.click(&b.find("nav a[href='/settings/tokens']").await)
         .await;
+    b.wait_for("Create a token").await;
     b.type_into(&b.find("#token-name").await, "browser bot")
         .await;
     b.click(
@@ -147,9 +152,9 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
             .await,
     )
     .await;
+    checkpoint(&b, "5-token-shown-once", "shown this once", &values).await;
     let token = b.property(&b.find("#new-token-value").await, "value").await;
     assert!(token.starts_with("kw_"), "{token}");
-    checkpoint(&b, "5-token-shown-once", &values).await;
     let http = reqwest::Client::new();
     let status = |t: String| {
         let (http, base) = (http.clone(), base.clone());
@@ -165,15 +170,14 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     };
     assert_eq!(status(token.clone()).await, 200, "the new token works");
     b.goto(&format!("{base}/settings/tokens")).await;
-    let listed = b.source().await;
+    let listed = b.wait_for("Revoke token browser bot").await;
     assert!(!listed.contains(&token), "the token is shown once only");
     b.click(
         &b.find("button[aria-label='Revoke token browser bot']")
             .await,
     )
     .await;
-    let page = checkpoint(&b, "6-token-revoked", &values).await;
-    assert!(page.contains("Token revoked."));
+    checkpoint(&b, "6-token-revoked", "Token revoked.", &values).await;
     assert_eq!(
         status(token.clone()).await,
         401,
@@ -184,8 +188,7 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     b.goto(&format!("{base}/settings/secrets/BROWSER_KEY?scope=global"))
         .await;
     b.click(&b.find("a.danger").await).await;
-    let page = checkpoint(&b, "7-confirm-delete", &values).await;
-    assert!(page.contains("Delete for good"));
+    checkpoint(&b, "7-confirm-delete", "Delete for good", &values).await;
     let confirm = b.active().await;
     assert_eq!(
         b.text(&confirm).await,
@@ -193,14 +196,15 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
         "the confirmation has the focus"
     );
     b.click(&confirm).await;
-    let page = checkpoint(&b, "8-deleted", &values).await;
-    assert!(page.contains("Secret deleted."));
+    let page = checkpoint(&b, "8-deleted", "Secret deleted.", &values).await;
     assert!(!page.contains("BROWSER_KEY"));
 
     // Sign out; the dashboard is closed again.
     b.click(&b.find("header form button").await).await;
+    b.wait_for("Operators sign in with a one-time link").await;
     assert_eq!(b.url().await, format!("{base}/login"));
     b.goto(&format!("{base}/settings/secrets")).await;
+    b.wait_for("Operators sign in with a one-time link").await;
     assert_eq!(b.url().await, format!("{base}/login"));
     b.quit().await;
     assert!(vault.list(None).await.expect("list").is_empty());

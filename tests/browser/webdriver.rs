@@ -172,6 +172,24 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits (up to 15 s) until the page holds `text` and returns the page:
+    /// a click that submits a form may return before the next page loads.
+    pub async fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {text:?}; it is {}: {source}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The first element matching the CSS selector.
     pub async fn find(&self, css: &str) -> Element {
         let v = self
