@@ -8,8 +8,8 @@ mod access_log;
 mod crud;
 mod keyring;
 mod sealing;
-mod templates;
 mod sessions;
+mod templates;
 mod tokens;
 
 use keyward::audit::Access;
