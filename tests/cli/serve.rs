@@ -80,3 +80,80 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 }
+
+fn post_form(addr: &str, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// `--dev` prints a one-time dashboard sign-in link that works once; the
+/// address line stays the first line of stdout.
+#[test]
+fn serve_dev_prints_a_one_time_sign_in_link() {
+    let kw = Kw::new();
+    let mut child = kw
+        .cmd(&["--dev", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut link = None;
+    let mut first = String::new();
+    out.read_line(&mut first).expect("read");
+    assert!(first.starts_with("keyward listening on http://"), "{first}");
+    for _ in 0..6 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read");
+        if let Some(at) = line.find("http://") {
+            link = Some(line[at..].trim().to_owned());
+            break;
+        }
+    }
+    let link = link.expect("a sign-in link on stdout");
+    let rest = link.strip_prefix("http://").expect("http");
+    let (addr, path) = rest.split_at(rest.find('/').expect("path"));
+    let secret = path.strip_prefix("/login/").expect("a /login/ link");
+    assert_eq!(secret.len(), 43, "{secret}");
+    assert!(get(addr, path).starts_with("HTTP/1.1 200"));
+    let signed = post_form(addr, "/login", &format!("link={secret}"));
+    assert!(signed.starts_with("HTTP/1.1 303"), "{signed}");
+    assert!(
+        signed.contains("keyward_session=") && signed.contains("HttpOnly"),
+        "{signed}"
+    );
+    let again = post_form(addr, "/login", &format!("link={secret}"));
+    assert!(
+        again.starts_with("HTTP/1.1 401"),
+        "the link works once: {again}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn serve_refuses_a_public_url_that_is_not_an_origin() {
+    let kw = Kw::new();
+    for bad in [
+        "ftp://x",
+        "not a url",
+        "https://k.example/path",
+        "https://k.example/?q=1",
+    ] {
+        let out = kw.run(
+            &["serve", "--listen", "127.0.0.1:0", "--public-url", bad],
+            b"",
+        );
+        assert_eq!(crate::code(&out), 2, "{bad}: {}", crate::text(&out.stderr));
+        assert!(crate::text(&out.stderr).contains("--public-url"), "{bad}");
+    }
+}
