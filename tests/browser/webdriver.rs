@@ -1,6 +1,7 @@
 //! Just enough of the W3C WebDriver protocol to drive ChromeDriver: JSON
 //! over HTTP on 127.0.0.1, so the test needs no client library.
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,12 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // ChromeDriver runs in a process group of its own, with Chromium
+        // under it: killing the group leaves no browser behind, even when
+        // a failed assertion skipped `Browser::quit`.
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -49,6 +56,7 @@ impl Driver {
         let bin = required("KEYWARD_CHROMEDRIVER", "/usr/bin/chromedriver");
         let port = free_port();
         let child = Command::new(bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
