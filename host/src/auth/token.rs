@@ -5,8 +5,20 @@
 //! Checking a token is a primary-key read by its id and a constant-time
 //! comparison of hashes, so the time taken says nothing about how much of a
 //! guess was right.
+//!
+//! A token that checked out is remembered for [`CACHE_TTL`] (its hash, never
+//! the token), so a steady stream of requests does not read the same row for
+//! each one. Revocation still wins: [`Tokens::revoke`] drops the entry at
+//! once, so on the revoking host the next request is refused; another host
+//! sharing the database (or a `keyward token revoke` beside a running
+//! server) reads the row again at most [`CACHE_TTL`] after the revocation
+//! committed, because an entry counts its age from before the read that
+//! verified it.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -27,6 +39,15 @@ pub const TOKEN_LEN: usize = PREFIX.len() + ID_HEX + 1 + SECRET_B64;
 /// How stale `last_used_at` may get before a request updates it: recording
 /// every request would put a write on the hot path.
 const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// How long a verified token is trusted without reading its row again: the
+/// longest a revocation made on another host (or by the CLI) can take to
+/// reach this one. A revocation through the same [`Tokens`] (the HTTP
+/// `DELETE /tokens/{id}`) takes effect at once.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Most tokens remembered at once; when full, the cache starts over.
+const CACHE_MAX: usize = 4096;
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,16 +165,50 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A token that checked out against its row, and when that check began.
+struct Verified {
+    /// SHA-256 of the whole token (as stored; the token itself is not kept).
+    hash: [u8; 32],
+    caller: Caller,
+    last_used_at: Option<i64>,
+    /// Taken before the row was read: the entry's age covers the read.
+    checked: Instant,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_id: HashMap<String, Verified>,
+    /// Moves on every revocation through this [`Tokens`]. A verification
+    /// that began under an older epoch is not remembered: its read may
+    /// predate the revocation.
+    epoch: u64,
+}
+
 /// API tokens in one store.
 #[derive(Clone)]
 pub struct Tokens {
     db: Db,
+    cache: Arc<Mutex<Cache>>,
+    ttl: Duration,
 }
 
 impl Tokens {
-    /// Tokens in `db`.
+    /// Tokens in `db`, verified tokens remembered for [`CACHE_TTL`].
     pub fn new(db: Db) -> Self {
-        Tokens { db }
+        Self::with_cache_ttl(db, CACHE_TTL)
+    }
+
+    /// Tokens in `db`, verified tokens remembered for `ttl` (zero: never).
+    pub fn with_cache_ttl(db: Db, ttl: Duration) -> Self {
+        Tokens {
+            db,
+            cache: Arc::default(),
+            ttl,
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Creates a token. The returned [`ApiToken`] is the only copy.
@@ -186,40 +241,136 @@ impl Tokens {
         Ok(tokens::list(&self.db.pool).await?)
     }
 
-    /// Revokes the active token `id`.
+    /// Revokes the active token `id`. From the moment this returns, this
+    /// [`Tokens`] refuses it (other hosts within [`CACHE_TTL`]).
     pub async fn revoke(&self, id: &str) -> Result<(), AuthError> {
-        if tokens::revoke(&self.db.pool, id, now_ms()).await? {
+        let revoked = tokens::revoke(&self.db.pool, id, now_ms()).await;
+        // Forget it whatever the outcome: the row may have changed anyway.
+        self.forget(id);
+        if revoked? {
             Ok(())
         } else {
             Err(AuthError::NotFound(id.chars().take(32).collect()))
         }
     }
 
+    fn forget(&self, id: &str) {
+        let mut cache = self.cache();
+        cache.epoch += 1;
+        cache.by_id.remove(id);
+    }
+
     /// Who `presented` belongs to. Malformed, unknown, wrong and revoked
     /// tokens all give [`AuthError::Invalid`].
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, AuthError> {
         let id = id_of(presented).ok_or(AuthError::Invalid)?;
+        let presented_hash = hash(presented);
+        let (epoch, checked) = match self.remembered(id, &presented_hash) {
+            Remembered::Valid(caller, None) => return Ok(caller),
+            Remembered::Valid(caller, Some(now)) => {
+                self.touch(&caller.token_id, now).await;
+                return Ok(caller);
+            }
+            Remembered::Wrong => return Err(AuthError::Invalid),
+            Remembered::Unknown { epoch, checked } => (epoch, checked),
+        };
         let Some((row, stored)) = tokens::get(&self.db.pool, id).await? else {
             return Err(AuthError::Invalid);
         };
-        let matches: bool = hash(presented).ct_eq(stored.as_slice()).into();
+        let matches: bool = presented_hash.ct_eq(stored.as_slice()).into();
         if !matches || row.revoked_at.is_some() {
             return Err(AuthError::Invalid);
         }
         let role = Role::parse(&row.role).map_err(|_| AuthError::Invalid)?;
-        let now = now_ms();
-        if row.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY_MS) {
-            // Best effort: a failed bookkeeping write must not fail the request.
-            if let Err(e) = tokens::touch(&self.db.pool, &row.id, now).await {
-                tracing::warn!(token = %row.id, error = %e, "cannot record the token's last use");
-            }
-        }
-        Ok(Caller {
+        let caller = Caller {
             token_id: row.id,
             name: row.name,
             role,
-        })
+        };
+        let now = now_ms();
+        let mut last_used_at = row.last_used_at;
+        if last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY_MS) {
+            self.touch(&caller.token_id, now).await;
+            last_used_at = Some(now);
+        }
+        self.remember(
+            epoch,
+            Verified {
+                hash: presented_hash,
+                caller: caller.clone(),
+                last_used_at,
+                checked,
+            },
+        );
+        Ok(caller)
     }
+
+    /// What the cache says about token `id` presented with this hash. A
+    /// valid entry also says whether its last use is due to be recorded
+    /// (and marks it recorded, so one request does it).
+    fn remembered(&self, id: &str, presented_hash: &[u8; 32]) -> Remembered {
+        let now = Instant::now();
+        let mut cache = self.cache();
+        let epoch = cache.epoch;
+        if let Some(entry) = cache.by_id.get_mut(id) {
+            if now.saturating_duration_since(entry.checked) < self.ttl {
+                // The stored hash of an id never changes: a mismatch here is
+                // the same answer the row would give.
+                if !bool::from(presented_hash.ct_eq(&entry.hash)) {
+                    return Remembered::Wrong;
+                }
+                let now_ms = now_ms();
+                let touch = entry
+                    .last_used_at
+                    .is_none_or(|at| now_ms - at >= TOUCH_EVERY_MS)
+                    .then(|| {
+                        entry.last_used_at = Some(now_ms);
+                        now_ms
+                    });
+                return Remembered::Valid(entry.caller.clone(), touch);
+            }
+            cache.by_id.remove(id);
+        }
+        Remembered::Unknown {
+            epoch,
+            checked: now,
+        }
+    }
+
+    /// Remembers a verification that began at `epoch`, unless a revocation
+    /// came through since.
+    fn remember(&self, epoch: u64, verified: Verified) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut cache = self.cache();
+        if cache.epoch != epoch {
+            return;
+        }
+        if cache.by_id.len() >= CACHE_MAX {
+            cache.by_id.clear();
+        }
+        cache
+            .by_id
+            .insert(verified.caller.token_id.clone(), verified);
+    }
+
+    /// Records the token's last use. Best effort: a failed bookkeeping write
+    /// must not fail the request.
+    async fn touch(&self, id: &str, now: i64) {
+        if let Err(e) = tokens::touch(&self.db.pool, id, now).await {
+            tracing::warn!(token = %id, error = %e, "cannot record the token's last use");
+        }
+    }
+}
+
+enum Remembered {
+    /// Verified within the TTL; `Some(now)` if its last use is to be recorded.
+    Valid(Caller, Option<i64>),
+    /// The id is remembered and this is not its token.
+    Wrong,
+    /// Not remembered (or expired): read the row.
+    Unknown { epoch: u64, checked: Instant },
 }
 
 #[cfg(test)]
@@ -253,6 +404,114 @@ mod tests {
         ] {
             assert_eq!(id_of(&bad), None, "{bad:?}");
         }
+    }
+
+    async fn store() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/tokens.db", dir.path().display());
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        (dir, db)
+    }
+
+    fn refused(result: Result<Caller, AuthError>) -> bool {
+        matches!(result, Err(AuthError::Invalid))
+    }
+
+    #[tokio::test]
+    async fn a_revocation_through_the_same_tokens_takes_effect_at_once() {
+        let (_dir, db) = store().await;
+        // A long TTL: only the revocation itself can end the entry.
+        let tokens = Tokens::with_cache_ttl(db, Duration::from_secs(3600));
+        let (row, token) = tokens.create("a", Role::Resolver).await.expect("create");
+        let (_, other) = tokens.create("b", Role::Operator).await.expect("create");
+        tokens.authenticate(token.expose()).await.expect("valid");
+        tokens.authenticate(other.expose()).await.expect("valid");
+        assert!(tokens.cache().by_id.contains_key(&row.id), "remembered");
+        // The HTTP state holds clones: they share one cache.
+        tokens.clone().revoke(&row.id).await.expect("revoke");
+        assert!(refused(tokens.authenticate(token.expose()).await));
+        tokens
+            .authenticate(other.expose())
+            .await
+            .expect("the other still works");
+    }
+
+    #[tokio::test]
+    async fn a_revocation_elsewhere_takes_effect_within_the_ttl() {
+        let (_dir, db) = store().await;
+        let ttl = Duration::from_millis(300);
+        let here = Tokens::with_cache_ttl(db.clone(), ttl);
+        // Another host on the same database: a cache of its own.
+        let elsewhere = Tokens::new(db);
+        let (row, token) = elsewhere.create("a", Role::Resolver).await.expect("create");
+        here.authenticate(token.expose()).await.expect("valid");
+        assert!(here.cache().by_id.contains_key(&row.id), "remembered");
+        elsewhere.revoke(&row.id).await.expect("revoke");
+        let revoked = Instant::now();
+        loop {
+            let since = revoked.elapsed();
+            let result = here.authenticate(token.expose()).await;
+            if refused(result) {
+                break;
+            }
+            assert!(
+                since < ttl,
+                "accepted {since:?} after its revocation (bound {ttl:?})"
+            );
+            assert!(since < ttl * 10, "never refused");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(refused(here.authenticate(token.expose()).await));
+    }
+
+    #[tokio::test]
+    async fn a_check_that_began_before_a_revocation_is_not_remembered() {
+        let (_dir, db) = store().await;
+        let tokens = Tokens::with_cache_ttl(db, Duration::from_secs(3600));
+        let (row, token) = tokens.create("a", Role::Resolver).await.expect("create");
+        let presented = hash(token.expose());
+        let Remembered::Unknown { epoch, checked } = tokens.remembered(&row.id, &presented) else {
+            panic!("nothing is remembered yet");
+        };
+        // The row was read (not revoked), then the revocation came through
+        // before the answer was remembered.
+        tokens.revoke(&row.id).await.expect("revoke");
+        tokens.remember(
+            epoch,
+            Verified {
+                hash: presented,
+                caller: Caller {
+                    token_id: row.id.clone(),
+                    name: row.name.clone(),
+                    role: Role::Resolver,
+                },
+                last_used_at: None,
+                checked,
+            },
+        );
+        assert!(!tokens.cache().by_id.contains_key(&row.id));
+        assert!(refused(tokens.authenticate(token.expose()).await));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_id_with_another_secret_is_refused() {
+        let (_dir, db) = store().await;
+        let tokens = Tokens::new(db.clone());
+        let (_, token) = tokens.create("a", Role::Resolver).await.expect("create");
+        tokens.authenticate(token.expose()).await.expect("valid");
+        let mut forged = token.expose().to_owned();
+        let last = forged.pop().expect("non-empty");
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(refused(tokens.authenticate(&forged).await));
+        tokens
+            .authenticate(token.expose())
+            .await
+            .expect("still valid");
+        // A zero TTL remembers nothing.
+        let uncached = Tokens::with_cache_ttl(db, Duration::ZERO);
+        uncached.authenticate(token.expose()).await.expect("valid");
+        assert!(uncached.cache().by_id.is_empty());
     }
 
     #[test]
