@@ -59,6 +59,14 @@ impl RowCache {
         Ok(())
     }
 
+    /// Whether every name in `names` is cached as of `generation`, so a
+    /// group can be resolved without reading (and then committed only if
+    /// the generation has not moved meanwhile).
+    pub(super) fn covers(&self, generation: i64, names: &[&str]) -> bool {
+        self.generation == Some(generation)
+            && names.iter().all(|name| self.by_name.contains_key(*name))
+    }
+
     /// The row of `name` in `scope`, if the store has one (after [`RowCache::load`]).
     pub(super) fn get(&self, scope: &str, name: &str) -> Option<&secrets::SecretRow> {
         self.by_name
