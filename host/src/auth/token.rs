@@ -271,7 +271,6 @@ impl Tokens {
                 self.touch(&caller.token_id, now).await;
                 return Ok(caller);
             }
-            Remembered::Wrong => return Err(AuthError::Invalid),
             Remembered::Unknown { epoch, checked } => (epoch, checked),
         };
         let Some((row, stored)) = tokens::get(&self.db.pool, id).await? else {
@@ -313,12 +312,11 @@ impl Tokens {
         let mut cache = self.cache();
         let epoch = cache.epoch;
         if let Some(entry) = cache.by_id.get_mut(id) {
-            if now.saturating_duration_since(entry.checked) < self.ttl {
-                // The stored hash of an id never changes: a mismatch here is
-                // the same answer the row would give.
-                if !bool::from(presented_hash.ct_eq(&entry.hash)) {
-                    return Remembered::Wrong;
-                }
+            let fresh = now.saturating_duration_since(entry.checked) < self.ttl;
+            // Another secret with a remembered id is checked against the row
+            // like any other guess (the entry stays): a wrong guess takes
+            // the same time whether or not the id was used a moment ago.
+            if fresh && bool::from(presented_hash.ct_eq(&entry.hash)) {
                 let now_ms = now_ms();
                 let touch = entry
                     .last_used_at
@@ -329,7 +327,9 @@ impl Tokens {
                     });
                 return Remembered::Valid(entry.caller.clone(), touch);
             }
-            cache.by_id.remove(id);
+            if !fresh {
+                cache.by_id.remove(id);
+            }
         }
         Remembered::Unknown {
             epoch,
@@ -367,9 +367,7 @@ impl Tokens {
 enum Remembered {
     /// Verified within the TTL; `Some(now)` if its last use is to be recorded.
     Valid(Caller, Option<i64>),
-    /// The id is remembered and this is not its token.
-    Wrong,
-    /// Not remembered (or expired): read the row.
+    /// Not remembered, expired, or not the remembered token: read the row.
     Unknown { epoch: u64, checked: Instant },
 }
 
@@ -498,12 +496,14 @@ mod tests {
     async fn a_remembered_id_with_another_secret_is_refused() {
         let (_dir, db) = store().await;
         let tokens = Tokens::new(db.clone());
-        let (_, token) = tokens.create("a", Role::Resolver).await.expect("create");
+        let (row, token) = tokens.create("a", Role::Resolver).await.expect("create");
         tokens.authenticate(token.expose()).await.expect("valid");
         let mut forged = token.expose().to_owned();
         let last = forged.pop().expect("non-empty");
         forged.push(if last == 'A' { 'B' } else { 'A' });
         assert!(refused(tokens.authenticate(&forged).await));
+        // The guess was checked against the row; the real token's entry stays.
+        assert!(tokens.cache().by_id.contains_key(&row.id));
         tokens
             .authenticate(token.expose())
             .await
