@@ -49,8 +49,9 @@ impl SessionSecret {
     }
 }
 
-/// A signed-in operator.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A signed-in operator. Its `Debug` shows the subject only: the CSRF
+/// token (and the session's hash) stay out of any log or panic message.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     /// Who signed in (`dev` for a `--dev` link; the forge login later).
     pub subject: String,
@@ -77,6 +78,14 @@ impl Session {
         } else {
             Err(AuthError::Csrf)
         }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,7 @@ pub mod dashboard;
 pub mod error;
 mod metrics;
 mod routes;
-mod secrets;
+pub(crate) mod secrets;
 mod tokens;
 
 use axum::extract::DefaultBodyLimit;

@@ -21,21 +21,25 @@ use crate::store::secrets::SecretMeta;
 pub const MAX_PAGE: i64 = 500;
 const DEFAULT_PAGE: i64 = 50;
 
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+/// A query string as axum hands it over, parsed or not.
+pub(super) type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
-fn query<T>(q: QueryResult<T>) -> Result<T, ApiError> {
+/// The parsed query, or 400 naming what is wrong.
+pub(super) fn query<T>(q: QueryResult<T>) -> Result<T, ApiError> {
     q.map(|Query(v)| v)
         .map_err(|e| ApiError::Invalid(e.body_text()))
 }
 
-fn scope_of(text: Option<&str>) -> Result<Scope, ApiError> {
+/// `?scope=` as a scope (`global` when absent).
+pub(super) fn scope_of(text: Option<&str>) -> Result<Scope, ApiError> {
     match text {
         Some(s) => Ok(Scope::parse(s)?),
         None => Ok(Scope::global()),
     }
 }
 
-fn name_of(text: &str) -> Result<SecretName, ApiError> {
+/// A secret name from a path or body.
+pub(super) fn name_of(text: &str) -> Result<SecretName, ApiError> {
     Ok(SecretName::parse(text)?)
 }
 

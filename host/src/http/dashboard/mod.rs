@@ -18,7 +18,7 @@ pub use secrets::{
 };
 pub use tokens::{token_create, token_revoke, tokens_page};
 
-use axum::extract::{Form, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -367,7 +367,7 @@ pub async fn stylesheet() -> Response {
 }
 
 /// `GET /`: the dashboard.
-pub async fn root(_state: State<AppState>) -> Response {
+pub async fn root() -> Response {
     see_other("/settings/secrets")
 }
 

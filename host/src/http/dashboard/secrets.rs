@@ -1,7 +1,7 @@
 //! `/settings/secrets`: list, add, describe, replace, rotate, delete, and
 //! each secret's access log. No page ever holds a stored value.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -15,6 +15,7 @@ use crate::audit::chain::HistoryQuery;
 use crate::audit::Access;
 use crate::auth::Session;
 use crate::http::error::ApiError;
+use crate::http::secrets::{name_of, scope_of, QueryResult};
 use crate::http::AppState;
 use crate::names::{Scope, SecretName};
 
@@ -30,19 +31,19 @@ fn access(session: &Session, what: &str) -> Result<Access, PageError> {
     )?)
 }
 
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
 fn query<T>(q: QueryResult<T>) -> Result<T, PageError> {
-    q.map(|Query(v)| v)
-        .map_err(|e| ApiError::Invalid(e.body_text()).into())
+    Ok(crate::http::secrets::query(q)?)
 }
 
+/// The secret a page or form is about. An empty scope field means `global`
+/// (a form sends the field even when left empty).
 fn target(name: &str, scope: Option<&str>) -> Result<(Scope, SecretName), PageError> {
-    let scope = match scope {
-        Some(s) if !s.is_empty() => Scope::parse(s)?,
-        _ => Scope::global(),
-    };
-    Ok((scope, SecretName::parse(name)?))
+    Ok((scope_of(scope.filter(|s| !s.is_empty()))?, name_of(name)?))
+}
+
+/// 303 back to the secret's page with a notice.
+fn back_to(scope: &Scope, name: &SecretName, notice: &str) -> Response {
+    see_other(&format!("{}&notice={notice}", secret_href(scope, name)))
 }
 
 /// The page of one secret.
@@ -157,10 +158,7 @@ pub async fn secret_create(
             &access(&session, "create")?,
         )
         .await?;
-    Ok(see_other(&format!(
-        "{}&notice=created",
-        secret_href(&scope, &name)
-    )))
+    Ok(back_to(&scope, &name, "created"))
 }
 
 /// A secret page's query.
@@ -311,10 +309,7 @@ pub async fn secret_describe(
             &access(&session, "describe")?,
         )
         .await?;
-    Ok(see_other(&format!(
-        "{}&notice=described",
-        secret_href(&scope, &name)
-    )))
+    Ok(back_to(&scope, &name, "described"))
 }
 
 /// The replace form.
@@ -343,10 +338,7 @@ pub async fn secret_replace(
             &access(&session, "replace value")?,
         )
         .await?;
-    Ok(see_other(&format!(
-        "{}&notice=replaced",
-        secret_href(&scope, &name)
-    )))
+    Ok(back_to(&scope, &name, "replaced"))
 }
 
 /// No fields but the CSRF token.
@@ -365,10 +357,7 @@ pub async fn secret_rotate(
         .vault
         .reseal(&scope, &name, &access(&session, "rotate")?)
         .await?;
-    Ok(see_other(&format!(
-        "{}&notice=rotated",
-        secret_href(&scope, &name)
-    )))
+    Ok(back_to(&scope, &name, "rotated"))
 }
 
 fn delete_form(session: &Session, scope: &Scope, name: &SecretName) -> Markup {
