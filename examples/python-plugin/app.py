@@ -14,7 +14,10 @@ Mapping of the WIT world `forge-adapter` to Python (componentize-py 0.25.1):
   `componentize_py_types.Err(error)`; an export does the same, so an `Err`
   raised by the host passes through unchanged when not caught;
 - the variant `error` is a union of dataclasses `types.Error_Denied`, ...,
-  `types.Error_Upstream`, each with a `value: str`.
+  `types.Error_Upstream`, each with a `value: str`; the exports fail with
+  the variant `forge-error` instead (`forge.ForgeError_Unauthorized`, ...,
+  `forge.ForgeError_Host(types.Error_...)`), so a host error is wrapped in
+  `ForgeError_Host` on its way out.
 """
 
 import hashlib
@@ -35,6 +38,28 @@ WHOAMI_PATH = "/api/v1/user"
 def sign(key: bytes, method: str, path: str) -> str:
     """Hex HMAC-SHA256 of "<METHOD> <PATH>" under `key`."""
     return hmac.new(key, f"{method} {path}".encode(), hashlib.sha256).hexdigest()
+
+
+def unsupported(what: str) -> Err:
+    """The error of an operation this example does not implement."""
+    return Err(forge.ForgeError_Unsupported(f"{KIND}: {what} is not supported"))
+
+
+def status_error(status: int, retry_after: str | None) -> Err:
+    """The forge-error for a non-2xx status of the whoami request."""
+    message = f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH} → {status}"
+    if status == 401:
+        return Err(forge.ForgeError_Unauthorized(message))
+    if status == 403:
+        return Err(forge.ForgeError_Forbidden(message))
+    if status == 404:
+        return Err(forge.ForgeError_NotFound(message))
+    if status == 429:
+        seconds = None
+        if retry_after is not None and retry_after.strip().isdigit():
+            seconds = min(int(retry_after.strip()), 2**32 - 1)
+        return Err(forge.ForgeError_RateLimited(forge.RateLimit(retry_after=seconds, message=message)))
+    return Err(forge.ForgeError_Upstream(message))
 
 
 def optional(value) -> str | None:
@@ -63,34 +88,54 @@ class Forge(exports.Forge):
             default_base_url="http://127.0.0.1:3000",
         )
 
+    def authorize_url(self, base_url, app, state, code_challenge, scopes) -> str:
+        raise unsupported("authorize-url")
+
+    def exchange_code(self, base_url, app, code, code_verifier) -> forge.TokenSet:
+        raise unsupported("exchange-code")
+
+    def refresh(self, base_url, app, refresh_token) -> forge.TokenSet:
+        raise unsupported("refresh")
+
+    def list_repositories(self, base_url, token, cursor) -> forge.RepositoryPage:
+        raise unsupported("list-repositories")
+
+    def revoke(self, base_url, app, token) -> None:
+        raise unsupported("revoke")
+
     def whoami(self, base_url: str, token: str) -> forge.Account:
-        # Host errors (`denied`, `not-found`, ...) are raised as Err(...) by
-        # the bindings and are deliberately not caught: they reach the host
-        # unchanged as this call's error.
-        key = secrets.reveal(SIGNING_KEY, "sign the whoami request")
+        # Host errors (`denied`, `not-found`, ...) are raised as Err(error)
+        # by the bindings; they reach the host as `forge-error.host(error)`,
+        # unchanged, except that a failed connection is `transport`.
+        try:
+            key = secrets.reveal(SIGNING_KEY, "sign the whoami request")
+        except Err as e:
+            raise Err(forge.ForgeError_Host(e.value))
         signature = sign(key, WHOAMI_METHOD, WHOAMI_PATH)
         del key
 
         url = base_url.rstrip("/") + WHOAMI_PATH
         log.emit(log.Level.INFO, f"{KIND}: {WHOAMI_METHOD} {url} (signed)")
-        response = outbound.fetch(
-            outbound.Request(
-                method=WHOAMI_METHOD,
-                url=url,
-                headers=[
-                    ("Accept", "application/json"),
-                    ("Authorization", "token ${SECRET:" + token + "}"),
-                    ("X-Signature", signature),
-                ],
-                body=None,
-            )
-        )
-        if not 200 <= response.status < 300:
-            raise Err(
-                types.Error_Upstream(
-                    f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH} → {response.status}"
+        try:
+            response = outbound.fetch(
+                outbound.Request(
+                    method=WHOAMI_METHOD,
+                    url=url,
+                    headers=[
+                        ("Accept", "application/json"),
+                        ("Authorization", "token ${SECRET:" + token + "}"),
+                        ("X-Signature", signature),
+                    ],
+                    body=None,
                 )
             )
+        except Err as e:
+            if isinstance(e.value, types.Error_Upstream):
+                raise Err(forge.ForgeError_Transport(e.value.value))
+            raise Err(forge.ForgeError_Host(e.value))
+        if not 200 <= response.status < 300:
+            retry_after = next((v for n, v in response.headers if n == "retry-after"), None)
+            raise status_error(response.status, retry_after)
 
         try:
             user = json.loads(response.body)
@@ -99,10 +144,13 @@ class Forge(exports.Forge):
                 login=str(user["login"]),
                 name=optional(user.get("full_name")),
                 email=optional(user.get("email")),
+                # The signed forge does not report scopes or expiry.
+                scopes=[],
+                expires_at=None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise Err(
-                types.Error_Upstream(
+                forge.ForgeError_Upstream(
                     f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH}: unexpected response ({type(e).__name__})"
                 )
             )

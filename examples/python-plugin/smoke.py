@@ -70,6 +70,9 @@ def instance(scenario):
                 resp = Record()
                 resp.headers = [("content-type", "application/json")]
                 resp.status = 200 if signed and authorized else 401
+                if scenario == "limited":
+                    resp.status = 429
+                    resp.headers = [("retry-after", "30")]
                 resp.body = json.dumps(
                     {"id": 42, "login": "alice", "full_name": "", "email": "alice@example.org"}
                 ).encode()
@@ -125,7 +128,15 @@ account = call("whoami", "http://127.0.0.1:3000/", TOKEN_REF)
 check(
     "whoami returns the account",
     isinstance(account, Record)
-    and vars(account) == {"id": "42", "login": "alice", "name": None, "email": "alice@example.org"},
+    and vars(account)
+    == {
+        "id": "42",
+        "login": "alice",
+        "name": None,
+        "email": "alice@example.org",
+        "scopes": [],
+        "expires-at": None,
+    },
     account,
 )
 check(
@@ -143,12 +154,50 @@ check("whoami logs one line", len([c for c in calls if c[0] == "log"]) == 1, cal
 
 for scenario, base, want in [
     ("status", "https://forge.example", Variant("upstream", "example-signed: GET /api/v1/user → 503")),
-    ("denied", "https://forge.example", Variant("denied", f"{KEY_REF} is not granted")),
-    ("refused", "https://forge.example", Variant("upstream", "connection refused")),
+    ("denied", "https://forge.example", Variant("host", Variant("denied", f"{KEY_REF} is not granted"))),
+    ("refused", "https://forge.example", Variant("transport", "connection refused")),
 ]:
     call, calls = instance(scenario)
     got = call("whoami", base, TOKEN_REF)
     check(f"whoami [{scenario}] -> {want.tag}", got == want, got)
+
+call, calls = instance("ok")
+got = call("whoami", "https://forge.example", "other/token")
+check(
+    "whoami [401] -> unauthorized",
+    isinstance(got, Variant) and got.tag == "unauthorized" and "401" in got.payload,
+    got,
+)
+
+call, calls = instance("limited")
+got = call("whoami", "https://forge.example", TOKEN_REF)
+check(
+    "whoami [429] -> rate-limited with retry-after",
+    isinstance(got, Variant)
+    and got.tag == "rate-limited"
+    and vars(got.payload)["retry-after"] == 30,
+    got,
+)
+
+call, calls = instance("ok")
+app = Record()
+setattr(app, "client-id", "id")
+setattr(app, "client-secret", None)
+setattr(app, "redirect-uri", "https://keyward.example/cb")
+for name, args in [
+    ("authorize-url", ("https://forge.example", app, "state", "challenge", [])),
+    ("exchange-code", ("https://forge.example", app, "code", "verifier")),
+    ("refresh", ("https://forge.example", app, "forge/refresh")),
+    ("list-repositories", ("https://forge.example", TOKEN_REF, None)),
+    ("revoke", ("https://forge.example", app, TOKEN_REF)),
+]:
+    got = call(name, *args)
+    check(
+        f"{name} -> unsupported",
+        isinstance(got, Variant) and got.tag == "unsupported" and name in got.payload,
+        got,
+    )
+check("the unsupported exports call no host function", calls == [], calls)
 
 call, calls = instance("junk")
 got = call("whoami", "https://forge.example", TOKEN_REF)

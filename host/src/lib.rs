@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod forge;
 pub mod http;
 pub mod names;
 pub mod resolve;

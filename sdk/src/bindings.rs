@@ -21,7 +21,9 @@ pub mod forge {
         path: "../wit",
         additional_derives: [PartialEq, Eq],
         pub_export_macro: true,
-        export_macro_name: "export_forge",
+        // The SDK's own `export_forge!` (sdk/src/forge.rs) wraps this one: it
+        // adapts a `ForgeAdapter` to the generated `Guest` first.
+        export_macro_name: "export_forge_guest",
         default_bindings_module: "keyward_plugin_sdk::bindings::forge",
     });
 }

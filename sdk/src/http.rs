@@ -27,7 +27,8 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{outbound, Error};
+use crate::oauth::{self, TokenRules};
+use crate::{outbound, wire, Error, ForgeError, TokenSet};
 
 /// Longest piece of a non-JSON error body quoted in an error: enough for a
 /// proxy's one-line reason, not a whole HTML page.
@@ -129,6 +130,24 @@ impl Request {
         })
     }
 
+    /// [`send`](Request::send) for a forge call: the host's `upstream`
+    /// (connection refused, timeout, TLS) is the forge's
+    /// [`ForgeError::Transport`]; any other host error stays
+    /// [`ForgeError::Host`].
+    pub fn send_forge(self) -> Result<Response, ForgeError> {
+        self.send().map_err(|e| match e {
+            Error::Upstream(m) => ForgeError::Transport(m),
+            other => ForgeError::Host(other),
+        })
+    }
+
+    /// Sets a form body (see [`oauth::Form`]) and its content type.
+    #[must_use]
+    pub fn form(self, form: oauth::Form) -> Self {
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(form.into_body())
+    }
+
     /// The WIT record for this request, and its request line for errors.
     fn into_wit(self) -> Result<(outbound::Request, String), Error> {
         if let Some(e) = self.error {
@@ -211,6 +230,72 @@ impl Response {
             Some(message) => format!("{head}: {message}"),
             None => head,
         }))
+    }
+}
+
+impl Response {
+    /// `self` if the status is 2xx; otherwise the [`ForgeError`] for the
+    /// status (see [`wire::status_error`]), quoting the forge's message.
+    pub fn check(self) -> Result<Self, ForgeError> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let head = format!("{} → {}", self.request_line, self.status);
+        let message = error_message(&self.body);
+        Err(wire::status_error(
+            self.status,
+            &self.headers,
+            &head,
+            message.as_deref(),
+            wire::now(),
+        ))
+    }
+
+    /// [`json`](Response::json) for a forge call: a body that does not
+    /// parse is [`ForgeError::Upstream`].
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ForgeError> {
+        self.json()
+            .map_err(|e| ForgeError::Upstream(e.message().to_owned()))
+    }
+
+    /// The body as a token endpoint's reply (see
+    /// [`oauth::parse_token_reply`]), whatever the status.
+    pub fn token_set(&self, rules: TokenRules<'_>) -> Result<TokenSet, ForgeError> {
+        oauth::parse_token_reply(
+            &self.request_line,
+            self.status,
+            &self.headers,
+            &self.body,
+            rules,
+            wire::now(),
+        )
+    }
+
+    /// The `rel="next"` target of the `Link` header, if any.
+    pub fn next_link(&self) -> Option<String> {
+        self.header("link").and_then(wire::next_link)
+    }
+}
+
+impl Response {
+    /// A response built by hand, as the host would hand it over for
+    /// `request_line` (e.g. `GET /api/v1/user`): for unit tests of an
+    /// adapter's parsers, which run natively without a host.
+    pub fn for_test(
+        request_line: &str,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Self {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+            request_line: request_line.to_owned(),
+        }
     }
 }
 
@@ -338,6 +423,57 @@ mod tests {
             .into_wit()
             .expect_err("non-string keys");
         assert!(matches!(err, Error::Invalid(m) if m.starts_with("POST /x: ")));
+    }
+
+    #[test]
+    fn check_maps_statuses_to_forge_errors() {
+        let r = |status, headers: &[(&str, &str)], body: &str| {
+            Response::for_test("GET /user", status, headers, body.as_bytes()).check()
+        };
+        assert!(r(200, &[], "").is_ok());
+        assert_eq!(
+            r(401, &[], r#"{"message":"Bad credentials"}"#).err(),
+            Some(ForgeError::Unauthorized(
+                "GET /user → 401: Bad credentials".into()
+            ))
+        );
+        assert!(matches!(
+            r(403, &[("x-ratelimit-remaining", "0")], "{}"),
+            Err(ForgeError::RateLimited(_))
+        ));
+        assert!(matches!(
+            r(404, &[], "\u{ff}"),
+            Err(ForgeError::NotFound(_))
+        ));
+        assert!(matches!(
+            Response::for_test("GET /user", 500, &[], &[0xff, 0xfe]).check(),
+            Err(ForgeError::Upstream(m)) if m == "GET /user → 500"
+        ));
+        let bad: Result<u64, _> = Response::for_test("GET /user", 200, &[], b"{").parse();
+        assert!(matches!(bad, Err(ForgeError::Upstream(_))));
+        let link = Response::for_test(
+            "GET /r",
+            200,
+            &[("link", r#"<https://f/r?page=2>; rel="next""#)],
+            b"[]",
+        );
+        assert_eq!(link.next_link().as_deref(), Some("https://f/r?page=2"));
+    }
+
+    #[test]
+    fn form_bodies_get_their_content_type() {
+        let (req, _) = Request::post("https://h.example/t")
+            .form(crate::oauth::Form::new().text("a", "b c"))
+            .into_wit()
+            .expect("builds");
+        assert_eq!(req.body.as_deref(), Some(&b"a=b%20c"[..]));
+        assert_eq!(
+            req.headers,
+            [(
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned()
+            )]
+        );
     }
 
     #[test]

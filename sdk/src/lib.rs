@@ -13,7 +13,7 @@
 //! A forge adapter:
 //!
 //! ```
-//! use keyward_plugin_sdk::{http::Request, secret_ref, Account, Error, ForgeAdapter, ForgeInfo};
+//! use keyward_plugin_sdk::{http::Request, secret_ref, Account, ForgeAdapter, ForgeError, ForgeInfo};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct User {
@@ -32,14 +32,16 @@
 //!         }
 //!     }
 //!
-//!     fn whoami(base_url: String, token: String) -> Result<Account, Error> {
+//!     // Only `info` and `whoami` are required; the other operations default
+//!     // to `ForgeError::Unsupported`.
+//!     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
 //!         let user: User = Request::get(format!("{base_url}/api/v1/user"))
 //!             // The host expands this at egress: the plugin never sees the token.
 //!             .header("authorization", format!("token {}", secret_ref(&token)))
-//!             .send()?
-//!             .error_for_status()?
-//!             .json()?;
-//!         Ok(Account { id: user.id.to_string(), login: user.login, name: None, email: None })
+//!             .send_forge()? // a host error, or `transport`
+//!             .check()? // 401 → unauthorized, 403 → forbidden, …
+//!             .parse()?; // unreadable → upstream
+//!         Ok(Account::new(user.id.to_string(), user.login))
 //!     }
 //! }
 //!
@@ -47,20 +49,25 @@
 //! # fn main() {}
 //! ```
 //!
-//! The macro takes a type name in scope (an identifier, not a path) and
-//! emits the component's exports plus the custom section that describes the
-//! world, so only the world a plugin exports ends up in its component.
+//! The macro emits a shim implementing the generated bindings' `Guest` by
+//! calling the adapter, plus the component's exports and the custom section
+//! that describes the world, so only the world a plugin exports ends up in
+//! its component.
 //!
-//! Host calls fail with [`Error`]; return the host's error unchanged (or with
-//! [`Error::context`]) so the host can tell a refusal from a network failure.
+//! Host calls fail with [`Error`]; `?` turns it into [`ForgeError::Host`],
+//! unchanged, so the host can tell its own refusal from the forge's answer.
 
 #![warn(missing_docs)]
 
 #[doc(hidden)]
 pub mod bindings;
 mod error;
+pub mod forge;
+pub mod forgejo;
 pub mod http;
 pub mod log;
+pub mod oauth;
+pub mod wire;
 
 /// The imported `secrets` interface: `exists` and `reveal` by reference,
 /// for secrets the manifest (or the host, for one call) grants. Prefer
@@ -74,21 +81,16 @@ pub use bindings::forge::keyward::plugin::outbound;
 /// Why a host call failed, and what a plugin call returns when it fails.
 pub use bindings::forge::keyward::plugin::types::Error;
 
-/// What a forge adapter exports; implement it and call [`export_forge!`].
-pub use bindings::forge::exports::keyward::plugin::forge::Guest as ForgeAdapter;
-
-/// Records of the `forge` interface.
-pub use bindings::forge::exports::keyward::plugin::forge::{Account, ForgeInfo};
+pub use forge::{
+    Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RateLimit, Repository, RepositoryPage,
+    TokenSet,
+};
 
 /// What a migrator exports; implement it and call [`export_migrator!`].
 pub use bindings::migrator::exports::keyward::plugin::migration::Guest as Migrator;
 
 /// Records of the `migration` interface.
 pub use bindings::migrator::exports::keyward::plugin::migration::MigratorInfo;
-
-/// Exports a [`ForgeAdapter`] implementation as the plugin's `forge`
-/// interface: `keyward_plugin_sdk::export_forge!(MyAdapter);`.
-pub use bindings::forge::export_forge;
 
 /// Exports a [`Migrator`] implementation as the plugin's `migration`
 /// interface: `keyward_plugin_sdk::export_migrator!(MyMigrator);`.

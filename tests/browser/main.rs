@@ -201,10 +201,10 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
 
     // Sign out; the dashboard is closed again.
     b.click(&b.find("header form button").await).await;
-    b.wait_for("Operators sign in with a one-time link").await;
+    b.wait_for("prints a one-time link").await;
     assert_eq!(b.url().await, format!("{base}/login"));
     b.goto(&format!("{base}/settings/secrets")).await;
-    b.wait_for("Operators sign in with a one-time link").await;
+    b.wait_for("prints a one-time link").await;
     assert_eq!(b.url().await, format!("{base}/login"));
     b.quit().await;
     assert!(vault.list(None).await.expect("list").is_empty());

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agents;
 mod keys;
 mod secrets;
 mod serve;

@@ -5,8 +5,11 @@
 mod support;
 
 mod access_log;
+mod agents;
 mod crud;
+mod forge;
 mod keyring;
+mod oauth;
 mod sealing;
 mod sessions;
 mod templates;

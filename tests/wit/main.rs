@@ -69,6 +69,17 @@ fn host_functions_are_the_documented_ones() {
     assert_eq!(iface("secrets"), ["exists", "reveal"]);
     assert_eq!(iface("outbound"), ["fetch"]);
     assert_eq!(iface("log"), ["emit"]);
-    assert_eq!(iface("forge"), ["info", "whoami"]);
+    assert_eq!(
+        iface("forge"),
+        [
+            "authorize-url",
+            "exchange-code",
+            "info",
+            "list-repositories",
+            "refresh",
+            "revoke",
+            "whoami"
+        ]
+    );
     assert_eq!(iface("migration"), ["info"]);
 }

@@ -1,5 +1,6 @@
 //! The `keyward` command line. `main.rs` only calls [`run`].
 
+mod agent;
 mod audit;
 mod key;
 mod plugin;
@@ -85,6 +86,10 @@ pub enum Command {
     /// Create, list and revoke API tokens for the HTTP service.
     #[command(subcommand)]
     Token(token::Command),
+    /// Agent types: their forge plugin, base URL and token (rotated without
+    /// restarts), getAgentToken and dispatch.
+    #[command(subcommand)]
+    AgentType(agent::Command),
 }
 
 /// Parses the command line, runs it, and maps failures to exit codes.
@@ -120,6 +125,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(command) => audit::run(&cli, command).await,
         Command::Plugin(command) => plugin::run(&cli, command).await,
         Command::Token(command) => token::run(&cli, command).await,
+        Command::AgentType(command) => agent::run(&cli, command).await,
     }
 }
 

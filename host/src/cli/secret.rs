@@ -155,7 +155,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 }
 
 /// Reads the value, refusing more than the store accepts before buffering it all.
-fn read_value(
+pub(super) fn read_value(
     from_file: Option<&std::path::Path>,
     keep_newline: bool,
 ) -> anyhow::Result<Zeroizing<Vec<u8>>> {

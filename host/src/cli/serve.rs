@@ -26,6 +26,13 @@ pub struct Args {
     /// `__Host-keyward_session`; sign-in links printed by --dev use it.
     #[arg(long, env = "KEYWARD_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<url::Url>,
+
+    /// TOML file of the forges operators sign in with: one `[forge.NAME]`
+    /// table per forge plugin (client_id, client_secret reference,
+    /// base_url, redirect_uri, operators, scopes); see docs/forges.md.
+    /// Read at start; a malformed file stops the server.
+    #[arg(long, env = "KEYWARD_FORGES_FILE", value_name = "FILE")]
+    forges: Option<std::path::PathBuf>,
 }
 
 fn parse_public_url(text: &str) -> Result<url::Url, String> {
@@ -68,6 +75,12 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         || format!("http://{addr}"),
         |u| u.as_str().trim_end_matches('/').to_owned(),
     );
+    let apps = match &args.forges {
+        Some(path) => crate::forge::ForgeApps::load(path, &public)?,
+        None => crate::forge::ForgeApps::default(),
+    };
+    tracing::info!(forges = ?apps.iter().map(|a| a.forge.as_str()).collect::<Vec<_>>(), "forge sign-in configured");
+    let forges = crate::forge::Forges::new(vault.clone(), Some(plugins.clone()), apps);
     if cli.dev {
         print_login_link(&vault, &public).await?;
     }
@@ -79,7 +92,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     axum::serve(
         listener,
-        crate::http::router_with(vault, Some(plugins.clone()), web),
+        crate::http::router_with(vault, Some(plugins.clone()), Some(forges), web),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

@@ -45,6 +45,32 @@ pub fn secret_aad(scope: &str, name: &str, version: i64) -> Vec<u8> {
     aad
 }
 
+/// Length-prefixed parts after a domain tag, so that no two distinct
+/// tuples encode alike.
+fn tagged_aad(tag: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(tag.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    aad.extend_from_slice(tag);
+    for part in parts {
+        aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    aad
+}
+
+/// Associated data for an operator's OAuth token: its forge and which
+/// token (`access` or `refresh`), so neither opens in the other's place.
+pub fn oauth_token_aad(forge_type: &str, field: &str) -> Vec<u8> {
+    tagged_aad(
+        b"keyward/v1/oauth-token\0",
+        &[forge_type.as_bytes(), field.as_bytes()],
+    )
+}
+
+/// Associated data for a pending sign-in's PKCE verifier.
+pub fn oauth_pending_aad(state_hash: &str) -> Vec<u8> {
+    tagged_aad(b"keyward/v1/oauth-pending\0", &[state_hash.as_bytes()])
+}
+
 impl Keyring {
     /// Seals `plaintext` under the current key with a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Sealed {

@@ -7,7 +7,7 @@
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
-use super::{dashboard, metrics, routes, secrets, tokens, AppState};
+use super::{dashboard, forge, metrics, routes, secrets, tokens, AppState};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub enum Needs {
     /// A signed-in operator's session cookie (dashboard pages); a form
     /// also needs the session's CSRF token.
     Session,
+    /// A session cookie on a JSON route (`GET /me`): 401 without one.
+    SessionJson,
 }
 
 impl Needs {
@@ -30,6 +32,7 @@ impl Needs {
             Needs::Resolver => "resolver",
             Needs::Operator => "operator",
             Needs::Session => "session",
+            Needs::SessionJson => "session-json",
         }
     }
 }
@@ -97,6 +100,19 @@ pub fn table() -> Vec<Route> {
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
         route!(get "/metrics", Resolver, 200, "Prometheus metrics", query[], body=false, metrics::metrics),
+        // Forges: operator sign-in, the active forge, agent types.
+        route!(get "/auth/{forge}/login", Public, 303, "Sign in with a forge: to its authorize page (state + PKCE)", query[], body=false, forge::login),
+        route!(get "/auth/{forge}/callback", Public, 200, "The forge's redirect back; sets the session cookie", query["code", "state", "error", "error_description"], body=false, forge::callback),
+        route!(get "/me", SessionJson, 200, "The active forge and the signed-in account {forge_type, account_login, base_url, since}", query[], body=false, forge::me),
+        route!(get "/forge/repos", Operator, 200, "One page of the operator's repositories on the active forge; 412 without one", query["cursor"], body=false, forge::repos),
+        route!(get "/agent-types", Resolver, 200, "Every agent type; never a token", query[], body=false, forge::list_agent_types),
+        route!(post "/agent-types", Operator, 201, "Create an agent type {name, forge, base_url?, description?, token?}", query[], body=true, forge::create_agent_type),
+        route!(get "/agent-types/{name}", Resolver, 200, "One agent type; never a token", query[], body=false, forge::get_agent_type),
+        route!(delete "/agent-types/{name}", Operator, 204, "Delete an agent type and its instance overrides", query[], body=false, forge::delete_agent_type),
+        route!(put "/agent-types/{name}/token", Operator, 200, "Set or rotate the token {value, instance?}", query[], body=true, forge::set_agent_token),
+        route!(post "/agent-types/{name}/token", Resolver, 200, "getAgentToken {reason, instance?}: the token, logged with caller and reason", query[], body=true, forge::agent_token),
+        route!(post "/agent-types/{name}/dispatch", Resolver, 200, "A forge call (whoami) with the agent type's token {reason, instance?}", query[], body=true, forge::dispatch),
+        route!(delete "/agent-types/{name}/instances/{id}", Operator, 204, "Remove an instance's token override", query[], body=false, forge::delete_instance),
         // The dashboard: HTML pages and forms, for a session, not a token.
         route!(get "/", Public, 303, "The dashboard (redirects)", query[], body=false, dashboard::root),
         route!(get "/static/keyward.css", Public, 200, "The dashboard's stylesheet", query[], body=false, dashboard::stylesheet),
@@ -159,7 +175,7 @@ pub fn document() -> Value {
         }
         match route.needs {
             Needs::Public => {}
-            Needs::Session => op["security"] = json!([{"session": []}]),
+            Needs::Session | Needs::SessionJson => op["security"] = json!([{"session": []}]),
             Needs::Resolver | Needs::Operator => op["security"] = json!([{"bearer": []}]),
         }
         let entry = paths

@@ -44,3 +44,18 @@ impl FromRequestParts<AppState> for Operator {
         caller(parts, state, Role::Operator).await.map(Operator)
     }
 }
+
+/// A signed-in operator's session, for JSON routes (`GET /me`): no or a
+/// dead cookie is a 401 in the API's shape, not a redirect. Bearer tokens
+/// do not count.
+pub struct SessionCaller(pub crate::auth::Session);
+
+impl FromRequestParts<AppState> for SessionCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret =
+            super::dashboard::cookie(&parts.headers, state.web.name()).ok_or(AuthError::Missing)?;
+        Ok(SessionCaller(state.sessions.get(secret).await?))
+    }
+}

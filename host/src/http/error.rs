@@ -7,6 +7,8 @@ use axum::Json;
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::forge::ForgeError;
+use crate::runtime::{PluginError, ReturnedError};
 use crate::template::RenderError;
 use crate::vault::VaultError;
 
@@ -39,6 +41,11 @@ pub enum ApiError {
     /// A part of the service this route needs is not running: 503.
     #[error("{0}")]
     Unavailable(String),
+    /// A forge sign-in, router or agent-type call failed: the status of
+    /// [`ForgeError::http_status`] (400, 403, 404, 409, 412, 424, 429, 5xx);
+    /// a rate limit carries the forge's `Retry-After`.
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
 }
 
 /// Field errors are the store's to classify (422), whichever layer found
@@ -78,6 +85,7 @@ impl ApiError {
             ApiError::Body { status, .. } => *status,
             ApiError::Invalid(_) => 400,
             ApiError::Unavailable(_) => 503,
+            ApiError::Forge(e) => e.http_status(),
         }
     }
 
@@ -102,8 +110,39 @@ impl ApiError {
             ApiError::Body { status: 413, .. } => "too_large",
             ApiError::Body { status: 415, .. } => "unsupported_media_type",
             ApiError::Body { .. } | ApiError::Invalid(_) => "invalid",
+            ApiError::Forge(e) => forge_code(e),
             ApiError::Unavailable(_) => "unavailable",
         }
+    }
+}
+
+fn forge_code(e: &ForgeError) -> &'static str {
+    match e {
+        ForgeError::UnknownForge(_)
+        | ForgeError::UnknownAgentType(_)
+        | ForgeError::UnknownInstance(_) => "not_found",
+        ForgeError::NoActiveForge => "no_active_forge",
+        ForgeError::BadCallback | ForgeError::Invalid(_) => "invalid",
+        ForgeError::NotAnOperator(_) | ForgeError::Refused(_) => "forbidden",
+        ForgeError::Expired(_) => "sign_in_again",
+        ForgeError::AgentTypeExists(_) => "exists",
+        ForgeError::NoToken(_) => "no_token",
+        ForgeError::Plugin(PluginError::Returned { error, .. }) => match error {
+            ReturnedError::Unauthorized(_)
+            | ReturnedError::Forbidden(_)
+            | ReturnedError::InvalidGrant(_) => "forge_refused",
+            ReturnedError::RateLimited { .. } => "rate_limited",
+            ReturnedError::NotFound(_) => "not_found",
+            ReturnedError::Denied(_) => "denied",
+            ReturnedError::Unsupported(_) => "unsupported",
+            _ => "forge_failed",
+        },
+        ForgeError::Plugin(_) => "plugin_failed",
+        ForgeError::Vault(e) if e.http_status() == 404 => "not_found",
+        ForgeError::Vault(e) if e.http_status() >= 500 => "unavailable",
+        ForgeError::Vault(_) => "invalid",
+        _ if e.http_status() == 503 => "unavailable",
+        _ => "internal",
     }
 }
 
@@ -129,6 +168,19 @@ impl IntoResponse for ApiError {
         if let ApiError::Vault(VaultError::Missing(m)) = &self {
             body["error"]["missing"] = json!(m.missing);
         }
-        (status, Json(body)).into_response()
+        let retry_after = match &self {
+            ApiError::Forge(ForgeError::Plugin(PluginError::Returned {
+                error: ReturnedError::RateLimited { retry_after, .. },
+                ..
+            })) => *retry_after,
+            _ => None,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod body;
 pub mod dashboard;
 pub mod error;
+mod forge;
 mod metrics;
 mod routes;
 pub(crate) mod secrets;
@@ -39,19 +40,34 @@ pub struct AppState {
     pub web: dashboard::CookiePolicy,
     /// The plugin runtime, when the server runs one.
     pub plugins: Option<Runtime>,
+    /// Forge sign-in, the active-forge router and agent types, when the
+    /// server runs a plugin runtime.
+    pub forges: Option<crate::forge::Forges>,
     /// Request counts for `/metrics`.
     pub http: std::sync::Arc<metrics::HttpStats>,
 }
 
 /// Builds the router over `vault` and, if given, the plugin runtime, with
-/// a plain-http session cookie.
+/// a plain-http session cookie and no forges configured.
 pub fn router(vault: Vault, plugins: Option<Runtime>) -> Router {
-    router_with(vault, plugins, dashboard::CookiePolicy::default())
+    let forges = crate::forge::Forges::new(vault.clone(), plugins.clone(), Default::default());
+    router_with(
+        vault,
+        plugins,
+        Some(forges),
+        dashboard::CookiePolicy::default(),
+    )
 }
 
-/// [`router`] with the session cookie set as `web` says.
-pub fn router_with(vault: Vault, plugins: Option<Runtime>, web: dashboard::CookiePolicy) -> Router {
+/// [`router`] with forges and the session cookie set as `web` says.
+pub fn router_with(
+    vault: Vault,
+    plugins: Option<Runtime>,
+    forges: Option<crate::forge::Forges>,
+    web: dashboard::CookiePolicy,
+) -> Router {
     let state = AppState {
+        forges,
         tokens: Tokens::new(vault.db().clone()),
         sessions: Sessions::new(vault.db().clone()),
         web,

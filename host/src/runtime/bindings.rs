@@ -28,4 +28,5 @@ pub mod migrator {
     });
 }
 
+pub use forge::exports::keyward::plugin::forge::ForgeError;
 pub use forge::keyward::plugin::types::Error as GuestError;

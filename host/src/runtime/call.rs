@@ -50,6 +50,11 @@ pub(crate) struct CallCtx {
     /// Values the host expanded into outbound requests: also redacted from
     /// the responses handed back, so an echoing server cannot reveal them.
     pub expanded: Redactor,
+    /// Values the host binds to a reference for this call only, such as an
+    /// operator's OAuth token (it lives sealed in `operator_oauth_tokens`,
+    /// not in the secret table). Usable in `${SECRET:…}` at egress (each use
+    /// logged), never handed to `secrets.reveal`.
+    pub bound: Vec<(crate::names::SecretRef, crate::crypto::SecretBytes)>,
     /// Outbound requests made so far (each redirect hop counts).
     pub outbound_used: u32,
     /// `log.emit` bytes so far.
@@ -244,15 +249,18 @@ pub(crate) fn new_store(
 
 /// What a bounded call produced: `None` if the wall-time limit elapsed
 /// while the guest waited on the host.
-pub(crate) type Outcome<T> = Option<wasmtime::Result<Result<T, super::bindings::GuestError>>>;
+/// `E` is the error type of the export: the host's `error` or the forge's
+/// `forge-error`.
+pub(crate) type Outcome<T, E = super::bindings::GuestError> =
+    Option<wasmtime::Result<Result<T, E>>>;
 
 /// Runs `work` (instantiate + one export) within the wall-time limit. The
 /// epoch callback stops a guest that computes past it; this timeout stops
 /// one that waits on the host past it.
-pub(crate) async fn bounded<T>(
+pub(crate) async fn bounded<T, E>(
     deadline: Instant,
-    work: impl Future<Output = wasmtime::Result<Result<T, super::bindings::GuestError>>>,
-) -> Outcome<T> {
+    work: impl Future<Output = wasmtime::Result<Result<T, E>>>,
+) -> Outcome<T, E> {
     let grace = Duration::from_millis(50);
     // Boxed: instantiation and call futures are kilobytes, and every poll
     // through the timeout would otherwise move them.
@@ -264,10 +272,10 @@ pub(crate) async fn bounded<T>(
 /// Maps every way a call can end onto a [`PluginError`], and sends the
 /// captured stdio to the log, redacted. The store is dropped here: nothing
 /// of the call survives it but its WASI context, which goes back to `pool`.
-pub(crate) fn finish<T>(
+pub(crate) fn finish<T, E: Into<ReturnedError>>(
     store: Store<CallState>,
     stdio: Stdio,
-    outcome: Outcome<T>,
+    outcome: Outcome<T, E>,
     pool: &WasiPool,
 ) -> Result<T, PluginError> {
     let result = conclude(&store, &stdio, outcome);
@@ -279,10 +287,10 @@ pub(crate) fn finish<T>(
     result
 }
 
-fn conclude<T>(
+fn conclude<T, E: Into<ReturnedError>>(
     store: &Store<CallState>,
     stdio: &Stdio,
-    outcome: Outcome<T>,
+    outcome: Outcome<T, E>,
 ) -> Result<T, PluginError> {
     let state = store.data();
     let plugin = state.call.plugin.clone();
@@ -296,21 +304,14 @@ fn conclude<T>(
         Some(Ok(Ok(value))) => Ok(value),
         Some(Ok(Err(guest))) => Err(PluginError::Returned {
             plugin: plugin.to_string(),
-            error: redact_returned(ReturnedError::from(guest), &state.call.redactor),
+            error: redact_returned(guest.into(), &state.call.redactor),
         }),
         Some(Err(trap)) => Err(classify(trap, state, &plugin, &limits, stdio)),
     }
 }
 
 fn redact_returned(e: ReturnedError, r: &Redactor) -> ReturnedError {
-    let f = |m: String| r.redact_str(&m);
-    match e {
-        ReturnedError::Denied(m) => ReturnedError::Denied(f(m)),
-        ReturnedError::NotFound(m) => ReturnedError::NotFound(f(m)),
-        ReturnedError::Invalid(m) => ReturnedError::Invalid(f(m)),
-        ReturnedError::Limit(m) => ReturnedError::Limit(f(m)),
-        ReturnedError::Upstream(m) => ReturnedError::Upstream(f(m)),
-    }
+    e.map_message(|m| r.redact_str(&m))
 }
 
 fn classify(

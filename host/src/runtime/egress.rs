@@ -17,6 +17,7 @@ use super::bindings::GuestError;
 use super::call::CallCtx;
 use super::grants::Origin;
 use crate::audit::{Access, Action};
+use crate::crypto::SecretBytes;
 use crate::resolve::Context;
 use crate::template;
 
@@ -222,6 +223,41 @@ async fn address_check(call: &CallCtx, origin: &Origin) -> Option<String> {
     call.egress.resolver.lookup(bare).await.err()
 }
 
+/// `Basic ${SECRET_BASIC:USER:REF}` → (USER, REF); other text → none; the
+/// placeholder anywhere else, or malformed → an error.
+fn basic_placeholder(value: &str) -> Result<Option<(&str, &str)>, &'static str> {
+    const OPEN: &str = "${SECRET_BASIC:";
+    if !value.contains(OPEN) {
+        return Ok(None);
+    }
+    let inner = value
+        .strip_prefix("Basic ")
+        .and_then(|v| v.strip_prefix(OPEN))
+        .and_then(|v| v.strip_suffix('}'))
+        .ok_or("${SECRET_BASIC:USER:REF} must be a whole header value after `Basic `")?;
+    // A Basic user id cannot hold a colon; a reference can (its scope).
+    let (user, reference) = inner
+        .split_once(':')
+        .ok_or("${SECRET_BASIC:USER:REF} needs a user and a reference")?;
+    if user.is_empty() || reference.is_empty() || inner.contains(['{', '}', '$']) {
+        return Err("${SECRET_BASIC:USER:REF} needs a user and a reference");
+    }
+    Ok(Some((user, reference)))
+}
+
+/// `Basic base64(USER:value)`, built in a zeroizing buffer.
+fn basic_credentials(user: &str, value: &[u8]) -> Zeroizing<Vec<u8>> {
+    use base64::Engine as _;
+    let mut pair = Zeroizing::new(Vec::with_capacity(user.len() + 1 + value.len()));
+    pair.extend_from_slice(user.as_bytes());
+    pair.push(b':');
+    pair.extend_from_slice(value);
+    let mut out = Zeroizing::new(b"Basic ".to_vec());
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*pair));
+    out.extend_from_slice(encoded.as_bytes());
+    out
+}
+
 /// Headers and body with every `${SECRET:…}` replaced by its value.
 struct Expanded {
     headers: Vec<(HeaderName, Zeroizing<Vec<u8>>)>,
@@ -257,7 +293,36 @@ async fn expand(
     }
     // Parse every text that may hold placeholders.
     let body_text = body.and_then(|b| std::str::from_utf8(b).ok());
-    let mut texts: Vec<&str> = headers.iter().map(|(_, v)| v.as_str()).collect();
+    // `Basic ${SECRET_BASIC:USER:REF}` (a whole header value) becomes HTTP
+    // Basic credentials of USER and REF's value: a plugin cannot base64 a
+    // value it never sees (GitHub's revoke authenticates the client so).
+    let mut basic_users: Vec<Option<&str>> = Vec::with_capacity(headers.len());
+    let mut rewritten: Vec<String> = Vec::new();
+    for (_, value) in headers {
+        match basic_placeholder(value) {
+            Ok(Some((user, reference))) => {
+                basic_users.push(Some(user));
+                rewritten.push(format!("${{SECRET:{reference}}}"));
+            }
+            Ok(None) => {
+                basic_users.push(None);
+                rewritten.push(String::new());
+            }
+            Err(why) => return Ok(Err(GuestError::Invalid(why.into()))),
+        }
+    }
+    let mut texts: Vec<&str> = headers
+        .iter()
+        .zip(&rewritten)
+        .zip(&basic_users)
+        .map(|(((_, v), r), user)| {
+            if user.is_some() {
+                r.as_str()
+            } else {
+                v.as_str()
+            }
+        })
+        .collect();
     if let Some(text) = body_text {
         texts.push(text);
     }
@@ -290,20 +355,49 @@ async fn expand(
             .await?));
         }
     }
-    let values = if refs.is_empty() {
-        Vec::new()
-    } else {
+    // Values the host bound for this call are not in the store: their use
+    // is logged here, the rest are revealed (and logged) by the vault.
+    let (bound, stored): (Vec<_>, Vec<_>) = refs
+        .iter()
+        .cloned()
+        .partition(|r| call.bound.iter().any(|(b, _)| b == r));
+    let mut values = Vec::with_capacity(refs.len());
+    if !refs.is_empty() {
         let access = Access::new(call.accessor.to_string(), format!("egress to {origin}"))
             .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-        match call
-            .vault
-            .reveal_all(&refs, &Context::default(), &access, Action::Egress)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(super::host::vault_error(e)?)),
+        if !bound.is_empty() {
+            if let Err(e) = call
+                .vault
+                .record_used(&access, Action::Egress, &bound)
+                .await
+            {
+                return Ok(Err(super::host::vault_error(e)?));
+            }
         }
-    };
+        let mut revealed = if stored.is_empty() {
+            Vec::new()
+        } else {
+            match call
+                .vault
+                .reveal_all(&stored, &Context::default(), &access, Action::Egress)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(super::host::vault_error(e)?)),
+            }
+        }
+        .into_iter();
+        for reference in &refs {
+            match call.bound.iter().find(|(b, _)| b == reference) {
+                Some((_, value)) => values.push(SecretBytes::new(value.expose().to_vec())),
+                None => values.push(
+                    revealed
+                        .next()
+                        .ok_or_else(|| wasmtime::Error::msg("the vault returned too few values"))?,
+                ),
+            }
+        }
+    }
     for v in &values {
         call.redactor.add(v.expose());
         call.expanded.add(v.expose());
@@ -321,7 +415,21 @@ async fn expand(
         (None, _) => None,
     };
     Ok(Ok(Expanded {
-        headers: names.into_iter().zip(rendered).collect(),
+        headers: names
+            .into_iter()
+            .zip(rendered)
+            .zip(basic_users)
+            .map(|((name, value), user)| match user {
+                Some(user) => {
+                    let basic = basic_credentials(user, &value);
+                    // An echoing server must not hand the encoded form back.
+                    call.redactor.add(&basic[6..]);
+                    call.expanded.add(&basic[6..]);
+                    (name, basic)
+                }
+                None => (name, value),
+            })
+            .collect(),
         body,
     }))
 }
@@ -480,6 +588,30 @@ fn describe(e: &reqwest::Error, origin: &Origin) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn basic_placeholders_are_whole_values_or_refused() {
+        assert_eq!(basic_placeholder("token abc"), Ok(None));
+        assert_eq!(
+            basic_placeholder("Basic ${SECRET_BASIC:Iv1.abc:plugin:github/client-secret}"),
+            Ok(Some(("Iv1.abc", "plugin:github/client-secret")))
+        );
+        for bad in [
+            "Bearer ${SECRET_BASIC:a:b}",
+            "Basic ${SECRET_BASIC:a:b} trailing",
+            "Basic ${SECRET_BASIC:nouser}",
+            "Basic ${SECRET_BASIC::ref}",
+            "Basic ${SECRET_BASIC:a:}",
+            "Basic ${SECRET_BASIC:a:${SECRET:b}}",
+        ] {
+            assert!(basic_placeholder(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            &basic_credentials("user", b"pass")[..],
+            b"Basic dXNlcjpwYXNz"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1,6 +1,6 @@
 //! Errors of the plugin layer, each with the HTTP status the API maps it to.
 
-use super::bindings::GuestError;
+use super::bindings::{ForgeError, GuestError};
 
 /// Why a plugin could not be loaded. The host keeps running with the others.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,10 @@ pub enum PluginError {
     /// reference). (400)
     #[error("invalid call: {0}")]
     Invalid(String),
-    /// The plugin returned an error; a `denied` one was also logged. (502,
-    /// or 403 for `denied`)
+    /// The plugin returned an error; a `denied` one was also logged. (See
+    /// [`ReturnedError::http_status`]: 403 for `denied`, 424 when the forge
+    /// refused the token or grant, 429 when it rate-limits, 404, 501, else
+    /// 502.)
     #[error("plugin {plugin:?} failed: {error}")]
     Returned {
         /// The plugin.
@@ -105,11 +107,7 @@ impl PluginError {
             PluginError::NotFound(_) => 404,
             PluginError::WrongKind { .. } => 409,
             PluginError::Invalid(_) => 400,
-            PluginError::Returned {
-                error: ReturnedError::Denied(_),
-                ..
-            } => 403,
-            PluginError::Returned { .. } => 502,
+            PluginError::Returned { error, .. } => error.http_status(),
             PluginError::Timeout { .. } => 504,
             PluginError::MemoryLimit { .. }
             | PluginError::LogLimit { .. }
@@ -135,9 +133,77 @@ pub enum ReturnedError {
     /// `limit`.
     #[error("limit: {0}")]
     Limit(String),
-    /// `upstream`.
+    /// `upstream`: the remote end failed or answered something unreadable.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// `forge-error.unauthorized`: the forge refused the token.
+    #[error("the forge refused the token: {0}")]
+    Unauthorized(String),
+    /// `forge-error.forbidden`: the token lacks a scope or permission.
+    #[error("the forge forbids it: {0}")]
+    Forbidden(String),
+    /// `forge-error.rate-limited`.
+    #[error("the forge rate-limits: {message}")]
+    RateLimited {
+        /// Seconds to wait, when the forge says.
+        retry_after: Option<u32>,
+        /// What it said.
+        message: String,
+    },
+    /// `forge-error.invalid-grant`: a code or refresh token was refused;
+    /// the operator must sign in again.
+    #[error("the forge refused the grant: {0}")]
+    InvalidGrant(String),
+    /// `forge-error.transport`: the forge could not be reached.
+    #[error("the forge could not be reached: {0}")]
+    Transport(String),
+    /// `forge-error.unsupported`: the forge has no such operation.
+    #[error("unsupported by this forge: {0}")]
+    Unsupported(String),
+}
+
+impl ReturnedError {
+    /// The HTTP status the API answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ReturnedError::Denied(_) => 403,
+            ReturnedError::NotFound(_) => 404,
+            // The forge no longer accepts what Keyward holds for it: a
+            // dependency failed, not the caller's request.
+            ReturnedError::Unauthorized(_)
+            | ReturnedError::Forbidden(_)
+            | ReturnedError::InvalidGrant(_) => 424,
+            ReturnedError::RateLimited { .. } => 429,
+            ReturnedError::Unsupported(_) => 501,
+            ReturnedError::Invalid(_)
+            | ReturnedError::Limit(_)
+            | ReturnedError::Upstream(_)
+            | ReturnedError::Transport(_) => 502,
+        }
+    }
+
+    /// The same error with `f` applied to every message (redaction).
+    pub(crate) fn map_message(self, f: impl Fn(String) -> String) -> Self {
+        match self {
+            ReturnedError::Denied(m) => ReturnedError::Denied(f(m)),
+            ReturnedError::NotFound(m) => ReturnedError::NotFound(f(m)),
+            ReturnedError::Invalid(m) => ReturnedError::Invalid(f(m)),
+            ReturnedError::Limit(m) => ReturnedError::Limit(f(m)),
+            ReturnedError::Upstream(m) => ReturnedError::Upstream(f(m)),
+            ReturnedError::Unauthorized(m) => ReturnedError::Unauthorized(f(m)),
+            ReturnedError::Forbidden(m) => ReturnedError::Forbidden(f(m)),
+            ReturnedError::RateLimited {
+                retry_after,
+                message,
+            } => ReturnedError::RateLimited {
+                retry_after,
+                message: f(message),
+            },
+            ReturnedError::InvalidGrant(m) => ReturnedError::InvalidGrant(f(m)),
+            ReturnedError::Transport(m) => ReturnedError::Transport(f(m)),
+            ReturnedError::Unsupported(m) => ReturnedError::Unsupported(f(m)),
+        }
+    }
 }
 
 /// Longest message kept from a guest; a plugin cannot flood the host's
@@ -163,6 +229,25 @@ impl From<GuestError> for ReturnedError {
             GuestError::Invalid(m) => ReturnedError::Invalid(clip(&m)),
             GuestError::Limit(m) => ReturnedError::Limit(clip(&m)),
             GuestError::Upstream(m) => ReturnedError::Upstream(clip(&m)),
+        }
+    }
+}
+
+impl From<ForgeError> for ReturnedError {
+    fn from(e: ForgeError) -> Self {
+        match e {
+            ForgeError::Unauthorized(m) => ReturnedError::Unauthorized(clip(&m)),
+            ForgeError::Forbidden(m) => ReturnedError::Forbidden(clip(&m)),
+            ForgeError::NotFound(m) => ReturnedError::NotFound(clip(&m)),
+            ForgeError::RateLimited(r) => ReturnedError::RateLimited {
+                retry_after: r.retry_after,
+                message: clip(&r.message),
+            },
+            ForgeError::InvalidGrant(m) => ReturnedError::InvalidGrant(clip(&m)),
+            ForgeError::Upstream(m) => ReturnedError::Upstream(clip(&m)),
+            ForgeError::Transport(m) => ReturnedError::Transport(clip(&m)),
+            ForgeError::Unsupported(m) => ReturnedError::Unsupported(clip(&m)),
+            ForgeError::Host(e) => ReturnedError::from(e),
         }
     }
 }

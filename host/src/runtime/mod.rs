@@ -69,6 +69,111 @@ pub struct Account {
     pub name: Option<String>,
     /// The e-mail address.
     pub email: Option<String>,
+    /// The token's scopes, as the forge reports them (empty: it did not say).
+    pub scopes: Vec<String>,
+    /// When the token expires (Unix seconds), when the forge says.
+    pub expires_at: Option<i64>,
+}
+
+/// An OAuth application registered at a forge (the host's configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthApp {
+    /// The client id (public).
+    pub client_id: String,
+    /// A reference to the client secret in the store; none for a public
+    /// client (PKCE only). Granted to the plugin for each call that uses it.
+    pub client_secret: Option<SecretRef>,
+    /// The registered redirect URI.
+    pub redirect_uri: String,
+}
+
+/// Tokens a forge issued, as the adapter read them from the token reply.
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: crate::crypto::SecretBytes,
+    /// The refresh token, if any.
+    pub refresh_token: Option<crate::crypto::SecretBytes>,
+    /// Expiry of the access token (Unix seconds), if the forge says.
+    pub expires_at: Option<i64>,
+    /// Granted scopes, if the reply says.
+    pub scopes: Vec<String>,
+}
+
+/// One repository.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Repository {
+    /// The forge's id.
+    pub id: String,
+    /// `owner/name`.
+    pub full_name: String,
+    /// Members only.
+    pub private: bool,
+    /// Archived.
+    pub archived: bool,
+    /// The default branch.
+    pub default_branch: Option<String>,
+    /// The page for people.
+    pub web_url: String,
+    /// The HTTPS clone URL.
+    pub clone_url: String,
+}
+
+/// One page of repositories.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RepositoryPage {
+    /// This page.
+    pub repositories: Vec<Repository>,
+    /// The next page's cursor; none on the last page.
+    pub next: Option<String>,
+    /// The total, when the forge says.
+    pub total: Option<u64>,
+}
+
+/// The token a forge call uses. Either way the plugin gets a reference,
+/// writes `${SECRET:…}` and never sees the value.
+pub enum TokenRef {
+    /// A secret in the store (an agent type's token).
+    Stored(SecretRef),
+    /// A value the host binds to `reference` for this call only (an
+    /// operator's OAuth token, sealed in its own table): usable at egress,
+    /// never revealable.
+    Bound(SecretRef, crate::crypto::SecretBytes),
+}
+
+impl TokenRef {
+    fn reference(&self) -> &SecretRef {
+        match self {
+            TokenRef::Stored(r) | TokenRef::Bound(r, _) => r,
+        }
+    }
+}
+
+/// One export call of the `forge` interface, with its own arguments.
+enum ForgeOp {
+    AuthorizeUrl {
+        state: String,
+        code_challenge: String,
+        scopes: Vec<String>,
+    },
+    ExchangeCode {
+        code: String,
+        code_verifier: String,
+    },
+    Refresh,
+    Whoami,
+    ListRepositories {
+        cursor: Option<String>,
+    },
+    Revoke,
+}
+
+/// What a [`ForgeOp`] answered.
+enum ForgeReply {
+    Url(String),
+    Tokens(TokenSet),
+    Account(Account),
+    Page(RepositoryPage),
+    Done,
 }
 
 /// A forge adapter's self-description (from `forge.info`).
@@ -218,6 +323,7 @@ impl Runtime {
             egress: self.inner.egress.clone(),
             redactor: Redactor::default(),
             expanded: Redactor::default(),
+            bound: Vec::new(),
             outbound_used: 0,
             log_used: 0,
             log_exceeded: false,
@@ -253,7 +359,7 @@ impl Runtime {
                     .keyward_plugin_forge()
                     .call_info(&mut store)
                     .await?;
-                wasmtime::Result::Ok(Ok(info))
+                wasmtime::Result::Ok(Ok::<_, bindings::GuestError>(info))
             };
             call::bounded(deadline, work).await
         };
@@ -288,7 +394,7 @@ impl Runtime {
                     .keyward_plugin_migration()
                     .call_info(&mut store)
                     .await?;
-                wasmtime::Result::Ok(Ok(info))
+                wasmtime::Result::Ok(Ok::<_, bindings::GuestError>(info))
             };
             call::bounded(deadline, work).await
         };
@@ -299,38 +405,121 @@ impl Runtime {
         })
     }
 
-    async fn forge_whoami_once(
+    /// Runs one `forge` export. For this call only, the plugin is granted
+    /// the origin of `base_url`, the token's reference (a bound token's
+    /// value goes with it) and the app's client-secret reference.
+    async fn forge_op_once(
         &self,
         vault: &Vault,
         name: &str,
         base_url: &BaseUrl,
-        token: &SecretRef,
-    ) -> Result<Account, PluginError> {
+        app: Option<&OAuthApp>,
+        token: Option<TokenRef>,
+        op: ForgeOp,
+    ) -> Result<ForgeReply, PluginError> {
+        use self::bindings::forge::exports::keyward::plugin::forge as wit;
         let (plugin, pre) = self.forge_pre(name)?;
-        let grants = CallGrants::manifest(plugin.grants.clone())
-            .with_secret(token)
-            .with_origin(base_url.origin().clone());
-        let ctx = self.context(&plugin, vault, grants);
-        let base_url = base_url.as_str();
+        let mut grants =
+            CallGrants::manifest(plugin.grants.clone()).with_origin(base_url.origin().clone());
+        if let Some(secret) = app.and_then(|a| a.client_secret.as_ref()) {
+            grants = grants.with_secret(secret);
+        }
+        let token_text = token
+            .as_ref()
+            .map(|t| t.reference().to_string())
+            .unwrap_or_default();
+        if let Some(t) = &token {
+            grants = grants.with_secret(t.reference());
+        }
+        let mut ctx = self.context(&plugin, vault, grants);
+        if let Some(TokenRef::Bound(reference, value)) = token {
+            ctx.redactor.add(value.expose());
+            ctx.bound.push((reference, value));
+        }
+        let wit_app = app.map(|a| wit::OauthApp {
+            client_id: a.client_id.clone(),
+            client_secret: a.client_secret.as_ref().map(ToString::to_string),
+            redirect_uri: a.redirect_uri.clone(),
+        });
+        let base = base_url.as_str();
         let (mut store, stdio, deadline) = call::new_store(pre.engine(), ctx, &plugin.wasi);
-        let token = token.to_string();
         let outcome = {
             let work = async {
                 let instance = pre.instantiate_async(&mut store).await?;
-                instance
-                    .keyward_plugin_forge()
-                    .call_whoami(&mut store, base_url, &token)
-                    .await
+                let forge = instance.keyward_plugin_forge();
+                let app = || {
+                    wit_app.clone().ok_or_else(|| {
+                        wasmtime::Error::msg("this forge call needs the OAuth app configuration")
+                    })
+                };
+                wasmtime::Result::Ok(match op {
+                    ForgeOp::AuthorizeUrl {
+                        state,
+                        code_challenge,
+                        scopes,
+                    } => forge
+                        .call_authorize_url(
+                            &mut store,
+                            base,
+                            &app()?,
+                            &state,
+                            &code_challenge,
+                            &scopes,
+                        )
+                        .await?
+                        .map(ForgeReply::Url),
+                    ForgeOp::ExchangeCode {
+                        code,
+                        code_verifier,
+                    } => forge
+                        .call_exchange_code(&mut store, base, &app()?, &code, &code_verifier)
+                        .await?
+                        .map(|t| ForgeReply::Tokens(token_set(t))),
+                    ForgeOp::Refresh => forge
+                        .call_refresh(&mut store, base, &app()?, &token_text)
+                        .await?
+                        .map(|t| ForgeReply::Tokens(token_set(t))),
+                    ForgeOp::Whoami => {
+                        forge
+                            .call_whoami(&mut store, base, &token_text)
+                            .await?
+                            .map(|a| {
+                                ForgeReply::Account(Account {
+                                    id: a.id,
+                                    login: a.login,
+                                    name: a.name,
+                                    email: a.email,
+                                    scopes: a.scopes,
+                                    expires_at: a.expires_at,
+                                })
+                            })
+                    }
+                    ForgeOp::ListRepositories { cursor } => forge
+                        .call_list_repositories(&mut store, base, &token_text, cursor.as_deref())
+                        .await?
+                        .map(|p| ForgeReply::Page(repository_page(p))),
+                    ForgeOp::Revoke => forge
+                        .call_revoke(&mut store, base, &app()?, &token_text)
+                        .await?
+                        .map(|()| ForgeReply::Done),
+                })
             };
             call::bounded(deadline, work).await
         };
-        let account = call::finish(store, stdio, outcome, &plugin.wasi)?;
-        Ok(Account {
-            id: account.id,
-            login: account.login,
-            name: account.name,
-            email: account.email,
-        })
+        call::finish(store, stdio, outcome, &plugin.wasi)
+    }
+
+    async fn forge_op(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: Option<&OAuthApp>,
+        token: Option<TokenRef>,
+        op: ForgeOp,
+    ) -> Result<ForgeReply, PluginError> {
+        self.counted(self.forge_op_once(vault, name, base_url, app, token, op))
+            .await
     }
 
     /// Awaits one call and counts it (and its failure) for metrics.
@@ -367,8 +556,186 @@ impl Runtime {
         base_url: &BaseUrl,
         token: &SecretRef,
     ) -> Result<Account, PluginError> {
-        self.counted(self.forge_whoami_once(vault, name, base_url, token))
+        self.forge_whoami_with(vault, name, base_url, TokenRef::Stored(token.clone()))
             .await
+    }
+
+    /// `forge.whoami` with a stored or a bound token.
+    pub async fn forge_whoami_with(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: TokenRef,
+    ) -> Result<Account, PluginError> {
+        match self
+            .forge_op(vault, name, base_url, None, Some(token), ForgeOp::Whoami)
+            .await?
+        {
+            ForgeReply::Account(a) => Ok(a),
+            _ => Err(unexpected(name)),
+        }
+    }
+
+    /// `forge.authorize-url`: where to send the operator's browser.
+    #[allow(clippy::too_many_arguments)] // each is one of the export's own
+    pub async fn forge_authorize_url(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: &OAuthApp,
+        state: &str,
+        code_challenge: &str,
+        scopes: &[String],
+    ) -> Result<String, PluginError> {
+        let op = ForgeOp::AuthorizeUrl {
+            state: state.to_owned(),
+            code_challenge: code_challenge.to_owned(),
+            scopes: scopes.to_vec(),
+        };
+        match self
+            .forge_op(vault, name, base_url, Some(app), None, op)
+            .await?
+        {
+            ForgeReply::Url(u) => Ok(u),
+            _ => Err(unexpected(name)),
+        }
+    }
+
+    /// `forge.exchange-code`: the authorization code (and PKCE verifier)
+    /// for tokens.
+    pub async fn forge_exchange_code(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: &OAuthApp,
+        code: &str,
+        code_verifier: &str,
+    ) -> Result<TokenSet, PluginError> {
+        let op = ForgeOp::ExchangeCode {
+            code: code.to_owned(),
+            code_verifier: code_verifier.to_owned(),
+        };
+        match self
+            .forge_op(vault, name, base_url, Some(app), None, op)
+            .await?
+        {
+            ForgeReply::Tokens(t) => Ok(t),
+            _ => Err(unexpected(name)),
+        }
+    }
+
+    /// `forge.refresh`: new tokens for the refresh token `refresh`.
+    pub async fn forge_refresh(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: &OAuthApp,
+        refresh: TokenRef,
+    ) -> Result<TokenSet, PluginError> {
+        match self
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                Some(app),
+                Some(refresh),
+                ForgeOp::Refresh,
+            )
+            .await?
+        {
+            ForgeReply::Tokens(t) => Ok(t),
+            _ => Err(unexpected(name)),
+        }
+    }
+
+    /// `forge.list-repositories`: one page.
+    pub async fn forge_list_repositories(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: TokenRef,
+        cursor: Option<&str>,
+    ) -> Result<RepositoryPage, PluginError> {
+        let op = ForgeOp::ListRepositories {
+            cursor: cursor.map(str::to_owned),
+        };
+        match self
+            .forge_op(vault, name, base_url, None, Some(token), op)
+            .await?
+        {
+            ForgeReply::Page(p) => Ok(p),
+            _ => Err(unexpected(name)),
+        }
+    }
+
+    /// `forge.revoke`: revokes `token` at the forge (`unsupported` where
+    /// the forge cannot).
+    pub async fn forge_revoke(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: &OAuthApp,
+        token: TokenRef,
+    ) -> Result<(), PluginError> {
+        match self
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                Some(app),
+                Some(token),
+                ForgeOp::Revoke,
+            )
+            .await?
+        {
+            ForgeReply::Done => Ok(()),
+            _ => Err(unexpected(name)),
+        }
+    }
+}
+
+fn unexpected(name: &str) -> PluginError {
+    PluginError::Internal(format!(
+        "plugin {name:?}: a forge call answered with the wrong shape"
+    ))
+}
+
+fn token_set(t: bindings::forge::exports::keyward::plugin::forge::TokenSet) -> TokenSet {
+    TokenSet {
+        access_token: crate::crypto::SecretBytes::new(t.access_token.into_bytes()),
+        refresh_token: t
+            .refresh_token
+            .map(|r| crate::crypto::SecretBytes::new(r.into_bytes())),
+        expires_at: t.expires_at,
+        scopes: t.scopes,
+    }
+}
+
+fn repository_page(
+    p: bindings::forge::exports::keyward::plugin::forge::RepositoryPage,
+) -> RepositoryPage {
+    RepositoryPage {
+        repositories: p
+            .repositories
+            .into_iter()
+            .map(|r| Repository {
+                id: r.id,
+                full_name: r.full_name,
+                private: r.private,
+                archived: r.archived,
+                default_branch: r.default_branch,
+                web_url: r.web_url,
+                clone_url: r.clone_url,
+            })
+            .collect(),
+        next: p.next,
+        total: p.total,
     }
 }
 

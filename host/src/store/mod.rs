@@ -5,6 +5,8 @@
 //! and run through sqlx's `Any` driver; only connection set-up and migrations
 //! differ per backend.
 
+pub mod agents;
+pub mod forge;
 pub mod keyring;
 pub mod secrets;
 pub mod sessions;

@@ -176,6 +176,27 @@ impl Vault {
         Ok(values)
     }
 
+    /// Logs, durably, the use of values that are not in the secret table
+    /// (a call-scoped value the host bound to `references`, such as an
+    /// operator's OAuth token sent at egress). Returns once the rows are
+    /// committed, so the use is on record before the value leaves.
+    pub async fn record_used(
+        &self,
+        access: &Access,
+        action: Action,
+        references: &[SecretRef],
+    ) -> Result<(), VaultError> {
+        let entries = references
+            .iter()
+            .map(|r| {
+                let scope = r.scope.as_ref().map_or("global", |s| s.as_str());
+                AccessEntry::new(access, action, Outcome::Ok, scope, r.name.as_str())
+            })
+            .collect();
+        self.log.record(entries).await?;
+        Ok(())
+    }
+
     /// Logs a refused lookup (the caller was not allowed to ask).
     pub async fn record_denied(
         &self,

@@ -6,7 +6,8 @@
 
 use super::{Vault, VaultError};
 use crate::audit::{Access, AccessEntry, Action, Outcome};
-use crate::crypto::secret_aad;
+use crate::crypto::{oauth_token_aad, secret_aad};
+use crate::store::forge;
 use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
 use crate::store::now_ms;
 use crate::store::secrets;
@@ -35,8 +36,10 @@ impl RotateReport {
 }
 
 impl Vault {
-    /// Re-seals up to `max_rows` secrets (all when `None`) sealed by earlier
-    /// keys, then the keyring rows once no secret needs an earlier key.
+    /// Re-seals up to `max_rows` rows (all when `None`) sealed by earlier
+    /// keys — secrets first, then operators' forge tokens (a row holds both
+    /// of a forge's tokens) — then the keyring rows once nothing else needs
+    /// an earlier key.
     pub async fn rotate_master(
         &self,
         access: &Access,
@@ -89,6 +92,8 @@ impl Vault {
             self.commit_logged(tx, head, &entries).await?;
             budget = budget.saturating_sub(rows.len() as u64);
         }
+        self.reseal_operator_tokens(access, &current, budget, &mut report)
+            .await?;
         report.remaining = self.count_sealed_by_other_keys(&current).await?;
         report.keyring_current = if report.remaining == 0 {
             self.rotate_keyring_rows(access, &current).await?
@@ -98,12 +103,86 @@ impl Vault {
         Ok(report)
     }
 
+    /// Operators' forge tokens (a handful of rows: one per forge) are
+    /// re-sealed after the secrets, within what is left of the `budget`, in
+    /// one logged transaction; a row refreshed meanwhile is left to the next
+    /// run (its new tokens are sealed by the current key anyway). Sign-ins
+    /// in progress sealed by an earlier key are dropped instead (they last
+    /// minutes; the operator starts again).
+    async fn reseal_operator_tokens(
+        &self,
+        access: &Access,
+        current: &str,
+        budget: u64,
+        report: &mut RotateReport,
+    ) -> Result<(), VaultError> {
+        let stale: Vec<_> = forge::list_tokens(&self.db.pool)
+            .await?
+            .into_iter()
+            .filter(|row| {
+                row.access.key_id != current
+                    || row.refresh.as_ref().is_some_and(|r| r.key_id != current)
+            })
+            .take(usize::try_from(budget).unwrap_or(usize::MAX))
+            .collect();
+        if !stale.is_empty() {
+            let (mut tx, head) = self.begin_logged().await?;
+            let mut entries = Vec::new();
+            for row in &stale {
+                let forge_type = &row.forge_type;
+                let access_sealed = self
+                    .keyring
+                    .reseal(&row.access, &oauth_token_aad(forge_type, "access"));
+                let refresh_sealed = row
+                    .refresh
+                    .as_ref()
+                    .map(|r| {
+                        self.keyring
+                            .reseal(r, &oauth_token_aad(forge_type, "refresh"))
+                    })
+                    .transpose();
+                let (Ok(a), Ok(r)) = (access_sealed, refresh_sealed) else {
+                    report.failed.push(format!(
+                        "the operator OAuth tokens of {forge_type} (sealed by key {})",
+                        row.access.key_id
+                    ));
+                    continue;
+                };
+                if forge::reseal_token(&mut tx, forge_type, row.generation, &a, r.as_ref()).await? {
+                    report.resealed += 1;
+                    let scope = format!("operator_oauth:{forge_type}");
+                    let sealed = std::iter::once(("ACCESS_TOKEN", &row.access))
+                        .chain(row.refresh.iter().map(|r| ("REFRESH_TOKEN", r)));
+                    for (name, old) in sealed {
+                        entries.push(
+                            AccessEntry::new(access, Action::Reseal, Outcome::Ok, &scope, name)
+                                .with_detail(format!(
+                                    "master key rotation {} -> {current}",
+                                    old.key_id
+                                )),
+                        );
+                    }
+                }
+            }
+            self.commit_logged(tx, head, &entries).await?;
+        }
+        forge::delete_pending_sealed_by_other_keys(&self.db.pool, current).await?;
+        Ok(())
+    }
+
     async fn count_sealed_by_other_keys(&self, current: &str) -> Result<u64, VaultError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secret WHERE key_id <> $1")
             .bind(current.to_owned())
             .fetch_one(&self.db.pool)
             .await?;
-        Ok(count.max(0) as u64)
+        let tokens: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operator_oauth_tokens WHERE access_key_id <> $1 \
+             OR (refresh_key_id IS NOT NULL AND refresh_key_id <> $1)",
+        )
+        .bind(current.to_owned())
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok((count + tokens).max(0) as u64)
     }
 
     async fn rotate_keyring_rows(

@@ -1,32 +1,15 @@
 //! Forge adapter for Forgejo and Gitea (Codeberg by default).
 //!
-//! Wire facts: `GET {base}/api/v1/user` with `Authorization: token X` answers
-//! `{id, login, full_name, email, …}`; errors are `{"message", "url"}`.
+//! The wire protocol lives in the SDK (`keyward_plugin_sdk::forgejo`) so
+//! that any Forgejo-compatible forge can reuse it; see there for the wire
+//! facts. Forgejo has no OAuth revoke endpoint and reports no scopes.
 
-use keyward_plugin_sdk::http::{Request, Response};
-use keyward_plugin_sdk::{secret_ref, Account, Error, ForgeAdapter, ForgeInfo};
-use serde::Deserialize;
+use keyward_plugin_sdk::{
+    forgejo, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage, TokenSet,
+};
 
-/// The fields of `GET /api/v1/user` this adapter reads.
-#[derive(Deserialize)]
-struct User {
-    id: i64,
-    login: String,
-    full_name: Option<String>,
-    email: Option<String>,
-}
-
-impl From<User> for Account {
-    fn from(user: User) -> Self {
-        Account {
-            id: user.id.to_string(),
-            login: user.login,
-            // Forgejo sends "" for an unset name or a hidden e-mail address.
-            name: user.full_name.filter(|s| !s.trim().is_empty()),
-            email: user.email.filter(|s| !s.trim().is_empty()),
-        }
-    }
-}
+/// The prefix of every error message.
+const LABEL: &str = "forgejo";
 
 struct Forgejo;
 
@@ -39,18 +22,59 @@ impl ForgeAdapter for Forgejo {
         }
     }
 
-    fn whoami(base_url: String, token: String) -> Result<Account, Error> {
-        let base = base_url.trim_end_matches('/');
-        Request::get(format!("{base}/api/v1/user"))
-            // Lower-case `token` is Forgejo's own scheme; the host puts the
-            // value in, so this plugin never holds it.
-            .header("authorization", format!("token {}", secret_ref(&token)))
-            .header("accept", "application/json")
-            .send()
-            .and_then(Response::error_for_status)
-            .and_then(|response| response.json::<User>())
-            .map(Account::from)
-            .map_err(|e| e.context("forgejo"))
+    fn authorize_url(
+        base_url: String,
+        app: OauthApp,
+        state: String,
+        code_challenge: String,
+        scopes: Vec<String>,
+    ) -> Result<String, ForgeError> {
+        let scopes = if scopes.is_empty() {
+            // Enough for whoami and the repository list.
+            vec!["read:user".into(), "read:repository".into()]
+        } else {
+            scopes
+        };
+        Ok(forgejo::authorize_url(
+            &base_url,
+            &app,
+            &state,
+            &code_challenge,
+            &scopes,
+        ))
+    }
+
+    fn exchange_code(
+        base_url: String,
+        app: OauthApp,
+        code: String,
+        code_verifier: String,
+    ) -> Result<TokenSet, ForgeError> {
+        forgejo::exchange_code(LABEL, &base_url, &app, &code, &code_verifier)
+    }
+
+    fn refresh(
+        base_url: String,
+        app: OauthApp,
+        refresh_token: String,
+    ) -> Result<TokenSet, ForgeError> {
+        forgejo::refresh(LABEL, &base_url, &app, &refresh_token)
+    }
+
+    fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
+        forgejo::whoami(LABEL, &base_url, &token)
+    }
+
+    fn list_repositories(
+        base_url: String,
+        token: String,
+        cursor: Option<String>,
+    ) -> Result<RepositoryPage, ForgeError> {
+        forgejo::list_repositories(LABEL, &base_url, &token, cursor.as_deref())
+    }
+
+    fn revoke(_base_url: String, _app: OauthApp, _token: String) -> Result<(), ForgeError> {
+        forgejo::revoke(LABEL)
     }
 }
 
@@ -61,14 +85,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_name_and_email_are_none() {
-        let user: User = serde_json::from_str(
-            r#"{"id":3,"login":"alice","username":"alice","full_name":"","email":"","is_admin":false}"#,
-        )
-        .expect("parses");
-        let account = Account::from(user);
-        assert_eq!(account.id, "3");
-        assert_eq!(account.login, "alice");
-        assert_eq!((account.name, account.email), (None, None));
+    fn default_scopes_apply_when_none_are_asked() {
+        let app = OauthApp {
+            client_id: "c".into(),
+            client_secret: None,
+            redirect_uri: "https://k/cb".into(),
+        };
+        let url = Forgejo::authorize_url("https://f".into(), app, "s".into(), "x".into(), vec![])
+            .expect("url");
+        assert!(
+            url.contains("&scope=read%3Auser%20read%3Arepository&"),
+            "{url}"
+        );
     }
 }

@@ -1,15 +1,87 @@
-//! Forge adapter for GitHub (api.github.com by default; GitHub Enterprise
-//! Server at `https://HOST/api/v3`).
+//! Forge adapter for GitHub and GitHub Enterprise Server.
 //!
-//! Wire facts: `GET {base}/user` with `Authorization: Bearer X` answers
-//! `{login, id, name, email, …}` (`name` and `email` may be null); GitHub
-//! refuses requests without a `User-Agent`. Errors are `{"message", …}`.
+//! The base URL is the web root (`https://github.com`, or
+//! `https://HOST` for Enterprise): OAuth lives at `{base}/login/oauth/*`,
+//! the REST API at `https://api.github.com` for github.com and at
+//! `{base}/api/v3` otherwise.
+//!
+//! Wire facts: the token endpoint answers errors with HTTP 200 and an
+//! `error` field (so every reply is parsed for one); whoami reads the
+//! granted scopes from `X-OAuth-Scopes` and the expiry from
+//! `GitHub-Authentication-Token-Expiration`; repositories page by
+//! `per_page`/`page` with `Link` only (no total); revoking needs HTTP Basic
+//! client authentication.
 
 use keyward_plugin_sdk::http::{Request, Response};
-use keyward_plugin_sdk::{secret_ref, Account, Error, ForgeAdapter, ForgeInfo};
-use serde::Deserialize;
+use keyward_plugin_sdk::oauth::{self, Form, TokenRules};
+use keyward_plugin_sdk::{
+    secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository,
+    RepositoryPage, TokenSet,
+};
+use serde::{Deserialize, Serialize};
 
-/// The fields of `GET /user` this adapter reads.
+/// The prefix of every error message.
+const LABEL: &str = "github";
+
+/// Repositories per page: GitHub's maximum.
+const PAGE_SIZE: u64 = 100;
+
+/// GitHub's "sign in again" token errors.
+const TOKEN_RULES: TokenRules<'static> = TokenRules {
+    grant_errors: &["bad_verification_code", "bad_refresh_token"],
+    created_at: false,
+};
+
+fn root(base_url: &str) -> &str {
+    base_url.trim_end_matches('/')
+}
+
+/// The REST API root for a web root: `https://api.github.com` for
+/// github.com (also when given as `www.github.com` or the API host itself),
+/// `{base}/api/v3` for Enterprise Server.
+fn api_root(base_url: &str) -> String {
+    let base = root(base_url);
+    let host = base
+        .split_once("://")
+        .map_or(base, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match host.as_str() {
+        "github.com" | "www.github.com" | "api.github.com" => "https://api.github.com".into(),
+        _ => format!("{base}/api/v3"),
+    }
+}
+
+/// The OAuth root: github.com's when given the API host.
+fn oauth_root(base_url: &str) -> String {
+    if api_root(base_url) == "https://api.github.com" {
+        "https://github.com".into()
+    } else {
+        root(base_url).to_owned()
+    }
+}
+
+fn api(request: Request) -> Request {
+    request
+        .header("user-agent", "keyward")
+        .header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", "2022-11-28")
+}
+
+fn token(base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
+    Request::post(format!("{}/login/oauth/access_token", oauth_root(base_url)))
+        // Without it GitHub answers form-encoded.
+        .header("accept", "application/json")
+        .header("user-agent", "keyward")
+        .form(form)
+        .send_forge()
+        .and_then(|r| r.token_set(TOKEN_RULES))
+        .map_err(|e| e.context(LABEL))
+}
+
+/// The fields of `GET /user` read here.
 #[derive(Deserialize)]
 struct User {
     id: i64,
@@ -18,15 +90,69 @@ struct User {
     email: Option<String>,
 }
 
-impl From<User> for Account {
-    fn from(user: User) -> Self {
-        Account {
-            id: user.id.to_string(),
-            login: user.login,
-            name: user.name.filter(|s| !s.trim().is_empty()),
-            email: user.email.filter(|s| !s.trim().is_empty()),
-        }
-    }
+/// `GET /user` as an account, with the scopes and expiry from its headers.
+fn parse_user(response: &Response) -> Result<Account, ForgeError> {
+    let user: User = response.parse()?;
+    Ok(Account {
+        name: user.name.filter(|s| !s.trim().is_empty()),
+        email: user.email.filter(|s| !s.trim().is_empty()),
+        scopes: response
+            .header("x-oauth-scopes")
+            .map(wire::split_scopes)
+            .unwrap_or_default(),
+        expires_at: response
+            .header("github-authentication-token-expiration")
+            .and_then(wire::parse_datetime),
+        ..Account::new(user.id.to_string(), user.login)
+    })
+}
+
+#[derive(Deserialize)]
+struct Repo {
+    id: i64,
+    full_name: String,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    archived: bool,
+    default_branch: Option<String>,
+    html_url: String,
+    clone_url: String,
+}
+
+fn parse_repositories(response: &Response) -> Result<RepositoryPage, ForgeError> {
+    let repos: Vec<Repo> = response.parse()?;
+    Ok(RepositoryPage {
+        repositories: repos
+            .into_iter()
+            .map(|r| Repository {
+                id: r.id.to_string(),
+                full_name: r.full_name,
+                private: r.private,
+                archived: r.archived,
+                default_branch: r.default_branch.filter(|b| !b.is_empty()),
+                web_url: r.html_url,
+                clone_url: r.clone_url,
+            })
+            .collect(),
+        next: response
+            .next_link()
+            .and_then(|url| wire::page_of(&url))
+            .map(|p| p.to_string()),
+        total: None,
+    })
+}
+
+/// The body of `DELETE /applications/{client_id}/token`.
+#[derive(Serialize)]
+struct RevokeBody {
+    access_token: String,
+}
+
+/// `${SECRET_BASIC:<client id>:<reference>}`: the host expands it to
+/// base64(`client_id:secret`), since a plugin cannot base64 a placeholder.
+fn basic_placeholder(client_id: &str, reference: &str) -> String {
+    format!("${{SECRET_BASIC:{client_id}:{reference}}}")
 }
 
 struct GitHub;
@@ -36,22 +162,106 @@ impl ForgeAdapter for GitHub {
         ForgeInfo {
             kind: "github".into(),
             display_name: "GitHub".into(),
-            default_base_url: "https://api.github.com".into(),
+            default_base_url: "https://github.com".into(),
         }
     }
 
-    fn whoami(base_url: String, token: String) -> Result<Account, Error> {
-        let base = base_url.trim_end_matches('/');
-        Request::get(format!("{base}/user"))
+    fn authorize_url(
+        base_url: String,
+        app: OauthApp,
+        state: String,
+        code_challenge: String,
+        scopes: Vec<String>,
+    ) -> Result<String, ForgeError> {
+        let scopes = if scopes.is_empty() {
+            vec!["read:user".into(), "repo".into()]
+        } else {
+            scopes
+        };
+        Ok(oauth::authorize_url(
+            &format!("{}/login/oauth/authorize", oauth_root(&base_url)),
+            &app,
+            &state,
+            &code_challenge,
+            &scopes,
+        ))
+    }
+
+    fn exchange_code(
+        base_url: String,
+        app: OauthApp,
+        code: String,
+        code_verifier: String,
+    ) -> Result<TokenSet, ForgeError> {
+        let form = Form::new()
+            .client(&app)
+            .text("code", &code)
+            .text("redirect_uri", &app.redirect_uri)
+            .text("code_verifier", &code_verifier);
+        token(&base_url, form)
+    }
+
+    fn refresh(
+        base_url: String,
+        app: OauthApp,
+        refresh_token: String,
+    ) -> Result<TokenSet, ForgeError> {
+        let form = Form::new()
+            .client(&app)
+            .text("grant_type", "refresh_token")
+            .secret("refresh_token", &refresh_token);
+        token(&base_url, form)
+    }
+
+    fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
+        api(Request::get(format!("{}/user", api_root(&base_url))))
             .header("authorization", format!("Bearer {}", secret_ref(&token)))
-            .header("user-agent", "keyward")
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .send()
-            .and_then(Response::error_for_status)
-            .and_then(|response| response.json::<User>())
-            .map(Account::from)
-            .map_err(|e| e.context("github"))
+            .send_forge()
+            .and_then(Response::check)
+            .and_then(|r| parse_user(&r))
+            .map_err(|e| e.context(LABEL))
+    }
+
+    fn list_repositories(
+        base_url: String,
+        token: String,
+        cursor: Option<String>,
+    ) -> Result<RepositoryPage, ForgeError> {
+        let page = wire::page_cursor(cursor.as_deref()).map_err(|e| e.context(LABEL))?;
+        api(Request::get(format!(
+            "{}/user/repos?per_page={PAGE_SIZE}&page={page}",
+            api_root(&base_url)
+        )))
+        .header("authorization", format!("Bearer {}", secret_ref(&token)))
+        .send_forge()
+        .and_then(Response::check)
+        .and_then(|r| parse_repositories(&r))
+        .map_err(|e| e.context(LABEL))
+    }
+
+    fn revoke(base_url: String, app: OauthApp, token: String) -> Result<(), ForgeError> {
+        let Some(secret) = app.client_secret.as_deref() else {
+            return Err(ForgeError::Unsupported(
+                "github: revoking needs the app's client secret (HTTP Basic)".into(),
+            ));
+        };
+        let url = format!(
+            "{}/applications/{}/token",
+            api_root(&base_url),
+            oauth::percent_encode(&app.client_id)
+        );
+        api(Request::new("DELETE", url))
+            .header(
+                "authorization",
+                format!("Basic {}", basic_placeholder(&app.client_id, secret)),
+            )
+            .json(&RevokeBody {
+                access_token: secret_ref(&token),
+            })
+            .send_forge()
+            .and_then(Response::check)
+            .map(drop)
+            .map_err(|e| e.context(LABEL))
     }
 }
 
@@ -62,16 +272,116 @@ mod tests {
     use super::*;
 
     #[test]
-    fn null_name_and_email_are_none() {
-        let user: User = serde_json::from_str(
-            r#"{"login":"octocat","id":1,"node_id":"MDQ6","name":null,"email":null,"type":"User"}"#,
-        )
-        .expect("parses");
-        let account = Account::from(user);
+    fn api_roots_for_github_and_enterprise() {
+        assert_eq!(api_root("https://github.com"), "https://api.github.com");
+        assert_eq!(api_root("https://GitHub.com/"), "https://api.github.com");
+        assert_eq!(api_root("https://api.github.com"), "https://api.github.com");
+        assert_eq!(api_root("https://ghe.corp"), "https://ghe.corp/api/v3");
         assert_eq!(
-            (account.id.as_str(), account.login.as_str()),
-            ("1", "octocat")
+            api_root("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080/api/v3"
         );
-        assert_eq!((account.name, account.email), (None, None));
+        // Not fooled by a look-alike host.
+        assert_eq!(
+            api_root("https://github.com.evil.example"),
+            "https://github.com.evil.example/api/v3"
+        );
+        assert_eq!(oauth_root("https://api.github.com"), "https://github.com");
+        assert_eq!(oauth_root("https://ghe.corp/"), "https://ghe.corp");
+    }
+
+    #[test]
+    fn whoami_reads_scopes_and_expiry_from_headers() {
+        let r = Response::for_test(
+            "GET /user",
+            200,
+            &[
+                ("x-oauth-scopes", "repo, read:user"),
+                (
+                    "github-authentication-token-expiration",
+                    "2026-12-02 18:00:00 UTC",
+                ),
+            ],
+            br#"{"login":"octocat","id":1,"node_id":"MDQ6","name":null,"email":"","type":"User"}"#,
+        );
+        let a = parse_user(&r).expect("parses");
+        assert_eq!((a.id.as_str(), a.login.as_str()), ("1", "octocat"));
+        assert_eq!((a.name, a.email), (None, None));
+        assert_eq!(a.scopes, ["repo", "read:user"]);
+        assert_eq!(a.expires_at, Some(1_796_234_400));
+
+        let r = Response::for_test(
+            "GET /user",
+            200,
+            &[
+                ("x-oauth-scopes", ""),
+                ("github-authentication-token-expiration", "tomorrow"),
+            ],
+            br#"{"login":"o","id":2}"#,
+        );
+        let a = parse_user(&r).expect("parses");
+        assert!(a.scopes.is_empty());
+        assert_eq!(a.expires_at, None);
+        for junk in [&b"null"[..], b"{\"login\":1,\"id\":2}", b"\xc3\x28"] {
+            let r = Response::for_test("GET /user", 200, &[], junk);
+            assert!(matches!(parse_user(&r), Err(ForgeError::Upstream(_))));
+        }
+    }
+
+    #[test]
+    fn repository_pages_follow_link_without_total() {
+        let r = Response::for_test(
+            "GET /user/repos",
+            200,
+            &[(
+                "link",
+                r#"<https://api.github.com/user/repos?per_page=100&page=2>; rel="next", <https://api.github.com/user/repos?per_page=100&page=4>; rel="last""#,
+            )],
+            br#"[{"id":1296269,"name":"Hello-World","full_name":"octocat/Hello-World","owner":{"login":"octocat"},"private":false,"visibility":"public","fork":false,"archived":true,"html_url":"https://github.com/octocat/Hello-World","clone_url":"https://github.com/octocat/Hello-World.git","default_branch":"master"}]"#,
+        );
+        let page = parse_repositories(&r).expect("parses");
+        assert_eq!(page.next.as_deref(), Some("2"));
+        assert_eq!(page.total, None);
+        assert!(page.repositories[0].archived);
+        assert_eq!(page.repositories[0].full_name, "octocat/Hello-World");
+        let r = Response::for_test(
+            "GET /user/repos",
+            200,
+            &[("link", r#"<https://x?page=zz>; rel="next""#)],
+            b"[]",
+        );
+        assert_eq!(parse_repositories(&r).expect("parses").next, None);
+    }
+
+    #[test]
+    fn rate_limits_and_token_errors_map() {
+        let r = Response::for_test(
+            "GET /user",
+            403,
+            &[("x-ratelimit-remaining", "0"), ("retry-after", "60")],
+            br#"{"message":"API rate limit exceeded"}"#,
+        );
+        assert!(matches!(
+            r.check(),
+            Err(ForgeError::RateLimited(l)) if l.retry_after == Some(60)
+        ));
+        let r = Response::for_test(
+            "POST /login/oauth/access_token",
+            200,
+            &[],
+            br#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}"#,
+        );
+        assert!(matches!(
+            r.token_set(TOKEN_RULES),
+            Err(ForgeError::InvalidGrant(_))
+        ));
+    }
+
+    #[test]
+    fn basic_placeholder_names_client_and_reference() {
+        assert_eq!(
+            basic_placeholder("Iv1.abc", "plugin:github/client-secret"),
+            "${SECRET_BASIC:Iv1.abc:plugin:github/client-secret}"
+        );
     }
 }

@@ -1,15 +1,54 @@
 //! Forge adapter for GitLab (gitlab.com by default, or a self-managed
 //! instance).
 //!
-//! Wire facts: `GET {base}/api/v4/user` with `Authorization: Bearer X`
-//! answers `{id, username, name, email, …}`; errors are `{"message"}` or, for
-//! OAuth token problems, `{"error", "error_description"}`.
+//! Wire facts: OAuth at `{base}/oauth/{authorize,token,revoke}` with the
+//! client credentials in the form body; token errors are 401 for
+//! `invalid_client`/`unauthorized_client` and 400 otherwise; the expiry is
+//! `created_at + expires_in`; a refresh must repeat the original
+//! `redirect_uri`. The API is at `{base}/api/v4` with `Authorization:
+//! Bearer X`; the token's scopes come from `GET /oauth/token/info`;
+//! projects page with `X-Next-Page` (empty on the last page) and
+//! `X-Total` (left out above 10,000).
 
 use keyward_plugin_sdk::http::{Request, Response};
-use keyward_plugin_sdk::{secret_ref, Account, Error, ForgeAdapter, ForgeInfo};
+use keyward_plugin_sdk::oauth::{self, Form, TokenRules};
+use keyward_plugin_sdk::{
+    secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository,
+    RepositoryPage, TokenSet,
+};
 use serde::Deserialize;
 
-/// The fields of `GET /api/v4/user` this adapter reads.
+/// The prefix of every error message.
+const LABEL: &str = "gitlab";
+
+/// Projects per page: GitLab's maximum.
+const PAGE_SIZE: u64 = 100;
+
+const TOKEN_RULES: TokenRules<'static> = TokenRules {
+    grant_errors: &[],
+    created_at: true,
+};
+
+fn root(base_url: &str) -> &str {
+    base_url.trim_end_matches('/')
+}
+
+fn bearer(request: Request, token: &str) -> Request {
+    request
+        .header("authorization", format!("Bearer {}", secret_ref(token)))
+        .header("accept", "application/json")
+}
+
+fn token(base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
+    Request::post(format!("{}/oauth/token", root(base_url)))
+        .header("accept", "application/json")
+        .form(form)
+        .send_forge()
+        .and_then(|r| r.token_set(TOKEN_RULES))
+        .map_err(|e| e.context(LABEL))
+}
+
+/// The fields of `GET /api/v4/user` read here.
 #[derive(Deserialize)]
 struct User {
     id: i64,
@@ -18,15 +57,81 @@ struct User {
     email: Option<String>,
 }
 
-impl From<User> for Account {
-    fn from(user: User) -> Self {
-        Account {
-            id: user.id.to_string(),
-            login: user.username,
-            name: user.name.filter(|s| !s.trim().is_empty()),
-            email: user.email.filter(|s| !s.trim().is_empty()),
-        }
-    }
+fn parse_user(response: &Response) -> Result<Account, ForgeError> {
+    let user: User = response.parse()?;
+    Ok(Account {
+        name: user.name.filter(|s| !s.trim().is_empty()),
+        email: user.email.filter(|s| !s.trim().is_empty()),
+        ..Account::new(user.id.to_string(), user.username)
+    })
+}
+
+/// The fields of `GET /oauth/token/info` read here.
+#[derive(Deserialize)]
+struct TokenInfo {
+    #[serde(default)]
+    scope: Vec<String>,
+    expires_in: Option<i64>,
+}
+
+/// The token's scopes, and its expiry (`expires_in` counts from `now`).
+fn parse_token_info(
+    response: &Response,
+    now: i64,
+) -> Result<(Vec<String>, Option<i64>), ForgeError> {
+    let info: TokenInfo = response.parse()?;
+    let expires_at = info
+        .expires_in
+        .filter(|s| *s >= 0)
+        .and_then(|s| now.checked_add(s));
+    Ok((info.scope, expires_at))
+}
+
+#[derive(Deserialize)]
+struct Project {
+    id: i64,
+    path_with_namespace: String,
+    visibility: Option<String>,
+    #[serde(default)]
+    archived: bool,
+    default_branch: Option<String>,
+    web_url: String,
+    http_url_to_repo: String,
+}
+
+fn parse_projects(response: &Response) -> Result<RepositoryPage, ForgeError> {
+    let projects: Vec<Project> = response.parse()?;
+    Ok(RepositoryPage {
+        repositories: projects
+            .into_iter()
+            .map(|p| Repository {
+                id: p.id.to_string(),
+                full_name: p.path_with_namespace,
+                // Unknown visibility counts as private: the safe reading.
+                private: p.visibility.as_deref() != Some("public"),
+                archived: p.archived,
+                default_branch: p.default_branch.filter(|b| !b.is_empty()),
+                web_url: p.web_url,
+                clone_url: p.http_url_to_repo,
+            })
+            .collect(),
+        next: response
+            .header("x-next-page")
+            .map(str::trim)
+            .and_then(|p| p.parse::<u64>().ok())
+            .filter(|p| *p > 0)
+            .map(|p| p.to_string()),
+        total: wire::count(response.header("x-total")),
+    })
+}
+
+fn refresh_form(app: &OauthApp, refresh_token: &str) -> Form {
+    Form::new()
+        .client(app)
+        .text("grant_type", "refresh_token")
+        .secret("refresh_token", refresh_token)
+        // GitLab insists on the redirect URI of the original grant.
+        .text("redirect_uri", &app.redirect_uri)
 }
 
 struct GitLab;
@@ -40,16 +145,97 @@ impl ForgeAdapter for GitLab {
         }
     }
 
-    fn whoami(base_url: String, token: String) -> Result<Account, Error> {
-        let base = base_url.trim_end_matches('/');
-        Request::get(format!("{base}/api/v4/user"))
-            .header("authorization", format!("Bearer {}", secret_ref(&token)))
+    fn authorize_url(
+        base_url: String,
+        app: OauthApp,
+        state: String,
+        code_challenge: String,
+        scopes: Vec<String>,
+    ) -> Result<String, ForgeError> {
+        let scopes = if scopes.is_empty() {
+            vec!["read_user".into(), "read_api".into()]
+        } else {
+            scopes
+        };
+        Ok(oauth::authorize_url(
+            &format!("{}/oauth/authorize", root(&base_url)),
+            &app,
+            &state,
+            &code_challenge,
+            &scopes,
+        ))
+    }
+
+    fn exchange_code(
+        base_url: String,
+        app: OauthApp,
+        code: String,
+        code_verifier: String,
+    ) -> Result<TokenSet, ForgeError> {
+        let form = Form::new()
+            .client(&app)
+            .text("code", &code)
+            .text("grant_type", "authorization_code")
+            .text("redirect_uri", &app.redirect_uri)
+            .text("code_verifier", &code_verifier);
+        token(&base_url, form)
+    }
+
+    fn refresh(
+        base_url: String,
+        app: OauthApp,
+        refresh_token: String,
+    ) -> Result<TokenSet, ForgeError> {
+        token(&base_url, refresh_form(&app, &refresh_token))
+    }
+
+    fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
+        let base = root(&base_url);
+        let account = bearer(Request::get(format!("{base}/api/v4/user")), &token)
+            .send_forge()
+            .and_then(Response::check)
+            .and_then(|r| parse_user(&r))
+            .map_err(|e| e.context(LABEL))?;
+        let (scopes, expires_at) = bearer(Request::get(format!("{base}/oauth/token/info")), &token)
+            .send_forge()
+            .and_then(Response::check)
+            .and_then(|r| parse_token_info(&r, wire::now()))
+            .map_err(|e| e.context(LABEL))?;
+        Ok(Account {
+            scopes,
+            expires_at,
+            ..account
+        })
+    }
+
+    fn list_repositories(
+        base_url: String,
+        token: String,
+        cursor: Option<String>,
+    ) -> Result<RepositoryPage, ForgeError> {
+        let page = wire::page_cursor(cursor.as_deref()).map_err(|e| e.context(LABEL))?;
+        bearer(
+            Request::get(format!(
+                "{}/api/v4/projects?membership=true&per_page={PAGE_SIZE}&page={page}",
+                root(&base_url)
+            )),
+            &token,
+        )
+        .send_forge()
+        .and_then(Response::check)
+        .and_then(|r| parse_projects(&r))
+        .map_err(|e| e.context(LABEL))
+    }
+
+    fn revoke(base_url: String, app: OauthApp, token: String) -> Result<(), ForgeError> {
+        let form = Form::new().client(&app).secret("token", &token);
+        Request::post(format!("{}/oauth/revoke", root(&base_url)))
             .header("accept", "application/json")
-            .send()
-            .and_then(Response::error_for_status)
-            .and_then(|response| response.json::<User>())
-            .map(Account::from)
-            .map_err(|e| e.context("gitlab"))
+            .form(form)
+            .send_forge()
+            .and_then(Response::check)
+            .map(drop)
+            .map_err(|e| e.context(LABEL))
     }
 }
 
@@ -60,14 +246,139 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refresh_repeats_the_redirect_uri() {
+        let app = OauthApp {
+            client_id: "cid".into(),
+            client_secret: Some("plugin:gitlab/secret".into()),
+            redirect_uri: "https://k.example/cb".into(),
+        };
+        assert_eq!(
+            refresh_form(&app, "operator:bob/gitlab-refresh").into_body(),
+            "client_id=cid&client_secret=${SECRET:plugin:gitlab/secret}&grant_type=refresh_token\
+             &refresh_token=${SECRET:operator:bob/gitlab-refresh}&redirect_uri=https%3A%2F%2Fk.example%2Fcb"
+        );
+    }
+
+    #[test]
     fn username_is_the_login() {
-        let user: User = serde_json::from_str(
-            r#"{"id":42,"username":"bob","name":"Bob","state":"active","email":"bob@example.com","bot":false}"#,
-        )
-        .expect("parses");
-        let account = Account::from(user);
-        assert_eq!((account.id.as_str(), account.login.as_str()), ("42", "bob"));
-        assert_eq!(account.name.as_deref(), Some("Bob"));
-        assert_eq!(account.email.as_deref(), Some("bob@example.com"));
+        let r = Response::for_test(
+            "GET /api/v4/user",
+            200,
+            &[],
+            br#"{"id":42,"username":"bob","name":"Bob","state":"active","email":"bob@example.com","bot":false}"#,
+        );
+        let a = parse_user(&r).expect("parses");
+        assert_eq!((a.id.as_str(), a.login.as_str()), ("42", "bob"));
+        assert_eq!(a.name.as_deref(), Some("Bob"));
+        assert_eq!(a.email.as_deref(), Some("bob@example.com"));
+        let r = Response::for_test("GET /api/v4/user", 200, &[], br#"{"id":1,"login":"x"}"#);
+        assert!(matches!(parse_user(&r), Err(ForgeError::Upstream(_))));
+    }
+
+    #[test]
+    fn token_info_gives_scopes_and_expiry() {
+        let r = Response::for_test(
+            "GET /oauth/token/info",
+            200,
+            &[],
+            br#"{"resource_owner_id":1,"scope":["api","read_user"],"expires_in":7000,"application":{"uid":"x"},"created_at":1}"#,
+        );
+        assert_eq!(
+            parse_token_info(&r, 100).expect("parses"),
+            (vec!["api".to_owned(), "read_user".to_owned()], Some(7100))
+        );
+        let r = Response::for_test(
+            "GET /oauth/token/info",
+            200,
+            &[],
+            br#"{"scope":[],"expires_in":null}"#,
+        );
+        assert_eq!(parse_token_info(&r, 0).expect("parses"), (vec![], None));
+        for junk in [
+            &br#"{"scope":"api"}"#[..],
+            br#"{"expires_in":1e99}"#,
+            b"<html>",
+        ] {
+            let r = Response::for_test("GET /oauth/token/info", 200, &[], junk);
+            assert!(matches!(
+                parse_token_info(&r, 0),
+                Err(ForgeError::Upstream(_))
+            ));
+        }
+        let r = Response::for_test(
+            "GET /oauth/token/info",
+            200,
+            &[],
+            br#"{"expires_in":9223372036854775807}"#,
+        );
+        assert_eq!(parse_token_info(&r, 10).expect("parses").1, None);
+    }
+
+    #[test]
+    fn projects_page_with_x_next_page() {
+        let r = Response::for_test(
+            "GET /api/v4/projects",
+            200,
+            &[("x-next-page", "2"), ("x-total", "250")],
+            br#"[{"id":7,"name":"p","path_with_namespace":"grp/sub/p","visibility":"internal","default_branch":"main","web_url":"https://gl/grp/sub/p","http_url_to_repo":"https://gl/grp/sub/p.git","ssh_url_to_repo":"git@gl:grp/sub/p.git","archived":false,"last_activity_at":"2024-01-01T00:00:00Z"},
+               {"id":8,"path_with_namespace":"me/pub","visibility":"public","web_url":"https://gl/me/pub","http_url_to_repo":"https://gl/me/pub.git","archived":true}]"#,
+        );
+        let page = parse_projects(&r).expect("parses");
+        assert_eq!((page.next.as_deref(), page.total), (Some("2"), Some(250)));
+        assert_eq!(
+            page.repositories[0],
+            Repository {
+                id: "7".into(),
+                full_name: "grp/sub/p".into(),
+                private: true,
+                archived: false,
+                default_branch: Some("main".into()),
+                web_url: "https://gl/grp/sub/p".into(),
+                clone_url: "https://gl/grp/sub/p.git".into(),
+            }
+        );
+        assert!(!page.repositories[1].private && page.repositories[1].archived);
+        assert_eq!(page.repositories[1].default_branch, None);
+        // The last page: empty X-Next-Page; above 10,000 no X-Total.
+        for next in ["", " ", "0", "x", "-1"] {
+            let r =
+                Response::for_test("GET /api/v4/projects", 200, &[("x-next-page", next)], b"[]");
+            let page = parse_projects(&r).expect("parses");
+            assert_eq!((page.next, page.total), (None, None), "{next:?}");
+        }
+    }
+
+    #[test]
+    fn token_errors_by_status() {
+        let r = Response::for_test(
+            "POST /oauth/token",
+            401,
+            &[],
+            br#"{"error":"invalid_client","error_description":"Client authentication failed due to unknown client."}"#,
+        );
+        assert!(matches!(
+            r.token_set(TOKEN_RULES),
+            Err(ForgeError::Upstream(_))
+        ));
+        let r = Response::for_test(
+            "POST /oauth/token",
+            400,
+            &[],
+            br#"{"error":"invalid_grant","error_description":"The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client."}"#,
+        );
+        assert!(matches!(
+            r.token_set(TOKEN_RULES),
+            Err(ForgeError::InvalidGrant(_))
+        ));
+        let r = Response::for_test(
+            "POST /oauth/token",
+            200,
+            &[],
+            br#"{"access_token":"a","token_type":"BEARER","expires_in":7200,"refresh_token":"r","created_at":1607635748}"#,
+        );
+        assert_eq!(
+            r.token_set(TOKEN_RULES).expect("ok").expires_at,
+            Some(1_607_642_948)
+        );
     }
 }

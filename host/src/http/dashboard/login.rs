@@ -26,18 +26,32 @@ fn link_refused() -> Response {
     )
 }
 
-/// `GET /login`: how to sign in.
-pub async fn login_page() -> Response {
+/// `GET /login`: how to sign in: a button per configured forge.
+pub async fn login_page(State(state): State<AppState>) -> Response {
+    let forges: Vec<String> = state
+        .forges
+        .as_ref()
+        .map(|f| f.apps().iter().map(|a| a.forge.clone()).collect())
+        .unwrap_or_default();
     html_response(
         StatusCode::OK,
         page(
             "Sign in",
             None,
             html! {
-                p {
-                    "Operators sign in with a one-time link. "
-                    code { "keyward --dev serve" } " prints one when it starts; "
-                    "signing in with your forge account comes with the forge adapters."
+                @if forges.is_empty() {
+                    p {
+                        "No forge is configured for signing in (see "
+                        code { "KEYWARD_FORGES_FILE" } " in docs/forges.md). "
+                        code { "keyward --dev serve" } " prints a one-time link instead."
+                    }
+                } @else {
+                    ul {
+                        @for forge in &forges {
+                            li { a href={ "/auth/" (super::q(forge)) "/login" } { "Sign in with " (forge) } }
+                        }
+                    }
+                    p { "Or use a one-time link that " code { "keyward --dev serve" } " prints." }
                 }
                 p { "Programs use API tokens instead; see " a href="/api" { "the API" } "." }
             },

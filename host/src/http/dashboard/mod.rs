@@ -140,7 +140,7 @@ impl IntoResponse for PageError {
 /// sign in to the dashboard).
 pub struct SignedIn(pub Session);
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -22,7 +22,10 @@ async fn granted(
         Ok(r) => r,
         Err(e) => return Ok(Err(GuestError::Invalid(e.to_string()))),
     };
-    if call.grants.secret(&parsed) {
+    // A value the host bound for this call (an operator's OAuth token) may
+    // travel in `${SECRET:…}` at egress, but is never handed to the plugin.
+    let bound = call.bound.iter().any(|(b, _)| *b == parsed);
+    if call.grants.secret(&parsed) && !bound {
         return Ok(Ok(parsed));
     }
     let scope = parsed.scope.as_ref().map_or("global", |s| s.as_str());

@@ -1,0 +1,181 @@
+//! `keyward agent-type add|list|show|rm|set-token|token|dispatch`: agent
+//! types and their forge tokens, from the terminal.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{open_vault, Cli};
+use crate::audit::Access;
+use crate::forge::{ForgeApps, Forges};
+use crate::runtime::Runtime;
+
+/// Agent-type commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an agent type that uses forge plugin FORGE. An existing
+    /// secret `agent_type:NAME/FORGE_TOKEN` becomes its token.
+    Add {
+        /// Its name (A-Z a-z 0-9 _ . -; it becomes the scope `agent_type:NAME`).
+        name: String,
+        /// The forge plugin (`keyward plugin list`).
+        #[arg(long)]
+        forge: String,
+        /// The forge's base URL [default: the plugin's own].
+        #[arg(long)]
+        base_url: Option<String>,
+        /// What it is, for people.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List agent types (references to their tokens, never values).
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an agent type and its instance overrides (the token secrets
+    /// stay; delete them with `keyward secret rm`).
+    Rm {
+        /// The agent type.
+        name: String,
+    },
+    /// Set or rotate the token (stdin, or --from-file) of an agent type, or
+    /// of one instance with --instance.
+    SetToken {
+        /// The agent type.
+        name: String,
+        /// An instance id: override the token for that instance only.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Read the token from this file instead of stdin.
+        #[arg(long)]
+        from_file: Option<std::path::PathBuf>,
+    },
+    /// Print the token an agent type (or instance) uses now: getAgentToken,
+    /// logged with your user and the reason.
+    Token {
+        /// The agent type.
+        name: String,
+        /// Why you read it (recorded in the access log).
+        #[arg(long)]
+        reason: String,
+        /// An instance id.
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// Ask the forge who the agent type's token belongs to (whoami through
+    /// its plugin; the plugin never sees the token).
+    Dispatch {
+        /// The agent type.
+        name: String,
+        /// An instance id.
+        #[arg(long)]
+        instance: Option<String>,
+    },
+}
+
+pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(cli).await?;
+    // Only the commands that call a plugin start the runtime.
+    let needs_runtime = matches!(
+        command,
+        Command::Add { base_url: None, .. } | Command::Dispatch { .. }
+    );
+    let runtime = if needs_runtime {
+        let options = super::plugin::options(cli);
+        Some(tokio::task::spawn_blocking(move || Runtime::start(options)).await??)
+    } else {
+        None
+    };
+    let forges = Forges::new(vault, runtime, ForgeApps::default());
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Add {
+            name,
+            forge,
+            base_url,
+            description,
+        } => {
+            let view = forges
+                .create_agent_type(name, forge, base_url.as_deref(), description)
+                .await?;
+            writeln!(
+                out,
+                "created agent type {} (forge {}, {}); token: {}",
+                view.name,
+                view.forge,
+                view.base_url,
+                view.token
+                    .as_deref()
+                    .unwrap_or("none yet: use `keyward agent-type set-token`")
+            )?;
+        }
+        Command::List { json } => {
+            let all = forges.agent_types().await?;
+            if *json {
+                for view in &all {
+                    writeln!(out, "{}", serde_json::to_string(view)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<12} {:<40} TOKEN",
+                    "NAME", "FORGE", "BASE URL"
+                )?;
+                for v in &all {
+                    writeln!(
+                        out,
+                        "{:<24} {:<12} {:<40} {}{}",
+                        v.name,
+                        v.forge,
+                        v.base_url,
+                        v.token.as_deref().unwrap_or("-"),
+                        if v.instances.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (+{} instance overrides)", v.instances.len())
+                        }
+                    )?;
+                }
+            }
+        }
+        Command::Rm { name } => {
+            forges.delete_agent_type(name).await?;
+            writeln!(out, "deleted agent type {name}")?;
+        }
+        Command::SetToken {
+            name,
+            instance,
+            from_file,
+        } => {
+            let value = super::secret::read_value(from_file.as_deref(), false)?;
+            let access = Access::new(super::accessor(), "set agent type token")?;
+            let reference = forges
+                .set_agent_token(name, instance.as_deref(), &value, &access)
+                .await?;
+            writeln!(out, "stored the token as {reference}")?;
+        }
+        Command::Token {
+            name,
+            reason,
+            instance,
+        } => {
+            let access = Access::new(super::accessor(), reason.as_str())?;
+            let value = forges
+                .agent_token(name, instance.as_deref(), &access)
+                .await?;
+            out.write_all(value.expose())?;
+            writeln!(out)?;
+        }
+        Command::Dispatch { name, instance } => {
+            let account = forges
+                .dispatch(name, instance.as_deref(), &super::accessor())
+                .await?;
+            writeln!(out, "{} (id {})", account.login, account.id)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

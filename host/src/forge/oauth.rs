@@ -1,0 +1,190 @@
+//! The operator sign-in: authorization code with PKCE (S256). The `state`
+//! and the verifier stay on the server (the verifier sealed), are good for
+//! [`PENDING_TTL_MS`] and are used up by one conditional UPDATE, so a
+//! callback works once even with several hosts behind one database.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{ForgeError, Forges};
+use crate::auth::session::SessionSecret;
+use crate::auth::Session;
+use crate::crypto::{oauth_pending_aad, oauth_token_aad};
+use crate::names::SecretRef;
+use crate::runtime::{BaseUrl, TokenRef};
+use crate::store::{forge as store, now_ms};
+
+/// How long a started sign-in may take.
+pub const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// A finished sign-in.
+pub struct LoginDone {
+    /// The new session.
+    pub session: Session,
+    /// Its cookie value.
+    pub secret: SessionSecret,
+    /// The forge account.
+    pub login: String,
+}
+
+/// The reference an operator's access token is bound to in a forge call.
+pub(crate) fn access_ref(forge: &str) -> SecretRef {
+    SecretRef::parse(&format!("operator_oauth:{forge}/ACCESS_TOKEN"))
+        .expect("plugin names are valid scope ids")
+}
+
+/// The reference an operator's refresh token is bound to in a refresh.
+pub(crate) fn refresh_ref(forge: &str) -> SecretRef {
+    SecretRef::parse(&format!("operator_oauth:{forge}/REFRESH_TOKEN"))
+        .expect("plugin names are valid scope ids")
+}
+
+fn random_token() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    crate::crypto::fill_random(&mut bytes[..]);
+    Zeroizing::new(URL_SAFE_NO_PAD.encode(&bytes[..]))
+}
+
+fn state_hash(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+impl Forges {
+    /// The base URL of `forge`: configured, else the plugin's default.
+    pub(crate) async fn base_url(&self, forge: &str) -> Result<BaseUrl, ForgeError> {
+        if let Some(base) = &self.app(forge)?.base_url {
+            return Ok(base.clone());
+        }
+        let info = self.runtime()?.forge_info(self.vault(), forge).await?;
+        Ok(BaseUrl::parse(info.default_base_url.trim_end_matches('/'))?)
+    }
+
+    /// Starts a sign-in with `forge`: stores a fresh state and PKCE verifier
+    /// and answers the forge's authorize URL to send the browser to.
+    pub async fn begin_login(&self, forge: &str) -> Result<String, ForgeError> {
+        let app = self.app(forge)?.clone();
+        let base = self.base_url(forge).await?;
+        let state = random_token();
+        let verifier = random_token();
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let hash = state_hash(&state);
+        let sealed = self
+            .vault()
+            .keyring()
+            .seal(verifier.as_bytes(), &oauth_pending_aad(&hash));
+        let now = now_ms();
+        let pool = &self.vault().db().pool;
+        // Abandoned sign-ins go when new ones start.
+        store::purge_pending(pool, now).await?;
+        store::insert_pending(pool, &hash, forge, &sealed, now, now + PENDING_TTL_MS).await?;
+        let url = self
+            .runtime()?
+            .forge_authorize_url(
+                self.vault(),
+                forge,
+                &base,
+                &app.app,
+                &state,
+                &challenge,
+                &app.scopes,
+            )
+            .await?;
+        Ok(url)
+    }
+
+    /// Finishes a sign-in: uses up `state`, trades `code` for tokens, asks
+    /// the forge who they belong to, admits only allow-listed accounts,
+    /// then in ONE transaction stores the tokens and makes `forge` the
+    /// active forge; a fresh session follows.
+    pub async fn complete_login(
+        &self,
+        forge: &str,
+        code: &str,
+        state: &str,
+    ) -> Result<LoginDone, ForgeError> {
+        let app = self.app(forge)?.clone();
+        if state.is_empty() || state.len() > 256 || code.is_empty() || code.len() > 2048 {
+            return Err(ForgeError::BadCallback);
+        }
+        let hash = state_hash(state);
+        let pool = &self.vault().db().pool;
+        let Some((pending_forge, sealed)) = store::consume_pending(pool, &hash, now_ms()).await?
+        else {
+            return Err(ForgeError::BadCallback);
+        };
+        if pending_forge != forge {
+            return Err(ForgeError::BadCallback);
+        }
+        let verifier = self
+            .vault()
+            .keyring()
+            .open(&sealed, &oauth_pending_aad(&hash))
+            .map_err(|_| ForgeError::Unreadable)?;
+        let verifier =
+            std::str::from_utf8(verifier.expose()).map_err(|_| ForgeError::Unreadable)?;
+        let base = self.base_url(forge).await?;
+        let runtime = self.runtime()?;
+        let tokens = runtime
+            .forge_exchange_code(self.vault(), forge, &base, &app.app, code, verifier)
+            .await?;
+        let access = crate::crypto::SecretBytes::new(tokens.access_token.expose().to_vec());
+        let account = runtime
+            .forge_whoami_with(
+                self.vault(),
+                forge,
+                &base,
+                TokenRef::Bound(access_ref(forge), access),
+            )
+            .await?;
+        if !app.allows(&account.login) {
+            tracing::warn!(%forge, login = %account.login, "forge sign-in refused: not on the operator allow-list");
+            return Err(ForgeError::NotAnOperator(account.login));
+        }
+        let keyring = self.vault().keyring();
+        let now = now_ms();
+        let scopes = if account.scopes.is_empty() {
+            tokens.scopes.clone()
+        } else {
+            account.scopes.clone()
+        };
+        let row = store::NewToken {
+            forge_type: forge.to_owned(),
+            access: keyring.seal(
+                tokens.access_token.expose(),
+                &oauth_token_aad(forge, "access"),
+            ),
+            refresh: tokens
+                .refresh_token
+                .as_ref()
+                .map(|r| keyring.seal(r.expose(), &oauth_token_aad(forge, "refresh"))),
+            expires_at: tokens
+                .expires_at
+                .or(account.expires_at)
+                .map(|s| s.saturating_mul(1000)),
+            scopes,
+            account_login: account.login.clone(),
+            account_id: account.id.clone(),
+            base_url: base.as_str().to_owned(),
+            now,
+        };
+        let mut tx = pool.begin().await?;
+        store::upsert_token(&mut tx, &row).await?;
+        store::set_setting(&mut tx, store::ACTIVE_FORGE, forge, now).await?;
+        tx.commit().await?;
+        let subject = format!("{forge}:{}", account.login);
+        let (session, secret) = self
+            .inner
+            .sessions
+            .start(&subject)
+            .await
+            .map_err(|e| ForgeError::Invalid(e.to_string()))?;
+        tracing::info!(%forge, login = %account.login, "operator signed in with a forge; active forge set");
+        Ok(LoginDone {
+            session,
+            secret,
+            login: account.login,
+        })
+    }
+}

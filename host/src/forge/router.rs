@@ -1,0 +1,251 @@
+//! The active-forge router (getOperatorAdapter): the active forge's plugin
+//! bound to the operator's token, refreshed when it is about to expire.
+//!
+//! A refresh token may be single-use, so one token is refreshed once: a
+//! process-local lock keeps this host's callers to one request, and the
+//! lease in the token row (a conditional UPDATE on its generation) keeps
+//! other hosts sharing the database out; they wait for the generation to
+//! move and use the new token.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::oauth::{access_ref, refresh_ref};
+use super::{ForgeError, Forges};
+use crate::crypto::oauth_token_aad;
+use crate::crypto::SecretBytes;
+use crate::runtime::{BaseUrl, PluginError, RepositoryPage, ReturnedError, TokenRef};
+use crate::store::{forge as store, now_ms};
+
+/// A token this close to its expiry is refreshed before use.
+pub const REFRESH_MARGIN_MS: i64 = 60_000;
+/// How long a refresh lease lasts (a crashed holder frees it by then).
+pub const LEASE_MS: i64 = 30_000;
+/// How long a caller waits for another host's refresh.
+pub const WAIT_FOR_OTHER: Duration = Duration::from_secs(20);
+
+/// `GET /me`: who is signed in on the active forge.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    /// The active forge.
+    pub forge_type: String,
+    /// The operator's login there.
+    pub account_login: String,
+    /// The forge's base URL.
+    pub base_url: String,
+    /// When this token row was last written (ms since the epoch).
+    pub since: i64,
+}
+
+/// The active forge and a usable token for it.
+struct Bound {
+    forge: String,
+    base: BaseUrl,
+    row: store::OAuthTokenRow,
+}
+
+impl Forges {
+    /// The active forge's name, or [`ForgeError::NoActiveForge`].
+    pub async fn active_forge(&self) -> Result<String, ForgeError> {
+        store::get_setting(&self.vault().db().pool, store::ACTIVE_FORGE)
+            .await?
+            .ok_or(ForgeError::NoActiveForge)
+    }
+
+    /// `GET /me`.
+    pub async fn me(&self) -> Result<Me, ForgeError> {
+        let forge = self.active_forge().await?;
+        let row = store::get_token(&self.vault().db().pool, &forge)
+            .await?
+            .ok_or(ForgeError::NoActiveForge)?;
+        Ok(Me {
+            forge_type: forge,
+            account_login: row.account_login,
+            base_url: row.base_url,
+            since: row.updated_at,
+        })
+    }
+
+    async fn bound(&self) -> Result<Bound, ForgeError> {
+        let forge = self.active_forge().await?;
+        let row = store::get_token(&self.vault().db().pool, &forge)
+            .await?
+            .ok_or(ForgeError::NoActiveForge)?;
+        let base = BaseUrl::parse(&row.base_url)?;
+        let row = if expiring(&row) {
+            self.refresh(&forge, &base, row.generation).await?
+        } else {
+            row
+        };
+        Ok(Bound { forge, base, row })
+    }
+
+    fn access_token(
+        &self,
+        forge: &str,
+        row: &store::OAuthTokenRow,
+    ) -> Result<TokenRef, ForgeError> {
+        let value = self
+            .vault()
+            .keyring()
+            .open(&row.access, &oauth_token_aad(forge, "access"))
+            .map_err(|_| ForgeError::Unreadable)?;
+        Ok(TokenRef::Bound(access_ref(forge), value))
+    }
+
+    /// Runs `call` with the active forge's token; when the forge says the
+    /// token is no longer good and it can be refreshed, refreshes once and
+    /// runs `call` again.
+    async fn with_operator_token<T, F, Fut>(&self, call: F) -> Result<T, ForgeError>
+    where
+        F: Fn(String, BaseUrl, TokenRef) -> Fut,
+        Fut: std::future::Future<Output = Result<T, PluginError>>,
+    {
+        let bound = self.bound().await?;
+        let token = self.access_token(&bound.forge, &bound.row)?;
+        match call(bound.forge.clone(), bound.base.clone(), token).await {
+            Err(PluginError::Returned {
+                error: ReturnedError::Unauthorized(_),
+                ..
+            }) if bound.row.refresh.is_some() => {
+                let row = self
+                    .refresh(&bound.forge, &bound.base, bound.row.generation)
+                    .await?;
+                let token = self.access_token(&bound.forge, &row)?;
+                Ok(call(bound.forge, bound.base, token).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// `GET /forge/repos`: one page of the operator's repositories on the
+    /// active forge.
+    pub async fn repositories(&self, cursor: Option<&str>) -> Result<RepositoryPage, ForgeError> {
+        let runtime = self.runtime()?.clone();
+        let vault = self.vault().clone();
+        let cursor = cursor.map(str::to_owned);
+        self.with_operator_token(|forge, base, token| {
+            let (runtime, vault, cursor) = (runtime.clone(), vault.clone(), cursor.clone());
+            async move {
+                runtime
+                    .forge_list_repositories(&vault, &forge, &base, token, cursor.as_deref())
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// The active forge's account, asked of the forge with the operator's
+    /// token (refreshing it if needed).
+    pub async fn operator_whoami(&self) -> Result<crate::runtime::Account, ForgeError> {
+        let runtime = self.runtime()?.clone();
+        let vault = self.vault().clone();
+        self.with_operator_token(|forge, base, token| {
+            let (runtime, vault) = (runtime.clone(), vault.clone());
+            async move {
+                runtime
+                    .forge_whoami_with(&vault, &forge, &base, token)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Refreshes `forge`'s token if its generation is still `seen`; answers
+    /// the row to use. Exactly one refresh request per generation, across
+    /// callers and hosts.
+    async fn refresh(
+        &self,
+        forge: &str,
+        base: &BaseUrl,
+        seen: i64,
+    ) -> Result<store::OAuthTokenRow, ForgeError> {
+        let lock = self.refresh_lock(forge);
+        let _one_here = lock.lock().await;
+        let pool = &self.vault().db().pool;
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
+        loop {
+            let row = store::get_token(pool, forge)
+                .await?
+                .ok_or(ForgeError::NoActiveForge)?;
+            if row.generation != seen {
+                // Someone (here or on another host) already refreshed it.
+                return Ok(row);
+            }
+            let Some(sealed_refresh) = row.refresh.clone() else {
+                return Err(ForgeError::Expired(forge.to_owned()));
+            };
+            let now = now_ms();
+            let holder = &self.inner.holder;
+            if store::take_refresh_lease(pool, forge, seen, holder, now, now + LEASE_MS).await? {
+                let result = self.refresh_held(forge, base, &row, &sealed_refresh).await;
+                if result.is_err() {
+                    store::release_refresh_lease(pool, forge, holder).await?;
+                }
+                return result;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ForgeError::RefreshBusy(forge.to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The refresh itself, under the lease.
+    async fn refresh_held(
+        &self,
+        forge: &str,
+        base: &BaseUrl,
+        row: &store::OAuthTokenRow,
+        sealed_refresh: &crate::crypto::Sealed,
+    ) -> Result<store::OAuthTokenRow, ForgeError> {
+        let app = self.app(forge)?.clone();
+        let keyring = self.vault().keyring();
+        let refresh: SecretBytes = keyring
+            .open(sealed_refresh, &oauth_token_aad(forge, "refresh"))
+            .map_err(|_| ForgeError::Unreadable)?;
+        let tokens = self
+            .runtime()?
+            .forge_refresh(
+                self.vault(),
+                forge,
+                base,
+                &app.app,
+                TokenRef::Bound(refresh_ref(forge), refresh),
+            )
+            .await?;
+        let update = store::Refreshed {
+            access: keyring.seal(
+                tokens.access_token.expose(),
+                &oauth_token_aad(forge, "access"),
+            ),
+            // A forge that does not rotate refresh tokens keeps the old one.
+            refresh: match &tokens.refresh_token {
+                Some(r) => Some(keyring.seal(r.expose(), &oauth_token_aad(forge, "refresh"))),
+                None => row.refresh.clone(),
+            },
+            expires_at: tokens.expires_at.map(|s| s.saturating_mul(1000)),
+            scopes: if tokens.scopes.is_empty() {
+                row.scopes.clone()
+            } else {
+                tokens.scopes.clone()
+            },
+            now: now_ms(),
+        };
+        let pool = &self.vault().db().pool;
+        if !store::finish_refresh(pool, forge, &self.inner.holder, &update).await? {
+            // The lease ran out and another host refreshed: theirs stands.
+            tracing::warn!(%forge, "refresh lease lost before the new token was stored");
+        }
+        tracing::info!(%forge, "operator forge token refreshed");
+        store::get_token(pool, forge)
+            .await?
+            .ok_or(ForgeError::NoActiveForge)
+    }
+}
+
+fn expiring(row: &store::OAuthTokenRow) -> bool {
+    row.expires_at
+        .is_some_and(|at| at <= now_ms() + REFRESH_MARGIN_MS)
+}

@@ -1,0 +1,302 @@
+//! Forge routes: the operator sign-in (`/auth/{forge}/login` and
+//! `/callback`), `/me`, the active forge's repositories, and agent types
+//! (their tokens through the resolver, and dispatch).
+
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use maud::html;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use super::auth::{Operator, Resolver, SessionCaller};
+use super::body::Body;
+use super::dashboard::{page_response, q};
+use super::error::ApiError;
+use super::AppState;
+use crate::audit::Access;
+use crate::forge::{ForgeError, Forges};
+
+fn forges(state: &AppState) -> Result<&Forges, ApiError> {
+    state
+        .forges
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("this server has no forges configured".into()))
+}
+
+/// A plain query string, decoded; repeated keys keep the first.
+fn query_of(raw: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `GET /auth/{forge}/login`: 303 to the forge's authorize page, with a
+/// fresh state and PKCE challenge kept on the server.
+pub async fn login(
+    State(state): State<AppState>,
+    Path(forge): Path<String>,
+) -> Result<Response, ApiError> {
+    let url = forges(&state)?.begin_login(&forge).await?;
+    let location = HeaderValue::from_str(&url)
+        .map_err(|_| ApiError::Invalid("the forge plugin built an unusable URL".into()))?;
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(LOCATION, location);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// `GET /auth/{forge}/callback?code&state` (or `?error&error_description`):
+/// finishes the sign-in and sets the session cookie. Answers a page that
+/// moves on to the dashboard, not a redirect: the browser arrives here
+/// from the forge's site, and a `SameSite=Strict` cookie is only sent on a
+/// navigation that starts on Keyward's own page.
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(forge): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let pairs = query_of(uri.query());
+    let result = match (first(&pairs, "code"), first(&pairs, "state")) {
+        _ if first(&pairs, "error").is_some() => Err(ForgeError::Refused(
+            first(&pairs, "error_description")
+                .or(first(&pairs, "error"))
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect(),
+        )),
+        (Some(code), Some(st)) => match forges(&state) {
+            Ok(f) => f.complete_login(&forge, code, st).await,
+            Err(e) => return e.into_response(),
+        },
+        _ => Err(ForgeError::BadCallback),
+    };
+    match result {
+        Ok(done) => {
+            let mut r = page_response(
+                StatusCode::OK,
+                "Signed in",
+                html! {
+                    meta http-equiv="refresh" content="0;url=/settings/secrets";
+                    p { "Signed in as " strong { (done.login) } " with " (forge) "." }
+                    p { a href="/settings/secrets" autofocus { "Continue to the dashboard" } }
+                },
+            );
+            r.headers_mut()
+                .insert(SET_COOKIE, state.web.start(done.secret.expose()));
+            r
+        }
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status.is_server_error() {
+                tracing::error!(error = %e, %forge, "forge sign-in failed");
+            } else {
+                tracing::warn!(error = %e, %forge, "forge sign-in refused");
+            }
+            let message = if status.is_server_error() {
+                "the sign-in failed; see the server log".to_owned()
+            } else {
+                e.to_string()
+            };
+            page_response(
+                status,
+                "Sign-in failed",
+                html! {
+                    p role="alert" { (message) }
+                    p { a href={ "/auth/" (q(&forge)) "/login" } { "Try again" } }
+                },
+            )
+        }
+    }
+}
+
+/// `GET /me` (session): the active forge and who is signed in there.
+pub async fn me(
+    SessionCaller(_session): SessionCaller,
+    State(state): State<AppState>,
+) -> Result<Json<crate::forge::router::Me>, ApiError> {
+    Ok(Json(forges(&state)?.me().await?))
+}
+
+/// `GET /forge/repos?cursor=` (operator): one page of the operator's
+/// repositories on the active forge; 412 without one.
+pub async fn repos(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Json<crate::runtime::RepositoryPage>, ApiError> {
+    let pairs = query_of(uri.query());
+    let cursor = first(&pairs, "cursor").filter(|c| !c.is_empty());
+    if cursor.is_some_and(|c| c.len() > 256) {
+        return Err(ApiError::Invalid("cursor: at most 256 characters".into()));
+    }
+    Ok(Json(forges(&state)?.repositories(cursor).await?))
+}
+
+/// `GET /agent-types` (resolver).
+pub async fn list_agent_types(
+    Resolver(_caller): Resolver,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(forges(&state)?.agent_types().await?)))
+}
+
+/// `GET /agent-types/{name}` (resolver).
+pub async fn get_agent_type(
+    Resolver(_caller): Resolver,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(forges(&state)?.agent_type(&name).await?)))
+}
+
+/// `POST /agent-types` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgentType {
+    name: String,
+    forge: String,
+    base_url: Option<String>,
+    #[serde(default)]
+    description: String,
+    token: Option<Zeroizing<String>>,
+}
+
+/// `POST /agent-types` (operator): 201; the token, if given, is stored at
+/// `agent_type:<name>/FORGE_TOKEN`.
+pub async fn create_agent_type(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Body(req): Body<NewAgentType>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let f = forges(&state)?;
+    let access = Access::new(caller.accessor(), "create agent type")?;
+    f.create_agent_type(
+        &req.name,
+        &req.forge,
+        req.base_url.as_deref(),
+        &req.description,
+    )
+    .await?;
+    if let Some(token) = &req.token {
+        f.set_agent_token(&req.name, None, token.as_bytes(), &access)
+            .await?;
+    }
+    tracing::info!(by = %caller.accessor(), name = %req.name, forge = %req.forge, "agent type created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(f.agent_type(&req.name).await?)),
+    ))
+}
+
+/// `DELETE /agent-types/{name}` (operator): 204.
+pub async fn delete_agent_type(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    forges(&state)?.delete_agent_type(&name).await?;
+    tracing::info!(by = %caller.accessor(), %name, "agent type deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /agent-types/{name}/token` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetToken {
+    value: Zeroizing<String>,
+    instance: Option<String>,
+}
+
+/// `PUT /agent-types/{name}/token` (operator): sets or rotates the token
+/// (of the type, or of one instance); the next dispatch uses it.
+pub async fn set_agent_token(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(req): Body<SetToken>,
+) -> Result<Json<Value>, ApiError> {
+    let access = Access::new(caller.accessor(), "set agent type token")?;
+    let reference = forges(&state)?
+        .set_agent_token(
+            &name,
+            req.instance.as_deref(),
+            req.value.as_bytes(),
+            &access,
+        )
+        .await?;
+    Ok(Json(json!({"token": reference})))
+}
+
+/// `DELETE /agent-types/{name}/instances/{id}` (operator): 204.
+pub async fn delete_instance(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    forges(&state)?.delete_instance(&name, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of the token and dispatch calls.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForAgent {
+    reason: String,
+    instance: Option<String>,
+}
+
+/// `POST /agent-types/{name}/token` (resolver): getAgentToken, logged with
+/// the caller and `reason`.
+pub async fn agent_token(
+    Resolver(caller): Resolver,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(req): Body<ForAgent>,
+) -> Result<Json<Value>, ApiError> {
+    let access = Access::new(caller.accessor(), req.reason.as_str())?;
+    let value = forges(&state)?
+        .agent_token(&name, req.instance.as_deref(), &access)
+        .await?;
+    let text = std::str::from_utf8(value.expose())
+        .map_err(|_| ApiError::Invalid("the token is not UTF-8".into()))?;
+    Ok(Json(json!({"token": text})))
+}
+
+/// `POST /agent-types/{name}/dispatch` (resolver): a forge call (whoami)
+/// with the agent type's token, through its plugin.
+pub async fn dispatch(
+    Resolver(caller): Resolver,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(req): Body<ForAgent>,
+) -> Result<Json<Value>, ApiError> {
+    // The reason is checked like any access's, and logged with the call.
+    Access::new(caller.accessor(), req.reason.as_str())?;
+    let account = forges(&state)?
+        .dispatch(&name, req.instance.as_deref(), &caller.accessor())
+        .await?;
+    Ok(Json(json!({
+        "account": {
+            "id": account.id,
+            "login": account.login,
+            "name": account.name,
+            "scopes": account.scopes,
+            "expires_at": account.expires_at,
+        }
+    })))
+}

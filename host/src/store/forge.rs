@@ -1,0 +1,413 @@
+//! `operator_oauth_tokens`, `service_settings` and `oauth_pending`: the
+//! operators' forge tokens (sealed by the caller), the active forge, and
+//! sign-ins in progress. Functions that must share a transaction take a
+//! connection.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::crypto::Sealed;
+
+/// The `service_settings` key of the active forge.
+pub const ACTIVE_FORGE: &str = "active_forge_type";
+
+/// One operator token row.
+#[derive(Clone, Debug)]
+pub struct OAuthTokenRow {
+    /// The forge plugin's name.
+    pub forge_type: String,
+    /// The access token, sealed.
+    pub access: Sealed,
+    /// The refresh token, sealed, if the forge issued one.
+    pub refresh: Option<Sealed>,
+    /// Expiry of the access token (ms), if known.
+    pub expires_at: Option<i64>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The account's login.
+    pub account_login: String,
+    /// The account's id.
+    pub account_id: String,
+    /// The forge's base URL.
+    pub base_url: String,
+    /// Moves on every change of the tokens.
+    pub generation: i64,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Last written (ms).
+    pub updated_at: i64,
+}
+
+/// A sign-in's tokens, to upsert.
+pub struct NewToken {
+    /// The forge plugin's name.
+    pub forge_type: String,
+    /// The access token, sealed.
+    pub access: Sealed,
+    /// The refresh token, sealed.
+    pub refresh: Option<Sealed>,
+    /// Expiry (ms).
+    pub expires_at: Option<i64>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The account's login.
+    pub account_login: String,
+    /// The account's id.
+    pub account_id: String,
+    /// The forge's base URL.
+    pub base_url: String,
+    /// Now (ms).
+    pub now: i64,
+}
+
+/// A refresh's new tokens.
+pub struct Refreshed {
+    /// The new access token, sealed.
+    pub access: Sealed,
+    /// The refresh token to keep (new, or the old one).
+    pub refresh: Option<Sealed>,
+    /// Expiry (ms).
+    pub expires_at: Option<i64>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Now (ms).
+    pub now: i64,
+}
+
+const COLUMNS: &str = "forge_type, access_key_id, access_nonce, access_ciphertext, access_tag, \
+     refresh_key_id, refresh_nonce, refresh_ciphertext, refresh_tag, expires_at, scopes, \
+     account_login, account_id, base_url, generation, created_at, updated_at";
+
+fn row_of(row: &AnyRow) -> Result<OAuthTokenRow, sqlx::Error> {
+    let refresh_key: Option<String> = row.try_get("refresh_key_id")?;
+    let refresh = match refresh_key {
+        Some(key_id) => Some(Sealed {
+            key_id,
+            nonce: row
+                .try_get::<Option<Vec<u8>>, _>("refresh_nonce")?
+                .unwrap_or_default(),
+            ciphertext: row
+                .try_get::<Option<Vec<u8>>, _>("refresh_ciphertext")?
+                .unwrap_or_default(),
+            tag: row
+                .try_get::<Option<Vec<u8>>, _>("refresh_tag")?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let scopes: String = row.try_get("scopes")?;
+    Ok(OAuthTokenRow {
+        forge_type: row.try_get("forge_type")?,
+        access: Sealed {
+            key_id: row.try_get("access_key_id")?,
+            nonce: row.try_get("access_nonce")?,
+            ciphertext: row.try_get("access_ciphertext")?,
+            tag: row.try_get("access_tag")?,
+        },
+        refresh,
+        expires_at: row.try_get("expires_at")?,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        account_login: row.try_get("account_login")?,
+        account_id: row.try_get("account_id")?,
+        base_url: row.try_get("base_url")?,
+        generation: row.try_get("generation")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The token row of `forge_type`.
+pub async fn get_token(
+    pool: &AnyPool,
+    forge_type: &str,
+) -> Result<Option<OAuthTokenRow>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM operator_oauth_tokens WHERE forge_type = $1"
+    ))
+    .bind(forge_type.to_owned())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(row_of).transpose()
+}
+
+/// Every token row, by forge.
+pub async fn list_tokens(pool: &AnyPool) -> Result<Vec<OAuthTokenRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM operator_oauth_tokens ORDER BY forge_type"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(row_of).collect()
+}
+
+/// Inserts or replaces the row of `t.forge_type` (a new sign-in): the
+/// generation moves on and any refresh lease is dropped.
+pub async fn upsert_token(conn: &mut AnyConnection, t: &NewToken) -> Result<(), sqlx::Error> {
+    let refresh = t.refresh.as_ref();
+    sqlx::query(
+        "INSERT INTO operator_oauth_tokens (forge_type, access_key_id, access_nonce, \
+         access_ciphertext, access_tag, refresh_key_id, refresh_nonce, refresh_ciphertext, \
+         refresh_tag, expires_at, scopes, account_login, account_id, base_url, generation, \
+         refresh_holder, refresh_until, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, NULL, NULL, $15, $15) \
+         ON CONFLICT (forge_type) DO UPDATE SET access_key_id = excluded.access_key_id, \
+         access_nonce = excluded.access_nonce, access_ciphertext = excluded.access_ciphertext, \
+         access_tag = excluded.access_tag, refresh_key_id = excluded.refresh_key_id, \
+         refresh_nonce = excluded.refresh_nonce, refresh_ciphertext = excluded.refresh_ciphertext, \
+         refresh_tag = excluded.refresh_tag, expires_at = excluded.expires_at, \
+         scopes = excluded.scopes, account_login = excluded.account_login, \
+         account_id = excluded.account_id, base_url = excluded.base_url, \
+         generation = operator_oauth_tokens.generation + 1, refresh_holder = NULL, \
+         refresh_until = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(t.forge_type.clone())
+    .bind(t.access.key_id.clone())
+    .bind(t.access.nonce.clone())
+    .bind(t.access.ciphertext.clone())
+    .bind(t.access.tag.clone())
+    .bind(refresh.map(|r| r.key_id.clone()))
+    .bind(refresh.map(|r| r.nonce.clone()))
+    .bind(refresh.map(|r| r.ciphertext.clone()))
+    .bind(refresh.map(|r| r.tag.clone()))
+    .bind(t.expires_at)
+    .bind(t.scopes.join(" "))
+    .bind(t.account_login.clone())
+    .bind(t.account_id.clone())
+    .bind(t.base_url.clone())
+    .bind(t.now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the row of `forge_type`; false if there was none.
+pub async fn delete_token(pool: &AnyPool, forge_type: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM operator_oauth_tokens WHERE forge_type = $1")
+        .bind(forge_type.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Takes the refresh lease of `forge_type` for `holder` until `until`, if
+/// the row is still at `generation` and no live lease is held. One UPDATE
+/// decides, so of racing hosts exactly one gets it.
+pub async fn take_refresh_lease(
+    pool: &AnyPool,
+    forge_type: &str,
+    generation: i64,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE operator_oauth_tokens SET refresh_holder = $1, refresh_until = $2 \
+         WHERE forge_type = $3 AND generation = $4 \
+         AND (refresh_until IS NULL OR refresh_until <= $5)",
+    )
+    .bind(holder.to_owned())
+    .bind(until)
+    .bind(forge_type.to_owned())
+    .bind(generation)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a refresh's tokens, if `holder` still holds the lease; the
+/// generation moves on and the lease is dropped.
+pub async fn finish_refresh(
+    pool: &AnyPool,
+    forge_type: &str,
+    holder: &str,
+    r: &Refreshed,
+) -> Result<bool, sqlx::Error> {
+    let refresh = r.refresh.as_ref();
+    let done = sqlx::query(
+        "UPDATE operator_oauth_tokens SET access_key_id = $1, access_nonce = $2, \
+         access_ciphertext = $3, access_tag = $4, refresh_key_id = $5, refresh_nonce = $6, \
+         refresh_ciphertext = $7, refresh_tag = $8, expires_at = $9, scopes = $10, \
+         generation = generation + 1, refresh_holder = NULL, refresh_until = NULL, \
+         updated_at = $11 WHERE forge_type = $12 AND refresh_holder = $13",
+    )
+    .bind(r.access.key_id.clone())
+    .bind(r.access.nonce.clone())
+    .bind(r.access.ciphertext.clone())
+    .bind(r.access.tag.clone())
+    .bind(refresh.map(|x| x.key_id.clone()))
+    .bind(refresh.map(|x| x.nonce.clone()))
+    .bind(refresh.map(|x| x.ciphertext.clone()))
+    .bind(refresh.map(|x| x.tag.clone()))
+    .bind(r.expires_at)
+    .bind(r.scopes.join(" "))
+    .bind(r.now)
+    .bind(forge_type.to_owned())
+    .bind(holder.to_owned())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Drops `holder`'s lease (a failed refresh), so another may try.
+pub async fn release_refresh_lease(
+    pool: &AnyPool,
+    forge_type: &str,
+    holder: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE operator_oauth_tokens SET refresh_holder = NULL, refresh_until = NULL \
+         WHERE forge_type = $1 AND refresh_holder = $2",
+    )
+    .bind(forge_type.to_owned())
+    .bind(holder.to_owned())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Re-seals a row's tokens (master-key rotation, in the caller's logged
+/// transaction), if its generation is still `generation`; false when it
+/// changed meanwhile. Not a token change: the generation stays.
+pub async fn reseal_token(
+    conn: &mut AnyConnection,
+    forge_type: &str,
+    generation: i64,
+    access: &Sealed,
+    refresh: Option<&Sealed>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE operator_oauth_tokens SET access_key_id = $1, access_nonce = $2, \
+         access_ciphertext = $3, access_tag = $4, refresh_key_id = $5, refresh_nonce = $6, \
+         refresh_ciphertext = $7, refresh_tag = $8 WHERE forge_type = $9 AND generation = $10",
+    )
+    .bind(access.key_id.clone())
+    .bind(access.nonce.clone())
+    .bind(access.ciphertext.clone())
+    .bind(access.tag.clone())
+    .bind(refresh.map(|x| x.key_id.clone()))
+    .bind(refresh.map(|x| x.nonce.clone()))
+    .bind(refresh.map(|x| x.ciphertext.clone()))
+    .bind(refresh.map(|x| x.tag.clone()))
+    .bind(forge_type.to_owned())
+    .bind(generation)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A setting's value.
+pub async fn get_setting(pool: &AnyPool, key: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM service_settings WHERE key = $1")
+        .bind(key.to_owned())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get("value")).transpose()
+}
+
+/// Sets a setting (in the caller's transaction).
+pub async fn set_setting(
+    conn: &mut AnyConnection,
+    key: &str,
+    value: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO service_settings (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(key.to_owned())
+    .bind(value.to_owned())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes a setting.
+pub async fn clear_setting(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM service_settings WHERE key = $1")
+        .bind(key.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Stores a sign-in in progress.
+pub async fn insert_pending(
+    pool: &AnyPool,
+    state_hash: &str,
+    forge_type: &str,
+    verifier: &Sealed,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oauth_pending (state_hash, forge_type, key_id, nonce, ciphertext, tag, \
+         created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+    )
+    .bind(state_hash.to_owned())
+    .bind(forge_type.to_owned())
+    .bind(verifier.key_id.clone())
+    .bind(verifier.nonce.clone())
+    .bind(verifier.ciphertext.clone())
+    .bind(verifier.tag.clone())
+    .bind(created_at)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Uses up the sign-in `state_hash` if it is unused and unexpired at
+/// `now`: its forge and sealed verifier. One UPDATE decides, so of racing
+/// callbacks (on one host or several) exactly one gets it.
+pub async fn consume_pending(
+    pool: &AnyPool,
+    state_hash: &str,
+    now: i64,
+) -> Result<Option<(String, Sealed)>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE oauth_pending SET used_at = $1 \
+         WHERE state_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING forge_type, key_id, nonce, ciphertext, tag",
+    )
+    .bind(now)
+    .bind(state_hash.to_owned())
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("forge_type")?,
+            Sealed {
+                key_id: r.try_get("key_id")?,
+                nonce: r.try_get("nonce")?,
+                ciphertext: r.try_get("ciphertext")?,
+                tag: r.try_get("tag")?,
+            },
+        ))
+    })
+    .transpose()
+}
+
+/// Deletes sign-ins that expired before `now`; returns how many.
+pub async fn purge_pending(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM oauth_pending WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes sign-ins in progress whose verifier is sealed by a key other than
+/// `current_key_id` (master-key rotation); returns how many.
+pub async fn delete_pending_sealed_by_other_keys(
+    pool: &AnyPool,
+    current_key_id: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM oauth_pending WHERE key_id <> $1")
+        .bind(current_key_id.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

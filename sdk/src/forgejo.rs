@@ -1,0 +1,361 @@
+//! The Forgejo (and Gitea) wire protocol, as functions: the built-in
+//! `forgejo` adapter is these plus its `info`, and any Forgejo-compatible
+//! forge (Codeberg, a Gitea instance under another name) is a few lines.
+//!
+//! ```no_run
+//! use keyward_plugin_sdk::{forgejo, Account, ForgeAdapter, ForgeError, ForgeInfo};
+//!
+//! struct Codeberg;
+//!
+//! impl ForgeAdapter for Codeberg {
+//!     fn info() -> ForgeInfo {
+//!         ForgeInfo {
+//!             kind: "codeberg".into(),
+//!             display_name: "Codeberg".into(),
+//!             default_base_url: "https://codeberg.org".into(),
+//!         }
+//!     }
+//!     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
+//!         forgejo::whoami("codeberg", &base_url, &token)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! Wire facts: authorize at `{base}/login/oauth/authorize`, tokens at
+//! `{base}/login/oauth/access_token` (form body, client credentials in it;
+//! errors are HTTP 400 `{"error"}`, a reused refresh token is
+//! `unauthorized_client`), API at `{base}/api/v1` with `Authorization:
+//! token X`, repositories paged by `page`/`limit` (at most 50) with `Link`
+//! and `X-Total-Count`. No OAuth revoke endpoint, and no scopes reported.
+
+use serde::Deserialize;
+
+use crate::http::{Request, Response};
+use crate::oauth::{self, Form, TokenRules};
+use crate::{
+    secret_ref, wire, Account, ForgeError, OauthApp, Repository, RepositoryPage, TokenSet,
+};
+
+/// Repositories per page: Forgejo's maximum.
+pub const PAGE_SIZE: u64 = 50;
+
+/// Token errors that mean "sign in again": Forgejo answers
+/// `unauthorized_client` to a refresh token used twice.
+const TOKEN_RULES: TokenRules<'static> = TokenRules {
+    grant_errors: &["unauthorized_client"],
+    created_at: false,
+};
+
+fn root(base_url: &str) -> &str {
+    base_url.trim_end_matches('/')
+}
+
+/// `{base}/login/oauth/authorize?…` with PKCE S256.
+pub fn authorize_url(
+    base_url: &str,
+    app: &OauthApp,
+    state: &str,
+    code_challenge: &str,
+    scopes: &[String],
+) -> String {
+    oauth::authorize_url(
+        &format!("{}/login/oauth/authorize", root(base_url)),
+        app,
+        state,
+        code_challenge,
+        scopes,
+    )
+}
+
+fn token(label: &str, base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
+    Request::post(format!("{}/login/oauth/access_token", root(base_url)))
+        .header("accept", "application/json")
+        .form(form)
+        .send_forge()
+        .and_then(|r| r.token_set(TOKEN_RULES))
+        .map_err(|e| e.context(label))
+}
+
+/// Trades a code for tokens.
+pub fn exchange_code(
+    label: &str,
+    base_url: &str,
+    app: &OauthApp,
+    code: &str,
+    code_verifier: &str,
+) -> Result<TokenSet, ForgeError> {
+    token(label, base_url, exchange_form(app, code, code_verifier))
+}
+
+fn exchange_form(app: &OauthApp, code: &str, code_verifier: &str) -> Form {
+    Form::new()
+        .text("grant_type", "authorization_code")
+        .text("code", code)
+        .text("redirect_uri", &app.redirect_uri)
+        .text("code_verifier", code_verifier)
+        .client(app)
+}
+
+/// Trades the refresh token behind `refresh_token` (a reference) for new
+/// tokens.
+pub fn refresh(
+    label: &str,
+    base_url: &str,
+    app: &OauthApp,
+    refresh_token: &str,
+) -> Result<TokenSet, ForgeError> {
+    token(label, base_url, refresh_form(app, refresh_token))
+}
+
+fn refresh_form(app: &OauthApp, refresh_token: &str) -> Form {
+    Form::new()
+        .text("grant_type", "refresh_token")
+        .secret("refresh_token", refresh_token)
+        .client(app)
+}
+
+/// The fields of `GET /api/v1/user` read here.
+#[derive(Deserialize)]
+struct User {
+    id: i64,
+    login: String,
+    full_name: Option<String>,
+    email: Option<String>,
+}
+
+/// `GET /api/v1/user` as an account (no scopes: Forgejo does not say).
+pub fn parse_user(response: &Response) -> Result<Account, ForgeError> {
+    let user: User = response.parse()?;
+    Ok(Account {
+        // Forgejo sends "" for an unset name or a hidden e-mail address.
+        name: user.full_name.filter(|s| !s.trim().is_empty()),
+        email: user.email.filter(|s| !s.trim().is_empty()),
+        ..Account::new(user.id.to_string(), user.login)
+    })
+}
+
+fn get(base_url: &str, path_and_query: &str, token: &str) -> Request {
+    Request::get(format!("{}{path_and_query}", root(base_url)))
+        // Lower-case `token` is Forgejo's own scheme; the host puts the
+        // value in, so the plugin never holds it.
+        .header("authorization", format!("token {}", secret_ref(token)))
+        .header("accept", "application/json")
+}
+
+/// Who the token behind `token` (a reference) belongs to.
+pub fn whoami(label: &str, base_url: &str, token: &str) -> Result<Account, ForgeError> {
+    get(base_url, "/api/v1/user", token)
+        .send_forge()
+        .and_then(Response::check)
+        .and_then(|r| parse_user(&r))
+        .map_err(|e| e.context(label))
+}
+
+#[derive(Deserialize)]
+struct Repo {
+    id: i64,
+    full_name: String,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    archived: bool,
+    default_branch: Option<String>,
+    html_url: String,
+    clone_url: String,
+}
+
+/// One page of `GET /api/v1/user/repos`: the next page from `Link`
+/// `rel="next"` (its `page` parameter, as text), the total from
+/// `X-Total-Count`.
+pub fn parse_repositories(response: &Response) -> Result<RepositoryPage, ForgeError> {
+    let repos: Vec<Repo> = response.parse()?;
+    Ok(RepositoryPage {
+        repositories: repos
+            .into_iter()
+            .map(|r| Repository {
+                id: r.id.to_string(),
+                full_name: r.full_name,
+                private: r.private,
+                archived: r.archived,
+                default_branch: r.default_branch.filter(|b| !b.is_empty()),
+                web_url: r.html_url,
+                clone_url: r.clone_url,
+            })
+            .collect(),
+        next: response
+            .next_link()
+            .and_then(|url| wire::page_of(&url))
+            .map(|p| p.to_string()),
+        total: wire::count(response.header("x-total-count")),
+    })
+}
+
+/// One page of the repositories the token's account can see.
+pub fn list_repositories(
+    label: &str,
+    base_url: &str,
+    token: &str,
+    cursor: Option<&str>,
+) -> Result<RepositoryPage, ForgeError> {
+    let page = wire::page_cursor(cursor).map_err(|e| e.context(label))?;
+    get(
+        base_url,
+        &format!("/api/v1/user/repos?page={page}&limit={PAGE_SIZE}"),
+        token,
+    )
+    .send_forge()
+    .and_then(Response::check)
+    .and_then(|r| parse_repositories(&r))
+    .map_err(|e| e.context(label))
+}
+
+/// Forgejo has no revoke endpoint: always `unsupported`.
+pub fn revoke(label: &str) -> Result<(), ForgeError> {
+    Err(ForgeError::Unsupported(format!(
+        "{label}: Forgejo has no OAuth revoke endpoint; revoke the token in the user's settings \
+         (Settings → Applications)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> OauthApp {
+        OauthApp {
+            client_id: "cid".into(),
+            client_secret: Some("plugin:forgejo/secret".into()),
+            redirect_uri: "https://k.example/cb".into(),
+        }
+    }
+
+    #[test]
+    fn the_authorize_url_is_forgejos() {
+        assert_eq!(
+            authorize_url(
+                "https://codeberg.org/",
+                &app(),
+                "s",
+                "c",
+                &["read:user".into()]
+            ),
+            "https://codeberg.org/login/oauth/authorize?response_type=code&client_id=cid\
+             &redirect_uri=https%3A%2F%2Fk.example%2Fcb&state=s&scope=read%3Auser\
+             &code_challenge=c&code_challenge_method=S256"
+        );
+    }
+
+    #[test]
+    fn token_forms_carry_references_not_values() {
+        assert_eq!(
+            exchange_form(&app(), "co de", "ver").into_body(),
+            "grant_type=authorization_code&code=co%20de&redirect_uri=https%3A%2F%2Fk.example%2Fcb\
+             &code_verifier=ver&client_id=cid&client_secret=${SECRET:plugin:forgejo/secret}"
+        );
+        assert_eq!(
+            refresh_form(&app(), "operator:alice/forgejo-refresh").into_body(),
+            "grant_type=refresh_token&refresh_token=${SECRET:operator:alice/forgejo-refresh}\
+             &client_id=cid&client_secret=${SECRET:plugin:forgejo/secret}"
+        );
+    }
+
+    #[test]
+    fn a_reused_refresh_token_is_an_invalid_grant() {
+        let r = Response::for_test(
+            "POST /login/oauth/access_token",
+            400,
+            &[],
+            br#"{"error":"unauthorized_client","error_description":"token was already used"}"#,
+        );
+        assert!(matches!(
+            r.token_set(TOKEN_RULES),
+            Err(ForgeError::InvalidGrant(_))
+        ));
+    }
+
+    #[test]
+    fn users_parse_with_empty_fields_as_none() {
+        let r = Response::for_test(
+            "GET /api/v1/user",
+            200,
+            &[],
+            br#"{"id":3,"login":"alice","username":"alice","full_name":"","email":" ","is_admin":false}"#,
+        );
+        let a = parse_user(&r).expect("parses");
+        assert_eq!(a, Account::new("3", "alice"));
+        for junk in [
+            &b"{}"[..],
+            b"[]",
+            b"{\"id\":\"x\",\"login\":\"a\"}",
+            b"\xff\xfe",
+            b"",
+        ] {
+            let r = Response::for_test("GET /api/v1/user", 200, &[], junk);
+            assert!(matches!(parse_user(&r), Err(ForgeError::Upstream(_))));
+        }
+        let huge = Response::for_test(
+            "GET /api/v1/user",
+            200,
+            &[],
+            br#"{"id":99999999999999999999999,"login":"a"}"#,
+        );
+        assert!(matches!(parse_user(&huge), Err(ForgeError::Upstream(_))));
+    }
+
+    #[test]
+    fn repository_pages_follow_link_and_total() {
+        let body = br#"[{"id":1,"owner":{"login":"a"},"name":"r","full_name":"a/r","private":true,"fork":false,"html_url":"https://f/a/r","clone_url":"https://f/a/r.git","ssh_url":"git@f:a/r.git","default_branch":"main","archived":false},
+                        {"id":2,"full_name":"a/empty","html_url":"https://f/a/empty","clone_url":"https://f/a/empty.git","default_branch":""}]"#;
+        let r = Response::for_test(
+            "GET /api/v1/user/repos",
+            200,
+            &[
+                (
+                    "link",
+                    r#"<https://f/api/v1/user/repos?limit=50&page=2>; rel="next",<https://f/api/v1/user/repos?limit=50&page=3>; rel="last""#,
+                ),
+                ("x-total-count", "120"),
+            ],
+            body,
+        );
+        let page = parse_repositories(&r).expect("parses");
+        assert_eq!(page.next.as_deref(), Some("2"));
+        assert_eq!(page.total, Some(120));
+        assert_eq!(page.repositories.len(), 2);
+        assert_eq!(
+            page.repositories[0],
+            Repository {
+                id: "1".into(),
+                full_name: "a/r".into(),
+                private: true,
+                archived: false,
+                default_branch: Some("main".into()),
+                web_url: "https://f/a/r".into(),
+                clone_url: "https://f/a/r.git".into(),
+            }
+        );
+        assert_eq!(page.repositories[1].default_branch, None);
+
+        let last = Response::for_test(
+            "GET /api/v1/user/repos",
+            200,
+            &[("link", "garbage"), ("x-total-count", "many")],
+            b"[]",
+        );
+        let page = parse_repositories(&last).expect("parses");
+        assert_eq!((page.next, page.total), (None, None));
+        let junk = Response::for_test("GET /api/v1/user/repos", 200, &[], br#"{"message":"x"}"#);
+        assert!(matches!(
+            parse_repositories(&junk),
+            Err(ForgeError::Upstream(_))
+        ));
+    }
+
+    #[test]
+    fn revoke_is_unsupported() {
+        assert!(
+            matches!(revoke("forgejo"), Err(ForgeError::Unsupported(m)) if m.starts_with("forgejo: "))
+        );
+    }
+}

@@ -1,0 +1,503 @@
+//! OAuth 2 pieces the forge adapters share: authorize URLs (PKCE S256),
+//! form-encoded token requests with the client secret as a reference, and
+//! token replies (success or error, whatever the status) as a
+//! [`TokenSet`] or a [`ForgeError`].
+
+use serde::Deserialize;
+
+use crate::{secret_ref, wire, ForgeError, OauthApp, TokenSet};
+
+/// Percent-encodes `text` for a query or form value: everything but the
+/// RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `endpoint?k=v&…` with every key and value percent-encoded. An endpoint
+/// that already has a query gets `&`.
+pub fn url_with_query(endpoint: &str, params: &[(&str, &str)]) -> String {
+    let mut url = endpoint.to_owned();
+    for (i, (k, v)) in params.iter().enumerate() {
+        url.push(if i == 0 && !endpoint.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
+        url.push_str(&percent_encode(k));
+        url.push('=');
+        url.push_str(&percent_encode(v));
+    }
+    url
+}
+
+/// The authorize URL of the authorization-code flow with PKCE S256:
+/// `response_type=code`, `client_id`, `redirect_uri`, `state`, `scope`
+/// (joined with spaces, left out when empty), `code_challenge` and
+/// `code_challenge_method=S256`.
+pub fn authorize_url(
+    endpoint: &str,
+    app: &OauthApp,
+    state: &str,
+    code_challenge: &str,
+    scopes: &[String],
+) -> String {
+    let scope = scopes.join(" ");
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", app.client_id.as_str()),
+        ("redirect_uri", app.redirect_uri.as_str()),
+        ("state", state),
+    ];
+    if !scope.is_empty() {
+        params.push(("scope", scope.as_str()));
+    }
+    params.push(("code_challenge", code_challenge));
+    params.push(("code_challenge_method", "S256"));
+    url_with_query(endpoint, &params)
+}
+
+/// An `application/x-www-form-urlencoded` body being built.
+///
+/// Values are percent-encoded, except a secret reference
+/// ([`Form::secret`]), which goes in as `${SECRET:<reference>}` for the
+/// host to expand at egress. The host puts the value in as it is, so a
+/// secret used here must be URL-safe (client secrets and tokens forges
+/// issue are: hex, base64url or prefixed alphanumerics).
+#[derive(Debug, Clone, Default)]
+pub struct Form {
+    body: String,
+}
+
+impl Form {
+    /// An empty form.
+    pub fn new() -> Self {
+        Form::default()
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.body.is_empty() {
+            self.body.push('&');
+        }
+        self.body.push_str(&percent_encode(name));
+        self.body.push('=');
+    }
+
+    /// Adds `name=value`, both encoded.
+    #[must_use]
+    pub fn text(mut self, name: &str, value: &str) -> Self {
+        self.key(name);
+        self.body.push_str(&percent_encode(value));
+        self
+    }
+
+    /// Adds `name=${SECRET:reference}`: the host puts the secret in.
+    #[must_use]
+    pub fn secret(mut self, name: &str, reference: &str) -> Self {
+        self.key(name);
+        self.body.push_str(&secret_ref(reference));
+        self
+    }
+
+    /// Adds `client_id` and, for a confidential client, `client_secret` (as
+    /// a reference).
+    #[must_use]
+    pub fn client(self, app: &OauthApp) -> Self {
+        let form = self.text("client_id", &app.client_id);
+        match &app.client_secret {
+            Some(reference) => form.secret("client_secret", reference),
+            None => form,
+        }
+    }
+
+    /// The encoded body.
+    pub fn into_body(self) -> String {
+        self.body
+    }
+}
+
+/// How a forge's token endpoint words things, for [`parse_token_reply`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenRules<'a> {
+    /// Error codes that mean "sign in again" beyond the standard
+    /// `invalid_grant` (GitHub: `bad_verification_code`,
+    /// `bad_refresh_token`; Forgejo: `unauthorized_client` for a reused
+    /// refresh token).
+    pub grant_errors: &'a [&'a str],
+    /// Whether `expires_in` counts from the reply's `created_at` (GitLab)
+    /// rather than from now.
+    pub created_at: bool,
+}
+
+/// A token reply's fields; everything optional so that an error reply
+/// (any status) and a success share one parse.
+#[derive(Deserialize)]
+struct Reply {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<serde_json::Value>,
+    created_at: Option<serde_json::Value>,
+    scope: Option<serde_json::Value>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The longest expiry believed (ten years): a bigger `expires_in` is junk
+/// and reads as "no expiry given".
+const MAX_EXPIRES_IN: i64 = 10 * 365 * 86_400;
+
+/// A token endpoint's answer as a [`TokenSet`], or why not.
+///
+/// An `error` field is an error whatever the status (GitHub answers HTTP
+/// 200 with one): `invalid_grant` and `rules.grant_errors` are
+/// `invalid-grant`, `invalid_client` and other codes `upstream` (a
+/// configuration problem, not the operator's sign-in). A 2xx without an
+/// access token, a token type other than bearer, or a body that is not JSON
+/// is `upstream`; a non-2xx without an `error` maps by status.
+pub fn parse_token_reply(
+    what: &str,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    rules: TokenRules<'_>,
+    now: i64,
+) -> Result<TokenSet, ForgeError> {
+    let head = format!("{what} → {status}");
+    let reply: Option<Reply> = serde_json::from_slice(body).ok();
+    let Some(reply) = reply else {
+        return Err(if (200..300).contains(&status) {
+            ForgeError::Upstream(format!("{head}: the token reply is not JSON"))
+        } else {
+            wire::status_error(status, headers, &head, None, now)
+        });
+    };
+    if let Some(code) = reply.error.as_deref().filter(|c| !c.is_empty()) {
+        let code: String = code.chars().take(64).collect();
+        let text = match reply.error_description.as_deref() {
+            Some(d) if !d.is_empty() => {
+                format!(
+                    "{head}: {code}: {}",
+                    d.chars().take(200).collect::<String>()
+                )
+            }
+            _ => format!("{head}: {code}"),
+        };
+        return Err(
+            if code == "invalid_grant" || rules.grant_errors.contains(&code.as_str()) {
+                ForgeError::InvalidGrant(text)
+            } else if status == 429 {
+                wire::status_error(status, headers, &head, Some(&code), now)
+            } else {
+                ForgeError::Upstream(text)
+            },
+        );
+    }
+    if !(200..300).contains(&status) {
+        return Err(wire::status_error(status, headers, &head, None, now));
+    }
+    let access_token = reply
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ForgeError::Upstream(format!("{head}: no access_token in the reply")))?;
+    if let Some(kind) = reply.token_type.as_deref() {
+        if !kind.eq_ignore_ascii_case("bearer") {
+            return Err(ForgeError::Upstream(format!(
+                "{head}: token_type {:?} is not bearer",
+                kind.chars().take(32).collect::<String>()
+            )));
+        }
+    }
+    let expires_in = reply.expires_in.as_ref().and_then(seconds);
+    let start = if rules.created_at {
+        reply.created_at.as_ref().and_then(seconds).unwrap_or(now)
+    } else {
+        now
+    };
+    let expires_at = expires_in
+        .filter(|s| (0..=MAX_EXPIRES_IN).contains(s))
+        .and_then(|s| start.checked_add(s));
+    let scopes = match reply.scope {
+        Some(serde_json::Value::String(s)) => wire::split_scopes(&s),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .flat_map(wire::split_scopes)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(TokenSet {
+        access_token,
+        refresh_token: reply.refresh_token.filter(|t| !t.is_empty()),
+        expires_at,
+        scopes,
+    })
+}
+
+/// A JSON number or numeric string as whole seconds; junk (fractions,
+/// negative beyond i64, text) is `None`.
+fn seconds(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(secret: Option<&str>) -> OauthApp {
+        OauthApp {
+            client_id: "my id".into(),
+            client_secret: secret.map(str::to_owned),
+            redirect_uri: "https://keyward.example/forge/callback?x=1&y=2".into(),
+        }
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved() {
+        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
+        assert_eq!(percent_encode("a b&c=d/é+"), "a%20b%26c%3Dd%2F%C3%A9%2B");
+        assert_eq!(percent_encode(""), "");
+    }
+
+    #[test]
+    fn authorize_urls_encode_every_parameter() {
+        let url = authorize_url(
+            "https://f.example/login/oauth/authorize",
+            &app(None),
+            "st&ate",
+            "abc-_",
+            &["read:user".into(), "repo".into()],
+        );
+        assert_eq!(
+            url,
+            "https://f.example/login/oauth/authorize?response_type=code&client_id=my%20id\
+             &redirect_uri=https%3A%2F%2Fkeyward.example%2Fforge%2Fcallback%3Fx%3D1%26y%3D2\
+             &state=st%26ate&scope=read%3Auser%20repo&code_challenge=abc-_&code_challenge_method=S256"
+        );
+        let url = authorize_url("https://f/a?tenant=1", &app(None), "s", "c", &[]);
+        assert!(url.starts_with("https://f/a?tenant=1&response_type=code"));
+        assert!(!url.contains("scope="));
+    }
+
+    #[test]
+    fn forms_encode_values_but_not_secret_references() {
+        let body = Form::new()
+            .text("grant_type", "authorization_code")
+            .text("code", "a+b/c")
+            .client(&app(Some("plugin:forgejo/client-secret")))
+            .into_body();
+        assert_eq!(
+            body,
+            "grant_type=authorization_code&code=a%2Bb%2Fc&client_id=my%20id\
+             &client_secret=${SECRET:plugin:forgejo/client-secret}"
+        );
+        assert_eq!(
+            Form::new().client(&app(None)).into_body(),
+            "client_id=my%20id"
+        );
+    }
+
+    fn parse(status: u16, body: &str, rules: TokenRules<'_>) -> Result<TokenSet, ForgeError> {
+        parse_token_reply("POST /token", status, &[], body.as_bytes(), rules, 1_000)
+    }
+
+    #[test]
+    fn successful_replies_become_token_sets() {
+        let t = parse(
+            200,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":"r"}"#,
+            TokenRules::default(),
+        )
+        .expect("ok");
+        assert_eq!(
+            t,
+            TokenSet {
+                access_token: "a".into(),
+                refresh_token: Some("r".into()),
+                expires_at: Some(4_600),
+                scopes: vec![]
+            }
+        );
+        // GitHub OAuth App: comma-separated scope, no expiry, no refresh.
+        let t = parse(
+            200,
+            r#"{"access_token":"gho_x","scope":"repo,gist","token_type":"bearer"}"#,
+            TokenRules::default(),
+        )
+        .expect("ok");
+        assert_eq!(t.scopes, ["repo", "gist"]);
+        assert_eq!((t.refresh_token, t.expires_at), (None, None));
+        // GitLab: expiry from created_at.
+        let gitlab = TokenRules {
+            created_at: true,
+            ..TokenRules::default()
+        };
+        let t = parse(
+            200,
+            r#"{"access_token":"a","token_type":"bearer","expires_in":7200,"refresh_token":"r","created_at":1607635748,"scope":"api read_user"}"#,
+            gitlab,
+        )
+        .expect("ok");
+        assert_eq!(t.expires_at, Some(1_607_642_948));
+        assert_eq!(t.scopes, ["api", "read_user"]);
+        // No token_type at all is accepted; an empty refresh token is none.
+        let t = parse(
+            201,
+            r#"{"access_token":"a","refresh_token":"","scope":["a","b"]}"#,
+            gitlab,
+        )
+        .expect("ok");
+        assert_eq!((t.refresh_token, t.expires_at), (None, None));
+        assert_eq!(t.scopes, ["a", "b"]);
+    }
+
+    #[test]
+    fn junk_expiry_is_no_expiry() {
+        for expires in [
+            "-5",
+            "1e30",
+            "99999999999999999999999",
+            "\"soon\"",
+            "1.5",
+            "null",
+            "[]",
+        ] {
+            let t = parse(
+                200,
+                &format!(r#"{{"access_token":"a","expires_in":{expires}}}"#),
+                TokenRules::default(),
+            )
+            .expect("still a token");
+            assert_eq!(t.expires_at, None, "{expires}");
+        }
+        let t = parse(
+            200,
+            r#"{"access_token":"a","expires_in":"60"}"#,
+            TokenRules::default(),
+        )
+        .expect("ok");
+        assert_eq!(t.expires_at, Some(1_060));
+        // created_at near i64::MAX does not overflow.
+        let t = parse(
+            200,
+            r#"{"access_token":"a","expires_in":60,"created_at":9223372036854775800}"#,
+            TokenRules {
+                created_at: true,
+                ..TokenRules::default()
+            },
+        )
+        .expect("ok");
+        assert_eq!(t.expires_at, None);
+    }
+
+    #[test]
+    fn error_replies_map_whatever_the_status() {
+        let github = TokenRules {
+            grant_errors: &["bad_verification_code", "bad_refresh_token"],
+            ..TokenRules::default()
+        };
+        assert_eq!(
+            parse(
+                200,
+                r#"{"error":"bad_verification_code","error_description":"The code passed is incorrect or expired.","error_uri":"x"}"#,
+                github
+            ),
+            Err(ForgeError::InvalidGrant(
+                "POST /token → 200: bad_verification_code: The code passed is incorrect or expired."
+                    .into()
+            ))
+        );
+        assert!(matches!(
+            parse(200, r#"{"error":"incorrect_client_credentials"}"#, github),
+            Err(ForgeError::Upstream(m)) if m == "POST /token → 200: incorrect_client_credentials"
+        ));
+        // GitLab: 401 for client problems, 400 otherwise.
+        assert!(matches!(
+            parse(
+                401,
+                r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+                TokenRules::default()
+            ),
+            Err(ForgeError::Upstream(_))
+        ));
+        assert!(matches!(
+            parse(
+                400,
+                r#"{"error":"invalid_grant","error_description":"The provided authorization grant is invalid"}"#,
+                TokenRules::default()
+            ),
+            Err(ForgeError::InvalidGrant(_))
+        ));
+        // Forgejo: a reused refresh token.
+        let forgejo = TokenRules {
+            grant_errors: &["unauthorized_client"],
+            ..TokenRules::default()
+        };
+        assert!(matches!(
+            parse(
+                400,
+                r#"{"error":"unauthorized_client","error_description":"token was already used"}"#,
+                forgejo
+            ),
+            Err(ForgeError::InvalidGrant(_))
+        ));
+        // An error wins over a token in the same reply.
+        assert!(matches!(
+            parse(
+                200,
+                r#"{"access_token":"a","error":"invalid_grant"}"#,
+                forgejo
+            ),
+            Err(ForgeError::InvalidGrant(_))
+        ));
+    }
+
+    #[test]
+    fn hostile_replies_are_upstream_errors() {
+        let rules = TokenRules::default();
+        for (status, body) in [
+            (200, "not json"),
+            (200, "[]"),
+            (200, "{}"),
+            (200, r#"{"access_token":""}"#),
+            (200, r#"{"access_token":17}"#),
+            (200, r#"{"access_token":"a","token_type":"mac"}"#),
+            (500, "<html>oops</html>"),
+            (400, "{}"),
+        ] {
+            assert!(
+                matches!(parse(status, body, rules), Err(ForgeError::Upstream(_))),
+                "{status} {body}"
+            );
+        }
+        let err = parse_token_reply("POST /t", 200, &[], &[0xff, 0xfe, b'{'], rules, 0)
+            .expect_err("not UTF-8");
+        assert!(matches!(err, ForgeError::Upstream(_)));
+        assert!(matches!(
+            parse(401, "", rules),
+            Err(ForgeError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            parse(429, "", rules),
+            Err(ForgeError::RateLimited(_))
+        ));
+        // A huge description is cut.
+        let long = format!(
+            r#"{{"error":"x","error_description":"{}"}}"#,
+            "d".repeat(10_000)
+        );
+        let err = parse(400, &long, rules).expect_err("error");
+        assert!(err.message().len() < 400);
+    }
+}

@@ -1,0 +1,210 @@
+//! Forgejo / Gitea: `/login/oauth/*` and `/api/v1`.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::authorize::authorize;
+use crate::clock::iso;
+use crate::oauth::{self, Failure};
+use crate::paging::{Linker, Window};
+use crate::params::{authorization_token, Params};
+use crate::state::{lock, Access, Shared, State as Emu, TokenProblem};
+
+/// Forgejo's routes.
+pub(crate) fn router() -> Router<Shared> {
+    Router::new()
+        .route("/login/oauth/authorize", get(authorize))
+        .route("/login/oauth/access_token", post(token))
+        .route("/api/v1/user", get(whoami))
+        .route("/api/v1/user/repos", get(repos))
+}
+
+async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    crate::token_delay(&shared).await;
+    let result = match Params::from_body(&headers, &body) {
+        None => Err(Failure::Malformed),
+        Some(params) => oauth::token(&mut lock(&shared), &headers, &params),
+    };
+    match result {
+        Ok(g) => {
+            let mut reply = json!({"access_token": g.access_token, "token_type": "bearer"});
+            if let Some(e) = g.expires_in {
+                reply["expires_in"] = e.into();
+            }
+            if let Some(r) = g.refresh_token {
+                reply["refresh_token"] = r.into();
+            }
+            Json(reply).into_response()
+        }
+        Err(f) => {
+            // Gitea answers nearly every grant problem with unauthorized_client.
+            let code = match f {
+                Failure::Malformed | Failure::Missing(_) => "invalid_request",
+                Failure::UnknownClient => "invalid_client",
+                Failure::UnsupportedGrant => "unsupported_grant_type",
+                _ => "unauthorized_client",
+            };
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": code, "error_description": f.description()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The API error shape.
+pub(crate) fn api_error(base: &str, status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"message": message, "url": format!("{base}/api/swagger")})),
+    )
+        .into_response()
+}
+
+fn authenticate<'a>(
+    state: &'a Emu,
+    headers: &HeaderMap,
+    scope: &str,
+) -> Result<&'a Access, Response> {
+    let Some(token) = authorization_token(headers, &["token", "bearer"]) else {
+        return Err(api_error(
+            &state.base,
+            StatusCode::UNAUTHORIZED,
+            "token is required",
+        ));
+    };
+    let access = state.check_access(&token).map_err(|p| {
+        let message = match p {
+            TokenProblem::Unknown => "user does not exist [uid: 0, name: ]",
+            TokenProblem::Expired => "oauth2 token expired",
+        };
+        api_error(&state.base, StatusCode::UNAUTHORIZED, message)
+    })?;
+    let family = scope.split_once(':').map_or(scope, |(_, f)| f);
+    let granted = access.scopes.is_empty()
+        || access
+            .scopes
+            .iter()
+            .any(|s| s == "all" || s == scope || *s == format!("write:{family}"));
+    if !granted {
+        let message = format!("token does not have at least one of required scope(s): [{scope}]");
+        return Err(api_error(&state.base, StatusCode::FORBIDDEN, &message));
+    }
+    Ok(access)
+}
+
+async fn whoami(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let state = lock(&shared);
+    let access = match authenticate(&state, &headers, "read:user") {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let login = &access.login;
+    Json(json!({
+        "id": state.user_id(login),
+        "login": login,
+        "username": login,
+        "login_name": "",
+        "full_name": format!("{login} (emulated)"),
+        "email": format!("{login}@example.test"),
+        "avatar_url": format!("{}/avatars/{login}", state.base),
+        "html_url": format!("{}/{login}", state.base),
+        "language": "en-US",
+        "is_admin": false,
+        "created": iso(1_704_067_200),
+        "last_login": iso(access.created_at),
+        "restricted": false,
+        "active": true,
+        "prohibit_login": false,
+        "visibility": "public",
+    }))
+    .into_response()
+}
+
+async fn repos(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let state = lock(&shared);
+    let access = match authenticate(&state, &headers, "read:repository") {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let login = access.login.clone();
+    let q = Params::from_query(query.as_deref().unwrap_or(""));
+    let count = state.repos.get(&login).copied().unwrap_or(0);
+    let w = Window::lenient(q.get("page"), q.get("limit"), 30, 50, count);
+    let owner_id = state.user_id(&login);
+    let items: Vec<Value> = w
+        .range()
+        .map(|i| repo(&state.base, &login, owner_id, i))
+        .collect();
+    let links = Linker {
+        base: &state.base,
+        path: "/api/v1/user/repos",
+        query: &q,
+        page_key: "page",
+    };
+    let link = links.header(
+        &[
+            ("next", w.next()),
+            ("last", w.next().map(|_| w.last())),
+            ("first", w.prev().map(|_| 1)),
+            ("prev", w.prev()),
+        ],
+        ",",
+    );
+    let mut response = Json(items).into_response();
+    let h = response.headers_mut();
+    h.insert("x-total-count", HeaderValue::from(count));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Link, X-Total-Count"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&link) {
+        if !link.is_empty() {
+            h.insert(header::LINK, v);
+        }
+    }
+    response
+}
+
+fn repo(base: &str, login: &str, owner_id: u64, i: usize) -> Value {
+    let name = format!("repo-{i:03}");
+    let host = base.trim_start_matches("http://");
+    json!({
+        "id": owner_id * 1000 + i as u64 + 1,
+        "owner": {"id": owner_id, "login": login, "username": login},
+        "name": name,
+        "full_name": format!("{login}/{name}"),
+        "description": "",
+        "empty": false,
+        "private": i % 2 == 1,
+        "fork": false,
+        "template": false,
+        "mirror": false,
+        "html_url": format!("{base}/{login}/{name}"),
+        "clone_url": format!("{base}/{login}/{name}.git"),
+        "ssh_url": format!("git@{host}:{login}/{name}.git"),
+        "default_branch": "main",
+        "archived": false,
+        "permissions": {"admin": true, "push": true, "pull": true},
+        "created_at": iso(1_704_067_200),
+        "updated_at": iso(1_704_067_200 + i as u64 * 60),
+    })
+}
+
+/// Forgejo's answer while rate limited.
+pub(crate) fn rate_limited(base: &str, retry_after: u64) -> Response {
+    let mut r = api_error(base, StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    r
+}

@@ -1,0 +1,408 @@
+//! Agent types: the token comes through the resolver on every dispatch, so
+//! a rotation (over the API or in the dashboard) reaches the forge on the
+//! next one, with no restart; getAgentToken is logged with caller and
+//! reason; instances override; a dropped-in forge plugin works at once.
+
+use forge_emulator::{Emulator, Flavor};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::support::{TestDb, TestKey};
+use super::{emulator, ForgeSetup, Host};
+
+fn last_user_auth(emu: &Emulator) -> String {
+    emu.requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path.ends_with("/user"))
+        .and_then(|r| r.authorization)
+        .unwrap_or_default()
+}
+
+async fn host_for(emu: &Emulator, db: &TestDb) -> Host {
+    Host::start(
+        db,
+        &TestKey::new(),
+        &[ForgeSetup {
+            name: "forgejo",
+            emulator: emu,
+            operators: &["alice"],
+        }],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_agent_token_reaches_the_next_dispatch() {
+    let emu = emulator(Flavor::Forgejo, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = host_for(&emu, &db).await;
+    let first = emu.personal_token("bot");
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types",
+            &host.operator,
+            Some(
+                json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
+                        "description": "the coding agent", "token": first}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["token"], "agent_type:coder/FORGE_TOKEN");
+    assert!(!body.to_string().contains(&first), "never the token");
+
+    let dispatch = |reason: &str| {
+        host.call(
+            Method::POST,
+            "/agent-types/coder/dispatch",
+            &host.resolver,
+            Some(json!({"reason": reason})),
+        )
+    };
+    let (status, body, _) = dispatch("nightly triage").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["account"]["login"], "bot");
+    assert!(last_user_auth(&emu).ends_with(&first));
+
+    // Rotated through the generic secrets API: the next dispatch uses it.
+    let second = emu.personal_token("bot");
+    let (status, body, _) = host
+        .call(
+            Method::PUT,
+            "/secrets/FORGE_TOKEN?scope=agent_type:coder",
+            &host.operator,
+            Some(json!({"value": second})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = dispatch("after rotation").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        last_user_auth(&emu).ends_with(&second),
+        "{}",
+        last_user_auth(&emu)
+    );
+
+    // getAgentToken: the value, logged with the caller and the reason.
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/coder/token",
+            &host.resolver,
+            Some(json!({"reason": "write agent.env"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token"], second.as_str());
+    let rows = host.vault.log_tail(1000).await.expect("log");
+    assert!(rows.iter().any(|r| r.accessor.starts_with("token:")
+        && r.reason == "write agent.env"
+        && r.scope == "agent_type:coder"
+        && r.name == "FORGE_TOKEN"
+        && r.action == "reveal"
+        && r.outcome == "ok"));
+    assert!(rows.iter().any(|r| r.accessor == "plugin:forgejo"
+        && r.scope == "agent_type:coder"
+        && r.action == "egress"));
+
+    // An instance override wins for that instance only.
+    let third = emu.personal_token("alice");
+    let (status, body, _) = host
+        .call(
+            Method::PUT,
+            "/agent-types/coder/token",
+            &host.operator,
+            Some(json!({"value": third, "instance": "i-42"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token"], "instance:i-42/FORGE_TOKEN");
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/coder/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "instance run", "instance": "i-42"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["account"]["login"], "alice");
+    let (_, body, _) = dispatch("type run").await;
+    assert_eq!(body["account"]["login"], "bot");
+    let (status, _, _) = host
+        .call(
+            Method::DELETE,
+            "/agent-types/coder/instances/i-42",
+            &host.operator,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/coder/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "instance run", "instance": "i-42"})),
+        )
+        .await;
+    assert_eq!(body["account"]["login"], "bot", "back to the type's token");
+
+    // Listing shows references, never values.
+    let (status, body, _) = host
+        .call(Method::GET, "/agent-types", &host.resolver, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.to_string();
+    for t in [&first, &second, &third] {
+        assert!(!text.contains(t.as_str()), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_in_the_dashboard_reaches_the_next_dispatch() {
+    let emu = emulator(Flavor::Forgejo, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = host_for(&emu, &db).await;
+    let first = emu.personal_token("bot");
+    let (status, _, _) = host
+        .call(
+            Method::POST,
+            "/agent-types",
+            &host.operator,
+            Some(json!({"name": "reviewer", "forge": "forgejo", "base_url": emu.base_url(), "token": first})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The operator signs in with the forge and replaces the value in the
+    // dashboard's form.
+    let (status, cookie, _) = host.sign_in("forgejo").await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = cookie.expect("cookie");
+    let page = host
+        .client
+        .get(format!(
+            "{}/settings/secrets/FORGE_TOKEN?scope=agent_type:reviewer",
+            host.base
+        ))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    let second = emu.personal_token("bot");
+    let resp = host
+        .client
+        .post(format!(
+            "{}/settings/secrets/FORGE_TOKEN/replace?scope=agent_type:reviewer",
+            host.base
+        ))
+        .header(reqwest::header::COOKIE, &cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("csrf", &csrf)
+                .append_pair("value", &second)
+                .finish(),
+        )
+        .send()
+        .await
+        .expect("replace");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/reviewer/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "after the dashboard rotation"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(last_user_auth(&emu).ends_with(&second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_agent_type_requests_are_refused_and_change_nothing() {
+    let emu = emulator(Flavor::Forgejo, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = host_for(&emu, &db).await;
+    for body in [
+        json!({"name": "", "forge": "forgejo", "base_url": emu.base_url()}),
+        json!({"name": "a/b", "forge": "forgejo", "base_url": emu.base_url()}),
+        json!({"name": "x".repeat(500), "forge": "forgejo", "base_url": emu.base_url()}),
+        json!({"name": "ok", "forge": "Not A Plugin", "base_url": emu.base_url()}),
+        json!({"name": "ok", "forge": "forgejo", "base_url": "ftp://example.org"}),
+        json!({"name": "ok", "forge": "forgejo", "base_url": "http://example.org"}),
+        json!({"name": "ok", "forge": "forgejo", "base_url": "https://user:pw@example.org"}),
+        json!({"name": "ok", "forge": "forgejo", "base_url": emu.base_url(), "surprise": 1}),
+        json!({"name": 5, "forge": "forgejo"}),
+        json!([]),
+    ] {
+        let (status, resp, _) = host
+            .call(
+                Method::POST,
+                "/agent-types",
+                &host.operator,
+                Some(body.clone()),
+            )
+            .await;
+        assert!(status.is_client_error(), "{body}: {status} {resp}");
+        assert!(resp["error"]["code"].is_string(), "{resp}");
+    }
+    let (_, list, _) = host
+        .call(Method::GET, "/agent-types", &host.resolver, None)
+        .await;
+    assert_eq!(list, json!([]), "nothing was created");
+    // Unknown types and missing tokens.
+    let (status, _, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/ghost/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "r"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types",
+            &host.operator,
+            Some(json!({"name": "empty", "forge": "forgejo", "base_url": emu.base_url()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/empty/token",
+            &host.resolver,
+            Some(json!({"reason": "r"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _, _) = host
+        .call(
+            Method::POST,
+            "/agent-types",
+            &host.operator,
+            Some(json!({"name": "empty", "forge": "forgejo", "base_url": emu.base_url()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a duplicate");
+    for body in [
+        json!({}),
+        json!({"reason": ""}),
+        json!({"reason": "r\u{0}"}),
+    ] {
+        let (status, _, _) = host
+            .call(
+                Method::POST,
+                "/agent-types/empty/token",
+                &host.resolver,
+                Some(body.clone()),
+            )
+            .await;
+        assert!(status.is_client_error(), "{body}");
+    }
+    // A token the forge refuses: the forge's answer, as a failed dependency.
+    let (status, _, _) = host
+        .call(
+            Method::PUT,
+            "/agent-types/empty/token",
+            &host.operator,
+            Some(json!({"value": "not-a-real-token"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/empty/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "r"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
+    assert!(!body.to_string().contains("not-a-real-token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
+    let emu = emulator(Flavor::Forgejo, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = Host::start(
+        &db,
+        &TestKey::new(),
+        &[ForgeSetup {
+            name: "codeberg",
+            emulator: &emu,
+            operators: &["alice"],
+        }],
+    )
+    .await;
+    // Not there yet.
+    let resp = host
+        .client
+        .get(format!("{}/auth/codeberg/login", host.base))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // Built outside the host (the fixture workspace), dropped in, picked up.
+    super::fixtures::install(host.plugins.path(), "codeberg", |m| m);
+    let (status, body, _) = host
+        .call(Method::POST, "/plugins/reload", &host.operator, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["loaded"]
+            .as_array()
+            .expect("loaded")
+            .iter()
+            .any(|n| n == "codeberg"),
+        "{body}"
+    );
+    let (status, cookie, page) = host.sign_in("codeberg").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (_, me) = host.me(cookie.as_deref()).await;
+    assert_eq!(me["forge_type"], "codeberg");
+    let token = emu.personal_token("bot");
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types",
+            &host.operator,
+            Some(json!({"name": "berg", "forge": "codeberg", "base_url": emu.base_url(), "token": token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/berg/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "drop-in"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["account"]["login"], "bot");
+    let (status, _, _) = host
+        .call(Method::GET, "/forge/repos", &host.operator, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    drop(host.rt.registry());
+}
