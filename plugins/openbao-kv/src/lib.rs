@@ -444,10 +444,15 @@ fn discover_with(cfg: &Config, fetch: &mut Fetch<'_>) -> Result<Discovery, Error
         // `path` may name one secret rather than a folder.
         404 => walk.secret(&cfg.prefix, fetch)?,
         403 => {
+            let hint = if cfg.token_ref.is_none() {
+                " (no --option token_ref=SCOPE/NAME was given)"
+            } else {
+                ""
+            };
             return Err(Error::Denied(format!(
-                "{REFUSED}: LIST {}/{root}",
+                "{REFUSED}: LIST {}/{root}{hint}",
                 cfg.mount
-            )))
+            )));
         }
         _ => {
             return Err(Error::Upstream(status_reason(
@@ -1024,6 +1029,30 @@ mod tests {
         );
         assert_eq!(status_reason("GET a", 502, b"<html>"), "GET a → 502");
         assert!(status_reason("GET a", 403, b"").starts_with(REFUSED));
+    }
+
+    /// Answers as OpenBao 2.7.2 (`bao server -dev`) gives them.
+    #[test]
+    fn real_openbao_answers_parse() {
+        let list = br#"{"request_id":"652aa1b7-b98d-9063-bdab-8231972c10ed","lease_id":"","renewable":false,"lease_duration":0,"data":{"keys":["apps/","gone","top"]},"wrap_info":null,"warnings":null,"auth":null}"#;
+        assert_eq!(parse_list(list).expect("parses"), ["apps/", "gone", "top"]);
+        let data = br#"{"request_id":"4e165666-44f2-8bb6-98d7-da5335d727ec","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":{"db_password":"pw","port":"5432"},"metadata":{"created_time":"2026-12-02T15:13:07.721870874Z","custom_metadata":{"description":"web DB"},"deletion_time":"","destroyed":false,"version":1}},"wrap_info":null,"warnings":null,"auth":null}"#;
+        let d = parse_data(data).expect("parses");
+        assert_eq!(d.description, Some(Some("web DB".into())));
+        assert_eq!(d.data.expect("data")["port"], "5432");
+        // A deleted current version: 404 with this body.
+        let gone = br#"{"request_id":"e01e3fe5-47af-fe73-0d36-b1546df33ae5","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":null,"metadata":{"created_time":"2026-12-02T15:13:08.060187691Z","custom_metadata":null,"deletion_time":"2026-12-02T15:13:08.166550727Z","destroyed":false,"version":1}},"wrap_info":null,"warnings":null,"auth":null}"#;
+        assert_eq!(parse_data(gone).expect("parses").data, None);
+        let meta = br#"{"request_id":"54f9dde7-86a7-dbb2-8976-bcde4fdc1d06","lease_id":"","renewable":false,"lease_duration":0,"data":{"cas_required":false,"created_time":"2026-12-02T15:13:07.721870874Z","current_metadata_version":1,"current_version":1,"custom_metadata":{"description":"web DB"},"delete_version_after":"0s","max_versions":0,"metadata_cas_required":false,"oldest_version":0,"updated_time":"2026-12-02T15:13:07.852291556Z","versions":{"1":{"created_time":"2026-12-02T15:13:07.721870874Z","deletion_time":"","destroyed":false}}},"wrap_info":null,"warnings":null,"auth":null}"#;
+        assert_eq!(parse_metadata(meta).as_deref(), Some("web DB"));
+        assert_eq!(
+            status_reason("LIST secret/", 404, br#"{"errors":[]}"#),
+            "LIST secret/ → 404"
+        );
+        assert_eq!(
+            status_reason("LIST secret/", 403, br#"{"errors":["permission denied"]}"#),
+            "OpenBao refused the token (403): LIST secret/"
+        );
     }
 
     #[test]
