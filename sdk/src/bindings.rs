@@ -41,7 +41,9 @@ pub mod migrator {
         },
         additional_derives: [PartialEq, Eq],
         pub_export_macro: true,
-        export_macro_name: "export_migrator",
+        // The SDK's own `export_migrator!` (sdk/src/migrate.rs) wraps this
+        // one: it adapts a `Migrator` to the generated `Guest` first.
+        export_macro_name: "export_migrator_guest",
         default_bindings_module: "keyward_plugin_sdk::bindings::migrator",
     });
 }

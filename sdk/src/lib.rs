@@ -66,6 +66,7 @@ pub mod forge;
 pub mod forgejo;
 pub mod http;
 pub mod log;
+pub mod migrate;
 pub mod oauth;
 pub mod wire;
 
@@ -86,15 +87,7 @@ pub use forge::{
     TokenSet,
 };
 
-/// What a migrator exports; implement it and call [`export_migrator!`].
-pub use bindings::migrator::exports::keyward::plugin::migration::Guest as Migrator;
-
-/// Records of the `migration` interface.
-pub use bindings::migrator::exports::keyward::plugin::migration::MigratorInfo;
-
-/// Exports a [`Migrator`] implementation as the plugin's `migration`
-/// interface: `keyward_plugin_sdk::export_migrator!(MyMigrator);`.
-pub use bindings::migrator::export_migrator;
+pub use migrate::{Migrator, MigratorInfo};
 
 /// `${SECRET:reference}`, to put in a request header value or body.
 ///

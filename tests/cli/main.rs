@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod keys;
+mod migrate;
 mod secrets;
 mod serve;
 mod tokens;

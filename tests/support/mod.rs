@@ -147,6 +147,11 @@ impl TestKey {
         TestKey(MasterKey::generate().to_base64().to_string())
     }
 
+    /// The same key as `text` (another process's copy).
+    pub fn from_base64(text: &str) -> TestKey {
+        TestKey(text.to_owned())
+    }
+
     /// The key.
     pub fn key(&self) -> MasterKey {
         MasterKey::from_base64("test key", &self.0).expect("valid")

@@ -81,5 +81,8 @@ fn host_functions_are_the_documented_ones() {
             "whoami"
         ]
     );
-    assert_eq!(iface("migration"), ["info"]);
+    assert_eq!(
+        iface("migration"),
+        ["discover", "info", "plan-renames", "read", "retire"]
+    );
 }

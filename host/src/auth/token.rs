@@ -143,9 +143,46 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
     }
 }
 
+/// Shortest legacy client key accepted (see [`legacy_id`]).
+pub const LEGACY_MIN_LEN: usize = 16;
+/// Longest legacy client key accepted.
+pub const LEGACY_MAX_LEN: usize = 512;
+/// The id prefix of a token imported from a legacy client key.
+pub const LEGACY_ID_PREFIX: &str = "legacy-";
+
+/// The public id of a legacy client API key imported by a migration
+/// (`legacy-` + 16 hex digits of its SHA-256), or `None` if the text cannot
+/// be one: shorter than [`LEGACY_MIN_LEN`], longer than
+/// [`LEGACY_MAX_LEN`], not printable ASCII, or shaped like a `kw_` token.
+/// Clients keep presenting the key they have; it is stored, like every
+/// token, as its SHA-256 only, and found by this id.
+pub fn legacy_id(key: &str) -> Option<String> {
+    let ok = (LEGACY_MIN_LEN..=LEGACY_MAX_LEN).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_graphic())
+        && !key.starts_with(PREFIX);
+    ok.then(|| {
+        let digest = Sha256::digest(key.as_bytes());
+        format!("{LEGACY_ID_PREFIX}{}", &hex::encode(digest)[..ID_HEX])
+    })
+}
+
+/// The stored hash of a token or legacy key.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    hash(token)
+}
+
+/// The id of a presented token: `kw_<id>_<secret>`, or a legacy client key
+/// (see [`legacy_id`]); `None` if it is neither.
+fn id_of(token: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if token.starts_with(PREFIX) {
+        return kw_id_of(token).map(std::borrow::Cow::Borrowed);
+    }
+    legacy_id(token).map(std::borrow::Cow::Owned)
+}
+
 /// Splits `kw_<id>_<secret>` and returns the id, or `None` if the text is
 /// not shaped like a token.
-fn id_of(token: &str) -> Option<&str> {
+fn kw_id_of(token: &str) -> Option<&str> {
     if token.len() != TOKEN_LEN || !token.is_ascii() {
         return None;
     }
@@ -223,7 +260,7 @@ impl Tokens {
             "{PREFIX}{id}_{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
         )));
-        debug_assert!(id_of(token.expose()).is_some());
+        debug_assert!(kw_id_of(token.expose()).is_some());
         let row = TokenRow {
             id,
             name: name.to_owned(),
@@ -264,6 +301,7 @@ impl Tokens {
     /// tokens all give [`AuthError::Invalid`].
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, AuthError> {
         let id = id_of(presented).ok_or(AuthError::Invalid)?;
+        let id = id.as_ref();
         let presented_hash = hash(presented);
         let (epoch, checked) = match self.remembered(id, &presented_hash) {
             Remembered::Valid(caller, None) => return Ok(caller),
@@ -388,7 +426,7 @@ mod tests {
     #[test]
     fn only_well_shaped_tokens_have_an_id() {
         let good = format!("kw_0123456789abcdef_{}", "A".repeat(SECRET_B64));
-        assert_eq!(id_of(&good), Some("0123456789abcdef"));
+        assert_eq!(id_of(&good).as_deref(), Some("0123456789abcdef"));
         for bad in [
             String::new(),
             "kw_".into(),
@@ -400,8 +438,30 @@ mod tests {
             good.replacen('A', "/", 1),
             good.replacen("_A", "-A", 1),
         ] {
-            assert_eq!(id_of(&bad), None, "{bad:?}");
+            assert_eq!(kw_id_of(&bad), None, "{bad:?}");
+            // A malformed `kw_` token is never taken for a legacy key.
+            if bad.starts_with(PREFIX) {
+                assert_eq!(id_of(&bad), None, "{bad:?}");
+            }
         }
+    }
+
+    #[test]
+    fn legacy_keys_get_an_id_from_their_hash() {
+        let key = "sk-legacy-0123456789abcdef";
+        let id = legacy_id(key).expect("a legacy id");
+        assert!(id.starts_with(LEGACY_ID_PREFIX) && id.len() == LEGACY_ID_PREFIX.len() + ID_HEX);
+        assert_eq!(id_of(key).as_deref(), Some(id.as_str()));
+        assert_ne!(legacy_id("sk-legacy-0123456789abcdeF"), Some(id));
+        for bad in [
+            "short",
+            "has a space in it ok",
+            "kw_looks_like_ours_1234",
+            "tab\there-0123456789",
+        ] {
+            assert_eq!(legacy_id(bad), None, "{bad:?}");
+        }
+        assert_eq!(legacy_id(&"x".repeat(LEGACY_MAX_LEN + 1)), None);
     }
 
     async fn store() -> (tempfile::TempDir, Db) {

@@ -3,6 +3,7 @@
 mod agent;
 mod audit;
 mod key;
+mod migrate;
 mod plugin;
 mod render;
 mod secret;
@@ -90,6 +91,11 @@ pub enum Command {
     /// restarts), getAgentToken and dispatch.
     #[command(subcommand)]
     AgentType(agent::Command),
+    /// Import legacy stores (token folders, agents.json, credential files,
+    /// bare keys, OpenBao/Vault KV) with migrator plugins: crash-safe and
+    /// one-shot.
+    #[command(subcommand)]
+    Migrate(migrate::Command),
 }
 
 /// Parses the command line, runs it, and maps failures to exit codes.
@@ -126,6 +132,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(command) => plugin::run(&cli, command).await,
         Command::Token(command) => token::run(&cli, command).await,
         Command::AgentType(command) => agent::run(&cli, command).await,
+        Command::Migrate(command) => migrate::run(&cli, command).await,
     }
 }
 

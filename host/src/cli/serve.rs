@@ -33,6 +33,13 @@ pub struct Args {
     /// Read at start; a malformed file stops the server.
     #[arg(long, env = "KEYWARD_FORGES_FILE", value_name = "FILE")]
     forges: Option<std::path::PathBuf>,
+
+    /// TOML file of boot migrations: `[[migration]]` tables (plugin,
+    /// source, options), each run before the server listens and a no-op
+    /// once finished; see docs/migrations.md. A malformed file stops the
+    /// server; a failing migration is logged and the server starts.
+    #[arg(long, env = crate::migrate::boot::BOOT_MIGRATIONS_VAR, value_name = "FILE")]
+    migrations: Option<std::path::PathBuf>,
 }
 
 fn parse_public_url(text: &str) -> Result<url::Url, String> {
@@ -47,6 +54,10 @@ fn parse_public_url(text: &str) -> Result<url::Url, String> {
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let boot = match &args.migrations {
+        Some(path) => crate::migrate::boot::load(path)?,
+        None => Vec::new(),
+    };
     let vault = open_vault(cli).await?;
     let options = super::plugin::options(cli);
     let started = std::time::Instant::now();
@@ -58,6 +69,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ms = started.elapsed().as_millis() as u64,
         "plugin runtime ready"
     );
+    crate::migrate::boot::run_all(&vault, &plugins, &boot).await;
     let _watch = plugins.watch();
     let _hup = reload_on_sighup(plugins.clone());
     let pid_file = config::data_dir(cli.data_dir.as_deref()).join(PID_FILE);

@@ -121,25 +121,45 @@ pub(crate) struct Wasi {
     ctx: WasiCtx,
     stdout: Capture,
     stderr: Capture,
+    /// False for a context with a preopened directory: it is for one
+    /// migrator run only and never goes back to the pool.
+    pooled: bool,
 }
+
+/// Where a migrator run's source folder appears in the guest.
+pub(crate) const SOURCE_GUEST_PATH: &str = "/source";
 
 impl Wasi {
     fn new() -> Self {
+        Self::build(None).expect("a context without a preopened directory always builds")
+    }
+
+    /// No environment, no arguments, no sockets: only clocks, random, the
+    /// captured stdio and, for a migrator run over a folder, that one
+    /// folder at [`SOURCE_GUEST_PATH`] (the sandbox keeps every path,
+    /// symlinks included, inside it).
+    fn build(source: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let (stdout, stderr) = (Capture::default(), Capture::default());
-        // No environment, no arguments, no preopened directory, no sockets:
-        // only clocks, random and the captured stdio.
-        let ctx = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        Wasi {
-            ctx,
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = source {
+            builder
+                .preopened_dir(dir, SOURCE_GUEST_PATH, wasmtime_wasi::FsPerms::ReadWrite)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot open the source folder {}: {e}", dir.display())
+                })?;
+        }
+        Ok(Wasi {
+            ctx: builder.build(),
             stdout,
             stderr,
-        }
+            pooled: source.is_none(),
+        })
     }
 }
 
@@ -157,6 +177,9 @@ impl WasiPool {
     }
 
     fn put(&self, wasi: Wasi) {
+        if !wasi.pooled {
+            return;
+        }
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_WASI {
             idle.push(wasi);
@@ -214,12 +237,35 @@ pub(crate) fn new_store(
     call: CallCtx,
     pool: &WasiPool,
 ) -> (Store<CallState>, Stdio, Instant) {
+    let wasi = pool.take();
+    store_with(engine, call, wasi)
+}
+
+/// Builds the store for one migrator call, with `source` (if any)
+/// preopened in a WASI context of its own.
+pub(crate) fn new_store_sourced(
+    engine: &wasmtime::Engine,
+    call: CallCtx,
+    pool: &WasiPool,
+    source: Option<&std::path::Path>,
+) -> anyhow::Result<(Store<CallState>, Stdio, Instant)> {
+    let wasi = match source {
+        None => pool.take(),
+        Some(dir) => Wasi::build(Some(dir))?,
+    };
+    Ok(store_with(engine, call, wasi))
+}
+
+fn store_with(
+    engine: &wasmtime::Engine,
+    call: CallCtx,
+    wasi: Wasi,
+) -> (Store<CallState>, Stdio, Instant) {
     let cap = usize::try_from(call.limits.log_bytes).unwrap_or(usize::MAX);
     let stdio = Stdio {
         stdout: MemoryOutputPipe::new(cap),
         stderr: MemoryOutputPipe::new(cap),
     };
-    let wasi = pool.take();
     wasi.stdout.point_at(&stdio.stdout);
     wasi.stderr.point_at(&stdio.stderr);
     let limiter = MemoryLimiter {

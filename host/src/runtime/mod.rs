@@ -13,6 +13,7 @@ pub mod error;
 pub mod grants;
 mod host;
 pub mod manifest;
+pub mod migration;
 pub mod redact;
 pub mod registry;
 
@@ -27,6 +28,7 @@ use wasmtime::component::{Component, Linker};
 pub use self::cache::CacheOutcome;
 pub use self::error::{LoadError, PluginError, ReturnedError};
 pub use self::manifest::{Kind, Limits, Manifest};
+pub use self::migration::{Binding, Discovered, LegacyItem, MigrationSource};
 pub use self::registry::{Loaded, Registry, Source};
 
 use self::bindings::forge::ForgeAdapter;

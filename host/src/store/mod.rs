@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod forge;
 pub mod keyring;
+pub mod migrate;
 pub mod secrets;
 pub mod sessions;
 pub mod tokens;

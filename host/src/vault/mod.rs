@@ -264,13 +264,15 @@ impl Vault {
         Ok(chain::verify(&self.db.pool, &self.chain).await?)
     }
 
-    async fn begin_logged(&self) -> Result<(sqlx::Transaction<'static, Any>, Head), VaultError> {
+    pub(crate) async fn begin_logged(
+        &self,
+    ) -> Result<(sqlx::Transaction<'static, Any>, Head), VaultError> {
         let mut tx = self.db.pool.begin().await?;
         let (head, _) = chain::lock_head(&mut tx).await?;
         Ok((tx, head))
     }
 
-    async fn commit_logged(
+    pub(crate) async fn commit_logged(
         &self,
         mut tx: sqlx::Transaction<'static, Any>,
         head: Head,

@@ -10,7 +10,7 @@
 //! | `api_key` | `account:<acct>/API_KEY` | none |
 //! | `access_token`, `oauth.access_token` | `account:<acct>/ACCESS_TOKEN` | none |
 //! | `refresh_token`, `oauth.refresh_token` | `account:<acct>/REFRESH_TOKEN` | none |
-//! | `client_api_keys[]` `{name, key, role}` with `"project"` (or `"train"`) | `<project>/<name>` | `api-key({name: "<project>/<name>", role})` |
+//! | `client_api_keys[]` `{name, key, role}` with `"project"` (or `"train"`) | `<project>.<name>` | `api-key({name: "<project>.<name>", role})` |
 //!
 //! `expires_at` (Unix seconds, or an RFC 3339 string) and `scopes` (a list,
 //! or one space- or comma-separated string), top level or in `oauth`, go
@@ -307,12 +307,12 @@ fn parse(rel: &str, stem: &str, doc: &Value) -> (Vec<Item>, Vec<Problem>) {
                     match client_key(project, key) {
                         Ok((name, role)) => items.push(Item {
                             id: format!("{rel}#client_api_keys/{name}"),
-                            target: format!("{project}/{name}"),
+                            target: format!("{project}.{name}"),
                             description: format!(
                                 "client API key {name} of project {project} (role {role})"
                             ),
                             binding: Binding::ApiKey(ApiKey {
-                                name: format!("{project}/{name}"),
+                                name: format!("{project}.{name}"),
                                 role: role.to_owned(),
                             }),
                             unit: rel.to_owned(),
@@ -389,7 +389,7 @@ fn client_key<'a>(project: &str, key: &'a Value) -> Result<(&'a str, &'a str), S
     };
     if !migrate::valid_name(name) || project.len() + 1 + name.len() > MAX_TOKEN_NAME {
         return Err(format!(
-            "client key name {} does not make a token name {project}/…: use A-Z a-z 0-9 _ . - \
+            "client key name {} does not make a token name {project}.…: use A-Z a-z 0-9 _ . - \
              starting with a letter or digit, at most {MAX_TOKEN_NAME} in all",
             quoted(name)
         ));
@@ -727,18 +727,18 @@ mod tests {
                 "train.credentials.json#client_api_keys/ops"
             ]
         );
-        assert_eq!(items[0].target, "train-a/ci");
+        assert_eq!(items[0].target, "train-a.ci");
         assert_eq!(
             items[0].binding,
             Binding::ApiKey(ApiKey {
-                name: "train-a/ci".into(),
+                name: "train-a.ci".into(),
                 role: "resolver".into()
             })
         );
         assert_eq!(
             items[1].binding,
             Binding::ApiKey(ApiKey {
-                name: "train-a/ops".into(),
+                name: "train-a.ops".into(),
                 role: "operator".into()
             })
         );

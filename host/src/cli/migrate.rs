@@ -1,0 +1,253 @@
+//! `keyward migrate list|plan|run`: legacy-store migrations (docs/migrations.md).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Args as ClapArgs, Subcommand};
+
+use super::{exit, Cli};
+use crate::migrate::{self, parse_option, parse_source, Progress, Report, Request, Status};
+use crate::runtime::{Kind, MigrationSource, Runtime};
+use crate::store::migrate as ledger;
+
+/// Migration commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List migrator plugins and each one's last finished run.
+    List,
+    /// Print what `run` would do (the same as `run --dry-run`).
+    Plan(RunArgs),
+    /// Migrate: write every legacy item into the store, then retire it.
+    /// Exits 1 if any item failed (the rest is done; run it again after
+    /// fixing them).
+    Run(RunArgs),
+}
+
+/// What to migrate.
+#[derive(ClapArgs, Debug)]
+pub struct RunArgs {
+    /// The migrator plugin (see `keyward migrate list`).
+    pub plugin: String,
+    /// The legacy store: a folder (granted to the plugin for this run only)
+    /// or an http(s) URL (its origin granted for this run only).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// A plugin option, KEY=VALUE (repeatable). The value of a key ending
+    /// in `_ref` is a secret reference the plugin may use for this run,
+    /// e.g. token_ref=imports/OPENBAO_TOKEN.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run even though the same run (plugin build, source, options)
+    /// finished before.
+    #[arg(long)]
+    pub again: bool,
+    /// Items per transaction and per plugin call.
+    #[arg(long, default_value_t = migrate::DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub batch: u64,
+}
+
+pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::List => list(cli).await,
+        Command::Plan(args) => migrate_run(cli, args, true).await,
+        Command::Run(args) => migrate_run(cli, args, args.dry_run).await,
+    }
+}
+
+async fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
+    let options = super::plugin::options(cli);
+    Ok(tokio::task::spawn_blocking(move || Runtime::start(options)).await??)
+}
+
+async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let vault = super::open_vault(cli).await?;
+    let rt = runtime(cli).await?;
+    let runs = ledger::last_runs(&vault.db().pool).await?;
+    let registry = rt.registry();
+    let mut any = false;
+    for p in registry.plugins.values() {
+        if p.manifest.kind != Kind::Migrator {
+            continue;
+        }
+        any = true;
+        let last = runs
+            .iter()
+            .find(|r| r.plugin == p.manifest.name)
+            .map(|r| {
+                format!(
+                    "last run {} ({} migrated, {} skipped)",
+                    super::audit::format_ms(r.finished_at),
+                    r.migrated,
+                    r.skipped
+                )
+            })
+            .unwrap_or_else(|| "never run".into());
+        println!(
+            "{:<22} {:<8} {}  {}",
+            p.manifest.name, p.manifest.version, last, p.manifest.description
+        );
+    }
+    if !any {
+        println!("no migrator plugins loaded");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate_run(cli: &Cli, args: &RunArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let (mut source, shown) = match &args.source {
+        Some(text) => {
+            let (s, shown) = parse_source(text)?;
+            (s, Some(shown))
+        }
+        None => (MigrationSource::default(), None),
+    };
+    for text in &args.options {
+        let (k, v, grant) = parse_option(text)?;
+        source.options.push((k, v));
+        source.secrets.extend(grant);
+    }
+    let vault = super::open_vault(cli).await?;
+    let rt = runtime(cli).await?;
+    let mut request = Request::new(&args.plugin, source, &super::accessor());
+    request.shown_source = shown;
+    request.dry_run = dry_run;
+    request.again = args.again;
+    request.batch = usize::try_from(args.batch).unwrap_or(migrate::DEFAULT_BATCH);
+    let progress = Bar::new();
+    let report = migrate::run(&vault, &rt, &request, &progress).await?;
+    print_report(&report);
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
+    })
+}
+
+fn print_report(report: &Report) {
+    if let Some(done) = &report.already {
+        println!(
+            "{}: this run finished before ({}, {} migrated); nothing to do (use --again to run it anyway)",
+            report.plugin,
+            super::audit::format_ms(done.finished_at),
+            done.migrated
+        );
+        return;
+    }
+    let width = report
+        .items
+        .iter()
+        .map(|i| i.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 48);
+    if !report.items.is_empty() {
+        println!("{:<width$}  {:<40}  STATUS", "ITEM", "TARGET");
+    }
+    for i in &report.items {
+        let (status, why) = match &i.status {
+            Status::WouldMigrate => ("would migrate", None),
+            Status::WouldRetire => ("would retire", Some("written before")),
+            Status::Migrated => ("migrated", None),
+            Status::Retired => ("retired", Some("written before")),
+            Status::WrittenNotRetired(r) => ("written", Some(r.as_str())),
+            Status::Skipped(r) => ("skipped", Some(r.as_str())),
+            Status::Failed(r) => ("FAILED", Some(r.as_str())),
+        };
+        let line = format!(
+            "{:<width$}  {:<40}  {status}{}",
+            shown(&i.id),
+            shown(&i.target),
+            why.map(|w| format!(": {}", shown(w))).unwrap_or_default()
+        );
+        println!("{line}");
+    }
+    let (migrated, skipped, failed) = report.counts();
+    if report.dry_run {
+        println!(
+            "{}: dry run: {} to do, {failed} would fail; nothing was changed",
+            report.plugin, skipped
+        );
+    } else {
+        println!(
+            "{}: {migrated} migrated, {skipped} skipped, {failed} failed",
+            report.plugin
+        );
+    }
+}
+
+/// Plugin-supplied text on the operator's terminal: control characters
+/// escaped, so a hostile id cannot rewrite the screen.
+fn shown(text: &str) -> String {
+    crate::runtime::redact::escape_controls(text)
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Bar {
+    on: bool,
+    state: Mutex<(String, usize, usize)>,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        Bar {
+            on: std::io::stderr().is_terminal(),
+            state: Mutex::new((String::new(), 0, 0)),
+        }
+    }
+
+    fn draw(&self, phase: &str, done: usize, total: usize) {
+        const WIDTH: usize = 30;
+        let filled = if total == 0 {
+            WIDTH
+        } else {
+            done * WIDTH / total
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{phase:<7} [{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(WIDTH - filled)
+        );
+        let _ = err.flush();
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, name: &str, total: usize) {
+        if !self.on {
+            return;
+        }
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !s.0.is_empty() {
+            eprintln!();
+        }
+        *s = (name.to_owned(), 0, total);
+        self.draw(name, 0, total);
+    }
+
+    fn advance(&self, n: usize) {
+        if !self.on {
+            return;
+        }
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.1 = (s.1 + n).min(s.2);
+        self.draw(&s.0, s.1, s.2);
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,863 @@
+//! The migration driver: runs a migrator plugin over a legacy store and
+//! enforces the order that makes a run crash-safe and idempotent.
+//!
+//! 1. `discover` (the plugin) finds the items; the host checks every target
+//!    and the ledger, and refuses per item what cannot be migrated.
+//! 2. For each batch: `read` (the plugin), then one transaction writes the
+//!    new secrets, their bindings, their ledger rows (`written`) and their
+//!    access-log entries.
+//! 3. For each retire unit whose every item is written: `retire` (the
+//!    plugin: rename to `.bak`, delete a key), then the ledger marks the
+//!    unit `retired`.
+//! 4. A run that ends with nothing failed is recorded (plugin, its sha256, a
+//!    digest of source and options); the same run again is a no-op unless
+//!    `again`.
+//!
+//! A crash anywhere leaves one of: nothing of an item written (found and
+//! written again), written but not retired (retired on the re-run), retired
+//! but not marked (the re-run finds the `written` row, calls the idempotent
+//! `retire` again and marks it). One lease row per plugin keeps hosts that
+//! share a database from running the same migration at once.
+
+pub mod boot;
+pub mod fault;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::audit::{Access, Action};
+use crate::crypto::SecretBytes;
+use crate::names::{Scope, SecretRef};
+use crate::runtime::{Binding, LegacyItem, MigrationSource, PluginError, Runtime};
+use crate::store::migrate::{self as ledger, RunRow, State};
+use crate::store::now_ms;
+use crate::vault::{Vault, VaultError, MAX_VALUE_LEN};
+
+/// The id prefix of an in-store rename (host-made items only).
+const RENAME_PREFIX: &str = "rename:";
+
+/// Items read and written per transaction (and per `read` call).
+pub const DEFAULT_BATCH: usize = 256;
+
+/// How long a lease lasts without renewal: a host that died holding one
+/// blocks others this long at most.
+const LEASE_MS: i64 = 30_000;
+
+/// How long to wait for another host's run of the same migration.
+const WAIT_FOR_OTHER: Duration = Duration::from_secs(600);
+
+/// Errors of a migration run as a whole (an item's own failure is in the
+/// [`Report`], not here). Not reachable over HTTP; the CLI exits 1 on each.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The plugin failed a call the run cannot go on without (`discover`),
+    /// or is not a loaded migrator.
+    #[error("{0}")]
+    Plugin(#[from] PluginError),
+    /// The store failed.
+    #[error("{0}")]
+    Vault(#[from] VaultError),
+    /// A bad source or option.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another host kept the migration's lease for too long.
+    #[error("another host ({holder}) is running the {plugin} migration; try again later")]
+    Busy {
+        /// The migrator.
+        plugin: String,
+        /// Who holds the lease.
+        holder: String,
+    },
+}
+
+impl From<sqlx::Error> for MigrateError {
+    fn from(e: sqlx::Error) -> Self {
+        MigrateError::Vault(VaultError::Db(e))
+    }
+}
+
+/// One run, as asked for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The migrator plugin.
+    pub plugin: String,
+    /// Source folder or URL, options and granted references.
+    pub source: MigrationSource,
+    /// The source as the operator gave it (a host path or URL), for the
+    /// run's digest and the report.
+    pub shown_source: Option<String>,
+    /// Print the plan, change nothing.
+    pub dry_run: bool,
+    /// Run even if the same run finished before.
+    pub again: bool,
+    /// Items per batch.
+    pub batch: usize,
+    /// The accessor in the access log (`cli:<user>`, `host:boot`).
+    pub accessor: String,
+}
+
+impl Request {
+    /// A run of `plugin` with `source`, as `accessor`, with the defaults.
+    pub fn new(plugin: &str, source: MigrationSource, accessor: &str) -> Request {
+        Request {
+            plugin: plugin.to_owned(),
+            source,
+            shown_source: None,
+            dry_run: false,
+            again: false,
+            batch: DEFAULT_BATCH,
+            accessor: accessor.to_owned(),
+        }
+    }
+
+    /// SHA-256 (hex) of what makes two runs the same run: source, options
+    /// and granted references.
+    pub fn digest(&self) -> String {
+        let grants: Vec<String> = self
+            .source
+            .secrets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let canonical = serde_json::json!({
+            "source": self.shown_source,
+            "options": self.source.options,
+            "grants": grants,
+        });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// Parses `--option key=value` text. Keys: 1-64 of `A-Za-z0-9_.-`. The
+/// value of a key ending in `_ref` is a secret reference, granted to the
+/// plugin for the run.
+pub fn parse_option(text: &str) -> Result<(String, String, Option<SecretRef>), MigrateError> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| MigrateError::Invalid(format!("option {:?}: use key=value", clip(text))))?;
+    let key_ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !key_ok {
+        return Err(MigrateError::Invalid(format!(
+            "option key {:?}: use 1-64 of A-Z a-z 0-9 _ . -",
+            clip(key)
+        )));
+    }
+    if value.len() > 4096 || value.chars().any(char::is_control) {
+        return Err(MigrateError::Invalid(format!(
+            "option {key}: the value must be at most 4096 printable characters"
+        )));
+    }
+    let grant = if key.ends_with("_ref") {
+        Some(
+            SecretRef::parse(value)
+                .map_err(|e| MigrateError::Invalid(format!("option {key}: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok((key.to_owned(), value.to_owned(), grant))
+}
+
+/// Turns `--source` text into a folder or a URL. A folder must exist.
+pub fn parse_source(text: &str) -> Result<(MigrationSource, String), MigrateError> {
+    let mut s = MigrationSource::default();
+    if text.starts_with("http://") || text.starts_with("https://") {
+        s.url = Some(
+            crate::runtime::BaseUrl::parse(text)
+                .map_err(|e| MigrateError::Invalid(format!("--source {text:?}: {e}")))?,
+        );
+        return Ok((s, text.to_owned()));
+    }
+    let dir = std::path::PathBuf::from(text);
+    let meta = std::fs::metadata(&dir)
+        .map_err(|e| MigrateError::Invalid(format!("--source {}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(MigrateError::Invalid(format!(
+            "--source {}: not a folder (give a folder or an http(s) URL)",
+            dir.display()
+        )));
+    }
+    let shown = std::fs::canonicalize(&dir)
+        .unwrap_or_else(|_| dir.clone())
+        .display()
+        .to_string();
+    s.dir = Some(dir);
+    Ok((s, shown))
+}
+
+fn clip(text: &str) -> String {
+    write::clip(text, 80)
+}
+
+/// What became of one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Dry run: would be written and retired.
+    WouldMigrate,
+    /// Dry run: written earlier, would be retired.
+    WouldRetire,
+    /// Written and retired by this run.
+    Migrated,
+    /// Written by this run; its unit is not retired (another item of the
+    /// unit failed), so the legacy item stays in place.
+    WrittenNotRetired(String),
+    /// Written before (a run that stopped), retired by this run.
+    Retired,
+    /// Nothing to do.
+    Skipped(String),
+    /// Not migrated; the legacy item is untouched.
+    Failed(String),
+}
+
+/// One line of the summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemReport {
+    /// The plugin's id of the item.
+    pub id: String,
+    /// Its target.
+    pub target: String,
+    /// What happened.
+    pub status: Status,
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The migrator.
+    pub plugin: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Set when the same run had finished already (nothing was done).
+    pub already: Option<RunRow>,
+    /// Every item and problem, in discovery order.
+    pub items: Vec<ItemReport>,
+}
+
+impl Report {
+    /// (migrated, skipped, failed); an item retired now counts as migrated.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for i in &self.items {
+            match i.status {
+                Status::Migrated | Status::Retired | Status::WrittenNotRetired(_) => c.0 += 1,
+                Status::Skipped(_) | Status::WouldMigrate | Status::WouldRetire => c.1 += 1,
+                Status::Failed(_) => c.2 += 1,
+            }
+        }
+        c
+    }
+
+    /// Whether every item ended well.
+    pub fn ok(&self) -> bool {
+        self.items
+            .iter()
+            .all(|i| !matches!(i.status, Status::Failed(_) | Status::WrittenNotRetired(_)))
+    }
+}
+
+/// Where a run is, for a progress bar.
+pub trait Progress: Send + Sync {
+    /// A phase begins with `total` steps.
+    fn phase(&self, _name: &str, _total: usize) {}
+    /// `n` more steps are done.
+    fn advance(&self, _n: usize) {}
+    /// The run is over.
+    fn done(&self) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// An item on its way, with what the ledger knew of it.
+pub(crate) struct Candidate {
+    item: LegacyItem,
+    /// The ledger's state before this run (none: never written).
+    state: Option<State>,
+    /// Refused before anything was written.
+    failed: Option<String>,
+    /// Where it comes from: the plugin, or (a rename) the old reference.
+    rename_from: Option<SecretRef>,
+}
+
+/// Runs one migration (see the module docs for the order it keeps).
+pub async fn run(
+    vault: &Vault,
+    runtime: &Runtime,
+    request: &Request,
+    progress: &dyn Progress,
+) -> Result<Report, MigrateError> {
+    let plugin = runtime.migrator(&request.plugin)?;
+    let name = request.plugin.as_str();
+    let digest = request.digest();
+    let mut report = Report {
+        plugin: name.to_owned(),
+        sha256: plugin.sha256.clone(),
+        dry_run: request.dry_run,
+        already: None,
+        items: Vec::new(),
+    };
+    let pool = &vault.db().pool;
+    if !request.again && !request.dry_run {
+        if let Some(done) = ledger::finished(pool, name, &plugin.sha256, &digest).await? {
+            report.already = Some(done);
+            return Ok(report);
+        }
+    }
+    let access = Access::new(request.accessor.clone(), format!("migrate {name}"))
+        .map_err(VaultError::from)?;
+    let lease = if request.dry_run {
+        None
+    } else {
+        match Lease::take(vault, name).await? {
+            Taken::Mine(lease) => Some(lease),
+            Taken::OtherFinished => {
+                report.already = ledger::finished(pool, name, &plugin.sha256, &digest).await?;
+                if report.already.is_some() && !request.again {
+                    return Ok(report);
+                }
+                match Lease::take(vault, name).await? {
+                    Taken::Mine(lease) => Some(lease),
+                    Taken::OtherFinished => {
+                        return Err(MigrateError::Busy {
+                            plugin: name.to_owned(),
+                            holder: "another host".into(),
+                        })
+                    }
+                }
+            }
+        }
+    };
+    let started_at = now_ms();
+    let outcome = drive(
+        vault,
+        runtime,
+        request,
+        progress,
+        &access,
+        lease.as_ref(),
+        &mut report,
+    )
+    .await;
+    progress.done();
+    if let Some(lease) = &lease {
+        if outcome.is_ok() && report.ok() {
+            let (migrated, skipped, _) = report.counts();
+            ledger::record_run(
+                pool,
+                &RunRow {
+                    plugin: name.to_owned(),
+                    sha256: plugin.sha256.clone(),
+                    options_digest: digest,
+                    started_at,
+                    finished_at: now_ms(),
+                    migrated: migrated as i64,
+                    skipped: skipped as i64,
+                    host: lease.holder.clone(),
+                },
+            )
+            .await?;
+            fault::checkpoint("run recorded");
+        }
+        lease.release(vault).await;
+    }
+    outcome.map(|()| report)
+}
+
+async fn drive(
+    vault: &Vault,
+    runtime: &Runtime,
+    request: &Request,
+    progress: &dyn Progress,
+    access: &Access,
+    lease: Option<&Lease>,
+    report: &mut Report,
+) -> Result<(), MigrateError> {
+    let name = request.plugin.as_str();
+    let run = &request.source;
+    let found = runtime.migration_discover(vault, name, run).await?;
+    let mut items: Vec<(LegacyItem, bool)> = found.items.into_iter().map(|i| (i, false)).collect();
+    let mut renames = BTreeMap::new();
+    if run.dir.is_none() && run.url.is_none() {
+        // In-store moves: offered the global scope's references only.
+        let global = Scope::global();
+        let existing: Vec<String> = vault
+            .list(Some(&global))
+            .await?
+            .into_iter()
+            .map(|m| format!("{}/{}", m.scope, m.name))
+            .collect();
+        if !existing.is_empty() {
+            for (old, new) in runtime
+                .migration_plan_renames(vault, name, run, existing.clone())
+                .await?
+            {
+                let id = format!("{RENAME_PREFIX}{old}");
+                items.push((
+                    LegacyItem {
+                        id: id.clone(),
+                        target: new,
+                        description: format!("moved from {old}"),
+                        binding: Binding::None,
+                        unit: id.clone(),
+                    },
+                    true,
+                ));
+                renames.insert(id, old);
+            }
+        }
+    }
+    let known: HashMap<String, ledger::LedgerRow> = ledger::ledger(&vault.db().pool, name)
+        .await?
+        .into_iter()
+        .map(|r| (r.item_id.clone(), r))
+        .collect();
+    let mut candidates = plan(items, &known, &renames);
+
+    for (id, reason) in found.problems {
+        report.items.push(ItemReport {
+            id,
+            target: String::new(),
+            status: Status::Failed(reason),
+        });
+    }
+    // Units with a refused item are not retired this run.
+    let mut blocked: BTreeSet<String> = candidates
+        .iter()
+        .filter(|c| c.failed.is_some())
+        .map(|c| c.item.unit.clone())
+        .collect();
+
+    if request.dry_run {
+        for c in &candidates {
+            report.items.push(ItemReport {
+                id: c.item.id.clone(),
+                target: c.item.target.clone(),
+                status: match (&c.failed, c.state) {
+                    (Some(reason), _) => Status::Failed(reason.clone()),
+                    (None, Some(State::Written)) => Status::WouldRetire,
+                    (None, Some(State::Retired)) if !request.again => {
+                        Status::Skipped("already migrated".into())
+                    }
+                    (None, _) => Status::WouldMigrate,
+                },
+            });
+        }
+        return Ok(());
+    }
+
+    // Writes.
+    let to_write: Vec<usize> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            c.failed.is_none()
+                && match c.state {
+                    None => true,
+                    Some(State::Written) => false,
+                    Some(State::Retired) => request.again,
+                }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mut wrote: BTreeSet<usize> = BTreeSet::new();
+    progress.phase("write", to_write.len());
+    for chunk in to_write.chunks(request.batch.max(1)) {
+        if let Some(lease) = lease {
+            lease.renew(vault).await?;
+        }
+        fault::checkpoint("before read");
+        let values = read_values(vault, runtime, request, access, &candidates, chunk).await;
+        let mut good = Vec::new();
+        for (&i, value) in chunk.iter().zip(values) {
+            match value.and_then(check_value) {
+                Ok(v) => good.push((i, v)),
+                Err(reason) => {
+                    blocked.insert(candidates[i].item.unit.clone());
+                    candidates[i].failed = Some(reason);
+                }
+            }
+        }
+        let positions: Vec<usize> = good.iter().map(|(i, _)| *i).collect();
+        let batch: Vec<(&Candidate, SecretBytes)> =
+            good.into_iter().map(|(i, v)| (&candidates[i], v)).collect();
+        fault::checkpoint("before write");
+        let results = write::batch(vault, name, access, &batch).await?;
+        drop(batch);
+        fault::checkpoint("written");
+        for (i, result) in positions.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    wrote.insert(i);
+                    candidates[i].state = Some(State::Written);
+                }
+                Err(reason) => {
+                    blocked.insert(candidates[i].item.unit.clone());
+                    candidates[i].failed = Some(reason);
+                }
+            }
+        }
+        progress.advance(chunk.len());
+    }
+
+    // Retires: every unit whose items are all written, this run or before
+    // (including units of a run that stopped after its retire but before
+    // marking it: no longer discovered, still `written` in the ledger).
+    let mut units: BTreeMap<String, bool> = BTreeMap::new();
+    for row in ledger::ledger(&vault.db().pool, name).await? {
+        if row.state == State::Written && !blocked.contains(&row.unit) {
+            // Only the host makes `rename:` ids (plan refuses them from a
+            // plugin), so such a unit is the host's to retire.
+            units.insert(row.unit.clone(), row.item_id.starts_with(RENAME_PREFIX));
+        }
+    }
+    let unit_list: Vec<(String, bool)> = units.into_iter().collect();
+    let mut retired: BTreeSet<String> = BTreeSet::new();
+    let mut retire_failed: BTreeMap<String, String> = BTreeMap::new();
+    progress.phase("retire", unit_list.len());
+    for chunk in unit_list.chunks(request.batch.max(1)) {
+        if let Some(lease) = lease {
+            lease.renew(vault).await?;
+        }
+        let (plugin_units, host_units): (Vec<_>, Vec<_>) = chunk.iter().partition(|(_, r)| !r);
+        let plugin_units: Vec<String> = plugin_units.into_iter().map(|(u, _)| u.clone()).collect();
+        fault::checkpoint("before retire");
+        let mut results: Vec<(String, Result<(), String>)> = Vec::new();
+        if !plugin_units.is_empty() {
+            match runtime
+                .migration_retire(vault, name, run, &plugin_units)
+                .await
+            {
+                Ok(r) => results.extend(plugin_units.iter().cloned().zip(r)),
+                Err(e) => {
+                    results.extend(plugin_units.iter().map(|u| (u.clone(), Err(e.to_string()))))
+                }
+            }
+        }
+        for (unit, _) in host_units {
+            let old = unit.strip_prefix(RENAME_PREFIX).unwrap_or(unit);
+            results.push((unit.clone(), retire_rename(vault, old, access).await));
+        }
+        fault::checkpoint("retired");
+        let mut conn = vault.db().pool.begin().await?;
+        let now = now_ms();
+        for (unit, result) in results {
+            match result {
+                Ok(()) => {
+                    ledger::retired(&mut conn, name, &unit, now).await?;
+                    retired.insert(unit);
+                }
+                Err(reason) => {
+                    retire_failed.insert(unit, reason);
+                }
+            }
+        }
+        conn.commit().await?;
+        fault::checkpoint("retire marked");
+        progress.advance(chunk.len());
+    }
+
+    // The report, in discovery order, then the units finished from before.
+    let mut reported_units = BTreeSet::new();
+    for (i, c) in candidates.iter().enumerate() {
+        reported_units.insert(c.item.unit.clone());
+        let status = if let Some(reason) = &c.failed {
+            Status::Failed(reason.clone())
+        } else if let Some(reason) = retire_failed.get(&c.item.unit) {
+            Status::WrittenNotRetired(format!("written; retiring failed: {reason}"))
+        } else if retired.contains(&c.item.unit) {
+            if wrote.contains(&i) {
+                Status::Migrated
+            } else {
+                Status::Retired
+            }
+        } else if wrote.contains(&i) {
+            Status::WrittenNotRetired(
+                "written; not retired: another item of its unit failed".into(),
+            )
+        } else {
+            Status::Skipped("already migrated".into())
+        };
+        report.items.push(ItemReport {
+            id: c.item.id.clone(),
+            target: c.item.target.clone(),
+            status,
+        });
+    }
+    for unit in retired.iter().filter(|u| !reported_units.contains(*u)) {
+        report.items.push(ItemReport {
+            id: unit.clone(),
+            target: String::new(),
+            status: Status::Retired,
+        });
+    }
+    for (unit, reason) in retire_failed
+        .iter()
+        .filter(|(u, _)| !reported_units.contains(*u))
+    {
+        report.items.push(ItemReport {
+            id: unit.clone(),
+            target: String::new(),
+            status: Status::WrittenNotRetired(format!("written; retiring failed: {reason}")),
+        });
+    }
+    Ok(())
+}
+
+/// Checks what discovery found against itself and the ledger.
+fn plan(
+    items: Vec<(LegacyItem, bool)>,
+    known: &HashMap<String, ledger::LedgerRow>,
+    renames: &BTreeMap<String, String>,
+) -> Vec<Candidate> {
+    let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut ids = BTreeSet::new();
+    let mut out: Vec<Candidate> = Vec::with_capacity(items.len());
+    for (item, host_made) in items {
+        let mut failed = None;
+        if !host_made
+            && (item.id.starts_with(RENAME_PREFIX) || item.unit.starts_with(RENAME_PREFIX))
+        {
+            failed = Some(format!(
+                "ids and units starting with {RENAME_PREFIX:?} are the host's"
+            ));
+        }
+        if !ids.insert(item.id.clone()) {
+            failed = Some(format!(
+                "the plugin found two items with id {:?}",
+                clip(&item.id)
+            ));
+        }
+        let target_ok = match &item.binding {
+            Binding::ApiKey { name, .. } => crate::auth::token::check_name(name)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    (item.target == *name)
+                        .then_some(())
+                        .ok_or_else(|| "an api-key item's target must be its token name".to_owned())
+                }),
+            _ => SecretRef::parse(&item.target)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = target_ok {
+            failed.get_or_insert(format!("invalid target: {e}"));
+        }
+        if item.unit.is_empty() {
+            failed.get_or_insert("the plugin gave no retire unit".into());
+        }
+        let mut rename_from = None;
+        if let Some(old) = renames.get(&item.id).filter(|_| host_made) {
+            match SecretRef::parse(old) {
+                Ok(r) => rename_from = Some(r),
+                Err(e) => {
+                    failed.get_or_insert(format!("invalid rename source: {e}"));
+                }
+            }
+        }
+        let state = known.get(&item.id).map(|r| r.state);
+        by_target
+            .entry(normalise_target(&item.target))
+            .or_default()
+            .push(out.len());
+        out.push(Candidate {
+            item,
+            state,
+            failed,
+            rename_from,
+        });
+    }
+    for positions in by_target.values().filter(|p| p.len() > 1) {
+        let ids: Vec<String> = positions.iter().map(|&i| clip(&out[i].item.id)).collect();
+        for &i in positions {
+            let reason = format!(
+                "two items with one target {}: {}",
+                out[i].item.target,
+                ids.join(", ")
+            );
+            out[i].failed.get_or_insert(reason);
+        }
+    }
+    out
+}
+
+/// `NAME` and `global/NAME` are one target.
+fn normalise_target(target: &str) -> String {
+    match target.split_once('/') {
+        None => format!("global/{target}"),
+        Some(_) => target.to_owned(),
+    }
+}
+
+/// The values of the candidates at `chunk`: the plugin's `read` for its
+/// items, the store for renames. One result per position.
+async fn read_values(
+    vault: &Vault,
+    runtime: &Runtime,
+    request: &Request,
+    access: &Access,
+    candidates: &[Candidate],
+    chunk: &[usize],
+) -> Vec<Result<SecretBytes, String>> {
+    let mut out: Vec<Option<Result<SecretBytes, String>>> =
+        (0..chunk.len()).map(|_| None).collect();
+    let mut from_plugin = Vec::new();
+    for (k, &i) in chunk.iter().enumerate() {
+        match &candidates[i].rename_from {
+            Some(old) => {
+                let ctx = crate::resolve::Context::default();
+                out[k] = Some(
+                    vault
+                        .reveal(old, &ctx, access, Action::Reveal)
+                        .await
+                        .map(|(_, v)| v)
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            None => from_plugin.push(k),
+        }
+    }
+    if !from_plugin.is_empty() {
+        let ids: Vec<String> = from_plugin
+            .iter()
+            .map(|&k| candidates[chunk[k]].item.id.clone())
+            .collect();
+        match runtime
+            .migration_read(vault, &request.plugin, &request.source, &ids)
+            .await
+        {
+            Ok(values) => {
+                for (&k, v) in from_plugin.iter().zip(values) {
+                    out[k] = Some(v);
+                }
+            }
+            Err(e) => {
+                for &k in &from_plugin {
+                    out[k] = Some(Err(format!("read failed: {e}")));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|v| v.unwrap_or_else(|| Err("not read".into())))
+        .collect()
+}
+
+fn check_value(v: SecretBytes) -> Result<SecretBytes, String> {
+    if v.is_empty() {
+        return Err("empty value".into());
+    }
+    if v.len() > MAX_VALUE_LEN {
+        return Err(format!(
+            "a value of {} bytes is larger than the {MAX_VALUE_LEN}-byte limit",
+            v.len()
+        ));
+    }
+    Ok(v)
+}
+
+/// Retires an in-store rename: deletes the old secret (gone already is
+/// done).
+async fn retire_rename(vault: &Vault, old: &str, access: &Access) -> Result<(), String> {
+    let reference = SecretRef::parse(old).map_err(|e| e.to_string())?;
+    let scope = reference.scope.clone().unwrap_or_else(Scope::global);
+    match vault.delete(&scope, &reference.name, access).await {
+        Ok(()) | Err(VaultError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// This host's hold on a plugin's migration.
+struct Lease {
+    plugin: String,
+    holder: String,
+}
+
+enum Taken {
+    Mine(Lease),
+    /// Another host held it and let go: its run may have done the work.
+    OtherFinished,
+}
+
+impl Lease {
+    async fn take(vault: &Vault, plugin: &str) -> Result<Taken, MigrateError> {
+        let holder = holder_id();
+        let pool = &vault.db().pool;
+        let deadline = std::time::Instant::now() + WAIT_FOR_OTHER;
+        let mut waited = false;
+        loop {
+            let now = now_ms();
+            if ledger::take_lock(pool, plugin, &holder, now + LEASE_MS, now).await? {
+                let lease = Lease {
+                    plugin: plugin.to_owned(),
+                    holder,
+                };
+                if waited {
+                    lease.release(vault).await;
+                    return Ok(Taken::OtherFinished);
+                }
+                return Ok(Taken::Mine(lease));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(MigrateError::Busy {
+                    plugin: plugin.to_owned(),
+                    holder: "another host".into(),
+                });
+            }
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn renew(&self, vault: &Vault) -> Result<(), MigrateError> {
+        let now = now_ms();
+        if ledger::take_lock(
+            &vault.db().pool,
+            &self.plugin,
+            &self.holder,
+            now + LEASE_MS,
+            now,
+        )
+        .await?
+        {
+            Ok(())
+        } else {
+            Err(MigrateError::Busy {
+                plugin: self.plugin.clone(),
+                holder: "another host (this host's lease expired)".into(),
+            })
+        }
+    }
+
+    async fn release(&self, vault: &Vault) {
+        if let Err(e) = ledger::release_lock(&vault.db().pool, &self.plugin, &self.holder).await {
+            tracing::warn!(plugin = %self.plugin, error = %e, "could not release the migration lease; it expires by itself");
+        }
+    }
+}
+
+/// `<hostname>:<pid>:<random>`: unique per process and run.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let mut nonce = [0u8; 4];
+    crate::crypto::fill_random(&mut nonce);
+    format!(
+        "{}:{}:{}",
+        write::clip(&host, 64),
+        std::process::id(),
+        hex::encode(nonce)
+    )
+}

@@ -1,0 +1,263 @@
+//! The `migration_ledger`, `migration_run` and `migration_lock` tables: what
+//! each legacy item became, which runs finished, and which host is running
+//! a plugin's migration now.
+
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Row};
+
+/// Where an item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The new secret (or API token) is committed; the legacy item still
+    /// exists.
+    Written,
+    /// The plugin retired the legacy item.
+    Retired,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Written => "written",
+            State::Retired => "retired",
+        }
+    }
+
+    fn parse(text: &str) -> Result<State, sqlx::Error> {
+        match text {
+            "written" => Ok(State::Written),
+            "retired" => Ok(State::Retired),
+            other => Err(sqlx::Error::Decode(
+                format!("unknown migration state {other:?}").into(),
+            )),
+        }
+    }
+}
+
+/// One ledger row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The migrator.
+    pub plugin: String,
+    /// The plugin's id of the item.
+    pub item_id: String,
+    /// Its retire unit.
+    pub unit: String,
+    /// What it became.
+    pub target: String,
+    /// Where it is.
+    pub state: State,
+    /// The secret written, if it is one (and still exists).
+    pub secret_id: Option<i64>,
+    /// Unix ms.
+    pub written_at: i64,
+    /// Unix ms, once retired.
+    pub retired_at: Option<i64>,
+}
+
+const COLUMNS: &str = "plugin, item_id, unit, target, state, secret_id, written_at, retired_at";
+
+fn row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> {
+    Ok(LedgerRow {
+        plugin: r.try_get("plugin")?,
+        item_id: r.try_get("item_id")?,
+        unit: r.try_get("unit")?,
+        target: r.try_get("target")?,
+        state: State::parse(&r.try_get::<String, _>("state")?)?,
+        secret_id: r.try_get("secret_id")?,
+        written_at: r.try_get("written_at")?,
+        retired_at: r.try_get("retired_at")?,
+    })
+}
+
+/// Every ledger row of `plugin`.
+pub async fn ledger(pool: &AnyPool, plugin: &str) -> Result<Vec<LedgerRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM migration_ledger WHERE plugin = $1");
+    sqlx::query(&sql)
+        .bind(plugin.to_owned())
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// The ledger row that owns `target`, whichever plugin wrote it.
+pub async fn by_target(
+    conn: &mut AnyConnection,
+    target: &str,
+) -> Result<Option<LedgerRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM migration_ledger WHERE target = $1");
+    sqlx::query(&sql)
+        .bind(target.to_owned())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+}
+
+/// Records an item as written (a new row, or a re-run's new write of an
+/// item already known).
+pub async fn written(conn: &mut AnyConnection, r: &LedgerRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO migration_ledger (plugin, item_id, unit, target, state, secret_id, \
+         written_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
+         ON CONFLICT (plugin, item_id) DO UPDATE SET unit = excluded.unit, \
+         target = excluded.target, state = excluded.state, secret_id = excluded.secret_id, \
+         written_at = excluded.written_at, retired_at = NULL",
+    )
+    .bind(r.plugin.clone())
+    .bind(r.item_id.clone())
+    .bind(r.unit.clone())
+    .bind(r.target.clone())
+    .bind(State::Written.as_str())
+    .bind(r.secret_id)
+    .bind(r.written_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks every item of `unit` retired.
+pub async fn retired(
+    conn: &mut AnyConnection,
+    plugin: &str,
+    unit: &str,
+    at: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE migration_ledger SET state = $1, retired_at = $2 \
+         WHERE plugin = $3 AND unit = $4 AND state = $5",
+    )
+    .bind(State::Retired.as_str())
+    .bind(at)
+    .bind(plugin.to_owned())
+    .bind(unit.to_owned())
+    .bind(State::Written.as_str())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A finished run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRow {
+    /// The migrator.
+    pub plugin: String,
+    /// Its wasm's sha256.
+    pub sha256: String,
+    /// SHA-256 of the run's source and options.
+    pub options_digest: String,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms.
+    pub finished_at: i64,
+    /// Items written by it.
+    pub migrated: i64,
+    /// Items it found done already.
+    pub skipped: i64,
+    /// Which host ran it.
+    pub host: String,
+}
+
+/// The last finished run of this plugin build with these options.
+pub async fn finished(
+    pool: &AnyPool,
+    plugin: &str,
+    sha256: &str,
+    digest: &str,
+) -> Result<Option<RunRow>, sqlx::Error> {
+    let r = sqlx::query(
+        "SELECT plugin, sha256, options_digest, started_at, finished_at, migrated, skipped, host \
+         FROM migration_run WHERE plugin = $1 AND sha256 = $2 AND options_digest = $3 \
+         ORDER BY finished_at DESC LIMIT 1",
+    )
+    .bind(plugin.to_owned())
+    .bind(sha256.to_owned())
+    .bind(digest.to_owned())
+    .fetch_optional(pool)
+    .await?;
+    r.as_ref().map(run_row).transpose()
+}
+
+fn run_row(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
+    Ok(RunRow {
+        plugin: r.try_get("plugin")?,
+        sha256: r.try_get("sha256")?,
+        options_digest: r.try_get("options_digest")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        migrated: r.try_get("migrated")?,
+        skipped: r.try_get("skipped")?,
+        host: r.try_get("host")?,
+    })
+}
+
+/// The last finished run of each plugin, newest first.
+pub async fn last_runs(pool: &AnyPool) -> Result<Vec<RunRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT plugin, sha256, options_digest, started_at, finished_at, migrated, skipped, host \
+         FROM migration_run r WHERE finished_at = \
+         (SELECT MAX(finished_at) FROM migration_run WHERE plugin = r.plugin) \
+         ORDER BY finished_at DESC",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(run_row)
+    .collect()
+}
+
+/// Records a finished run.
+pub async fn record_run(pool: &AnyPool, r: &RunRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO migration_run (plugin, sha256, options_digest, started_at, finished_at, \
+         migrated, skipped, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(r.plugin.clone())
+    .bind(r.sha256.clone())
+    .bind(r.options_digest.clone())
+    .bind(r.started_at)
+    .bind(r.finished_at)
+    .bind(r.migrated)
+    .bind(r.skipped)
+    .bind(r.host.clone())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes (or renews) the lease on `plugin`'s migration until `until`: true
+/// if `holder` has it now. Free, expired or already held by `holder` →
+/// taken; one conditional write, so two hosts cannot both get it.
+pub async fn take_lock(
+    pool: &AnyPool,
+    plugin: &str,
+    holder: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO migration_lock (plugin, holder, until) VALUES ($1, $2, $3) \
+         ON CONFLICT (plugin) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+         WHERE migration_lock.until < $4 OR migration_lock.holder = excluded.holder",
+    )
+    .bind(plugin.to_owned())
+    .bind(holder.to_owned())
+    .bind(until)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the lease up, if `holder` still has it.
+pub async fn release_lock(pool: &AnyPool, plugin: &str, holder: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM migration_lock WHERE plugin = $1 AND holder = $2")
+        .bind(plugin.to_owned())
+        .bind(holder.to_owned())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
