@@ -6,6 +6,8 @@ mod support;
 mod agents;
 mod keys;
 mod migrate;
+mod migrators;
+mod python_migrator;
 mod secrets;
 mod serve;
 mod tokens;
