@@ -1,12 +1,14 @@
 -- Legacy-store migrations (issue #6). Timestamps are ms since the epoch.
 
--- One row per legacy item a migrator plugin found and the host wrote:
+-- One row per legacy item a migrator plugin found in one source (the
+-- folder or URL a run was given; '' for none) and the host wrote:
 -- state 'written' once the new secret (or API token) committed, in the
 -- same transaction; 'retired' once the plugin retired the item's unit
 -- (renamed the file, deleted the key). A target belongs to one item only,
 -- so nothing is migrated twice under two names.
 CREATE TABLE migration_ledger (
     plugin      TEXT NOT NULL,
+    source      TEXT NOT NULL,
     item_id     TEXT NOT NULL,
     unit        TEXT NOT NULL,
     target      TEXT NOT NULL,
@@ -14,10 +16,10 @@ CREATE TABLE migration_ledger (
     secret_id   INTEGER REFERENCES secret (id) ON DELETE SET NULL,
     written_at  INTEGER NOT NULL,
     retired_at  INTEGER,
-    PRIMARY KEY (plugin, item_id)
+    PRIMARY KEY (plugin, source, item_id)
 );
 CREATE UNIQUE INDEX migration_ledger_target ON migration_ledger (target);
-CREATE INDEX migration_ledger_unit ON migration_ledger (plugin, unit);
+CREATE INDEX migration_ledger_unit ON migration_ledger (plugin, source, unit);
 
 -- Finished runs: a run of the same plugin build with the same options is
 -- a no-op unless asked again.

@@ -115,6 +115,8 @@ fn token_dir_writes_then_retires_and_runs_once() {
     // The same run again is a no-op; --again finds nothing left to do.
     let again = kw.ok(&["migrate", "run", "token-dir", "--source", src_s], b"");
     assert!(again.contains("finished before"), "{again}");
+    let listed = kw.ok(&["migrate", "list"], b"");
+    assert!(listed.contains("3 migrated"), "{listed}");
     let forced = kw.ok(
         &["migrate", "run", "token-dir", "--source", src_s, "--again"],
         b"",
@@ -123,8 +125,6 @@ fn token_dir_writes_then_retires_and_runs_once() {
         forced.contains("0 migrated, 0 skipped, 0 failed"),
         "{forced}"
     );
-    let listed = kw.ok(&["migrate", "list"], b"");
-    assert!(listed.contains("3 migrated"), "{listed}");
 
     // Every write is in the access log, as the CLI user.
     let log = kw.ok(&["audit", "tail", "--json", "-n", "100"], b"");
@@ -315,7 +315,10 @@ fn malformed_migrate_commands_are_refused_with_a_reason() {
 
 /// The ledger's rows: (item id, state).
 fn ledger(kw: &Kw) -> Vec<(String, String)> {
-    let url = format!("sqlite://{}/keyward.db", kw.dir.path().display());
+    let url = kw
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/keyward.db", kw.dir.path().display()));
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -340,9 +343,14 @@ fn sigkill_at_every_checkpoint_then_a_rerun_loses_and_duplicates_nothing() {
     const N: usize = 5;
     let mut kill_at = 1;
     let mut kills = 0;
+    // One data folder (so one warm plugin compile cache), a fresh store
+    // and legacy folder per kill point.
+    let mut kw = Kw::new();
     loop {
-        let kw = Kw::new();
-        let src = token_dir(kw.dir.path(), N);
+        let round = kw.dir.path().join(format!("round-{kill_at}"));
+        std::fs::create_dir_all(&round).expect("mkdir");
+        kw.database_url = Some(format!("sqlite://{}/keyward.db", round.display()));
+        let src = token_dir(&round, N);
         let src_s = src.to_str().expect("utf-8").to_owned();
         let args = [
             "migrate",

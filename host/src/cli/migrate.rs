@@ -60,7 +60,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 
 async fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
     let options = super::plugin::options(cli);
-    Ok(tokio::task::spawn_blocking(move || Runtime::start(options)).await??)
+    tokio::task::spawn_blocking(move || Runtime::start(options)).await?
 }
 
 async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -201,11 +201,7 @@ impl Bar {
 
     fn draw(&self, phase: &str, done: usize, total: usize) {
         const WIDTH: usize = 30;
-        let filled = if total == 0 {
-            WIDTH
-        } else {
-            done * WIDTH / total
-        };
+        let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,

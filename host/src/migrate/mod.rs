@@ -416,26 +416,37 @@ async fn drive(
             }
         }
     }
-    let known: HashMap<String, ledger::LedgerRow> = ledger::ledger(&vault.db().pool, name)
-        .await?
-        .into_iter()
-        .map(|r| (r.item_id.clone(), r))
-        .collect();
+    let source_key = request.shown_source.clone().unwrap_or_default();
+    let known: HashMap<String, ledger::LedgerRow> =
+        ledger::ledger(&vault.db().pool, name, &source_key)
+            .await?
+            .into_iter()
+            .map(|r| (r.item_id.clone(), r))
+            .collect();
     let mut candidates = plan(items, &known, &renames);
 
+    // Units with a refused item are not retired this run, nor units a
+    // problem names: a problem whose id is the unit or starts with
+    // `<unit>#` (a bad line of a file that retires whole).
+    let mut blocked: BTreeSet<String> = candidates
+        .iter()
+        .filter(|c| c.failed.is_some())
+        .map(|c| c.item.unit.clone())
+        .collect();
+    let units_found: BTreeSet<String> = candidates.iter().map(|c| c.item.unit.clone()).collect();
     for (id, reason) in found.problems {
+        let unit = id.split_once('#').map_or(id.as_str(), |(u, _)| u);
+        for u in [id.as_str(), unit] {
+            if units_found.contains(u) {
+                blocked.insert(u.to_owned());
+            }
+        }
         report.items.push(ItemReport {
             id,
             target: String::new(),
             status: Status::Failed(reason),
         });
     }
-    // Units with a refused item are not retired this run.
-    let mut blocked: BTreeSet<String> = candidates
-        .iter()
-        .filter(|c| c.failed.is_some())
-        .map(|c| c.item.unit.clone())
-        .collect();
 
     if request.dry_run {
         for c in &candidates {
@@ -491,7 +502,7 @@ async fn drive(
         let batch: Vec<(&Candidate, SecretBytes)> =
             good.into_iter().map(|(i, v)| (&candidates[i], v)).collect();
         fault::checkpoint("before write");
-        let results = write::batch(vault, name, access, &batch).await?;
+        let results = write::batch(vault, name, &source_key, access, &batch).await?;
         drop(batch);
         fault::checkpoint("written");
         for (i, result) in positions.into_iter().zip(results) {
@@ -513,7 +524,7 @@ async fn drive(
     // (including units of a run that stopped after its retire but before
     // marking it: no longer discovered, still `written` in the ledger).
     let mut units: BTreeMap<String, bool> = BTreeMap::new();
-    for row in ledger::ledger(&vault.db().pool, name).await? {
+    for row in ledger::ledger(&vault.db().pool, name, &source_key).await? {
         if row.state == State::Written && !blocked.contains(&row.unit) {
             // Only the host makes `rename:` ids (plan refuses them from a
             // plugin), so such a unit is the host's to retire.
@@ -553,7 +564,7 @@ async fn drive(
         for (unit, result) in results {
             match result {
                 Ok(()) => {
-                    ledger::retired(&mut conn, name, &unit, now).await?;
+                    ledger::retired(&mut conn, name, &source_key, &unit, now).await?;
                     retired.insert(unit);
                 }
                 Err(reason) => {

@@ -23,6 +23,7 @@ use crate::vault::{Vault, VaultError, MAX_DESCRIPTION_LEN};
 pub(super) async fn batch(
     vault: &Vault,
     plugin: &str,
+    source: &str,
     access: &Access,
     batch: &[(&Candidate, SecretBytes)],
 ) -> Result<Vec<Result<(), String>>, VaultError> {
@@ -30,7 +31,7 @@ pub(super) async fn batch(
     let mut entries = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
     for (candidate, value) in batch {
-        let result = one(&mut tx, vault, plugin, access, candidate, value).await?;
+        let result = one(&mut tx, vault, (plugin, source), access, candidate, value).await?;
         match result {
             Ok(entry) => {
                 entries.extend(entry);
@@ -49,13 +50,13 @@ pub(super) async fn batch(
 async fn one(
     conn: &mut AnyConnection,
     vault: &Vault,
-    plugin: &str,
+    (plugin, source): (&str, &str),
     access: &Access,
     c: &Candidate,
     value: &SecretBytes,
 ) -> Result<Result<Option<AccessEntry>, String>, VaultError> {
     if let Some(owner) = ledger::by_target(conn, &c.item.target).await? {
-        if owner.plugin != plugin || owner.item_id != c.item.id {
+        if owner.plugin != plugin || owner.source != source || owner.item_id != c.item.id {
             return Ok(Err(format!(
                 "target {} was already migrated from {} item {:?}",
                 c.item.target, owner.plugin, owner.item_id
@@ -148,6 +149,7 @@ async fn one(
         conn,
         &LedgerRow {
             plugin: plugin.to_owned(),
+            source: source.to_owned(),
             item_id: c.item.id.clone(),
             unit: c.item.unit.clone(),
             target: c.item.target.clone(),

@@ -39,6 +39,8 @@ impl State {
 pub struct LedgerRow {
     /// The migrator.
     pub plugin: String,
+    /// The run's source (folder or URL as given; empty for none).
+    pub source: String,
     /// The plugin's id of the item.
     pub item_id: String,
     /// Its retire unit.
@@ -55,11 +57,13 @@ pub struct LedgerRow {
     pub retired_at: Option<i64>,
 }
 
-const COLUMNS: &str = "plugin, item_id, unit, target, state, secret_id, written_at, retired_at";
+const COLUMNS: &str =
+    "plugin, source, item_id, unit, target, state, secret_id, written_at, retired_at";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> {
     Ok(LedgerRow {
         plugin: r.try_get("plugin")?,
+        source: r.try_get("source")?,
         item_id: r.try_get("item_id")?,
         unit: r.try_get("unit")?,
         target: r.try_get("target")?,
@@ -70,11 +74,16 @@ fn row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> {
     })
 }
 
-/// Every ledger row of `plugin`.
-pub async fn ledger(pool: &AnyPool, plugin: &str) -> Result<Vec<LedgerRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM migration_ledger WHERE plugin = $1");
+/// Every ledger row of `plugin` for `source`.
+pub async fn ledger(
+    pool: &AnyPool,
+    plugin: &str,
+    source: &str,
+) -> Result<Vec<LedgerRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM migration_ledger WHERE plugin = $1 AND source = $2");
     sqlx::query(&sql)
         .bind(plugin.to_owned())
+        .bind(source.to_owned())
         .fetch_all(pool)
         .await?
         .iter()
@@ -101,9 +110,9 @@ pub async fn by_target(
 /// item already known).
 pub async fn written(conn: &mut AnyConnection, r: &LedgerRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO migration_ledger (plugin, item_id, unit, target, state, secret_id, \
-         written_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
-         ON CONFLICT (plugin, item_id) DO UPDATE SET unit = excluded.unit, \
+        "INSERT INTO migration_ledger (plugin, source, item_id, unit, target, state, secret_id, \
+         written_at, retired_at) VALUES ($1, $8, $2, $3, $4, $5, $6, $7, NULL) \
+         ON CONFLICT (plugin, source, item_id) DO UPDATE SET unit = excluded.unit, \
          target = excluded.target, state = excluded.state, secret_id = excluded.secret_id, \
          written_at = excluded.written_at, retired_at = NULL",
     )
@@ -114,27 +123,30 @@ pub async fn written(conn: &mut AnyConnection, r: &LedgerRow) -> Result<(), sqlx
     .bind(State::Written.as_str())
     .bind(r.secret_id)
     .bind(r.written_at)
+    .bind(r.source.clone())
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Marks every item of `unit` retired.
+/// Marks every item of `unit` (of `plugin` in `source`) retired.
 pub async fn retired(
     conn: &mut AnyConnection,
     plugin: &str,
+    source: &str,
     unit: &str,
     at: i64,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE migration_ledger SET state = $1, retired_at = $2 \
-         WHERE plugin = $3 AND unit = $4 AND state = $5",
+         WHERE plugin = $3 AND unit = $4 AND state = $5 AND source = $6",
     )
     .bind(State::Retired.as_str())
     .bind(at)
     .bind(plugin.to_owned())
     .bind(unit.to_owned())
     .bind(State::Written.as_str())
+    .bind(source.to_owned())
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
