@@ -6,7 +6,6 @@ mod support;
 mod agents;
 mod keys;
 mod migrate;
-mod python_migrator;
 mod migrators;
 mod python_migrator;
 mod secrets;

@@ -65,10 +65,18 @@ fn token_dir_writes_then_retires_and_runs_once() {
     );
 
     let listed = kw.ok(&["migrate", "list"], b"");
-    assert!(
-        listed.contains("token-dir") && listed.contains("never run"),
-        "{listed}"
-    );
+    for plugin in [
+        "token-dir",
+        "agents-json",
+        "account-credentials",
+        "key-prefix",
+        "openbao-kv",
+    ] {
+        assert!(listed.contains(plugin), "{plugin} is not loaded: {listed}");
+    }
+    assert!(listed.contains("never run"), "{listed}");
+    // Every built-in plugin loads (`plugin list` exits 1 if one was refused).
+    kw.ok(&["plugin", "list"], b"");
 
     // The plan changes nothing.
     let plan = kw.ok(&["migrate", "plan", "token-dir", "--source", src_s], b"");

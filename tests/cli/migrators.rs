@@ -541,7 +541,6 @@ fn account_credentials_hostile_files_fail_per_file_and_stay() {
 // ----------------------------------------------------------------- key-prefix
 
 #[test]
-#[ignore = "blocked: plugins/key-prefix/plugin.toml has a 531-character description, over the host's 512 limit, so the built-in key-prefix is refused"]
 fn key_prefix_moves_prefixed_keys_out_of_a_dotenv_file() {
     let kw = Kw::new();
     let src = legacy(&kw, "env");
@@ -635,7 +634,6 @@ fn key_prefix_moves_prefixed_keys_out_of_a_dotenv_file() {
 }
 
 #[test]
-#[ignore = "blocked: plugins/key-prefix/plugin.toml has a 531-character description, over the host's 512 limit, so the built-in key-prefix is refused"]
 fn key_prefix_without_a_source_renames_global_secrets() {
     let kw = Kw::new();
     kw.ok(

@@ -10,6 +10,7 @@ mod cli;
 mod fixtures;
 mod hostile;
 mod loading;
+mod migrators;
 mod python;
 mod server;
 
@@ -82,6 +83,20 @@ pub fn access() -> Access {
 
 pub fn reference(text: &str) -> SecretRef {
     SecretRef::parse(text).expect("valid reference")
+}
+
+/// Reveals `text` as the test suite: the scope found and the value.
+pub async fn reveal_as_test(vault: &Vault, text: &str) -> (Scope, Vec<u8>) {
+    let (scope, value) = vault
+        .reveal(
+            &reference(text),
+            &Default::default(),
+            &access(),
+            keyward::audit::Action::Reveal,
+        )
+        .await
+        .expect("reveal");
+    (scope, value.expose().to_vec())
 }
 
 impl Host {

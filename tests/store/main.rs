@@ -9,6 +9,7 @@ mod agents;
 mod crud;
 mod forge;
 mod keyring;
+mod migrate;
 mod oauth;
 mod sealing;
 mod sessions;

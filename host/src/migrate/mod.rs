@@ -818,6 +818,19 @@ impl Lease {
                 }
                 return Ok(Taken::Mine(lease));
             }
+            // A holder on this machine whose process is gone (killed
+            // mid-run) is not waited out: its lease is taken over at once.
+            if let Some(stale) = ledger::lock_holder(pool, plugin).await? {
+                if holder_is_dead(&stale)
+                    && ledger::steal_lock(pool, plugin, &stale, &holder, now + LEASE_MS).await?
+                {
+                    tracing::warn!(%plugin, %stale, "took over the migration lease of a process that is gone");
+                    return Ok(Taken::Mine(Lease {
+                        plugin: plugin.to_owned(),
+                        holder,
+                    }));
+                }
+            }
             if std::time::Instant::now() >= deadline {
                 return Err(MigrateError::Busy {
                     plugin: plugin.to_owned(),
@@ -856,19 +869,42 @@ impl Lease {
     }
 }
 
-/// `<hostname>:<pid>:<random>`: unique per process and run.
-fn holder_id() -> String {
+fn hostname() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
-        .map(|h| h.trim().to_owned())
+        .map(|h| h.trim().replace(':', "_"))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
+    write::clip(&host, 64)
+}
+
+/// `<hostname>:<pid>:<random>`: unique per process and run.
+fn holder_id() -> String {
     let mut nonce = [0u8; 4];
     crate::crypto::fill_random(&mut nonce);
     format!(
         "{}:{}:{}",
-        write::clip(&host, 64),
+        hostname(),
         std::process::id(),
         hex::encode(nonce)
     )
+}
+
+/// Whether `holder` names a process on this machine that no longer runs.
+/// Anything else (another machine, a live or unknown process) is waited
+/// for until its lease expires.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == hostname()
+        && pid != std::process::id()
+        && std::fs::metadata("/proc/self").is_ok()
+        && std::fs::metadata(format!("/proc/{pid}")).is_err()
 }

@@ -264,6 +264,37 @@ pub async fn take_lock(
     Ok(done.rows_affected() == 1)
 }
 
+/// Who holds `plugin`'s lease, if anyone (expired or not).
+pub async fn lock_holder(pool: &AnyPool, plugin: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT holder FROM migration_lock WHERE plugin = $1")
+        .bind(plugin.to_owned())
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.try_get("holder"))
+        .transpose()
+}
+
+/// Takes the lease from `stale` (a holder known to be dead), if it still
+/// has it: true if `holder` has it now.
+pub async fn steal_lock(
+    pool: &AnyPool,
+    plugin: &str,
+    stale: &str,
+    holder: &str,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE migration_lock SET holder = $1, until = $2 WHERE plugin = $3 AND holder = $4",
+    )
+    .bind(holder.to_owned())
+    .bind(until)
+    .bind(plugin.to_owned())
+    .bind(stale.to_owned())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Gives the lease up, if `holder` still has it.
 pub async fn release_lock(pool: &AnyPool, plugin: &str, holder: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM migration_lock WHERE plugin = $1 AND holder = $2")
