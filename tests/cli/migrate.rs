@@ -414,7 +414,11 @@ fn sigkill_at_every_checkpoint_then_a_rerun_loses_and_duplicates_nothing() {
         kills += 1;
         check("after SIGKILL");
         let rerun = kw.ok(&args, b"");
-        assert!(rerun.contains("0 failed"), "{rerun}");
+        // Killed after the run was recorded: the re-run is the no-op.
+        assert!(
+            rerun.contains("0 failed") || rerun.contains("finished before"),
+            "{rerun}"
+        );
         check("after the re-run");
         for i in 0..N {
             assert!(src.join(format!("tokens/.agent-{i}.migrated.bak")).exists());

@@ -39,6 +39,9 @@ use crate::vault::{Vault, VaultError, MAX_VALUE_LEN};
 /// The id prefix of an in-store rename (host-made items only).
 const RENAME_PREFIX: &str = "rename:";
 
+/// Longest item id or unit accepted from a plugin.
+const MAX_ID_LEN: usize = 1024;
+
 /// Items read and written per transaction (and per `read` call).
 pub const DEFAULT_BATCH: usize = 256;
 
@@ -665,6 +668,14 @@ fn plan(
         }
         if item.unit.is_empty() {
             failed.get_or_insert("the plugin gave no retire unit".into());
+        }
+        // Ids and units go into the ledger and onto the terminal.
+        for (what, text) in [("id", &item.id), ("unit", &item.unit)] {
+            if text.is_empty() || text.len() > MAX_ID_LEN || text.chars().any(char::is_control) {
+                failed.get_or_insert(format!(
+                    "the plugin gave an {what} that is empty, longer than {MAX_ID_LEN} bytes or has control characters"
+                ));
+            }
         }
         let mut rename_from = None;
         if let Some(old) = renames.get(&item.id).filter(|_| host_made) {
