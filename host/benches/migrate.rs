@@ -23,6 +23,13 @@ use keyward::vault::Vault;
 const FILES: usize = 10_000;
 
 fn bench(c: &mut Criterion) {
+    // KEYWARD_LOG=keyward::migrate=debug shows where a run's time goes.
+    if let Ok(filter) = std::env::var("KEYWARD_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

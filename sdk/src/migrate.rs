@@ -152,22 +152,27 @@ pub fn inside(source: &Path, relative: &str) -> Result<PathBuf, String> {
 /// sandbox refuses to follow it), unreadable, empty or too large.
 pub fn read_file(path: &Path, shown: &str, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let link = std::fs::symlink_metadata(path)
-        .map_err(|e| format!("{shown}: {}", io_reason(&e)))?
-        .file_type()
-        .is_symlink();
     let outside =
         || format!("{shown}: a symlink that leads outside the source folder (or nowhere)");
-    // Checked before opening: opening a FIFO would wait for a writer.
-    let target = std::fs::metadata(path).map_err(|e| {
-        if link {
-            outside()
-        } else {
-            format!("{shown}: {}", io_reason(&e))
-        }
-    })?;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {}", io_reason(&e)))?;
+    let link = meta.file_type().is_symlink();
+    // Checked before opening: opening a FIFO would wait for a writer. A
+    // symlink's target is checked through it (the sandbox refuses one that
+    // leads out of the source folder).
+    let target = if link {
+        std::fs::metadata(path).map_err(|_| outside())?
+    } else {
+        meta
+    };
     if !target.is_file() {
         return Err(format!("{shown}: not a regular file"));
+    }
+    if target.len() > max {
+        return Err(format!(
+            "{shown}: {} bytes, more than the {max} this migrator accepts",
+            target.len()
+        ));
     }
     let file = std::fs::File::open(path).map_err(|e| {
         if link {
@@ -176,19 +181,8 @@ pub fn read_file(path: &Path, shown: &str, max: u64) -> Result<Vec<u8>, String> 
             format!("{shown}: {}", io_reason(&e))
         }
     })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("{shown}: {}", io_reason(&e)))?;
-    if !meta.is_file() {
-        return Err(format!("{shown}: not a regular file"));
-    }
-    if meta.len() > max {
-        return Err(format!(
-            "{shown}: {} bytes, more than the {max} this migrator accepts",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grew since it was looked at.
+    let mut bytes = Vec::with_capacity(target.len() as usize + 1);
     file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{shown}: {}", io_reason(&e)))?;

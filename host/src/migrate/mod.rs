@@ -387,7 +387,9 @@ async fn drive(
 ) -> Result<(), MigrateError> {
     let name = request.plugin.as_str();
     let run = &request.source;
+    let clock = std::time::Instant::now();
     let found = runtime.migration_discover(vault, name, run).await?;
+    tracing::debug!(plugin = %name, items = found.items.len(), ms = clock.elapsed().as_millis() as u64, "migration: discovered");
     let mut items: Vec<(LegacyItem, bool)> = found.items.into_iter().map(|i| (i, false)).collect();
     let mut renames = BTreeMap::new();
     if run.dir.is_none() && run.url.is_none() {
@@ -484,13 +486,17 @@ async fn drive(
         .map(|(i, _)| i)
         .collect();
     let mut wrote: BTreeSet<usize> = BTreeSet::new();
+    tracing::debug!(plugin = %name, ms = clock.elapsed().as_millis() as u64, "migration: planned");
+    let (mut read_time, mut write_time) = (Duration::ZERO, Duration::ZERO);
     progress.phase("write", to_write.len());
     for chunk in to_write.chunks(request.batch.max(1)) {
         if let Some(lease) = lease {
             lease.renew(vault).await?;
         }
         fault::checkpoint("before read");
+        let t = std::time::Instant::now();
         let values = read_values(vault, runtime, request, access, &candidates, chunk).await;
+        read_time += t.elapsed();
         let mut good = Vec::new();
         for (&i, value) in chunk.iter().zip(values) {
             match value.and_then(check_value) {
@@ -505,7 +511,9 @@ async fn drive(
         let batch: Vec<(&Candidate, SecretBytes)> =
             good.into_iter().map(|(i, v)| (&candidates[i], v)).collect();
         fault::checkpoint("before write");
+        let t = std::time::Instant::now();
         let results = write::batch(vault, name, &source_key, access, &batch).await?;
+        write_time += t.elapsed();
         drop(batch);
         fault::checkpoint("written");
         for (i, result) in positions.into_iter().zip(results) {
@@ -537,6 +545,14 @@ async fn drive(
     let unit_list: Vec<(String, bool)> = units.into_iter().collect();
     let mut retired: BTreeSet<String> = BTreeSet::new();
     let mut retire_failed: BTreeMap<String, String> = BTreeMap::new();
+    tracing::debug!(
+        plugin = %name,
+        ms = clock.elapsed().as_millis() as u64,
+        read_ms = read_time.as_millis() as u64,
+        write_ms = write_time.as_millis() as u64,
+        "migration: written"
+    );
+    let (mut retire_time, mut mark_time) = (Duration::ZERO, Duration::ZERO);
     progress.phase("retire", unit_list.len());
     for chunk in unit_list.chunks(request.batch.max(1)) {
         if let Some(lease) = lease {
@@ -545,6 +561,7 @@ async fn drive(
         let (plugin_units, host_units): (Vec<_>, Vec<_>) = chunk.iter().partition(|(_, r)| !r);
         let plugin_units: Vec<String> = plugin_units.into_iter().map(|(u, _)| u.clone()).collect();
         fault::checkpoint("before retire");
+        let t = std::time::Instant::now();
         let mut results: Vec<(String, Result<(), String>)> = Vec::new();
         if !plugin_units.is_empty() {
             match runtime
@@ -561,25 +578,43 @@ async fn drive(
             let old = unit.strip_prefix(RENAME_PREFIX).unwrap_or(unit);
             results.push((unit.clone(), retire_rename(vault, old, access).await));
         }
+        retire_time += t.elapsed();
         fault::checkpoint("retired");
-        let mut conn = vault.db().pool.begin().await?;
-        let now = now_ms();
+        let t = std::time::Instant::now();
+        let mut done = Vec::new();
         for (unit, result) in results {
             match result {
-                Ok(()) => {
-                    ledger::retired(&mut conn, name, &source_key, &unit, now).await?;
-                    retired.insert(unit);
-                }
+                Ok(()) => done.push(unit),
                 Err(reason) => {
                     retire_failed.insert(unit, reason);
                 }
             }
         }
-        conn.commit().await?;
+        let units: Vec<&str> = done.iter().map(String::as_str).collect();
+        let mut conn = vault.db().pool.acquire().await?;
+        ledger::retired_many(
+            &mut conn,
+            vault.db().backend,
+            name,
+            &source_key,
+            &units,
+            now_ms(),
+        )
+        .await?;
+        drop(conn);
+        retired.extend(done);
+        mark_time += t.elapsed();
         fault::checkpoint("retire marked");
         progress.advance(chunk.len());
     }
 
+    tracing::debug!(
+        plugin = %name,
+        ms = clock.elapsed().as_millis() as u64,
+        retire_ms = retire_time.as_millis() as u64,
+        mark_ms = mark_time.as_millis() as u64,
+        "migration: retired"
+    );
     // The report, in discovery order, then the units finished from before.
     let mut reported_units = BTreeSet::new();
     for (i, c) in candidates.iter().enumerate() {

@@ -148,6 +148,11 @@ impl Wasi {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         if let Some(dir) = source {
+            // A migrator run reads and renames thousands of small local
+            // files: doing each operation on the calling thread instead of
+            // a `spawn_blocking` round trip made a 10,000-file run's reads
+            // several times faster. Only these one-run contexts do it.
+            builder.allow_blocking_current_thread(true);
             builder
                 .preopened_dir(dir, SOURCE_GUEST_PATH, wasmtime_wasi::FsPerms::ReadWrite)
                 .map_err(|e| {

@@ -5,6 +5,43 @@
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
+use super::Backend;
+
+/// `$1` as the elements of a JSON array, per backend: `value` (SQLite) or
+/// `e` (PostgreSQL), for one statement of one fixed shape per batch.
+fn json_rows(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "json_each($1)",
+        Backend::Postgres => "jsonb_array_elements($1::jsonb) AS e",
+    }
+}
+
+/// One element of [`json_rows`] as text.
+fn element(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "value",
+        Backend::Postgres => "e #>> '{}'",
+    }
+}
+
+fn json_text(backend: Backend, i: usize) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_extract(value, '$[{i}]')"),
+        Backend::Postgres => format!("(e->>{i})"),
+    }
+}
+
+fn json_int(backend: Backend, i: usize) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_extract(value, '$[{i}]')"),
+        Backend::Postgres => format!("(e->>{i})::bigint"),
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
 /// Where an item is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -104,6 +141,148 @@ pub async fn by_target(
         .as_ref()
         .map(row)
         .transpose()
+}
+
+/// The ledger rows owning any of `targets`.
+pub async fn by_targets(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    targets: &[&str],
+) -> Result<Vec<LedgerRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM migration_ledger WHERE target IN (SELECT {} FROM {})",
+        element(backend),
+        json_rows(backend)
+    );
+    sqlx::query(&sql)
+        .bind(encode(&targets)?)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// Which of `names` are agent types.
+pub async fn agent_types_among(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    names: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if names.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT name FROM agent_type WHERE name IN (SELECT {} FROM {})",
+        element(backend),
+        json_rows(backend)
+    );
+    sqlx::query(&sql)
+        .bind(encode(&names)?)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get("name"))
+        .collect()
+}
+
+/// The agent type of each of `ids` that is an instance: id → type.
+pub async fn instances_among(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT id, agent_type FROM agent_instance WHERE id IN (SELECT {} FROM {})",
+        element(backend),
+        json_rows(backend)
+    );
+    sqlx::query(&sql)
+        .bind(encode(&ids)?)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("agent_type")?)))
+        .collect()
+}
+
+/// [`written`] for many rows in one statement.
+pub async fn written_many(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: &[LedgerRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.plugin,
+                r.source,
+                r.item_id,
+                r.unit,
+                r.target,
+                r.secret_id,
+                r.written_at
+            ])
+        })
+        .collect();
+    let (t, i) = (|n| json_text(backend, n), |n| json_int(backend, n));
+    // `WHERE true`: SQLite needs it to read ON CONFLICT after a SELECT.
+    let sql = format!(
+        "INSERT INTO migration_ledger (plugin, source, item_id, unit, target, state, secret_id, \
+         written_at, retired_at) SELECT {}, {}, {}, {}, {}, 'written', {}, {}, NULL FROM {} \
+         WHERE true ON CONFLICT (plugin, source, item_id) DO UPDATE SET unit = excluded.unit, \
+         target = excluded.target, state = excluded.state, secret_id = excluded.secret_id, \
+         written_at = excluded.written_at, retired_at = NULL",
+        t(0),
+        t(1),
+        t(2),
+        t(3),
+        t(4),
+        i(5),
+        i(6),
+        json_rows(backend)
+    );
+    sqlx::query(&sql)
+        .bind(encode(&values)?)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// [`retired`] for many units of one plugin and source in one statement.
+pub async fn retired_many(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    plugin: &str,
+    source: &str,
+    units: &[&str],
+    at: i64,
+) -> Result<u64, sqlx::Error> {
+    if units.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "UPDATE migration_ledger SET state = 'retired', retired_at = $2 \
+         WHERE plugin = $3 AND source = $4 AND state = 'written' \
+         AND unit IN (SELECT {} FROM {})",
+        element(backend),
+        json_rows(backend)
+    );
+    let done = sqlx::query(&sql)
+        .bind(encode(&units)?)
+        .bind(at)
+        .bind(plugin.to_owned())
+        .bind(source.to_owned())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Records an item as written (a new row, or a re-run's new write of an

@@ -138,6 +138,62 @@ pub async fn get_by_names(
         .collect()
 }
 
+/// Every row whose (scope, name) is one of `pairs`, for a batch of writes.
+/// The pairs travel as one JSON array, as in [`get_by_names`].
+pub async fn get_pairs(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    pairs: &[(&str, &str)],
+) -> Result<Vec<SecretRow>, sqlx::Error> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "SELECT id, scope, name, description, version, key_id, created_at, updated_at, \
+             rotated_at, nonce, ciphertext, tag FROM secret WHERE (scope, name) IN \
+             (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1))"
+        }
+        Backend::Postgres => {
+            "SELECT id, scope, name, description, version, key_id, created_at, updated_at, \
+             rotated_at, nonce, ciphertext, tag FROM secret WHERE (scope, name) IN \
+             (SELECT e->>0, e->>1 FROM jsonb_array_elements($1::jsonb) AS e)"
+        }
+    };
+    let pairs = serde_json::to_string(pairs).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(sql)
+        .bind(pairs)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(full)
+        .collect()
+}
+
+/// [`insert`], answering the new row's id.
+pub async fn insert_returning(
+    conn: &mut AnyConnection,
+    scope: &str,
+    name: &str,
+    description: &str,
+    sealed: &Sealed,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO secret (scope, name, description, version, key_id, nonce, ciphertext, tag, \
+         created_at, updated_at, rotated_at) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $8, $8) \
+         RETURNING id",
+    )
+    .bind(scope.to_owned())
+    .bind(name.to_owned())
+    .bind(description.to_owned())
+    .bind(sealed.key_id.clone())
+    .bind(sealed.nonce.clone())
+    .bind(sealed.ciphertext.clone())
+    .bind(sealed.tag.clone())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.try_get("id")
+}
+
 /// Inserts a new secret at version 1. Fails on a (scope, name) conflict.
 pub async fn insert(
     conn: &mut AnyConnection,
