@@ -10,6 +10,7 @@ crate::on_both_backends!(
     ledger_rows_are_per_source_and_a_target_has_one_owner,
     finished_runs_are_found_by_plugin_build_and_options,
     one_host_at_a_time_holds_the_lease,
+    batch_statements_agree_with_the_single_ones,
 );
 
 fn row(source: &str, id: &str, unit: &str, target: &str) -> LedgerRow {
@@ -214,4 +215,98 @@ async fn one_host_at_a_time_holds_the_lease(db: TestDb) {
         winners += usize::from(t.await.expect("task"));
     }
     assert_eq!(winners, 1);
+}
+
+async fn batch_statements_agree_with_the_single_ones(db: TestDb) {
+    let vault = db.open(&TestKey::new()).await;
+    let (pool, backend) = (&vault.db().pool, vault.db().backend);
+    let mut conn = pool.acquire().await.expect("conn");
+    let c = &mut *conn;
+    // secret_id stays NULL: it references secret(id).
+    let rows: Vec<LedgerRow> = (0..300)
+        .map(|i| {
+            row(
+                "/src",
+                &format!("tokens/a-{i}"),
+                &format!("u-{}", i / 2),
+                &format!("agent_type:a-{i}/FORGE_TOKEN"),
+            )
+        })
+        .collect();
+    ledger::written_many(c, backend, &rows)
+        .await
+        .expect("write many");
+    ledger::written_many(c, backend, &rows[..10])
+        .await
+        .expect("again: upsert");
+    ledger::written_many(c, backend, &[])
+        .await
+        .expect("nothing");
+    let stored = ledger::ledger(pool, "token-dir", "/src")
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 300);
+    let targets = [
+        "agent_type:a-7/FORGE_TOKEN",
+        "agent_type:a-299/FORGE_TOKEN",
+        "global/NOPE",
+        "it's \"quoted\"",
+    ];
+    let owners = ledger::by_targets(c, backend, &targets)
+        .await
+        .expect("owners");
+    let mut found: Vec<&str> = owners.iter().map(|r| r.item_id.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(found, ["tokens/a-299", "tokens/a-7"]);
+    let marked = ledger::retired_many(
+        c,
+        backend,
+        "token-dir",
+        "/src",
+        &["u-0", "u-1", "u-none"],
+        50,
+    )
+    .await
+    .expect("mark");
+    assert_eq!(marked, 4, "two units of two items each");
+    assert_eq!(
+        ledger::retired_many(c, backend, "token-dir", "/other", &["u-2"], 50)
+            .await
+            .expect("mark"),
+        0
+    );
+    let retired = ledger::ledger(pool, "token-dir", "/src")
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|r| r.state == State::Retired)
+        .count();
+    assert_eq!(retired, 4);
+    let agent = keyward::store::agents::AgentType {
+        name: "coder".into(),
+        forge: "forgejo".into(),
+        base_url: "https://codeberg.org".into(),
+        token_secret_id: None,
+        description: String::new(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    drop(conn);
+    assert!(keyward::store::agents::create(pool, &agent)
+        .await
+        .expect("type"));
+    keyward::store::agents::create_instance(pool, "i-1", "coder", None, 1)
+        .await
+        .expect("instance");
+    let mut conn = pool.acquire().await.expect("conn");
+    let c = &mut *conn;
+    let types = ledger::agent_types_among(c, backend, &["coder", "i-1", "nobody"])
+        .await
+        .expect("types");
+    assert_eq!(types.into_iter().collect::<Vec<_>>(), ["coder"]);
+    let instances = ledger::instances_among(c, backend, &["coder", "i-1"])
+        .await
+        .expect("instances");
+    assert_eq!(instances.get("i-1").map(String::as_str), Some("coder"));
+    assert_eq!(instances.len(), 1);
 }
