@@ -538,3 +538,54 @@ fn two_hosts_booting_on_one_postgres_run_a_boot_migration_once() {
     again.kill().expect("kill");
     again.wait().expect("wait");
 }
+
+#[test]
+fn a_token_file_named_for_an_instance_becomes_that_instances_override() {
+    let kw = Kw::new();
+    let src = token_dir(kw.dir.path(), 0);
+    kw.ok(
+        &[
+            "agent-type",
+            "add",
+            "coder",
+            "--forge",
+            "forgejo",
+            "--base-url",
+            "https://codeberg.org",
+        ],
+        b"",
+    );
+    kw.ok(
+        &["agent-type", "set-token", "coder"],
+        b"type-token-0123456789",
+    );
+    kw.ok(
+        &["agent-type", "set-token", "coder", "--instance", "i-7"],
+        b"old-instance-token-0123",
+    );
+    std::fs::write(src.join("tokens/i-7"), "migrated-instance-token-0123\n").expect("write");
+    let out = kw.ok(
+        &[
+            "migrate",
+            "run",
+            "token-dir",
+            "--source",
+            src.to_str().expect("utf-8"),
+        ],
+        b"",
+    );
+    assert!(out.contains("1 migrated"), "{out}");
+    let token = |instance: Option<&str>| {
+        let mut args = vec!["agent-type", "token", "coder", "--reason", "check"];
+        if let Some(i) = instance {
+            args.extend(["--instance", i]);
+        }
+        kw.ok(&args, b"").trim_end().to_owned()
+    };
+    assert_eq!(token(Some("i-7")), "migrated-instance-token-0123");
+    assert_eq!(
+        token(None),
+        "type-token-0123456789",
+        "the type's own token is untouched"
+    );
+}
