@@ -59,7 +59,9 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     let reload = request(&addr, "POST", "/plugins/reload", Some(&token));
     assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
     assert!(
-        reload.contains(r#""loaded":["forgejo","github","gitlab"]"#)
+        reload.contains(
+            r#""loaded":["account-credentials","agents-json","forgejo","github","gitlab","key-prefix","openbao-kv","token-dir"]"#
+        )
             && reload.contains(r#""refused":[]"#),
         "{reload}"
     );

@@ -144,7 +144,16 @@ async fn the_folder_is_watched_for_new_changed_and_removed_plugins() {
 async fn built_ins_load_and_a_file_of_the_same_name_overrides_one() {
     let host = Host::build(&[], true, Default::default()).await;
     let registry = host.rt.registry();
-    for name in ["forgejo", "github", "gitlab"] {
+    for name in [
+        "forgejo",
+        "github",
+        "gitlab",
+        "token-dir",
+        "agents-json",
+        "account-credentials",
+        "key-prefix",
+        "openbao-kv",
+    ] {
         let p = registry
             .plugins
             .get(name)

@@ -21,6 +21,8 @@
 
 pub mod boot;
 pub mod fault;
+mod lease;
+mod plan;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use self::lease::{Lease, Taken};
 use crate::audit::{Access, Action};
 use crate::crypto::SecretBytes;
 use crate::names::{Scope, SecretRef};
@@ -44,13 +47,6 @@ const MAX_ID_LEN: usize = 1024;
 
 /// Items read and written per transaction (and per `read` call).
 pub const DEFAULT_BATCH: usize = 256;
-
-/// How long a lease lasts without renewal: a host that died holding one
-/// blocks others this long at most.
-const LEASE_MS: i64 = 30_000;
-
-/// How long to wait for another host's run of the same migration.
-const WAIT_FOR_OTHER: Duration = Duration::from_secs(600);
 
 /// Errors of a migration run as a whole (an item's own failure is in the
 /// [`Report`], not here). Not reachable over HTTP; the CLI exits 1 on each.
@@ -428,7 +424,7 @@ async fn drive(
             .into_iter()
             .map(|r| (r.item_id.clone(), r))
             .collect();
-    let mut candidates = plan(items, &known, &renames);
+    let mut candidates = plan::plan(items, &known, &renames);
 
     // Units with a refused item are not retired this run, nor units a
     // problem names: a problem whose id is the unit or starts with
@@ -662,99 +658,6 @@ async fn drive(
     Ok(())
 }
 
-/// Checks what discovery found against itself and the ledger.
-fn plan(
-    items: Vec<(LegacyItem, bool)>,
-    known: &HashMap<String, ledger::LedgerRow>,
-    renames: &BTreeMap<String, String>,
-) -> Vec<Candidate> {
-    let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut ids = BTreeSet::new();
-    let mut out: Vec<Candidate> = Vec::with_capacity(items.len());
-    for (item, host_made) in items {
-        let mut failed = None;
-        if !host_made
-            && (item.id.starts_with(RENAME_PREFIX) || item.unit.starts_with(RENAME_PREFIX))
-        {
-            failed = Some(format!(
-                "ids and units starting with {RENAME_PREFIX:?} are the host's"
-            ));
-        }
-        if !ids.insert(item.id.clone()) {
-            failed = Some(format!(
-                "the plugin found two items with id {:?}",
-                clip(&item.id)
-            ));
-        }
-        let target_ok = match &item.binding {
-            Binding::ApiKey { name, .. } => crate::auth::token::check_name(name)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    (item.target == *name)
-                        .then_some(())
-                        .ok_or_else(|| "an api-key item's target must be its token name".to_owned())
-                }),
-            _ => SecretRef::parse(&item.target)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(e) = target_ok {
-            failed.get_or_insert(format!("invalid target: {e}"));
-        }
-        if item.unit.is_empty() {
-            failed.get_or_insert("the plugin gave no retire unit".into());
-        }
-        // Ids and units go into the ledger and onto the terminal.
-        for (what, text) in [("id", &item.id), ("unit", &item.unit)] {
-            if text.is_empty() || text.len() > MAX_ID_LEN || text.chars().any(char::is_control) {
-                failed.get_or_insert(format!(
-                    "the plugin gave an {what} that is empty, longer than {MAX_ID_LEN} bytes or has control characters"
-                ));
-            }
-        }
-        let mut rename_from = None;
-        if let Some(old) = renames.get(&item.id).filter(|_| host_made) {
-            match SecretRef::parse(old) {
-                Ok(r) => rename_from = Some(r),
-                Err(e) => {
-                    failed.get_or_insert(format!("invalid rename source: {e}"));
-                }
-            }
-        }
-        let state = known.get(&item.id).map(|r| r.state);
-        by_target
-            .entry(normalise_target(&item.target))
-            .or_default()
-            .push(out.len());
-        out.push(Candidate {
-            item,
-            state,
-            failed,
-            rename_from,
-        });
-    }
-    for positions in by_target.values().filter(|p| p.len() > 1) {
-        let ids: Vec<String> = positions.iter().map(|&i| clip(&out[i].item.id)).collect();
-        for &i in positions {
-            let reason = format!(
-                "two items with one target {}: {}",
-                out[i].item.target,
-                ids.join(", ")
-            );
-            out[i].failed.get_or_insert(reason);
-        }
-    }
-    out
-}
-
-/// `NAME` and `global/NAME` are one target.
-fn normalise_target(target: &str) -> String {
-    match target.split_once('/') {
-        None => format!("global/{target}"),
-        Some(_) => target.to_owned(),
-    }
-}
-
 /// The values of the candidates at `chunk`: the plugin's `read` for its
 /// items, the store for renames. One result per position.
 async fn read_values(
@@ -831,126 +734,4 @@ async fn retire_rename(vault: &Vault, old: &str, access: &Access) -> Result<(), 
         Ok(()) | Err(VaultError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// This host's hold on a plugin's migration.
-struct Lease {
-    plugin: String,
-    holder: String,
-}
-
-enum Taken {
-    Mine(Lease),
-    /// Another host held it and let go: its run may have done the work.
-    OtherFinished,
-}
-
-impl Lease {
-    async fn take(vault: &Vault, plugin: &str) -> Result<Taken, MigrateError> {
-        let holder = holder_id();
-        let pool = &vault.db().pool;
-        let deadline = std::time::Instant::now() + WAIT_FOR_OTHER;
-        let mut waited = false;
-        loop {
-            let now = now_ms();
-            if ledger::take_lock(pool, plugin, &holder, now + LEASE_MS, now).await? {
-                let lease = Lease {
-                    plugin: plugin.to_owned(),
-                    holder,
-                };
-                if waited {
-                    lease.release(vault).await;
-                    return Ok(Taken::OtherFinished);
-                }
-                return Ok(Taken::Mine(lease));
-            }
-            // A holder on this machine whose process is gone (killed
-            // mid-run) is not waited out: its lease is taken over at once.
-            if let Some(stale) = ledger::lock_holder(pool, plugin).await? {
-                if holder_is_dead(&stale)
-                    && ledger::steal_lock(pool, plugin, &stale, &holder, now + LEASE_MS).await?
-                {
-                    tracing::warn!(%plugin, %stale, "took over the migration lease of a process that is gone");
-                    return Ok(Taken::Mine(Lease {
-                        plugin: plugin.to_owned(),
-                        holder,
-                    }));
-                }
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(MigrateError::Busy {
-                    plugin: plugin.to_owned(),
-                    holder: "another host".into(),
-                });
-            }
-            waited = true;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn renew(&self, vault: &Vault) -> Result<(), MigrateError> {
-        let now = now_ms();
-        if ledger::take_lock(
-            &vault.db().pool,
-            &self.plugin,
-            &self.holder,
-            now + LEASE_MS,
-            now,
-        )
-        .await?
-        {
-            Ok(())
-        } else {
-            Err(MigrateError::Busy {
-                plugin: self.plugin.clone(),
-                holder: "another host (this host's lease expired)".into(),
-            })
-        }
-    }
-
-    async fn release(&self, vault: &Vault) {
-        if let Err(e) = ledger::release_lock(&vault.db().pool, &self.plugin, &self.holder).await {
-            tracing::warn!(plugin = %self.plugin, error = %e, "could not release the migration lease; it expires by itself");
-        }
-    }
-}
-
-fn hostname() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().replace(':', "_"))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    write::clip(&host, 64)
-}
-
-/// `<hostname>:<pid>:<random>`: unique per process and run.
-fn holder_id() -> String {
-    let mut nonce = [0u8; 4];
-    crate::crypto::fill_random(&mut nonce);
-    format!(
-        "{}:{}:{}",
-        hostname(),
-        std::process::id(),
-        hex::encode(nonce)
-    )
-}
-
-/// Whether `holder` names a process on this machine that no longer runs.
-/// Anything else (another machine, a live or unknown process) is waited
-/// for until its lease expires.
-fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    host == hostname()
-        && pid != std::process::id()
-        && std::fs::metadata("/proc/self").is_ok()
-        && std::fs::metadata(format!("/proc/{pid}")).is_err()
 }
