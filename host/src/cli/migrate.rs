@@ -35,7 +35,7 @@ pub struct RunArgs {
     pub source: Option<String>,
     /// A plugin option, KEY=VALUE (repeatable). The value of a key ending
     /// in `_ref` is a secret reference the plugin may use for this run,
-    /// e.g. token_ref=imports/OPENBAO_TOKEN.
+    /// e.g. token_ref=global/BAO_TOKEN.
     #[arg(long = "option", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Print the plan; change nothing.
