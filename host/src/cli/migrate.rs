@@ -167,9 +167,17 @@ fn print_report(report: &Report) {
     }
     let (migrated, skipped, failed) = report.counts();
     if report.dry_run {
+        // `counts` puts planned items with the skipped ones; a plan tells
+        // them apart.
+        let to_do = report
+            .items
+            .iter()
+            .filter(|i| matches!(i.status, Status::WouldMigrate | Status::WouldRetire))
+            .count();
         println!(
-            "{}: dry run: {} to do, {failed} would fail; nothing was changed",
-            report.plugin, skipped
+            "{}: dry run: {to_do} to do, {} skipped, {failed} would fail; nothing was changed",
+            report.plugin,
+            skipped - to_do
         );
     } else {
         println!(
