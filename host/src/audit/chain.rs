@@ -74,30 +74,6 @@ pub async fn lock_head(conn: &mut AnyConnection) -> Result<(Head, i64), sqlx::Er
     Ok((head, row.try_get("secrets_generation")?))
 }
 
-/// SQLite only: [`lock_head`] as the first statement of a transaction that
-/// it begins (`BEGIN IMMEDIATE`, the write lock up front), in one round trip
-/// to the connection's thread. The caller ends the transaction with
-/// [`append_and_commit_sqlite`] or a `ROLLBACK`.
-pub async fn begin_and_lock_head_sqlite(
-    conn: &mut AnyConnection,
-) -> Result<(Head, i64), sqlx::Error> {
-    // Not `fetch_one`: through the `Any` driver it looks at the first result
-    // only, which is BEGIN's.
-    let rows = sqlx::query(
-        "BEGIN IMMEDIATE; \
-         UPDATE audit_head SET touched_at = $1 WHERE id = 1 RETURNING seq, mac, secrets_generation",
-    )
-    .bind(crate::store::now_ms())
-    .fetch_all(&mut *conn)
-    .await?;
-    let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-    let head = Head {
-        seq: row.try_get("seq")?,
-        mac: row.try_get("mac")?,
-    };
-    Ok((head, row.try_get("secrets_generation")?))
-}
-
 async fn read_head<'c, E>(conn: E) -> Result<Head, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
@@ -148,99 +124,14 @@ pub async fn append(
     Ok(head)
 }
 
-/// SQLite only: [`append`], then `COMMIT`, as one multi-statement execution
-/// (one round trip to the connection's thread instead of three) in the
-/// transaction [`begin_and_lock_head_sqlite`] began. With `synchronous =
-/// FULL` the WAL is fsync'd before this returns. On an error the caller
-/// must roll back.
-pub async fn append_and_commit_sqlite(
-    conn: &mut AnyConnection,
-    key: &ChainKey,
-    head: Head,
-    at: i64,
-    entries: &[AccessEntry],
-) -> Result<Head, sqlx::Error> {
-    if entries.is_empty() {
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-        return Ok(head);
-    }
-    let (rows, head) = chained(key, head, at, entries);
-    sqlx::query(APPEND_AND_COMMIT_SQLITE)
-        .bind(rows)
-        .bind(head.seq)
-        .bind(head.mac.clone())
-        .execute(&mut *conn)
-        .await?;
-    Ok(head)
-}
-
-/// SQLite only: appends `entries` after `expected` and commits, in one
-/// round trip (`BEGIN IMMEDIATE`, insert, head update, `COMMIT`), if the
-/// head is still `expected` and `secrets_generation` still `generation` —
-/// checked under the write lock, in the transaction that writes. Returns
-/// the new head, or `None` if either moved: then nothing was written (the
-/// transaction committed empty) and the caller starts over with
-/// [`begin_and_lock_head_sqlite`]. On an error the caller must roll back.
-///
-/// This is how a single writer chains group after group without reading
-/// the head back each time: `expected` is the head its last commit left.
-pub async fn append_after_sqlite(
-    conn: &mut AnyConnection,
-    key: &ChainKey,
-    expected: &Head,
-    generation: i64,
-    at: i64,
-    entries: &[AccessEntry],
-) -> Result<Option<Head>, sqlx::Error> {
-    if entries.is_empty() {
-        return Ok(Some(expected.clone()));
-    }
-    let (rows, head) = chained(key, expected.clone(), at, entries);
-    let moved = sqlx::query(APPEND_AFTER_SQLITE)
-        .bind(rows)
-        .bind(head.seq)
-        .bind(head.mac.clone())
-        .bind(expected.seq)
-        .bind(expected.mac.clone())
-        .bind(generation)
-        .fetch_all(&mut *conn)
-        .await?
-        .is_empty();
-    Ok((!moved).then_some(head))
-}
-
-/// The SQLite insert of a group's rows, all in `$1` (a JSON array).
-macro_rules! insert_sqlite {
-    () => {
-        "INSERT INTO secret_access_log \
-         (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, \
-                value->>6, value->>7, value->>8, unhex(value->>9) \
-         FROM json_each($1)"
-    };
-}
-
-const INSERT_SQLITE: &str = insert_sqlite!();
-
-/// The insert, the head update and `COMMIT` (`$1` rows, `$2` seq, `$3` MAC:
-/// sqlx binds numbered parameters across the statements of one query).
-const APPEND_AND_COMMIT_SQLITE: &str = concat!(
-    insert_sqlite!(),
-    "; UPDATE audit_head SET seq = $2, mac = $3 WHERE id = 1; COMMIT"
-);
-
-/// [`append_after_sqlite`]: `$1` rows, `$2` new seq, `$3` new MAC, `$4`
-/// expected seq, `$5` expected MAC, `$6` expected generation. The head
-/// update returns a row only if the head was as expected.
-const APPEND_AFTER_SQLITE: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    insert_sqlite!(),
-    " WHERE EXISTS (SELECT 1 FROM audit_head \
-       WHERE id = 1 AND seq = $4 AND mac = $5 AND secrets_generation = $6); \
-     UPDATE audit_head SET seq = $2, mac = $3 \
-       WHERE id = 1 AND seq = $4 AND mac = $5 AND secrets_generation = $6 RETURNING seq; \
-     COMMIT"
-);
+/// The SQLite insert of a group's rows, all in `$1` (a JSON array), for
+/// appends on a pool connection (the group commit has its own writer:
+/// `sqlite_writer`).
+const INSERT_SQLITE: &str = "INSERT INTO secret_access_log \
+     (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
+     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, \
+            value->>6, value->>7, value->>8, unhex(value->>9) \
+     FROM json_each($1)";
 
 /// The MACs of `entries` after `head`: the rows as one JSON array (the
 /// insert's one parameter) and the new head.
@@ -250,7 +141,7 @@ fn chained(key: &ChainKey, head: Head, at: i64, entries: &[AccessEntry]) -> (Str
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
-        let mac = key.mac(&prev, seq, at, fields(entry));
+        let mac = link(key, &prev, seq, at, entry);
         rows.push(serde_json::json!([
             seq,
             at,
@@ -269,6 +160,17 @@ fn chained(key: &ChainKey, head: Head, at: i64, entries: &[AccessEntry]) -> (Str
         serde_json::Value::Array(rows).to_string(),
         Head { seq, mac: prev },
     )
+}
+
+/// The MAC of `entry` as row `seq` after a row whose MAC is `prev`.
+pub(crate) fn link(
+    key: &ChainKey,
+    prev: &[u8],
+    seq: i64,
+    at: i64,
+    entry: &AccessEntry,
+) -> [u8; 32] {
+    key.mac(prev, seq, at, fields(entry))
 }
 
 fn fields(entry: &AccessEntry) -> [&str; 7] {

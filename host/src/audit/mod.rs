@@ -6,6 +6,7 @@ pub mod chain;
 pub mod entry;
 pub mod group_commit;
 mod row_cache;
+mod sqlite_writer;
 
 pub use chain::{ChainKey, LogRow, VerifyReport};
 pub use entry::{Access, AccessEntry, AccessError, Action, Outcome};
@@ -17,6 +18,9 @@ pub enum AuditError {
     /// The database refused the write (the transaction was rolled back).
     #[error("the access log could not be written, so nothing was revealed: {0}")]
     Write(String),
+    /// The SQLite writer's thread could not be started (start-up only).
+    #[error("cannot start the access-log writer thread: {0}")]
+    Start(std::io::Error),
     /// The group-commit task has stopped (the host is shutting down).
     #[error("the access log is not accepting entries (shutting down)")]
     Closed,

@@ -201,6 +201,15 @@ impl Db {
         Ok(count > 0)
     }
 
+    /// The SQLite file behind the pool (`None` on PostgreSQL), for the
+    /// access-log writer's own connection.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match self.backend {
+            Backend::Sqlite => Some(Path::new(sqlite_path(&self.raw_url))),
+            Backend::Postgres => None,
+        }
+    }
+
     /// The URL with any password removed, for messages.
     pub fn display_url(&self) -> &str {
         &self.shown_url

@@ -72,7 +72,7 @@ impl Vault {
             .map_err(|_| VaultError::Unreadable("the access-log secret".into()))?;
         let chain = Arc::new(ChainKey::from_log_secret(log_secret.expose()));
         let keyring = Arc::new(keyring);
-        let log = GroupCommit::start(&db, keyring.clone(), chain.clone());
+        let log = GroupCommit::start(&db, keyring.clone(), chain.clone())?;
         Ok(Vault {
             db,
             keyring,
