@@ -111,7 +111,7 @@ impl Stats {
     }
 }
 
-/// Handle to the group-commit task. Cheap to clone.
+/// Handle to the group-commit writer. Cheap to clone.
 #[derive(Clone)]
 pub struct GroupCommit {
     jobs: flume::Sender<Job>,

@@ -21,7 +21,7 @@ pub enum AuditError {
     /// The SQLite writer's thread could not be started (start-up only).
     #[error("cannot start the access-log writer thread: {0}")]
     Start(std::io::Error),
-    /// The group-commit task has stopped (the host is shutting down).
+    /// The group-commit writer has stopped (the host is shutting down).
     #[error("the access log is not accepting entries (shutting down)")]
     Closed,
 }
