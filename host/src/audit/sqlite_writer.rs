@@ -15,6 +15,16 @@
 //! other processes and the pool's own writes (secret changes, mutation
 //! entries) interleave safely: SQLite serialises the writers.
 //!
+//! The writer takes the write lock back-to-back under load. SQLite's own busy
+//! handler makes a waiting connection sleep 1, 2, 5, … 100 ms between tries,
+//! so a write through the pool could lose every try for seconds; pool writes
+//! therefore hold a [`crate::store::WriteTurn`] — in this process a counter,
+//! for other processes (the CLI beside a busy server) a shared `flock` on
+//! the store's writers file — and the writer waits for the turns to end
+//! before its next group (at most [`MAX_DEFERENCE`]). Its own connection
+//! waits for the lock by trying every [`BUSY_POLL`] instead, so a group is
+//! not held up by a back-off sleep after a pool write finished.
+//!
 //! The connection does not checkpoint the WAL inside a commit (automatic
 //! checkpoints are off: one would stall that group's answer); this thread
 //! runs a passive checkpoint itself between groups once a second, or after
@@ -24,6 +34,7 @@
 //! overwrites blocks the file already has, whose fsync costs a third of one
 //! that extends it.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +54,16 @@ use crate::store::secrets::{SecretMeta, SecretRow};
 /// without work.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest the writer waits for pool writes' turns to end before it
+/// takes the lock anyway (a turn held across something slow must not stall
+/// every reveal; SQLite still serialises the two).
+const MAX_DEFERENCE: Duration = Duration::from_millis(50);
+
+/// How often the writer's connection tries the write lock while another
+/// connection holds it, and for how long in all (the pool's `busy_timeout`).
+const BUSY_POLL: Duration = Duration::from_micros(100);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Starts the writer thread on the SQLite file at `path` (which exists and
 /// is migrated). It ends when every sender of `jobs` is gone.
 pub(super) fn spawn(
@@ -54,12 +75,19 @@ pub(super) fn spawn(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("keyward-access-log".into())
-        .spawn(move || run(&path, &jobs, &keyring, &chain, &stats))
+        .spawn(move || {
+            // Without it the writer defers to this process's writes only.
+            let writers = crate::store::open_writers_file(&path)
+                .map_err(|error| tracing::warn!(%error, "cannot open the writers file"))
+                .ok();
+            run(&path, writers.as_ref(), &jobs, &keyring, &chain, &stats)
+        })
         .map(drop)
 }
 
 fn run(
     path: &Path,
+    writers: Option<&File>,
     jobs: &flume::Receiver<Job>,
     keyring: &Keyring,
     chain_key: &ChainKey,
@@ -87,6 +115,7 @@ fn run(
         group.push(first);
         gather_stragglers_blocking(jobs, &mut group, last_size);
         last_size = group.len();
+        defer_to_pool_writers(writers);
 
         // The connection is kept only after a good group: a failed one is
         // dropped (closing it rolls back too), and the next group opens a
@@ -123,6 +152,46 @@ fn run(
     }
 }
 
+/// Waits while a pool write of any process holds a turn (see the module
+/// documentation), at most [`MAX_DEFERENCE`].
+fn defer_to_pool_writers(writers: Option<&File>) {
+    let waiting = || crate::store::pool_writers_waiting() || turn_elsewhere(writers);
+    if !waiting() {
+        return;
+    }
+    let since = Instant::now();
+    while since.elapsed() < MAX_DEFERENCE && waiting() {
+        std::thread::sleep(BUSY_POLL);
+    }
+}
+
+/// Whether a process holds a shared lock on the writers file: an exclusive
+/// lock that cannot be had at once says so (it is let go at once otherwise).
+fn turn_elsewhere(writers: Option<&File>) -> bool {
+    let Some(file) = writers else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+/// The writer connection's busy handler: try again every [`BUSY_POLL`] for
+/// up to [`BUSY_TIMEOUT`] (`attempts` counts the tries so far).
+fn poll_busy(attempts: i32) -> bool {
+    let limit = BUSY_TIMEOUT.as_micros() / BUSY_POLL.as_micros();
+    if u128::try_from(attempts).unwrap_or(0) >= limit {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
+
 /// Opens the writer's connection with the settings every connection of the
 /// store has, plus the writer's own.
 pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -130,7 +199,7 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(15))?;
+    conn.busy_handler(Some(poll_busy))?;
     // WAL is set on the file when the store is created; asking again is a
     // no-op then, and makes sure of it otherwise. synchronous = FULL: the
     // WAL is fsync'd at every COMMIT, which is what "durably logged before
@@ -299,6 +368,36 @@ mod tests {
             .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
             .expect("autocheckpoint");
         assert_eq!(autocheckpoint, 0);
+    }
+
+    /// Another process announcing a write holds a shared lock on the
+    /// writers file; the writer's probe sees it, and sees it go.
+    #[test]
+    fn a_shared_lock_on_the_writers_file_is_a_turn_elsewhere() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("k.db");
+        let probe = crate::store::open_writers_file(&db).expect("writer's handle");
+        let other = crate::store::open_writers_file(&db).expect("another process's handle");
+        assert!(!turn_elsewhere(Some(&probe)));
+        other.lock_shared().expect("announce");
+        assert!(turn_elsewhere(Some(&probe)));
+        // The probe let its own attempt go: the announcer can still take
+        // and drop more shared locks, and nothing is left held.
+        other.unlock().expect("done");
+        assert!(!turn_elsewhere(Some(&probe)));
+        assert!(!turn_elsewhere(None));
+    }
+
+    /// A turn held in this process makes the writer wait, but only so long:
+    /// a turn held across something slow must not stall every reveal.
+    #[test]
+    fn the_writer_defers_to_a_turn_for_a_bounded_time() {
+        let turn = crate::store::write_turn();
+        assert!(crate::store::pool_writers_waiting());
+        let since = Instant::now();
+        defer_to_pool_writers(None);
+        assert!(since.elapsed() >= MAX_DEFERENCE);
+        drop(turn);
     }
 
     #[test]

@@ -169,10 +169,13 @@ impl Forges {
             base_url: base.as_str().to_owned(),
             now,
         };
-        let mut tx = pool.begin().await?;
-        store::upsert_token(&mut tx, &row).await?;
-        store::set_setting(&mut tx, store::ACTIVE_FORGE, forge, now).await?;
-        tx.commit().await?;
+        {
+            let _turn = crate::store::write_turn();
+            let mut tx = pool.begin().await?;
+            store::upsert_token(&mut tx, &row).await?;
+            store::set_setting(&mut tx, store::ACTIVE_FORGE, forge, now).await?;
+            tx.commit().await?;
+        }
         let subject = format!("{forge}:{}", account.login);
         let (session, secret) = self
             .inner

@@ -587,6 +587,7 @@ async fn drive(
             }
         }
         let units: Vec<&str> = done.iter().map(String::as_str).collect();
+        let turn = crate::store::write_turn();
         let mut conn = vault.db().pool.acquire().await?;
         ledger::retired_many(
             &mut conn,
@@ -597,7 +598,7 @@ async fn drive(
             now_ms(),
         )
         .await?;
-        drop(conn);
+        drop((conn, turn));
         retired.extend(done);
         mark_time += t.elapsed();
         fault::checkpoint("retire marked");

@@ -66,6 +66,7 @@ const INSTANCE: &str = "id, agent_type, token_secret_id, created_at, updated_at"
 
 /// Creates an agent type; false if one of that name exists.
 pub async fn create(pool: &AnyPool, t: &AgentType) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query(
         "INSERT INTO agent_type (name, forge, base_url, token_secret_id, description, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -103,6 +104,7 @@ pub async fn list(pool: &AnyPool) -> Result<Vec<AgentType>, sqlx::Error> {
 /// Rewrites an agent type's forge, base URL, description and token link
 /// (name and created_at stay); false if there is no such type.
 pub async fn update(pool: &AnyPool, t: &AgentType) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE agent_type SET forge = $1, base_url = $2, description = $3, \
          token_secret_id = $4, updated_at = $5 WHERE name = $6",
@@ -125,6 +127,7 @@ pub async fn set_token(
     secret_id: Option<i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done =
         sqlx::query("UPDATE agent_type SET token_secret_id = $1, updated_at = $2 WHERE name = $3")
             .bind(secret_id)
@@ -137,6 +140,7 @@ pub async fn set_token(
 
 /// Deletes an agent type (its instances go with it); false if none.
 pub async fn delete(pool: &AnyPool, name: &str) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     // Explicit, not only ON DELETE CASCADE: SQLite enforces foreign keys
     // per connection, and the instance rows must never outlive their type.
     let mut tx = pool.begin().await?;
@@ -160,6 +164,7 @@ pub async fn create_instance(
     secret_id: Option<i64>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO agent_instance (id, agent_type, token_secret_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $4)",
@@ -205,6 +210,7 @@ pub async fn set_instance_token(
     secret_id: Option<i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE agent_instance SET token_secret_id = $1, updated_at = $2 WHERE id = $3",
     )
@@ -218,6 +224,7 @@ pub async fn set_instance_token(
 
 /// Deletes an instance override; false if none.
 pub async fn delete_instance(pool: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query("DELETE FROM agent_instance WHERE id = $1")
         .bind(id.to_owned())
         .execute(pool)

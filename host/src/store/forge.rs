@@ -182,6 +182,7 @@ pub async fn upsert_token(conn: &mut AnyConnection, t: &NewToken) -> Result<(), 
 
 /// Deletes the row of `forge_type`; false if there was none.
 pub async fn delete_token(pool: &AnyPool, forge_type: &str) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query("DELETE FROM operator_oauth_tokens WHERE forge_type = $1")
         .bind(forge_type.to_owned())
         .execute(pool)
@@ -200,6 +201,7 @@ pub async fn take_refresh_lease(
     now: i64,
     until: i64,
 ) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE operator_oauth_tokens SET refresh_holder = $1, refresh_until = $2 \
          WHERE forge_type = $3 AND generation = $4 \
@@ -223,6 +225,7 @@ pub async fn finish_refresh(
     holder: &str,
     r: &Refreshed,
 ) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let refresh = r.refresh.as_ref();
     let done = sqlx::query(
         "UPDATE operator_oauth_tokens SET access_key_id = $1, access_nonce = $2, \
@@ -255,6 +258,7 @@ pub async fn release_refresh_lease(
     forge_type: &str,
     holder: &str,
 ) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "UPDATE operator_oauth_tokens SET refresh_holder = NULL, refresh_until = NULL \
          WHERE forge_type = $1 AND refresh_holder = $2",
@@ -326,6 +330,7 @@ pub async fn set_setting(
 
 /// Removes a setting.
 pub async fn clear_setting(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query("DELETE FROM service_settings WHERE key = $1")
         .bind(key.to_owned())
         .execute(pool)
@@ -342,6 +347,7 @@ pub async fn insert_pending(
     created_at: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO oauth_pending (state_hash, forge_type, key_id, nonce, ciphertext, tag, \
          created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
@@ -367,6 +373,7 @@ pub async fn consume_pending(
     state_hash: &str,
     now: i64,
 ) -> Result<Option<(String, Sealed)>, sqlx::Error> {
+    let _turn = super::write_turn();
     let row = sqlx::query(
         "UPDATE oauth_pending SET used_at = $1 \
          WHERE state_hash = $2 AND used_at IS NULL AND expires_at > $1 \
@@ -392,6 +399,7 @@ pub async fn consume_pending(
 
 /// Deletes sign-ins that expired before `now`; returns how many.
 pub async fn purge_pending(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query("DELETE FROM oauth_pending WHERE expires_at <= $1")
         .bind(now)
         .execute(pool)
@@ -405,6 +413,7 @@ pub async fn delete_pending_sealed_by_other_keys(
     pool: &AnyPool,
     current_key_id: &str,
 ) -> Result<u64, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query("DELETE FROM oauth_pending WHERE key_id <> $1")
         .bind(current_key_id.to_owned())
         .execute(pool)

@@ -402,6 +402,7 @@ pub async fn last_runs(pool: &AnyPool) -> Result<Vec<RunRow>, sqlx::Error> {
 
 /// Records a finished run.
 pub async fn record_run(pool: &AnyPool, r: &RunRow) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO migration_run (plugin, sha256, options_digest, started_at, finished_at, \
          migrated, skipped, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -429,6 +430,7 @@ pub async fn take_lock(
     until: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query(
         "INSERT INTO migration_lock (plugin, holder, until) VALUES ($1, $2, $3) \
          ON CONFLICT (plugin) DO UPDATE SET holder = excluded.holder, until = excluded.until \
@@ -462,6 +464,7 @@ pub async fn steal_lock(
     holder: &str,
     until: i64,
 ) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE migration_lock SET holder = $1, until = $2 WHERE plugin = $3 AND holder = $4",
     )
@@ -476,6 +479,7 @@ pub async fn steal_lock(
 
 /// Gives the lease up, if `holder` still has it.
 pub async fn release_lock(pool: &AnyPool, plugin: &str, holder: &str) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query("DELETE FROM migration_lock WHERE plugin = $1 AND holder = $2")
         .bind(plugin.to_owned())
         .bind(holder.to_owned())

@@ -11,6 +11,7 @@ pub async fn insert(
     created_at: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO operator_session (id_hash, subject, created_at, expires_at) \
          VALUES ($1, $2, $3, $4)",
@@ -41,6 +42,7 @@ pub async fn subject(
 
 /// Ends the session `id_hash` (no error if there is none).
 pub async fn delete(pool: &AnyPool, id_hash: &str) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query("DELETE FROM operator_session WHERE id_hash = $1")
         .bind(id_hash)
         .execute(pool)
@@ -50,6 +52,7 @@ pub async fn delete(pool: &AnyPool, id_hash: &str) -> Result<(), sqlx::Error> {
 
 /// Deletes sessions and links that expired before `now`; returns how many.
 pub async fn purge(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+    let _turn = super::write_turn();
     let sessions = sqlx::query("DELETE FROM operator_session WHERE expires_at <= $1")
         .bind(now)
         .execute(pool)
@@ -69,6 +72,7 @@ pub async fn insert_link(
     created_at: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO login_link (hash, subject, created_at, expires_at, used_at) \
          VALUES ($1, $2, $3, $4, NULL)",
@@ -90,6 +94,7 @@ pub async fn consume_link(
     hash: &str,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
+    let _turn = super::write_turn();
     let row = sqlx::query(
         "UPDATE login_link SET used_at = $1 \
          WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING subject",

@@ -36,6 +36,7 @@ fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
 
 /// Inserts a new token.
 pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
@@ -73,6 +74,7 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<(TokenRow, Vec<u8>)>
 /// Marks the token revoked at `at`. False if there is no such token or it
 /// was already revoked (the first revocation time is kept).
 pub async fn revoke(pool: &AnyPool, id: &str, at: i64) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
     let done =
         sqlx::query("UPDATE api_token SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at)
@@ -84,6 +86,7 @@ pub async fn revoke(pool: &AnyPool, id: &str, at: i64) -> Result<bool, sqlx::Err
 
 /// Records that the token authenticated a request at `at`.
 pub async fn touch(pool: &AnyPool, id: &str, at: i64) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
     sqlx::query("UPDATE api_token SET last_used_at = $1 WHERE id = $2")
         .bind(at)
         .bind(id)

@@ -24,10 +24,17 @@ use crate::names::{Scope, SecretName, SecretRef};
 use crate::resolve::Context;
 use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
 use crate::store::secrets::{self, SecretMeta};
-use crate::store::{now_ms, Db};
+use crate::store::{now_ms, write_turn, Db, WriteTurn};
 
 /// The canary's known plaintext.
 const CANARY_PLAINTEXT: &[u8] = b"keyward keyring canary v1";
+
+/// The chain head a change's transaction locked, and the [`WriteTurn`] it
+/// holds until it commits.
+pub(crate) struct LockedHead {
+    head: Head,
+    _turn: WriteTurn,
+}
 
 /// An open store: keyring, database, access log.
 #[derive(Clone)]
@@ -264,25 +271,30 @@ impl Vault {
         Ok(chain::verify(&self.db.pool, &self.chain).await?)
     }
 
+    /// Begins a change's transaction with the chain head locked. The head
+    /// comes with a [`WriteTurn`] that lasts until [`Vault::commit_logged`]
+    /// (or until both are dropped), so the access-log writer lets the
+    /// change have SQLite's write lock meanwhile.
     pub(crate) async fn begin_logged(
         &self,
-    ) -> Result<(sqlx::Transaction<'static, Any>, Head), VaultError> {
+    ) -> Result<(sqlx::Transaction<'static, Any>, LockedHead), VaultError> {
+        let turn = write_turn();
         let mut tx = self.db.pool.begin().await?;
         let (head, _) = chain::lock_head(&mut tx).await?;
-        Ok((tx, head))
+        Ok((tx, LockedHead { head, _turn: turn }))
     }
 
     pub(crate) async fn commit_logged(
         &self,
         mut tx: sqlx::Transaction<'static, Any>,
-        head: Head,
+        head: LockedHead,
         entries: &[AccessEntry],
     ) -> Result<(), VaultError> {
         chain::append(
             &mut tx,
             self.db.backend,
             &self.chain,
-            head,
+            head.head,
             now_ms(),
             entries,
         )
