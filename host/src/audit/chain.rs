@@ -133,44 +133,51 @@ const INSERT_SQLITE: &str = "INSERT INTO secret_access_log \
             value->>6, value->>7, value->>8, unhex(value->>9) \
      FROM json_each($1)";
 
-/// The MACs of `entries` after `head`: the rows as one JSON array (the
-/// insert's one parameter) and the new head.
-fn chained(key: &ChainKey, head: Head, at: i64, entries: &[AccessEntry]) -> (String, Head) {
+/// One access-log row as stored: its place in the chain, its text columns
+/// in table order (`accessor` … `detail`) and its MAC.
+pub(crate) struct ChainedRow<'a> {
+    pub(crate) seq: i64,
+    pub(crate) fields: [&'a str; 7],
+    pub(crate) mac: [u8; 32],
+}
+
+/// The rows of `entries` chained after `head`, all stamped `at`, and the new
+/// head: the one place the chain is extended, whatever writes the rows.
+pub(crate) fn chain_rows<'a>(
+    key: &ChainKey,
+    head: Head,
+    at: i64,
+    entries: &'a [AccessEntry],
+) -> (Vec<ChainedRow<'a>>, Head) {
     let mut seq = head.seq;
     let mut prev = head.mac;
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
-        let mac = link(key, &prev, seq, at, entry);
-        rows.push(serde_json::json!([
-            seq,
-            at,
-            entry.accessor,
-            entry.reason,
-            entry.action.as_str(),
-            entry.outcome.as_str(),
-            entry.scope,
-            entry.name,
-            entry.detail,
-            hex::encode(mac),
-        ]));
+        let fields = fields(entry);
+        let mac = key.mac(&prev, seq, at, fields);
         prev = mac.to_vec();
+        rows.push(ChainedRow { seq, fields, mac });
     }
-    (
-        serde_json::Value::Array(rows).to_string(),
-        Head { seq, mac: prev },
-    )
+    (rows, Head { seq, mac: prev })
 }
 
-/// The MAC of `entry` as row `seq` after a row whose MAC is `prev`.
-pub(crate) fn link(
-    key: &ChainKey,
-    prev: &[u8],
-    seq: i64,
-    at: i64,
-    entry: &AccessEntry,
-) -> [u8; 32] {
-    key.mac(prev, seq, at, fields(entry))
+/// The rows of `entries` after `head` as one JSON array (the insert's one
+/// parameter), and the new head.
+fn chained(key: &ChainKey, head: Head, at: i64, entries: &[AccessEntry]) -> (String, Head) {
+    let (rows, head) = chain_rows(key, head, at, entries);
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            let mut columns = Vec::with_capacity(10);
+            columns.push(serde_json::json!(row.seq));
+            columns.push(serde_json::json!(at));
+            columns.extend(row.fields.iter().map(|field| serde_json::json!(field)));
+            columns.push(serde_json::json!(hex::encode(row.mac)));
+            serde_json::Value::Array(columns)
+        })
+        .collect();
+    (serde_json::Value::Array(rows).to_string(), head)
 }
 
 fn fields(entry: &AccessEntry) -> [&str; 7] {

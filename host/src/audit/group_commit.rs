@@ -208,22 +208,35 @@ async fn run_postgres(
             }
             Err(error) => Err(error),
         };
-        let result = result.map(|(answers, rows)| {
+        finish_group(group, result, &stats, &mut cache);
+    }
+}
+
+/// After a group's commit: counts it and answers its jobs, or, if it failed,
+/// forgets what the group cached and answers every job with the failure.
+pub(super) fn finish_group<E: std::fmt::Display>(
+    group: Vec<Job>,
+    result: Result<(Answers, u64), E>,
+    stats: &Stats,
+    cache: &mut RowCache,
+) {
+    match result {
+        Ok((answers, rows)) => {
             stats.record_group(rows);
-            answers
-        });
-        if result.is_err() {
+            answer(group, Ok(answers));
+        }
+        Err(error) => {
             // Nor trust what the failed group cached.
             cache.clear();
+            answer(group, Err(error.to_string()));
         }
-        answer(group, result.map_err(|error| error.to_string()));
     }
 }
 
 /// Sends every job of a group its answer: the values on success, the
 /// failure to all of them otherwise (then nothing was written and no value
 /// leaves the writer: dropping the answers wipes them).
-pub(super) fn answer(jobs: Vec<Job>, result: Result<Answers, String>) {
+fn answer(jobs: Vec<Job>, result: Result<Answers, String>) {
     match result {
         Ok(answers) => {
             for (job, answer) in jobs.into_iter().zip(answers) {

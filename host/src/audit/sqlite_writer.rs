@@ -43,7 +43,7 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::chain::{self, ChainKey, Head};
 use super::entry::AccessEntry;
-use super::group_commit::{answer, gather_stragglers_blocking, group_names, resolve_group};
+use super::group_commit::{finish_group, gather_stragglers_blocking, group_names, resolve_group};
 use super::group_commit::{Answers, Job, Stats, MAX_GROUP};
 use super::row_cache::RowCache;
 use crate::crypto::{Keyring, Sealed};
@@ -111,11 +111,12 @@ fn run(
             }
             Err(flume::RecvTimeoutError::Disconnected) => break,
         };
+        // Deferring first: what arrives meanwhile joins this group.
+        defer_to_pool_writers(writers);
         let mut group = Vec::with_capacity(MAX_GROUP);
         group.push(first);
         gather_stragglers_blocking(jobs, &mut group, last_size);
         last_size = group.len();
-        defer_to_pool_writers(writers);
 
         // The connection is kept only after a good group: a failed one is
         // dropped (closing it rolls back too), and the next group opens a
@@ -131,15 +132,7 @@ fn run(
             }
             done
         });
-        let result = result.map(|(answers, rows)| {
-            stats.record_group(rows);
-            answers
-        });
-        if result.is_err() {
-            // Nor trust what the failed group cached.
-            cache.clear();
-        }
-        answer(group, result.map_err(|error| error.to_string()));
+        finish_group(group, result, stats, &mut cache);
         dirty = true;
 
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
@@ -317,27 +310,24 @@ fn append(
          (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    let mut seq = head.seq;
-    let mut prev = head.mac;
-    for entry in entries {
-        seq += 1;
-        let mac = chain::link(key, &prev, seq, at, entry);
+    let (rows, head) = chain::chain_rows(key, head, at, entries);
+    for row in &rows {
+        let [accessor, reason, action, outcome, scope, name, detail] = row.fields;
         insert.execute(params![
-            seq,
+            row.seq,
             at,
-            entry.accessor,
-            entry.reason,
-            entry.action.as_str(),
-            entry.outcome.as_str(),
-            entry.scope,
-            entry.name,
-            entry.detail,
-            &mac[..],
+            accessor,
+            reason,
+            action,
+            outcome,
+            scope,
+            name,
+            detail,
+            &row.mac[..]
         ])?;
-        prev = mac.to_vec();
     }
     conn.prepare_cached("UPDATE audit_head SET seq = ?1, mac = ?2 WHERE id = 1")?
-        .execute(params![seq, prev])?;
+        .execute(params![head.seq, head.mac])?;
     Ok(())
 }
 
