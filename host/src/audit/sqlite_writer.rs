@@ -187,7 +187,7 @@ fn poll_busy(attempts: i32) -> bool {
 
 /// Opens the writer's connection with the settings every connection of the
 /// store has, plus the writer's own.
-pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
+fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -15,7 +15,6 @@ pub mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -310,7 +309,6 @@ pub fn redact_url(url: &str) -> String {
 /// (tests), a write to one only makes the others' access-log writers defer
 /// for as long as it lasts, and only the first store's writers file is
 /// used.
-static WRITE_TURNS: AtomicUsize = AtomicUsize::new(0);
 static TURNS_HELD: Mutex<usize> = Mutex::new(0);
 static WRITERS_FILE: OnceLock<std::fs::File> = OnceLock::new();
 
@@ -327,7 +325,7 @@ static WRITERS_FILE: OnceLock<std::fs::File> = OnceLock::new();
 /// `keyward secret set` beside it up to 2.8 s).
 ///
 /// Other processes see turns through the store's writers file
-/// ([`writers_file_of`]): while a process holds any turn it holds a shared
+/// (`<db>-writers`, see [`open_writers_file`]): while a process holds any turn it holds a shared
 /// `flock` on it, which the writer probes with a non-blocking exclusive one.
 /// On PostgreSQL there is no such file and nobody reads the counter.
 #[must_use = "the turn lasts as long as it is held"]
@@ -346,7 +344,6 @@ pub fn write_turn() -> WriteTurn {
         }
     }
     *held += 1;
-    WRITE_TURNS.fetch_add(1, Ordering::AcqRel);
     WriteTurn(())
 }
 
@@ -354,7 +351,6 @@ impl Drop for WriteTurn {
     fn drop(&mut self) {
         let mut held = TURNS_HELD.lock().unwrap_or_else(|e| e.into_inner());
         *held = held.saturating_sub(1);
-        WRITE_TURNS.fetch_sub(1, Ordering::AcqRel);
         if *held == 0 {
             if let Some(file) = WRITERS_FILE.get() {
                 let _ = file.unlock();
@@ -365,27 +361,16 @@ impl Drop for WriteTurn {
 
 /// Whether a pool write of this process holds a [`WriteTurn`].
 pub(crate) fn pool_writers_waiting() -> bool {
-    WRITE_TURNS.load(Ordering::Acquire) > 0
+    *TURNS_HELD.lock().unwrap_or_else(|e| e.into_inner()) > 0
 }
 
-/// The writers file of the SQLite database at `db`: `<db>-writers`, empty,
-/// mode 0600; only its `flock`s carry meaning (see [`WriteTurn`]).
-pub(crate) fn writers_file_of(db: &Path) -> std::path::PathBuf {
+/// Opens the writers file of the SQLite database at `db`: `<db>-writers`,
+/// empty, mode 0600; only its `flock`s carry meaning (see [`WriteTurn`]).
+pub(crate) fn open_writers_file(db: &Path) -> std::io::Result<std::fs::File> {
     let mut name = db.as_os_str().to_owned();
     name.push("-writers");
-    std::path::PathBuf::from(name)
-}
-
-/// Opens (creating) the writers file of the SQLite database at `db`.
-pub(crate) fn open_writers_file(db: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(writers_file_of(db))
+    // Truncating is harmless: the file never holds anything.
+    create_private_file(Path::new(&name))
 }
 
 /// Milliseconds since the Unix epoch, the timestamp format of every table.
