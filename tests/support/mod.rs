@@ -2,6 +2,8 @@
 //! either backend, and a stable master key per test.
 #![allow(dead_code)]
 
+pub mod kw;
+
 use std::path::PathBuf;
 
 use keyward::config::Config;

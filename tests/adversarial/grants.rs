@@ -1,0 +1,1 @@
+//! Grants say how a secret may be used: reveal, or use at egress only.

@@ -1,0 +1,151 @@
+//! The sandbox a hostile plugin is dropped into: a store, a runtime over a
+//! temporary plugins folder holding the fixtures under test, and the host's
+//! log captured so a test can look for leaked values.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keyward::audit::{chain::LogRow, Access, Action};
+use keyward::names::{Scope, SecretName, SecretRef};
+use keyward::runtime::{Options, Runtime};
+use keyward::vault::Vault;
+
+use crate::fixtures;
+use crate::support::{TestDb, TestKey};
+
+/// A store and a runtime with some fixtures installed.
+pub struct Sandbox {
+    /// The runtime.
+    pub rt: Runtime,
+    /// The store the plugins reach through the host.
+    pub vault: Vault,
+    /// The plugins folder.
+    pub plugins: tempfile::TempDir,
+    _db: TestDb,
+}
+
+/// The accessor the tests write with.
+pub fn access() -> Access {
+    Access::new("test:adversarial", "adversarial test").expect("valid access")
+}
+
+/// A reference, parsed.
+pub fn reference(text: &str) -> SecretRef {
+    SecretRef::parse(text).expect("valid reference")
+}
+
+impl Sandbox {
+    /// A sandbox with `fixtures` installed, each manifest edited by `edit`
+    /// (given the fixture's name and its manifest with the hash line).
+    pub async fn new(
+        names: &[&str],
+        edit: impl Fn(&str, String) -> String,
+        hosts: HashMap<String, Vec<std::net::IpAddr>>,
+    ) -> Sandbox {
+        init_log_capture();
+        let db = TestDb::sqlite().await;
+        let vault = db.open(&TestKey::new()).await;
+        let plugins = tempfile::tempdir().expect("temp dir");
+        for name in names {
+            fixtures::install(plugins.path(), name, |m| edit(name, m));
+        }
+        let rt = Runtime::start(Options {
+            plugins_dir: Some(plugins.path().to_path_buf()),
+            cache_dir: Some(fixtures::root().join("target").join("plugin-test-cache")),
+            builtins: false,
+            hosts,
+        })
+        .expect("runtime starts");
+        for name in names {
+            assert!(
+                rt.registry().plugins.contains_key(*name),
+                "{name} loads: {:?}",
+                rt.registry().refused
+            );
+        }
+        Sandbox {
+            rt,
+            vault,
+            plugins,
+            _db: db,
+        }
+    }
+
+    /// Stores `value` at `text` (`NAME` or `SCOPE/NAME`).
+    pub async fn secret(&self, text: &str, value: &[u8]) {
+        let r = reference(text);
+        self.vault
+            .create(
+                &r.scope.clone().unwrap_or_else(Scope::global),
+                &SecretName::parse(r.name.as_str()).expect("name"),
+                value,
+                "adversarial test secret",
+                &access(),
+            )
+            .await
+            .expect("create secret");
+    }
+
+    /// Whether `text` still holds `value`.
+    pub async fn holds(&self, text: &str, value: &[u8]) -> bool {
+        match self
+            .vault
+            .reveal(&reference(text), &Default::default(), &access(), Action::Reveal)
+            .await
+        {
+            Ok((_, v)) => v.expose() == value,
+            Err(_) => false,
+        }
+    }
+
+    /// The access log, oldest first.
+    pub async fn log(&self) -> Vec<LogRow> {
+        self.vault.log_tail(100_000).await.expect("log tail")
+    }
+
+    /// Rows whose accessor starts with `plugin:<plugin>`.
+    pub async fn rows_of(&self, plugin: &str) -> Vec<LogRow> {
+        let accessor = format!("plugin:{plugin}");
+        self.log()
+            .await
+            .into_iter()
+            .filter(|r| r.accessor == accessor || r.accessor.starts_with(&format!("{accessor} ")))
+            .collect()
+    }
+}
+
+/// Everything the host's log printed during this test process.
+pub fn captured_log() -> String {
+    let buf = log_buffer().lock().expect("log buffer");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_log_capture() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let buf = log_buffer().clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("keyward=debug")
+            .with_ansi(false)
+            .with_writer(move || Capture(buf.clone()))
+            .try_init();
+    });
+}
