@@ -214,20 +214,93 @@ pub fn token_text(bytes: &[u8], shown: &str) -> Result<Vec<u8>, String> {
     Ok(token.as_bytes().to_vec())
 }
 
-/// Renames `from` to `to`, idempotently: done already (only `to` exists)
-/// is `Ok`; neither existing is an error, since the legacy item would be
-/// lost track of.
+/// Renames `from` to `to`, idempotently and durably: done already (only
+/// `to` exists) is `Ok`; neither existing is an error, since the legacy
+/// item would be lost track of. Either way the renamed file and its
+/// folder are synced before `Ok` (see [`sync_renamed`]).
 pub fn rename_retired(from: &Path, to: &Path, shown: &str) -> Result<(), String> {
+    let reason = |e: std::io::Error| format!("{shown}: {}", io_reason(&e));
     match std::fs::symlink_metadata(from) {
-        Ok(_) => std::fs::rename(from, to).map_err(|e| format!("{shown}: {}", io_reason(&e))),
+        Ok(_) => {
+            std::fs::rename(from, to).map_err(reason)?;
+            sync_renamed(from, to).map_err(reason)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::fs::symlink_metadata(to).is_ok() {
-                Ok(())
+                // Renamed by an earlier call that may have stopped before
+                // its sync: sync again.
+                sync_renamed(from, to).map_err(reason)
             } else {
                 Err(format!("{shown}: gone, and no {} either", to.display()))
             }
         }
-        Err(e) => Err(format!("{shown}: {}", io_reason(&e))),
+        Err(e) => Err(reason(e)),
+    }
+}
+
+/// Makes a rename durable: syncs the file now at `to`, its folder, and the
+/// folder `from` was in if another. The host marks a unit retired right
+/// after `retire` answers, so without this a power loss could leave the
+/// ledger saying "retired" over a disk where the rename never happened.
+pub fn sync_renamed(from: &Path, to: &Path) -> std::io::Result<()> {
+    sync_file(to)?;
+    let (old_dir, new_dir) = (parent(from), parent(to));
+    sync_dir(new_dir)?;
+    if old_dir != new_dir {
+        sync_dir(old_dir)?;
+    }
+    Ok(())
+}
+
+/// Replaces the contents of `path` with `bytes`, atomically and durably:
+/// a temp file `<path>.keyward-tmp` is written and synced, renamed over
+/// `path`, and the folder synced. A crash leaves the old file or the new
+/// one, never half of either. The new file has the sandbox's default mode;
+/// the host gives it the mode and owner of the file it replaced.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".keyward-tmp");
+    let tmp = path.with_file_name(name);
+    let written = (|| {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        // Before any byte is written: the file holds secrets. Best effort:
+        // WASI has no modes to set (the host restores them after retire).
+        if let Ok(old) = std::fs::metadata(path) {
+            let _ = std::fs::set_permissions(&tmp, old.permissions());
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        sync_dir(parent(path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Syncs the file at `path` (its data and metadata).
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Syncs a folder, so the names in it (a rename, a new file) survive a
+/// power loss.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The folder holding `path` (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -362,6 +435,21 @@ mod tests {
         assert!(valid_target("workload:github/BEARER_TOKEN"));
         assert!(!valid_target("BEARER_TOKEN") && valid_reference("BEARER_TOKEN"));
         assert!(!valid_target("global/a/b") && !valid_target("global/"));
+    }
+
+    #[test]
+    fn renames_and_rewrites_are_synced_and_idempotent() {
+        let dir = std::env::temp_dir().join(format!("kw-sdk-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let (file, bak) = (dir.join("coder"), dir.join(".coder.migrated.bak"));
+        std::fs::write(&file, "tok").expect("write");
+        rename_retired(&file, &bak, "coder").expect("retire");
+        rename_retired(&file, &bak, "coder").expect("retire again");
+        assert!(!file.exists() && bak.exists());
+        replace_file(&bak, b"new").expect("replace");
+        assert_eq!(std::fs::read(&bak).expect("read"), b"new");
+        assert!(!dir.join(".coder.migrated.bak.keyward-tmp").exists());
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -122,9 +122,9 @@ fn a_migrator_cannot_rename_a_secret_it_was_not_offered() {
     let log = env.log();
     let rows = rows_for(&log, "FORGE_TOKEN");
     assert!(
-        rows.iter()
-            .all(|r| r["action"] != "reveal" || r["outcome"] != "ok"
-                || !r["accessor"].as_str().unwrap_or("").contains("hostile")),
+        rows.iter().all(|r| r["action"] != "reveal"
+            || r["outcome"] != "ok"
+            || !r["accessor"].as_str().unwrap_or("").contains("hostile")),
         "{rows:?}"
     );
     assert!(
@@ -176,7 +176,10 @@ fn a_migrator_cannot_move_a_secret_into_a_plugin_scope() {
 fn a_migrator_cannot_move_a_secret_outside_the_scopes_the_run_allows() {
     let env = Env::new();
     env.set("global", "VICTIM", "victim-value");
-    let (status, out) = env.hostile("rename-elsewhere", &["--option", "target_scopes=workload:*"]);
+    let (status, out) = env.hostile(
+        "rename-elsewhere",
+        &["--option", "target_scopes=workload:*"],
+    );
     assert_eq!(status, 1, "{out}");
     assert_failed(&out, "rename:global/VICTIM", "outside the scopes");
     // Without any target scopes, no in-store move at all.
@@ -209,7 +212,10 @@ fn a_migrators_reads_name_the_plugin_and_the_operator_who_started_the_run() {
             .filter(|r| r["scope"] == scope && r["action"] == "reveal")
             .filter(|r| r["accessor"] != "cli:tester")
             .collect();
-        assert!(!reads.is_empty(), "no read of {scope}/{name} on record: {log:?}");
+        assert!(
+            !reads.is_empty(),
+            "no read of {scope}/{name} on record: {log:?}"
+        );
         for r in reads {
             assert_eq!(r["accessor"], via, "{r}");
         }
@@ -219,11 +225,28 @@ fn a_migrators_reads_name_the_plugin_and_the_operator_who_started_the_run() {
 #[test]
 fn a_migrator_cannot_mint_an_operator_key_without_consent() {
     let env = Env::new();
-    // The plan names every key and role the run would create.
-    let plan = env.ok(&["migrate", "plan", "hostile-migrator", "--option", "mode=operator-key"]);
+    // The plan names every key and role the run would create, and says
+    // which would be refused.
+    let plan = [
+        "migrate",
+        "plan",
+        "hostile-migrator",
+        "--option",
+        "mode=operator-key",
+    ];
+    let refused = env.run(&plan);
+    let shown = text(&refused.stdout);
+    assert_eq!(code(&refused), 1, "{shown}");
     assert!(
-        plan.contains("api key hostile.admin (operator)"),
-        "{plan}"
+        shown.contains("api key hostile.admin (operator): refused"),
+        "{shown}"
+    );
+    let mut consented = plan.to_vec();
+    consented.push("--allow-operator-keys");
+    let shown = env.ok(&consented);
+    assert!(
+        shown.contains("api key hostile.admin (operator)\n"),
+        "{shown}"
     );
     let (status, out) = env.hostile("operator-key", &[]);
     assert_eq!(status, 1, "{out}");
@@ -247,7 +270,10 @@ fn a_legacy_key_id_is_not_a_bare_hash_of_the_key() {
     let (status, out) = env.hostile("operator-key", &["--allow-operator-keys"]);
     assert_eq!(status, 0, "{out}");
     let key = "sk-hostile-chosen-0123456789";
-    let bare = format!("legacy-{}", &hex::encode(Sha256::digest(key.as_bytes()))[..16]);
+    let bare = format!(
+        "legacy-{}",
+        &hex::encode(Sha256::digest(key.as_bytes()))[..16]
+    );
     let tokens = env.ok(&["token", "list", "--json"]);
     assert!(tokens.contains("legacy-"), "{tokens}");
     assert!(

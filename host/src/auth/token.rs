@@ -151,19 +151,30 @@ pub const LEGACY_MAX_LEN: usize = 512;
 pub const LEGACY_ID_PREFIX: &str = "legacy-";
 
 /// The public id of a legacy client API key imported by a migration
-/// (`legacy-` + 16 hex digits of its SHA-256), or `None` if the text cannot
-/// be one: shorter than [`LEGACY_MIN_LEN`], longer than
-/// [`LEGACY_MAX_LEN`], not printable ASCII, or shaped like a `kw_` token.
-/// Clients keep presenting the key they have; it is stored, like every
-/// token, as its SHA-256 only, and found by this id.
-pub fn legacy_id(key: &str) -> Option<String> {
-    let ok = (LEGACY_MIN_LEN..=LEGACY_MAX_LEN).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_graphic())
-        && !key.starts_with(PREFIX);
-    ok.then(|| {
-        let digest = Sha256::digest(key.as_bytes());
+/// (`legacy-` + 16 hex digits of an HMAC-SHA256 of it under `id_key`, a key
+/// derived from the master key: a bare hash prefix, shown by `token list`
+/// and in logs, would let anyone confirm a guessed key offline), or `None`
+/// if the text cannot be one (see [`is_legacy_key`]). Clients keep
+/// presenting the key they have; it is stored, like every token, as its
+/// SHA-256 only, and found by that hash.
+pub fn legacy_id(id_key: &[u8; 32], key: &str) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    is_legacy_key(key).then(|| {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(id_key).expect("HMAC takes any key size");
+        mac.update(key.as_bytes());
+        let digest = mac.finalize().into_bytes();
         format!("{LEGACY_ID_PREFIX}{}", &hex::encode(digest)[..ID_HEX])
     })
+}
+
+/// Whether `key` can be a legacy client key: [`LEGACY_MIN_LEN`] to
+/// [`LEGACY_MAX_LEN`] printable ASCII characters, not shaped like a `kw_`
+/// token.
+pub fn is_legacy_key(key: &str) -> bool {
+    (LEGACY_MIN_LEN..=LEGACY_MAX_LEN).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_graphic())
+        && !key.starts_with(PREFIX)
 }
 
 /// The stored hash of a token or legacy key.
@@ -171,13 +182,14 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     hash(token)
 }
 
-/// The id of a presented token: `kw_<id>_<secret>`, or a legacy client key
-/// (see [`legacy_id`]); `None` if it is neither.
-fn id_of(token: &str) -> Option<std::borrow::Cow<'_, str>> {
+/// The id of a presented `kw_<id>_<secret>` token; `None` if it is not
+/// one (a legacy client key is found by its hash, see
+/// [`Tokens::authenticate`]).
+fn id_of(token: &str) -> Option<&str> {
     if token.starts_with(PREFIX) {
-        return kw_id_of(token).map(std::borrow::Cow::Borrowed);
+        return kw_id_of(token);
     }
-    legacy_id(token).map(std::borrow::Cow::Owned)
+    None
 }
 
 /// Splits `kw_<id>_<secret>` and returns the id, or `None` if the text is
@@ -196,6 +208,16 @@ fn kw_id_of(token: &str) -> Option<&str> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     (id_ok && secret_ok).then_some(id)
+}
+
+/// The id of the legacy key whose stored hash is `hash`.
+async fn tokens_by_hash(db: &Db, hash: &[u8; 32]) -> Result<Option<String>, sqlx::Error> {
+    use sqlx::Row as _;
+    let row = sqlx::query("SELECT id FROM api_token WHERE hash = $1 AND id LIKE 'legacy-%'")
+        .bind(hash.to_vec())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| r.try_get::<String, _>("id")).transpose()
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -300,9 +322,20 @@ impl Tokens {
     /// Who `presented` belongs to. Malformed, unknown, wrong and revoked
     /// tokens all give [`AuthError::Invalid`].
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, AuthError> {
-        let id = id_of(presented).ok_or(AuthError::Invalid)?;
-        let id = id.as_ref();
         let presented_hash = hash(presented);
+        let legacy;
+        let id = match id_of(presented) {
+            Some(id) => id,
+            None if is_legacy_key(presented) => {
+                // A legacy key's id is keyed by the master key, which this
+                // does not hold: the row is found by the key's hash.
+                legacy = tokens_by_hash(&self.db, &presented_hash)
+                    .await?
+                    .ok_or(AuthError::Invalid)?;
+                legacy.as_str()
+            }
+            None => return Err(AuthError::Invalid),
+        };
         let (epoch, checked) = match self.remembered(id, &presented_hash) {
             Remembered::Valid(caller, None) => return Ok(caller),
             Remembered::Valid(caller, Some(now)) => {
@@ -426,7 +459,7 @@ mod tests {
     #[test]
     fn only_well_shaped_tokens_have_an_id() {
         let good = format!("kw_0123456789abcdef_{}", "A".repeat(SECRET_B64));
-        assert_eq!(id_of(&good).as_deref(), Some("0123456789abcdef"));
+        assert_eq!(id_of(&good), Some("0123456789abcdef"));
         for bad in [
             String::new(),
             "kw_".into(),
@@ -447,21 +480,31 @@ mod tests {
     }
 
     #[test]
-    fn legacy_keys_get_an_id_from_their_hash() {
+    fn legacy_keys_get_an_id_keyed_by_the_master_key() {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
         let key = "sk-legacy-0123456789abcdef";
-        let id = legacy_id(key).expect("a legacy id");
+        let id = legacy_id(&k1, key).expect("a legacy id");
         assert!(id.starts_with(LEGACY_ID_PREFIX) && id.len() == LEGACY_ID_PREFIX.len() + ID_HEX);
-        assert_eq!(id_of(key).as_deref(), Some(id.as_str()));
-        assert_ne!(legacy_id("sk-legacy-0123456789abcdeF"), Some(id));
+        assert_eq!(id_of(key), None, "found by its hash, not by an id");
+        assert_ne!(
+            legacy_id(&k1, "sk-legacy-0123456789abcdeF"),
+            Some(id.clone())
+        );
+        assert_ne!(legacy_id(&k2, key), Some(id.clone()), "keyed");
+        let bare = hex::encode(Sha256::digest(key.as_bytes()));
+        assert!(
+            !bare.starts_with(&id[LEGACY_ID_PREFIX.len()..]),
+            "not a bare hash"
+        );
         for bad in [
             "short",
             "has a space in it ok",
             "kw_looks_like_ours_1234",
             "tab\there-0123456789",
         ] {
-            assert_eq!(legacy_id(bad), None, "{bad:?}");
+            assert_eq!(legacy_id(&k1, bad), None, "{bad:?}");
         }
-        assert_eq!(legacy_id(&"x".repeat(LEGACY_MAX_LEN + 1)), None);
+        assert_eq!(legacy_id(&k1, &"x".repeat(LEGACY_MAX_LEN + 1)), None);
     }
 
     async fn store() -> (tempfile::TempDir, Db) {

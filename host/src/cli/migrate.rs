@@ -35,7 +35,9 @@ pub struct RunArgs {
     pub source: Option<String>,
     /// A plugin option, KEY=VALUE (repeatable). The value of a key ending
     /// in `_ref` is a secret reference the plugin may use for this run,
-    /// e.g. token_ref=global/BAO_TOKEN.
+    /// e.g. token_ref=global/BAO_TOKEN. target_scopes=SCOPE,... (e.g.
+    /// workload:*,registry:*) names the scopes the run may write into; an
+    /// in-store move needs it, and plugin:* is never allowed.
     #[arg(long = "option", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Print the plan; change nothing.
@@ -45,6 +47,11 @@ pub struct RunArgs {
     /// finished before.
     #[arg(long)]
     pub again: bool,
+    /// Let the plugin create API keys with the operator role (without it,
+    /// a migrator creates resolver keys only; `migrate plan` lists every
+    /// key and role a run would create).
+    #[arg(long)]
+    pub allow_operator_keys: bool,
     /// Items per transaction and per plugin call.
     #[arg(long, default_value_t = migrate::DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub batch: u64,
@@ -116,6 +123,7 @@ async fn migrate_run(cli: &Cli, args: &RunArgs, dry_run: bool) -> anyhow::Result
     request.shown_source = shown;
     request.dry_run = dry_run;
     request.again = args.again;
+    request.allow_operator_keys = args.allow_operator_keys;
     request.batch = usize::try_from(args.batch).unwrap_or(migrate::DEFAULT_BATCH);
     let progress = Bar::new();
     let report = migrate::run(&vault, &rt, &request, &progress).await?;
@@ -167,6 +175,18 @@ fn print_report(report: &Report) {
     }
     let (migrated, skipped, failed) = report.counts();
     if report.dry_run {
+        // Every API key the run would create, with its role: the one kind
+        // of item that grants access rather than storing a value.
+        for i in &report.items {
+            if let Some((name, role)) = &i.key {
+                let note = match &i.status {
+                    Status::Failed(r) => format!(": refused: {}", shown(r)),
+                    Status::Skipped(_) => ": exists already".into(),
+                    _ => String::new(),
+                };
+                println!("api key {} ({}){note}", shown(name), shown(role));
+            }
+        }
         // `counts` puts planned items with the skipped ones; a plan tells
         // them apart.
         let to_do = report

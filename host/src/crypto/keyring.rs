@@ -52,18 +52,32 @@ pub(crate) fn derive(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
 pub struct Keyring {
     pub(super) current: SealKey,
     pub(super) previous: Vec<SealKey>,
+    /// Keys the ids of imported legacy client keys (`legacy_id`).
+    legacy_ids: Zeroizing<[u8; 32]>,
 }
 
 impl Keyring {
     /// Builds the keyring; a previous key equal to the current one is dropped.
     pub fn new(current: &MasterKey, previous: &[MasterKey]) -> Self {
+        let legacy_ids = derive(current.bytes(), b"keyward/v1/legacy-key-id");
         let current = SealKey::derive(current);
         let previous = previous
             .iter()
             .map(SealKey::derive)
             .filter(|key| key.id != current.id)
             .collect();
-        Keyring { current, previous }
+        Keyring {
+            current,
+            previous,
+            legacy_ids,
+        }
+    }
+
+    /// The HMAC key of legacy client key ids (a purpose of its own, derived
+    /// from the current master key): the id does not let anyone confirm a
+    /// guessed key.
+    pub fn legacy_id_key(&self) -> &[u8; 32] {
+        &self.legacy_ids
     }
 
     /// The id of the key that seals new values.

@@ -8,8 +8,11 @@
 //! [[migration]]
 //! plugin = "token-dir"
 //! source = "/var/lib/agents/tokens"   # a folder or an http(s) URL
+//! allow_operator_keys = false         # optional; true lets it create
+//!                                     # operator API keys
 //! [migration.options]                 # optional; `*_ref` values are
-//! # key = "value"                     # secret references granted to it
+//! # key = "value"                     # secret references granted to it;
+//! # target_scopes = "workload:*"      # where in-store moves may go
 //! ```
 
 use std::collections::BTreeMap;
@@ -39,6 +42,9 @@ struct Entry {
     source: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    /// `--allow-operator-keys` of a boot entry.
+    #[serde(default)]
+    allow_operator_keys: bool,
 }
 
 /// One configured boot migration, checked.
@@ -74,6 +80,10 @@ pub fn load(path: &Path) -> Result<Vec<BootMigration>, MigrateError> {
         }
         let mut request = Request::new(&entry.plugin, source, "host:boot-migration");
         request.shown_source = shown;
+        request.allow_operator_keys = entry.allow_operator_keys;
+        // Checked now, so a bad target_scopes stops the server at start.
+        super::allow::Allowance::new(&request.source.options, request.allow_operator_keys)
+            .map_err(at)?;
         out.push(BootMigration { request });
     }
     Ok(out)

@@ -19,8 +19,11 @@
 //! `retire` again and marks it). One lease row per plugin keeps hosts that
 //! share a database from running the same migration at once.
 
+pub mod allow;
 pub mod boot;
 pub mod fault;
+#[cfg(unix)]
+mod keep;
 mod lease;
 mod plan;
 mod write;
@@ -30,6 +33,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use self::allow::Allowance;
 use self::lease::{Lease, Taken};
 use crate::audit::{Access, Action};
 use crate::crypto::SecretBytes;
@@ -96,6 +100,9 @@ pub struct Request {
     pub batch: usize,
     /// The accessor in the access log (`cli:<user>`, `host:boot`).
     pub accessor: String,
+    /// The operator allows the plugin to create operator API keys
+    /// (`--allow-operator-keys`); without it, resolver keys only.
+    pub allow_operator_keys: bool,
 }
 
 impl Request {
@@ -109,6 +116,7 @@ impl Request {
             again: false,
             batch: DEFAULT_BATCH,
             accessor: accessor.to_owned(),
+            allow_operator_keys: false,
         }
     }
 
@@ -121,11 +129,16 @@ impl Request {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let canonical = serde_json::json!({
+        let mut canonical = serde_json::json!({
             "source": self.shown_source,
             "options": self.source.options,
             "grants": grants,
         });
+        // Only when given, so the digests of runs recorded before the
+        // opt-in existed stay what they were.
+        if self.allow_operator_keys {
+            canonical["operator_keys"] = serde_json::Value::Bool(true);
+        }
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
@@ -222,6 +235,8 @@ pub struct ItemReport {
     pub id: String,
     /// Its target.
     pub target: String,
+    /// The API key it creates: `(name, role)`.
+    pub key: Option<(String, String)>,
     /// What happened.
     pub status: Status,
 }
@@ -295,6 +310,10 @@ pub async fn run(
     request: &Request,
     progress: &dyn Progress,
 ) -> Result<Report, MigrateError> {
+    // The plugin's own reads name whoever started the run.
+    let mut request = request.clone();
+    request.source.started_by = Some(request.accessor.clone());
+    let request = &request;
     let plugin = runtime.migrator(&request.plugin)?;
     let name = request.plugin.as_str();
     let digest = request.digest();
@@ -314,6 +333,7 @@ pub async fn run(
     }
     let access = Access::new(request.accessor.clone(), format!("migrate {name}"))
         .map_err(VaultError::from)?;
+    let allow = Allowance::new(&request.source.options, request.allow_operator_keys)?;
     let lease = if request.dry_run {
         None
     } else {
@@ -337,12 +357,21 @@ pub async fn run(
         }
     };
     let started_at = now_ms();
+    let run_access = RunAccess {
+        via: Access::new(
+            via_accessor(name, &request.accessor),
+            format!("migrate {name}"),
+        )
+        .map_err(VaultError::from)?,
+        operator: access,
+        allow,
+    };
     let outcome = drive(
         vault,
         runtime,
         request,
         progress,
-        &access,
+        &run_access,
         lease.as_ref(),
         &mut report,
     )
@@ -372,22 +401,44 @@ pub async fn run(
     outcome.map(|()| report)
 }
 
+/// Who a run acts as, and what it may do.
+pub(crate) struct RunAccess {
+    /// The operator (or boot entry) who started the run: writes and
+    /// deletes they asked for.
+    operator: Access,
+    /// `plugin:<name> via <operator>`: every read the host does on the
+    /// plugin's behalf (rename sources, comparisons with stored values).
+    via: Access,
+    /// Target scopes and operator keys.
+    allow: Allowance,
+}
+
+/// `plugin:<name> via <accessor>`, clipped to the accessor limit (the
+/// plugin's name first: it is the part a reader looks for).
+pub(crate) fn via_accessor(plugin: &str, accessor: &str) -> String {
+    write::clip(
+        &format!("plugin:{plugin} via {accessor}"),
+        crate::audit::entry::MAX_ACCESSOR_LEN,
+    )
+}
+
 async fn drive(
     vault: &Vault,
     runtime: &Runtime,
     request: &Request,
     progress: &dyn Progress,
-    access: &Access,
+    run_access: &RunAccess,
     lease: Option<&Lease>,
     report: &mut Report,
 ) -> Result<(), MigrateError> {
+    let access = &run_access.operator;
     let name = request.plugin.as_str();
     let run = &request.source;
     let clock = std::time::Instant::now();
     let found = runtime.migration_discover(vault, name, run).await?;
     tracing::debug!(plugin = %name, items = found.items.len(), ms = clock.elapsed().as_millis() as u64, "migration: discovered");
     let mut items: Vec<(LegacyItem, bool)> = found.items.into_iter().map(|i| (i, false)).collect();
-    let mut renames = BTreeMap::new();
+    let mut renames: BTreeMap<String, Result<SecretRef, String>> = BTreeMap::new();
     if run.dir.is_none() && run.url.is_none() {
         // In-store moves: offered the global scope's references only.
         let global = Scope::global();
@@ -398,10 +449,33 @@ async fn drive(
             .map(|m| format!("{}/{}", m.scope, m.name))
             .collect();
         if !existing.is_empty() {
-            for (old, new) in runtime
+            let offered: BTreeSet<String> = existing.iter().cloned().collect();
+            let pairs = runtime
                 .migration_plan_renames(vault, name, run, existing.clone())
-                .await?
-            {
+                .await?;
+            // One secret moved to two places would be copied, not moved.
+            let mut sources: HashMap<String, usize> = HashMap::new();
+            for (old, _) in &pairs {
+                *sources.entry(normal_ref(old)).or_default() += 1;
+            }
+            let mut refused = 0;
+            for (old, new) in pairs {
+                // Every pair passes the run's allowance before it becomes
+                // an item: what the plugin was not offered, a move onto
+                // itself, a target outside the run's scopes, is refused.
+                let checked = if sources.get(&normal_ref(&old)).is_some_and(|&n| n > 1) {
+                    Err(format!(
+                        "the plugin moves {} to more than one place",
+                        clip(&old)
+                    ))
+                } else {
+                    run_access.allow.check_rename(&offered, &old, &new)
+                };
+                if let Err(reason) = &checked {
+                    let row = refused < MAX_REFUSAL_ROWS;
+                    refused += 1;
+                    refuse_rename(vault, &run_access.via, name, &old, &new, reason, row).await;
+                }
                 let id = format!("{RENAME_PREFIX}{old}");
                 items.push((
                     LegacyItem {
@@ -413,7 +487,7 @@ async fn drive(
                     },
                     true,
                 ));
-                renames.insert(id, old);
+                renames.insert(id, checked);
             }
         }
     }
@@ -424,7 +498,7 @@ async fn drive(
             .into_iter()
             .map(|r| (r.item_id.clone(), r))
             .collect();
-    let mut candidates = plan::plan(items, &known, &renames);
+    let mut candidates = plan::plan(items, &known, &renames, &run_access.allow);
 
     // Units with a refused item are not retired this run, nor units a
     // problem names: a problem whose id is the unit or starts with
@@ -445,6 +519,7 @@ async fn drive(
         report.items.push(ItemReport {
             id,
             target: String::new(),
+            key: None,
             status: Status::Failed(reason),
         });
     }
@@ -454,6 +529,7 @@ async fn drive(
             report.items.push(ItemReport {
                 id: c.item.id.clone(),
                 target: c.item.target.clone(),
+                key: key_of(&c.item),
                 status: match (&c.failed, c.state) {
                     (Some(reason), _) => Status::Failed(reason.clone()),
                     (None, Some(State::Written)) => Status::WouldRetire,
@@ -491,7 +567,8 @@ async fn drive(
         }
         fault::checkpoint("before read");
         let t = std::time::Instant::now();
-        let values = read_values(vault, runtime, request, access, &candidates, chunk).await;
+        let values =
+            read_values(vault, runtime, request, &run_access.via, &candidates, chunk).await;
         read_time += t.elapsed();
         let mut good = Vec::new();
         for (&i, value) in chunk.iter().zip(values) {
@@ -508,7 +585,7 @@ async fn drive(
             good.into_iter().map(|(i, v)| (&candidates[i], v)).collect();
         fault::checkpoint("before write");
         let t = std::time::Instant::now();
-        let results = write::batch(vault, name, &source_key, access, &batch).await?;
+        let results = write::batch(vault, name, &source_key, run_access, &batch).await?;
         write_time += t.elapsed();
         drop(batch);
         fault::checkpoint("written");
@@ -549,6 +626,12 @@ async fn drive(
         "migration: written"
     );
     let (mut retire_time, mut mark_time) = (Duration::ZERO, Duration::ZERO);
+    // The modes and owners retiring must keep (the sandbox cannot).
+    #[cfg(unix)]
+    let kept = match &run.dir {
+        Some(dir) if !unit_list.is_empty() => Some(keep::Snapshot::take(dir)),
+        _ => None,
+    };
     progress.phase("retire", unit_list.len());
     for chunk in unit_list.chunks(request.batch.max(1)) {
         if let Some(lease) = lease {
@@ -573,6 +656,10 @@ async fn drive(
         for (unit, _) in host_units {
             let old = unit.strip_prefix(RENAME_PREFIX).unwrap_or(unit);
             results.push((unit.clone(), retire_rename(vault, old, access).await));
+        }
+        #[cfg(unix)]
+        if let Some(kept) = &kept {
+            kept.restore();
         }
         retire_time += t.elapsed();
         fault::checkpoint("retired");
@@ -636,6 +723,7 @@ async fn drive(
         report.items.push(ItemReport {
             id: c.item.id.clone(),
             target: c.item.target.clone(),
+            key: key_of(&c.item),
             status,
         });
     }
@@ -643,6 +731,7 @@ async fn drive(
         report.items.push(ItemReport {
             id: unit.clone(),
             target: String::new(),
+            key: None,
             status: Status::Retired,
         });
     }
@@ -653,10 +742,73 @@ async fn drive(
         report.items.push(ItemReport {
             id: unit.clone(),
             target: String::new(),
+            key: None,
             status: Status::WrittenNotRetired(format!("written; retiring failed: {reason}")),
         });
     }
     Ok(())
+}
+
+/// `NAME` and `global/NAME` as one text (other text as it is).
+fn normal_ref(text: &str) -> String {
+    SecretRef::parse(text)
+        .map(|r| {
+            let r = allow::explicit(r);
+            format!(
+                "{}/{}",
+                r.scope.as_ref().map_or("global", Scope::as_str),
+                r.name.as_str()
+            )
+        })
+        .unwrap_or_else(|_| text.to_owned())
+}
+
+/// The API key an item creates, for the plan.
+fn key_of(item: &LegacyItem) -> Option<(String, String)> {
+    match &item.binding {
+        Binding::ApiKey { name, role } => Some((name.clone(), role.clone())),
+        _ => None,
+    }
+}
+
+/// Most refused renames logged per run as access-log rows (the rest only
+/// in the host's log): a plugin's list must not flood the access log.
+const MAX_REFUSAL_ROWS: usize = 64;
+
+/// Puts a refused `plan-renames` pair on record: a warning, and a `denied`
+/// row for the secret it tried to move, as the plugin via the operator.
+async fn refuse_rename(
+    vault: &Vault,
+    via: &Access,
+    plugin: &str,
+    old: &str,
+    new: &str,
+    reason: &str,
+    row: bool,
+) {
+    let (old, new) = (clip(old), clip(new));
+    tracing::warn!(%plugin, %old, %new, %reason, "migration: a rename was refused");
+    if !row {
+        return;
+    }
+    let (scope, name) = match SecretRef::parse(&old) {
+        Ok(r) => (
+            r.scope
+                .map_or_else(|| "global".to_owned(), |s| s.as_str().to_owned()),
+            r.name.as_str().to_owned(),
+        ),
+        Err(_) => ("migration".to_owned(), old.clone()),
+    };
+    let detail = format!(
+        "plan-renames to {new} refused: {}",
+        write::clip(reason, 200)
+    );
+    if let Err(e) = vault
+        .record_denied(via, Action::Reveal, &scope, &name, &detail)
+        .await
+    {
+        tracing::error!(%plugin, error = %e, "migration: the refusal could not be logged");
+    }
 }
 
 /// The values of the candidates at `chunk`: the plugin's `read` for its

@@ -1,10 +1,15 @@
 //! Checking what discovery found, before anything is written: ids and
-//! units well-formed and not the host's, targets valid and claimed once,
-//! and what the ledger already knows of each item.
+//! units well-formed and not the host's, targets valid, claimed once and
+//! inside what the run allows (no plugin scope, the run's target scopes,
+//! operator keys only with the operator's consent), renames checked by
+//! [`Allowance::check_rename`], and what the ledger already knows of each
+//! item.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::allow::Allowance;
 use super::{clip, Candidate, MAX_ID_LEN, RENAME_PREFIX};
+use crate::auth::token::Role;
 use crate::names::SecretRef;
 use crate::runtime::{Binding, LegacyItem};
 use crate::store::migrate as ledger;
@@ -13,7 +18,8 @@ use crate::store::migrate as ledger;
 pub(super) fn plan(
     items: Vec<(LegacyItem, bool)>,
     known: &HashMap<String, ledger::LedgerRow>,
-    renames: &BTreeMap<String, String>,
+    renames: &BTreeMap<String, Result<SecretRef, String>>,
+    allow: &Allowance,
 ) -> Vec<Candidate> {
     let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
     let mut ids = BTreeSet::new();
@@ -48,6 +54,9 @@ pub(super) fn plan(
         if let Err(e) = target_ok {
             failed.get_or_insert(format!("invalid target: {e}"));
         }
+        if let Err(reason) = allowed(allow, &item) {
+            failed.get_or_insert(reason);
+        }
         if item.unit.is_empty() {
             failed.get_or_insert("the plugin gave no retire unit".into());
         }
@@ -60,11 +69,14 @@ pub(super) fn plan(
             }
         }
         let mut rename_from = None;
-        if let Some(old) = renames.get(&item.id).filter(|_| host_made) {
-            match SecretRef::parse(old) {
-                Ok(r) => rename_from = Some(r),
-                Err(e) => {
-                    failed.get_or_insert(format!("invalid rename source: {e}"));
+        if host_made {
+            match renames.get(&item.id) {
+                Some(Ok(old)) => rename_from = Some(old.clone()),
+                Some(Err(reason)) => {
+                    failed = Some(reason.clone());
+                }
+                None => {
+                    failed.get_or_insert("a rename the host did not check".into());
                 }
             }
         }
@@ -92,6 +104,29 @@ pub(super) fn plan(
         }
     }
     out
+}
+
+/// Whether the run allows what `item` would create: a secret in a scope it
+/// may write (never a plugin's), or an API key of a role it may mint.
+fn allowed(allow: &Allowance, item: &LegacyItem) -> Result<(), String> {
+    match &item.binding {
+        Binding::ApiKey { role, .. } => match Role::parse(role) {
+            Ok(Role::Resolver) => Ok(()),
+            Ok(Role::Operator) if allow.operator_keys => Ok(()),
+            Ok(Role::Operator) => Err(format!(
+                "api key {} would have the operator role: a migrator creates resolver keys \
+                 only, unless the operator passes --allow-operator-keys (boot entry: \
+                 allow_operator_keys = true)",
+                clip(&item.target)
+            )),
+            Err(_) => Err(format!("role {:?}: use resolver or operator", clip(role))),
+        },
+        _ => match SecretRef::parse(&item.target) {
+            Ok(target) => allow.check_target(&target),
+            // Reported as an invalid target above.
+            Err(_) => Ok(()),
+        },
+    }
 }
 
 /// `NAME` and `global/NAME` are one target.

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::AnyConnection;
 use subtle::ConstantTimeEq;
 
-use super::Candidate;
+use super::{Candidate, RunAccess};
 use crate::audit::{Access, AccessEntry, Action, Outcome};
 use crate::auth::token::{legacy_id, token_hash, Role};
 use crate::crypto::{secret_aad, SecretBytes};
@@ -39,7 +39,7 @@ pub(super) async fn batch(
     vault: &Vault,
     plugin: &str,
     source: &str,
-    access: &Access,
+    run: &RunAccess,
     batch: &[(&Candidate, SecretBytes)],
 ) -> Result<Vec<Result<(), String>>, VaultError> {
     let backend = vault.db().backend;
@@ -54,9 +54,10 @@ pub(super) async fn batch(
             vault,
             &known,
             (plugin, source),
-            access,
+            run,
             candidate,
             value,
+            &mut entries,
         )
         .await?
         {
@@ -130,16 +131,21 @@ async fn look_up(
 /// One item: `Ok(Ok((entry, ledger row)))` written (the entry is none when
 /// the store already held exactly this value), `Ok(Err(reason))` refused,
 /// `Err` a database failure.
-#[allow(clippy::type_complexity)] // the three outcomes, spelled out
+/// A comparison with a stored value is a read on the plugin's behalf: its
+/// row (as `plugin:<name> via <operator>`) goes into `reads` whatever the
+/// item's outcome.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)] // the three outcomes, spelled out
 async fn one(
     conn: &mut AnyConnection,
     vault: &Vault,
     known: &Known,
     (plugin, source): (&str, &str),
-    access: &Access,
+    run: &RunAccess,
     c: &Candidate,
     value: &SecretBytes,
+    reads: &mut Vec<AccessEntry>,
 ) -> Result<Result<(Option<AccessEntry>, LedgerRow), String>, VaultError> {
+    let access = &run.operator;
     if let Some(owner) = known.owners.get(&c.item.target) {
         if owner.plugin != plugin || owner.source != source || owner.item_id != c.item.id {
             return Ok(Err(format!(
@@ -151,7 +157,7 @@ async fn one(
     let detail = format!("migrated by {plugin} from {}", clip(&c.item.id, 200));
     let (secret_id, entry) = match &c.item.binding {
         Binding::ApiKey { name, role } => {
-            match api_key(conn, name, role, value, &detail, access).await? {
+            match api_key(conn, vault, name, role, value, &detail, access).await? {
                 Ok(entry) => (None, entry),
                 Err(reason) => return Ok(Err(reason)),
             }
@@ -186,9 +192,25 @@ async fn one(
                 }
                 Some(row) => {
                     let aad = secret_aad(scope_s, name_s, row.meta.version);
-                    let same = vault
-                        .keyring()
-                        .open(&row.sealed, &aad)
+                    let opened = vault.keyring().open(&row.sealed, &aad);
+                    reads.push(
+                        AccessEntry::new(
+                            &run.via,
+                            Action::Reveal,
+                            if opened.is_ok() {
+                                Outcome::Ok
+                            } else {
+                                Outcome::Error
+                            },
+                            scope_s,
+                            name_s,
+                        )
+                        .with_detail(format!(
+                            "compared with the value of {} (not returned)",
+                            clip(&c.item.id, 200)
+                        )),
+                    );
+                    let same = opened
                         .map(|v| bool::from(v.expose().ct_eq(value.expose())))
                         .unwrap_or(false);
                     if same {
@@ -248,6 +270,7 @@ async fn one(
 /// A legacy client API key becomes an API token: its hash, never the key.
 async fn api_key(
     conn: &mut AnyConnection,
+    vault: &Vault,
     name: &str,
     role: &str,
     value: &SecretBytes,
@@ -260,7 +283,7 @@ async fn api_key(
     let Ok(key) = std::str::from_utf8(value.expose()) else {
         return Ok(Err("the client key is not text".into()));
     };
-    let Some(id) = legacy_id(key) else {
+    let Some(id) = legacy_id(vault.keyring().legacy_id_key(), key) else {
         return Ok(Err(format!(
             "not usable as a client key: use {}-{} printable ASCII characters, not starting with kw_",
             crate::auth::token::LEGACY_MIN_LEN,
@@ -268,18 +291,21 @@ async fn api_key(
         )));
     };
     let hash = token_hash(key);
-    use sqlx::Row as _;
+    // Found by its hash first: the id is keyed by the master key, so the
+    // same key imported again after a key rotation has another id.
+    let same = sqlx::query("SELECT id FROM api_token WHERE hash = $1")
+        .bind(hash.to_vec())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if same.is_some() {
+        return Ok(Ok(None));
+    }
     let existing = sqlx::query("SELECT hash FROM api_token WHERE id = $1")
         .bind(id.clone())
         .fetch_optional(&mut *conn)
         .await?;
-    if let Some(row) = existing {
-        let stored: Vec<u8> = row.try_get("hash")?;
-        return Ok(if bool::from(stored.as_slice().ct_eq(&hash)) {
-            Ok(None)
-        } else {
-            Err(format!("token id {id} is taken by another key"))
-        });
+    if existing.is_some() {
+        return Ok(Err(format!("token id {id} is taken by another key")));
     }
     sqlx::query(
         "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at) \

@@ -27,6 +27,10 @@ pub struct MigrationSource {
     /// Secret references granted for the run (the values of `*_ref`
     /// options): usable in `${SECRET:…}` at egress and by `reveal`.
     pub secrets: Vec<SecretRef>,
+    /// Who started the run (`cli:<user>`, `host:boot-migration`): the
+    /// plugin's reads are logged as `plugin:<name> via <this>`. Not shown
+    /// to the plugin.
+    pub started_by: Option<String>,
 }
 
 impl MigrationSource {
@@ -144,7 +148,10 @@ impl Runtime {
         for secret in &run.secrets {
             grants = grants.with_secret(secret);
         }
-        let ctx = self.context(&plugin, vault, grants);
+        let mut ctx = self.context(&plugin, vault, grants);
+        if let Some(by) = &run.started_by {
+            ctx.accessor = Arc::from(crate::migrate::via_accessor(&plugin.manifest.name, by));
+        }
         let (mut store, stdio, deadline) =
             call::new_store_sourced(pre.engine(), ctx, &plugin.wasi, run.dir.as_deref())
                 .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;

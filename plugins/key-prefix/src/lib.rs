@@ -50,9 +50,6 @@ const PREFIXES: [(&str, &str, &str); 5] = [
 /// Largest legacy file read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// What the rewrite of a file is written to first.
-const TMP_SUFFIX: &str = ".keyward-tmp";
-
 struct KeyPrefix;
 
 impl Migrator for KeyPrefix {
@@ -716,59 +713,26 @@ fn remove_key(path: &Path, file: &str, key: &str) -> Result<(), String> {
         return Ok(());
     };
     if std::fs::symlink_metadata(&bak).is_err() {
-        keep_original(path, &bak, &bytes, &meta)
+        keep_original(path, &bak, &bytes)
             .map_err(|e| format!("{file}: keeping the original: {e}"))?;
     }
-    let tmp = sibling(path, TMP_SUFFIX);
-    write_new(&tmp, rewritten.as_bytes(), &meta)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{file}: rewriting: {e}")
-        })
+    // Atomic and synced (file and folder): after a power loss the file is
+    // the old one or the new one, and the host's "retired" mark, written
+    // after this returns, is true. The host gives the new file the mode
+    // and owner of the one it replaces (the sandbox has no chmod).
+    migrate::replace_file(path, rewritten.as_bytes()).map_err(|e| format!("{file}: rewriting: {e}"))
 }
 
 /// Keeps the original as `bak`: a hard link where the file system has them
-/// (the original bytes and permissions, atomically, since the rewrite
+/// (the original bytes, mode and owner, atomically, since the rewrite
 /// replaces the name instead of writing into it), else a copy written to a
-/// temp file first, so a crash never leaves a half `.bak` behind.
-fn keep_original(
-    path: &Path,
-    bak: &Path,
-    bytes: &[u8],
-    meta: &std::fs::Metadata,
-) -> std::io::Result<()> {
+/// temp file first, so a crash never leaves a half `.bak` behind. Synced
+/// either way.
+fn keep_original(path: &Path, bak: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if std::fs::hard_link(path, bak).is_ok() {
-        return Ok(());
+        return migrate::sync_renamed(path, bak);
     }
-    let tmp = sibling(bak, TMP_SUFFIX);
-    write_new(&tmp, bytes, meta)
-        .and_then(|()| std::fs::rename(&tmp, bak))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-}
-
-/// Writes `bytes` to a fresh file at `path` (replacing a stale one) with
-/// the permissions of `like`, and syncs it.
-fn write_new(path: &Path, bytes: &[u8], like: &std::fs::Metadata) -> std::io::Result<()> {
-    use std::io::Write;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    // Before any byte is written: the file holds secrets. Best effort where
-    // the file system has no modes to copy (WASI).
-    let _ = std::fs::set_permissions(path, like.permissions());
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
+    migrate::replace_file(bak, bytes)
 }
 
 /// A key or reference for a message: as it is when plain, else escaped and

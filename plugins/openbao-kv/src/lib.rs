@@ -11,7 +11,7 @@
 //! | `token_ref` | none | a secret reference holding the token, sent as `X-Vault-Token: ${SECRET:<token_ref>}` (the host expands it; the plugin never sees it) |
 //! | `namespace` | none | sent as `X-Vault-Namespace` |
 //! | `scope` | `openbao:<mount>` | the scope of the new secrets (mount characters outside `[A-Za-z0-9_.-]` become `-`) |
-//! | `delete` | `false` | `true`: retiring a path destroys it at the source (`DELETE /v1/<mount>/metadata/<path>`, every version); otherwise the source is left as it is |
+//! | `delete` | `false` | `true`: retiring a path destroys the version that was imported and older ones, never a newer one (see below); otherwise the source is left as it is |
 //!
 //! Discovery lists folders with `GET /v1/<mount>/metadata/<folder>/?list=true`
 //! (keys ending in `/` are folders: at most 32 deep, 100,000 items in all)
@@ -25,12 +25,19 @@
 //! | id | `<path>#<key>` (path inside the mount) |
 //! | target | `<scope>/<path with / as .>.<key>`, characters outside `[A-Za-z0-9_.-]` as `_` |
 //! | description | `custom_metadata.description`, else `OpenBao <mount>/<path> key <key>` |
-//! | unit | `<path>`: all keys of a path retire together |
+//! | unit | `<path>`: all keys of a path retire together; with `delete=true`, `<path>@<version>`, the version discovery saw |
 //!
 //! A string value is migrated as its bytes, any other JSON value as its
 //! JSON text. With `delete=true` a path with any key that cannot be
 //! migrated is migrated not at all, since destroying it would lose that
 //! key.
+//!
+//! Retiring with `delete=true` is a check-and-set on `current_version`: the
+//! path's metadata is read; when its current version is still the one
+//! imported, the path is deleted (`DELETE /v1/<mount>/metadata/<path>`);
+//! when a newer version was written since, only the imported version and
+//! older ones are destroyed (`PUT /v1/<mount>/destroy/<path>`) and the
+//! newer one survives (run again with `--again` to import it).
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -85,12 +92,22 @@ keyward_plugin_sdk::export_migrator!(OpenbaoKv);
 
 /// One HTTP request: `(method, url, config)` to `(status, body)`. The real
 /// one goes through the host; tests pass a fake server.
-type Fetch<'a> = dyn FnMut(&str, &str, &Config) -> Result<(u16, Vec<u8>), Error> + 'a;
+type Fetch<'a> = dyn FnMut(&str, &str, Option<&[u8]>, &Config) -> Result<(u16, Vec<u8>), Error> + 'a;
 
 /// Sends a request through the host, with the token (as a reference the
 /// host expands) and the namespace.
-fn send(method: &str, url: &str, cfg: &Config) -> Result<(u16, Vec<u8>), Error> {
+fn send(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    cfg: &Config,
+) -> Result<(u16, Vec<u8>), Error> {
     let mut req = Request::new(method, url);
+    if let Some(body) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+    }
     if let Some(token) = &cfg.token_ref {
         req = req.header("X-Vault-Token", secret_ref(token));
     }
@@ -110,15 +127,15 @@ thread_local! {
 
 /// `fetch` with successful `GET`s remembered for the rest of the call.
 fn cached(
-    mut fetch: impl FnMut(&str, &str, &Config) -> Result<(u16, Vec<u8>), Error>,
-) -> impl FnMut(&str, &str, &Config) -> Result<(u16, Vec<u8>), Error> {
-    move |method, url, cfg| {
+    mut fetch: impl FnMut(&str, &str, Option<&[u8]>, &Config) -> Result<(u16, Vec<u8>), Error>,
+) -> impl FnMut(&str, &str, Option<&[u8]>, &Config) -> Result<(u16, Vec<u8>), Error> {
+    move |method, url, body, cfg| {
         if method == "GET" {
             if let Some(hit) = DATA.with(|d| d.borrow().get(url).cloned()) {
                 return Ok(hit);
             }
         }
-        let answer = fetch(method, url, cfg)?;
+        let answer = fetch(method, url, body, cfg)?;
         if method == "GET" && answer.0 == 200 {
             DATA.with(|d| d.borrow_mut().insert(url.to_owned(), answer.clone()));
         }
@@ -356,6 +373,8 @@ struct SecretData {
     /// carry `custom_metadata` at all (an older server), inner `None` when
     /// there is no description.
     description: Option<Option<String>>,
+    /// `metadata.version`: the version the answer is of.
+    version: Option<u64>,
 }
 
 /// Parses a data answer (`{"data": {"data": {...}, "metadata": {...}}}`).
@@ -375,7 +394,15 @@ fn parse_data(body: &[u8]) -> Result<SecretData, String> {
         .get("metadata")
         .and_then(|m| m.get("custom_metadata"))
         .map(description_of);
-    Ok(SecretData { data, description })
+    let version = outer
+        .get("metadata")
+        .and_then(|m| m.get("version"))
+        .and_then(Value::as_u64);
+    Ok(SecretData {
+        data,
+        description,
+        version,
+    })
 }
 
 /// `custom_metadata.description` of a metadata answer
@@ -433,7 +460,7 @@ fn discover_with(cfg: &Config, fetch: &mut Fetch<'_>) -> Result<Discovery, Error
         format!("{}/", cfg.prefix)
     };
     let url = cfg.list_url(&root);
-    let (status, body) = fetch("GET", &url, cfg)?;
+    let (status, body) = fetch("GET", &url, None, cfg)?;
     match status {
         200 => {
             let keys =
@@ -540,6 +567,7 @@ impl Walk<'_> {
             404 => Ok(SecretData {
                 data: None,
                 description: None,
+                version: None,
             }),
             _ => Err(status_reason(&format!("GET {path}"), status, &body)),
         };
@@ -571,6 +599,20 @@ impl Walk<'_> {
                 None => return Ok(()),
             },
         };
+        // What retiring with delete=true may destroy: up to this version.
+        let unit = match (cfg.delete, secret.version) {
+            (false, _) => path.to_owned(),
+            (true, Some(v)) => format!("{path}@{v}"),
+            (true, None) => {
+                self.problem(
+                    path,
+                    "the data answer carries no metadata.version, so delete=true cannot tell \
+                     the imported version from a newer one; not migrated"
+                        .to_owned(),
+                );
+                return Ok(());
+            }
+        };
         for (key, value) in &data {
             let id = format!("{path}#{key}");
             if self.items.len() >= MAX_ITEMS {
@@ -585,7 +627,10 @@ impl Walk<'_> {
                 return Ok(());
             }
             match item_for(cfg, path, key, value, description.as_deref()) {
-                Ok(item) => self.items.push(item),
+                Ok(item) => self.items.push(Item {
+                    unit: unit.clone(),
+                    ..item
+                }),
                 Err(reason) => self.problem(&id, reason),
             }
         }
@@ -601,7 +646,7 @@ impl Walk<'_> {
         url: &str,
         fetch: &mut Fetch<'_>,
     ) -> Result<Option<(u16, Vec<u8>)>, Error> {
-        match fetch(method, url, self.cfg) {
+        match fetch(method, url, None, self.cfg) {
             Ok(answer) => Ok(Some(answer)),
             Err(Error::Limit(why)) => {
                 self.problem(
@@ -637,7 +682,8 @@ impl Walk<'_> {
         }
         let mut kept = Vec::with_capacity(items.len());
         for item in items {
-            if self.cfg.delete && self.blocked.contains(&item.unit) {
+            let path = item.unit.rsplit_once('@').map_or(item.unit.as_str(), |(p, _)| p);
+            if self.cfg.delete && self.blocked.contains(path) {
                 let reason = format!(
                     "not migrated: another key of {} cannot be, and delete=true destroys a path \
                      as a whole",
@@ -731,7 +777,7 @@ fn check_path(path: &str) -> Result<(), String> {
 fn read_with(cfg: &Config, id: &str, fetch: &mut Fetch<'_>) -> Result<Vec<u8>, String> {
     let (path, key) = split_id(id)?;
     let (status, body) =
-        fetch("GET", &cfg.url("data", path), cfg).map_err(|e| format!("{id}: {}", e.message()))?;
+        fetch("GET", &cfg.url("data", path), None, cfg).map_err(|e| format!("{id}: {}", e.message()))?;
     match status {
         200 => {}
         404 => return Err(format!("{id}: no current version at the source (any more)")),
@@ -753,22 +799,101 @@ fn read_with(cfg: &Config, id: &str, fetch: &mut Fetch<'_>) -> Result<Vec<u8>, S
     Ok(value_bytes(value))
 }
 
-/// Retires the path `unit`: destroys it when `delete=true`, else nothing.
-/// A path that is gone already is retired.
+/// Retires `unit`: with `delete=true` (unit `<path>@<version>`) destroys
+/// the imported version and older ones, never a newer one (see the module
+/// docs); else nothing. A path that is gone already is retired.
 fn retire_with(cfg: &Config, unit: &str, fetch: &mut Fetch<'_>) -> Result<(), String> {
-    check_path(unit).map_err(|e| format!("{unit}: {e}"))?;
     if !cfg.delete {
+        check_path(unit).map_err(|e| format!("{unit}: {e}"))?;
         return Ok(());
     }
-    let (status, body) = fetch("DELETE", &cfg.url("metadata", unit), cfg)
-        .map_err(|e| format!("{unit}: {}", e.message()))?;
+    let (path, imported) = unit
+        .rsplit_once('@')
+        .and_then(|(p, v)| Some((p, v.parse::<u64>().ok()?)))
+        .ok_or_else(|| format!("{unit}: not a unit of a delete=true run (PATH@VERSION)"))?;
+    check_path(path).map_err(|e| format!("{unit}: {e}"))?;
+    let net = |e: Error| format!("{unit}: {}", e.message());
+    let (status, body) = fetch("GET", &cfg.url("metadata", path), None, cfg).map_err(net)?;
+    let meta = match status {
+        200 => parse_versions(&body).map_err(|e| format!("{unit}: {e}"))?,
+        404 => return Ok(()),
+        _ => {
+            return Err(format!(
+                "{unit}: {}",
+                status_reason(&format!("GET metadata {path}"), status, &body)
+            ))
+        }
+    };
+    let (status, body, what) = if meta.current == imported {
+        // Nothing newer (checked just now): the path goes, every version
+        // with it.
+        let (s, b) = fetch("DELETE", &cfg.url("metadata", path), None, cfg).map_err(net)?;
+        (s, b, "DELETE")
+    } else if meta.current > imported {
+        // Written since the import: the newer versions survive.
+        let versions: Vec<u64> = meta
+            .live
+            .iter()
+            .copied()
+            .filter(|v| *v <= imported)
+            .collect();
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::json!({ "versions": versions }).to_string();
+        let (s, b) = fetch(
+            "PUT",
+            &cfg.url("destroy", path),
+            Some(body.as_bytes()),
+            cfg,
+        )
+        .map_err(net)?;
+        (s, b, "PUT destroy")
+    } else {
+        return Err(format!(
+            "{unit}: the current version at the source is {}, older than the {imported} \
+             imported (deleted and written again?); nothing destroyed",
+            meta.current
+        ));
+    };
     match status {
         200..=299 | 404 => Ok(()),
         _ => Err(format!(
             "{unit}: {}",
-            status_reason(&format!("DELETE {unit}"), status, &body)
+            status_reason(&format!("{what} {path}"), status, &body)
         )),
     }
+}
+
+/// What a metadata answer says of a path's versions.
+struct Versions {
+    /// `current_version`.
+    current: u64,
+    /// Versions not destroyed yet, in order.
+    live: Vec<u64>,
+}
+
+/// Parses `{"data": {"current_version": N, "versions": {"1": {"destroyed": false}, ...}}}`.
+fn parse_versions(body: &[u8]) -> Result<Versions, String> {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the metadata answer is not JSON ({e})"))?;
+    let current = doc
+        .pointer("/data/current_version")
+        .and_then(Value::as_u64)
+        .ok_or("the metadata answer has no current_version")?;
+    let mut live: Vec<u64> = doc
+        .pointer("/data/versions")
+        .and_then(Value::as_object)
+        .map(|versions| {
+            versions
+                .iter()
+                .filter(|(_, v)| v.get("destroyed") != Some(&Value::Bool(true)))
+                .filter_map(|(k, _)| k.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    live.sort_unstable();
+    Ok(Versions { current, live })
 }
 
 fn cut(text: &str, max: usize) -> String {
@@ -810,6 +935,10 @@ mod tests {
         force: BTreeMap<String, u16>,
         /// Requests answered before `limit` is reported.
         budget: Option<usize>,
+        /// Current version by path (1 when not set).
+        versions: BTreeMap<String, u64>,
+        /// Versions destroyed, by path.
+        destroyed: BTreeMap<String, Vec<u64>>,
         seen: Vec<String>,
     }
 
@@ -825,7 +954,12 @@ mod tests {
             }
         }
 
-        fn answer(&mut self, method: &str, url: &str) -> Result<(u16, Vec<u8>), Error> {
+        fn answer(
+            &mut self,
+            method: &str,
+            url: &str,
+            body: Option<&[u8]>,
+        ) -> Result<(u16, Vec<u8>), Error> {
             self.seen.push(format!("{method} {url}"));
             if let Some(b) = self.budget.as_mut() {
                 if *b == 0 {
@@ -870,7 +1004,29 @@ mod tests {
                     .descriptions
                     .get(folder)
                     .map(|d| serde_json::json!({"description": d}));
-                return json(serde_json::json!({"data": {"custom_metadata": custom}}));
+                let current = self.versions.get(folder).copied().unwrap_or(1);
+                let gone = self.destroyed.get(folder).cloned().unwrap_or_default();
+                let versions: Map<String, Value> = (1..=current)
+                    .map(|v| (v.to_string(), serde_json::json!({"destroyed": gone.contains(&v)})))
+                    .collect();
+                return json(serde_json::json!({"data": {
+                    "custom_metadata": custom,
+                    "current_version": current,
+                    "versions": versions,
+                }}));
+            }
+            if let Some(path) = rest.strip_prefix("destroy/") {
+                assert_eq!(method, "PUT");
+                let asked: Value =
+                    serde_json::from_slice(body.expect("a body")).expect("JSON body");
+                let asked: Vec<u64> = asked["versions"]
+                    .as_array()
+                    .expect("versions")
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .collect();
+                self.destroyed.entry(path.to_owned()).or_default().extend(asked);
+                return Ok((204, Vec::new()));
             }
             let path = rest.strip_prefix("data/").expect("data");
             match self.secrets.get(path) {
@@ -882,7 +1038,8 @@ mod tests {
                         .into_bytes(),
                 )),
                 Some(Some(data)) => {
-                    let mut metadata = serde_json::json!({"version": 1});
+                    let version = self.versions.get(path).copied().unwrap_or(1);
+                    let mut metadata = serde_json::json!({"version": version});
                     if self.custom_in_data {
                         metadata["custom_metadata"] = match self.descriptions.get(path) {
                             Some(d) => serde_json::json!({"description": d}),
@@ -895,7 +1052,7 @@ mod tests {
         }
 
         fn discover(&mut self, cfg: &Config) -> Result<Discovery, Error> {
-            discover_with(cfg, &mut |m: &str, u: &str, _: &Config| self.answer(m, u))
+            discover_with(cfg, &mut |m: &str, u: &str, b: Option<&[u8]>, _: &Config| self.answer(m, u, b))
         }
     }
 
@@ -1081,7 +1238,7 @@ mod tests {
         );
         let web = &found.items[1];
         assert_eq!(web.target, "openbao:secret/apps.web.db_password");
-        assert_eq!(web.unit, "apps/web");
+        assert_eq!(web.unit, "apps/web@1", "delete=true: the version imported");
         assert_eq!(web.description, "OpenBao secret/apps/web key db_password");
         assert_eq!(found.items[3].description, "the top token");
         assert_eq!(
@@ -1094,7 +1251,7 @@ mod tests {
         // One list per folder and one data read per secret.
         assert_eq!(fake.seen.len(), 3 + 3, "{:#?}", fake.seen);
 
-        let mut net = |m: &str, u: &str, _: &Config| fake.answer(m, u);
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
         assert_eq!(
             read_with(&c, "apps/web#db_password", &mut net).as_deref(),
             Ok(&b"pw"[..])
@@ -1108,17 +1265,18 @@ mod tests {
         assert!(read_with(&c, "nothing", &mut net).is_err());
         assert!(read_with(&c, "gone#k", &mut net).is_err());
 
-        retire_with(&c, "apps/web", &mut net).expect("destroys");
-        retire_with(&c, "apps/web", &mut net).expect("idempotent");
-        assert!(retire_with(&c, "../x", &mut net).is_err());
+        retire_with(&c, "apps/web@1", &mut net).expect("destroys");
+        retire_with(&c, "apps/web@1", &mut net).expect("idempotent");
+        assert!(retire_with(&c, "../x@1", &mut net).is_err());
+        assert!(retire_with(&c, "apps/web", &mut net).is_err(), "no version");
         let after = fake.discover(&c).expect("discovers");
         assert_eq!(ids(&after.items), ["apps/api/keys#signing", "top#token"]);
 
         // Without delete, retiring leaves the source alone and sends nothing.
         let keep = cfg(&[]);
         let before = fake.seen.len();
-        retire_with(&keep, "top", &mut |m: &str, u: &str, _: &Config| {
-            fake.answer(m, u)
+        retire_with(&keep, "top", &mut |m: &str, u: &str, b: Option<&[u8]>, _: &Config| {
+            fake.answer(m, u, b)
         })
         .expect("no-op");
         assert_eq!(fake.seen.len(), before);
@@ -1189,24 +1347,48 @@ mod tests {
         assert!(found.problems[0].reason.starts_with(REFUSED));
 
         let c = cfg(&[("delete", "true")]);
-        let mut net = |m: &str, u: &str, _: &Config| fake.answer(m, u);
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
         assert!(read_with(&c, "secret1#k", &mut net)
             .expect_err("403")
             .contains(REFUSED));
         fake.force.insert("metadata/ok".into(), 403);
-        let mut net = |m: &str, u: &str, _: &Config| fake.answer(m, u);
-        assert!(retire_with(&c, "ok", &mut net)
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
+        assert!(retire_with(&c, "ok@1", &mut net)
             .expect_err("403")
             .contains(REFUSED));
 
         // A host error other than a limit ends the discovery.
-        let err = discover_with(&cfg(&[]), &mut |_: &str, _: &str, _: &Config| {
+        let err = discover_with(&cfg(&[]), &mut |_: &str, _: &str, _: Option<&[u8]>, _: &Config| {
             Err(Error::Upstream("connection refused".into()))
         });
         assert_eq!(
             err.err(),
             Some(Error::Upstream("connection refused".into()))
         );
+    }
+
+    #[test]
+    fn delete_destroys_only_the_imported_version_and_older() {
+        let mut fake = Fake::new(&[("apps/web", serde_json::json!({"k": "v2"}))]);
+        fake.versions.insert("apps/web".into(), 2);
+        let c = cfg(&[("delete", "true")]);
+        let found = fake.discover(&c).expect("discovers");
+        assert_eq!(found.items[0].unit, "apps/web@2");
+        // Version 3 is written between the read and the retire.
+        fake.versions.insert("apps/web".into(), 3);
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
+        retire_with(&c, "apps/web@2", &mut net).expect("retires");
+        assert!(fake.secrets.contains_key("apps/web"), "the path stays");
+        assert_eq!(fake.destroyed["apps/web"], [1, 2], "{:#?}", fake.seen);
+        // Nothing newer: the path goes.
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
+        retire_with(&c, "apps/web@3", &mut net).expect("retires");
+        assert!(!fake.secrets.contains_key("apps/web"));
+        // Older than imported: written again after a delete; left alone.
+        let mut fake = Fake::new(&[("x", serde_json::json!({"k": "v"}))]);
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
+        assert!(retire_with(&c, "x@5", &mut net).is_err());
+        assert!(fake.secrets.contains_key("x"));
     }
 
     #[test]
@@ -1243,7 +1425,7 @@ mod tests {
         for p in &found.problems {
             assert!(!p.reason.contains("vvvv"), "{p:?}");
         }
-        let mut net = |m: &str, u: &str, _: &Config| fake.answer(m, u);
+        let mut net = |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b);
         assert_eq!(
             read_with(&cfg(&[]), "fine#obj", &mut net).as_deref(),
             Ok(&br#"{"a":[1]}"#[..])
@@ -1298,7 +1480,7 @@ mod tests {
         let mut fake = Fake::new(&[("a", serde_json::json!({"k": "v", "l": "w"}))]);
         let c = cfg(&[]);
         {
-            let mut net = cached(|m: &str, u: &str, _: &Config| fake.answer(m, u));
+            let mut net = cached(|m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b));
             assert_eq!(read_with(&c, "a#k", &mut net).as_deref(), Ok(&b"v"[..]));
             assert_eq!(read_with(&c, "a#l", &mut net).as_deref(), Ok(&b"w"[..]));
         }
