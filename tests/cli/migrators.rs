@@ -656,7 +656,20 @@ fn key_prefix_without_a_source_renames_global_secrets() {
         b"the operator's own",
     );
 
-    let run = migrate(&kw, &["run", "key-prefix"]);
+    // An in-store move needs the operator's word on where to.
+    let refused = migrate(&kw, &["run", "key-prefix"]);
+    assert_eq!(code(&refused), 1);
+    assert!(
+        text(&refused.stdout).contains("--option target_scopes="),
+        "{}",
+        text(&refused.stdout)
+    );
+    assert_eq!(
+        get(&kw, "global", "BEARER_TOKEN_GITLAB").as_deref(),
+        Some("glpat-0123456789")
+    );
+    let scopes = ["--option", "target_scopes=workload:*,registry:*"];
+    let run = migrate(&kw, &["run", "key-prefix", scopes[0], scopes[1]]);
     let out = text(&run.stdout);
     assert_eq!(code(&run), 1, "{out}{}", text(&run.stderr));
     assert!(
@@ -702,7 +715,7 @@ fn key_prefix_without_a_source_renames_global_secrets() {
         ],
         b"",
     );
-    let out = kw.ok(&["migrate", "run", "key-prefix"], b"");
+    let out = kw.ok(&["migrate", "run", "key-prefix", scopes[0], scopes[1]], b"");
     assert!(
         out.contains("key-prefix: 1 migrated, 0 skipped, 0 failed"),
         "{out}"
@@ -712,7 +725,7 @@ fn key_prefix_without_a_source_renames_global_secrets() {
         Some("legacy-id")
     );
     assert_eq!(get(&kw, "global", "OAUTH_CLIENT_ID_TAKEN"), None);
-    let again = kw.ok(&["migrate", "run", "key-prefix"], b"");
+    let again = kw.ok(&["migrate", "run", "key-prefix", scopes[0], scopes[1]], b"");
     assert!(again.contains("finished before"), "{again}");
 }
 
@@ -800,16 +813,21 @@ impl Bao {
         format!("http://{}", self.addr)
     }
 
-    /// Runs the `bao` CLI against the server as root.
-    fn cli(&self, args: &[&str]) {
-        let out = Command::new(&self.bin)
+    /// Runs the `bao` CLI against the server as root; its output.
+    fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
             .args(args)
             .env("HOME", self.home.path())
             .env("BAO_ADDR", self.url())
             .env("BAO_TOKEN", &self.root)
             .stdin(Stdio::null())
             .output()
-            .expect("run bao");
+            .expect("run bao")
+    }
+
+    /// Runs the `bao` CLI against the server as root, which must succeed.
+    fn cli(&self, args: &[&str]) {
+        let out = self.cli_output(args);
         assert!(
             out.status.success(),
             "bao {args:?} failed: {}{}",
@@ -960,4 +978,78 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
     // The token was granted for the run only, and is not logged.
     let log = kw.ok(&["audit", "tail", "--json", "-n", "100"], b"");
     assert!(!log.contains(&bao.root), "{log}");
+}
+
+#[test]
+fn openbao_kv_delete_destroys_only_the_versions_it_imported() {
+    let bao = Bao::start();
+    bao.cli(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "apps/kept",
+        "token=imported-v1",
+    ]);
+    bao.cli(&["kv", "put", "-mount=secret", "apps/gone", "token=gone-v1"]);
+    let kw = Kw::new();
+    kw.ok(&["secret", "set", "BAO_TOKEN"], bao.root.as_bytes());
+    let url = bao.url();
+    let args = [
+        "migrate",
+        "run",
+        "openbao-kv",
+        "--source",
+        &url,
+        "--option",
+        "token_ref=global/BAO_TOKEN",
+        "--option",
+        "delete=true",
+    ];
+    // Killed after the write committed, before the retire: the read
+    // version is in Keyward, the source untouched.
+    let mut cmd = kw.cmd(&args);
+    cmd.env("KEYWARD_FAULT_KILL_AT", "3");
+    let out = crate::run_with(cmd, b"");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        get(&kw, "openbao:secret", "apps.kept.token").as_deref(),
+        Some("imported-v1")
+    );
+    // Someone writes a new version between the read and the retire.
+    bao.cli(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "apps/kept",
+        "token=written-since",
+    ]);
+    let out = kw.ok(&args, b"");
+    assert!(out.contains("0 failed"), "{out}");
+    // The new version survives; the imported one is destroyed.
+    let current = bao.cli_output(&["kv", "get", "-mount=secret", "-field=token", "apps/kept"]);
+    assert_eq!(
+        text(&current.stdout).trim(),
+        "written-since",
+        "{}",
+        text(&current.stderr)
+    );
+    let old = bao.cli_output(&[
+        "kv",
+        "metadata",
+        "get",
+        "-mount=secret",
+        "-format=json",
+        "apps/kept",
+    ]);
+    let meta: serde_json::Value = serde_json::from_slice(&old.stdout).expect("metadata JSON");
+    assert_eq!(meta["data"]["versions"]["1"]["destroyed"], true, "{meta}");
+    assert_eq!(meta["data"]["versions"]["2"]["destroyed"], false, "{meta}");
+    // A path nobody wrote to since is gone, every version.
+    let gone = bao.cli_output(&["kv", "metadata", "get", "-mount=secret", "apps/gone"]);
+    assert!(!gone.status.success(), "{}", text(&gone.stdout));
 }
