@@ -114,3 +114,33 @@ pub async fn run_all(vault: &Vault, runtime: &Runtime, migrations: &[BootMigrati
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Vec<BootMigration>, MigrateError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("boot.toml");
+        std::fs::write(&path, text).expect("write");
+        load(&path)
+    }
+
+    #[test]
+    fn operator_keys_and_target_scopes_come_from_the_entry() {
+        let m = load_text(
+            "[[migration]]\nplugin = \"account-credentials\"\nallow_operator_keys = true\n\
+             [migration.options]\ntarget_scopes = \"account:*\"\n",
+        )
+        .expect("loads");
+        assert!(m[0].request.allow_operator_keys);
+        let m = load_text("[[migration]]\nplugin = \"key-prefix\"\n").expect("loads");
+        assert!(!m[0].request.allow_operator_keys, "off unless asked for");
+        let err = load_text(
+            "[[migration]]\nplugin = \"key-prefix\"\n[migration.options]\n\
+             target_scopes = \"plugin:*\"\n",
+        )
+        .expect_err("a plugin scope is refused at start");
+        assert!(err.to_string().contains("migration 1"), "{err}");
+    }
+}

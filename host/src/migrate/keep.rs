@@ -160,14 +160,16 @@ mod tests {
         std::fs::write(&victim, "x").expect("write");
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let snap = Snapshot::take(dir.path());
-        // A rewrite (new inode, default mode) and a copy kept as .bak.
+        // A copy kept as .bak (made while the original is there, as
+        // key-prefix does where hard links fail), then a rewrite: new
+        // inodes, the sandbox's default mode.
+        let bak = dir.path().join(".prod.env.migrated.bak");
+        std::fs::write(&bak, "A=1\n").expect("write");
+        std::fs::set_permissions(&bak, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let tmp = dir.path().join("prod.env.tmp");
         std::fs::write(&tmp, "").expect("write");
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         std::fs::rename(&tmp, &file).expect("rename");
-        let bak = dir.path().join(".prod.env.migrated.bak");
-        std::fs::write(&bak, "A=1\n").expect("write");
-        std::fs::set_permissions(&bak, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         // A symlink planted in the name of a noted file.
         let moved = dir.path().join("elsewhere").join("victim");
         let link_name = dir.path().join("link.env");
