@@ -312,3 +312,75 @@ fn a_migrators_rewrite_keeps_the_files_mode() {
         "the kept original widened"
     );
 }
+
+// ------------------------------------------------------ through the runtime
+
+#[tokio::test]
+async fn a_refused_rename_is_on_record_and_reads_nothing() {
+    use keyward::migrate::{self, Quiet, Request, Status};
+    use keyward::runtime::MigrationSource;
+
+    use crate::harness::{captured_log, Sandbox};
+
+    let sandbox = Sandbox::new(&["hostile-migrator"], |_, m| m, Default::default()).await;
+    assert!(sandbox
+        .plugins
+        .path()
+        .join("hostile-migrator.wasm")
+        .is_file());
+    sandbox.secret("DECOY", b"decoy-value").await;
+    sandbox
+        .secret("agent_type:coder/FORGE_TOKEN", b"coder-forge-token")
+        .await;
+    let source = MigrationSource {
+        options: vec![
+            ("mode".into(), "rename-unoffered".into()),
+            ("target_scopes".into(), "global".into()),
+        ],
+        ..MigrationSource::default()
+    };
+    let request = Request::new("hostile-migrator", source, "cli:alice");
+    let report = migrate::run(&sandbox.vault, &sandbox.rt, &request, &Quiet)
+        .await
+        .expect("the run ends");
+    let item = report
+        .items
+        .iter()
+        .find(|i| i.id == "rename:agent_type:coder/FORGE_TOKEN")
+        .expect("the refused rename is reported");
+    assert!(
+        matches!(&item.status, Status::Failed(r) if r.contains("not offered")),
+        "{item:?}"
+    );
+    assert!(
+        sandbox
+            .holds("agent_type:coder/FORGE_TOKEN", b"coder-forge-token")
+            .await
+    );
+    assert!(!sandbox.holds("global/STOLEN", b"coder-forge-token").await);
+    let rows = sandbox.rows_of("hostile-migrator").await;
+    assert!(
+        rows.iter().all(|r| r.outcome == "denied"),
+        "nothing was read for the plugin: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.accessor == "plugin:hostile-migrator via cli:alice"
+                && r.scope == "agent_type:coder"
+                && r.name == "FORGE_TOKEN"
+                && r.detail.contains("global/STOLEN")),
+        "{rows:?}"
+    );
+    assert!(
+        sandbox
+            .log()
+            .await
+            .iter()
+            .all(|r| r.name != "STOLEN" || r.action != "create"),
+        "nothing was written"
+    );
+    assert!(
+        captured_log().contains("a rename was refused"),
+        "the host's log says so"
+    );
+}
