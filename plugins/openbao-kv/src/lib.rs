@@ -90,9 +90,12 @@ impl Migrator for OpenbaoKv {
 
 keyward_plugin_sdk::export_migrator!(OpenbaoKv);
 
-/// One HTTP request: `(method, url, config)` to `(status, body)`. The real
+/// One HTTP request: `(method, url, body, config)` to `(status, body)`. The real
 /// one goes through the host; tests pass a fake server.
-type Fetch<'a> = dyn FnMut(&str, &str, Option<&[u8]>, &Config) -> Result<(u16, Vec<u8>), Error> + 'a;
+type Fetch<'a> = dyn FnMut(&str, &str, Option<&[u8]>, &Config) -> Answer + 'a;
+
+/// A server's answer: `(status, body)`.
+type Answer = Result<(u16, Vec<u8>), Error>;
 
 /// Sends a request through the host, with the token (as a reference the
 /// host expands) and the namespace.
@@ -127,8 +130,8 @@ thread_local! {
 
 /// `fetch` with successful `GET`s remembered for the rest of the call.
 fn cached(
-    mut fetch: impl FnMut(&str, &str, Option<&[u8]>, &Config) -> Result<(u16, Vec<u8>), Error>,
-) -> impl FnMut(&str, &str, Option<&[u8]>, &Config) -> Result<(u16, Vec<u8>), Error> {
+    mut fetch: impl FnMut(&str, &str, Option<&[u8]>, &Config) -> Answer,
+) -> impl FnMut(&str, &str, Option<&[u8]>, &Config) -> Answer {
     move |method, url, body, cfg| {
         if method == "GET" {
             if let Some(hit) = DATA.with(|d| d.borrow().get(url).cloned()) {
@@ -682,7 +685,10 @@ impl Walk<'_> {
         }
         let mut kept = Vec::with_capacity(items.len());
         for item in items {
-            let path = item.unit.rsplit_once('@').map_or(item.unit.as_str(), |(p, _)| p);
+            let path = item
+                .unit
+                .rsplit_once('@')
+                .map_or(item.unit.as_str(), |(p, _)| p);
             if self.cfg.delete && self.blocked.contains(path) {
                 let reason = format!(
                     "not migrated: another key of {} cannot be, and delete=true destroys a path \
@@ -776,8 +782,8 @@ fn check_path(path: &str) -> Result<(), String> {
 /// The value of item `id`, with `fetch` as the network.
 fn read_with(cfg: &Config, id: &str, fetch: &mut Fetch<'_>) -> Result<Vec<u8>, String> {
     let (path, key) = split_id(id)?;
-    let (status, body) =
-        fetch("GET", &cfg.url("data", path), None, cfg).map_err(|e| format!("{id}: {}", e.message()))?;
+    let (status, body) = fetch("GET", &cfg.url("data", path), None, cfg)
+        .map_err(|e| format!("{id}: {}", e.message()))?;
     match status {
         200 => {}
         404 => return Err(format!("{id}: no current version at the source (any more)")),
@@ -841,13 +847,8 @@ fn retire_with(cfg: &Config, unit: &str, fetch: &mut Fetch<'_>) -> Result<(), St
             return Ok(());
         }
         let body = serde_json::json!({ "versions": versions }).to_string();
-        let (s, b) = fetch(
-            "PUT",
-            &cfg.url("destroy", path),
-            Some(body.as_bytes()),
-            cfg,
-        )
-        .map_err(net)?;
+        let (s, b) =
+            fetch("PUT", &cfg.url("destroy", path), Some(body.as_bytes()), cfg).map_err(net)?;
         (s, b, "PUT destroy")
     } else {
         return Err(format!(
@@ -1007,7 +1008,12 @@ mod tests {
                 let current = self.versions.get(folder).copied().unwrap_or(1);
                 let gone = self.destroyed.get(folder).cloned().unwrap_or_default();
                 let versions: Map<String, Value> = (1..=current)
-                    .map(|v| (v.to_string(), serde_json::json!({"destroyed": gone.contains(&v)})))
+                    .map(|v| {
+                        (
+                            v.to_string(),
+                            serde_json::json!({"destroyed": gone.contains(&v)}),
+                        )
+                    })
                     .collect();
                 return json(serde_json::json!({"data": {
                     "custom_metadata": custom,
@@ -1025,7 +1031,10 @@ mod tests {
                     .iter()
                     .filter_map(Value::as_u64)
                     .collect();
-                self.destroyed.entry(path.to_owned()).or_default().extend(asked);
+                self.destroyed
+                    .entry(path.to_owned())
+                    .or_default()
+                    .extend(asked);
                 return Ok((204, Vec::new()));
             }
             let path = rest.strip_prefix("data/").expect("data");
@@ -1052,7 +1061,12 @@ mod tests {
         }
 
         fn discover(&mut self, cfg: &Config) -> Result<Discovery, Error> {
-            discover_with(cfg, &mut |m: &str, u: &str, b: Option<&[u8]>, _: &Config| self.answer(m, u, b))
+            discover_with(cfg, &mut |m: &str,
+                                     u: &str,
+                                     b: Option<&[u8]>,
+                                     _: &Config| {
+                self.answer(m, u, b)
+            })
         }
     }
 
@@ -1275,9 +1289,11 @@ mod tests {
         // Without delete, retiring leaves the source alone and sends nothing.
         let keep = cfg(&[]);
         let before = fake.seen.len();
-        retire_with(&keep, "top", &mut |m: &str, u: &str, b: Option<&[u8]>, _: &Config| {
-            fake.answer(m, u, b)
-        })
+        retire_with(
+            &keep,
+            "top",
+            &mut |m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b),
+        )
         .expect("no-op");
         assert_eq!(fake.seen.len(), before);
         assert!(fake.secrets.contains_key("top"));
@@ -1358,9 +1374,12 @@ mod tests {
             .contains(REFUSED));
 
         // A host error other than a limit ends the discovery.
-        let err = discover_with(&cfg(&[]), &mut |_: &str, _: &str, _: Option<&[u8]>, _: &Config| {
-            Err(Error::Upstream("connection refused".into()))
-        });
+        let err = discover_with(
+            &cfg(&[]),
+            &mut |_: &str, _: &str, _: Option<&[u8]>, _: &Config| {
+                Err(Error::Upstream("connection refused".into()))
+            },
+        );
         assert_eq!(
             err.err(),
             Some(Error::Upstream("connection refused".into()))
@@ -1480,7 +1499,8 @@ mod tests {
         let mut fake = Fake::new(&[("a", serde_json::json!({"k": "v", "l": "w"}))]);
         let c = cfg(&[]);
         {
-            let mut net = cached(|m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b));
+            let mut net =
+                cached(|m: &str, u: &str, b: Option<&[u8]>, _: &Config| fake.answer(m, u, b));
             assert_eq!(read_with(&c, "a#k", &mut net).as_deref(), Ok(&b"v"[..]));
             assert_eq!(read_with(&c, "a#l", &mut net).as_deref(), Ok(&b"w"[..]));
         }
