@@ -91,7 +91,12 @@ impl Sandbox {
     pub async fn holds(&self, text: &str, value: &[u8]) -> bool {
         match self
             .vault
-            .reveal(&reference(text), &Default::default(), &access(), Action::Reveal)
+            .reveal(
+                &reference(text),
+                &Default::default(),
+                &access(),
+                Action::Reveal,
+            )
             .await
         {
             Ok((_, v)) => v.expose() == value,

@@ -142,7 +142,7 @@ impl Runtime {
             grants = grants.with_origin(url.origin().clone());
         }
         for secret in &run.secrets {
-            grants = grants.with_secret(secret);
+            grants = grants.with_use(secret);
         }
         let ctx = self.context(&plugin, vault, grants);
         let (mut store, stdio, deadline) =
