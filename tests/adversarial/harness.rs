@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! The sandbox a hostile plugin is dropped into: a store, a runtime over a
 //! temporary plugins folder holding the fixtures under test, and the host's
 //! log captured so a test can look for leaked values.

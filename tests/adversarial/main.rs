@@ -12,4 +12,6 @@ mod fixtures;
 
 mod harness;
 
+mod exhaustion;
 mod grants;
+mod redaction;

@@ -217,24 +217,37 @@ async fn a_forge_adapter_uses_a_token_it_never_sees() {
 }
 
 #[tokio::test]
-async fn reveals_are_logged_and_redacted_from_what_the_plugin_prints() {
+async fn reveals_are_logged_and_redacted_and_a_lent_token_is_not_revealed() {
     let host = Host::with(&["revealer"]).await;
-    let account = host.whoami("revealer").await.expect("whoami");
-    // The call-scoped grant covers the token, the manifest the other one.
-    assert_eq!(account.login, server::TOKEN);
-    assert_eq!(account.name.as_deref(), Some(GRANTED_VALUE));
-    let rows = host.log_of("revealer").await;
-    let reveals: Vec<_> = rows
-        .iter()
-        .filter(|r| r.action == "reveal" && r.outcome == "ok")
-        .map(|r| r.name.as_str())
-        .collect();
+    // The manifest grants one secret for reveal; the call lends the token
+    // for egress only, so revealing it is refused.
+    let err = host
+        .whoami("revealer")
+        .await
+        .expect_err("the token is not revealed");
     assert!(
-        reveals.contains(&TOKEN_REF) && reveals.contains(&"granted"),
-        "{rows:?}"
+        matches!(
+            err,
+            PluginError::Returned {
+                error: keyward::runtime::ReturnedError::Denied(_),
+                ..
+            }
+        ),
+        "{err}"
     );
+    let rows = host.log_of("revealer").await;
+    let outcome = |name: &str| {
+        rows.iter()
+            .filter(|r| r.action == "reveal" && r.name == name)
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcome("granted"), ["ok"], "{rows:?}");
+    assert_eq!(outcome(TOKEN_REF), ["denied"], "{rows:?}");
     assert!(
-        rows.iter().all(|r| r.reason.contains("fixture")),
+        rows.iter()
+            .filter(|r| r.outcome == "ok")
+            .all(|r| r.reason.contains("fixture")),
         "{rows:?}"
     );
     let log = captured_log();
@@ -242,10 +255,7 @@ async fn reveals_are_logged_and_redacted_from_what_the_plugin_prints() {
         log.contains("[REDACTED]"),
         "the fixture's prints reach the log"
     );
-    assert!(
-        !log.contains(server::TOKEN),
-        "a revealed value reached the log"
-    );
+    assert!(!log.contains(server::TOKEN), "a lent value reached the log");
     assert!(
         !log.contains(GRANTED_VALUE),
         "a revealed value reached the log"

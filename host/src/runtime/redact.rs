@@ -263,6 +263,7 @@ mod tests {
             }
         }
         let json = serde_json::to_string(secret).expect("json");
+        let json = json.trim_matches('"').to_owned();
         let hex_text = hex::encode(secret);
         for encoded in [
             json.clone(),
