@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use keyward::runtime::{BaseUrl, OAuthApp, PluginError, ReturnedError, TokenRef};
+use keyward::runtime::{Account, BaseUrl, OAuthApp, PluginError, ReturnedError, TokenRef};
 
 use crate::harness::{reference, Sandbox};
 
@@ -91,12 +91,12 @@ async fn a_forge_adapter_cannot_reveal_the_oauth_client_secret() {
     refusal_logged(&sandbox, "client-secret").await;
 }
 
-#[tokio::test]
-async fn a_use_grant_in_a_manifest_does_not_reveal() {
+/// `whoami` of the `reveal-token` attack with `grants` (a manifest table
+/// body) added, lending `plugin:hostile-forge/token`.
+async fn reveal_under(grants: &'static str) -> (Sandbox, Result<Account, PluginError>) {
     let lent = "plugin:hostile-forge/token";
-    let use_only =
-        |_: &str, m: String| format!("{m}\n[grants]\nuse = [\"plugin:hostile-forge/*\"]\n");
-    let sandbox = Sandbox::new(&[PLUGIN], use_only, HashMap::new()).await;
+    let edit = move |_: &str, m: String| format!("{m}\n[grants]\n{grants}\n");
+    let sandbox = Sandbox::new(&[PLUGIN], edit, HashMap::new()).await;
     sandbox.secret(lent, TOKEN_VALUE).await;
     let result = sandbox
         .rt
@@ -107,24 +107,19 @@ async fn a_use_grant_in_a_manifest_does_not_reveal() {
             &reference(lent),
         )
         .await;
+    (sandbox, result)
+}
+
+#[tokio::test]
+async fn a_use_grant_in_a_manifest_does_not_reveal() {
+    let (sandbox, result) = reveal_under("use = [\"plugin:hostile-forge/*\"]").await;
     denied(result);
     refusal_logged(&sandbox, "token").await;
-
     // The same reference under a reveal grant is handed over: the refusal
     // above is the grant's kind at work, not a broken fixture.
-    let reveal =
-        |_: &str, m: String| format!("{m}\n[grants]\nsecrets = [\"plugin:hostile-forge/*\"]\n");
-    let sandbox = Sandbox::new(&[PLUGIN], reveal, HashMap::new()).await;
-    sandbox.secret(lent, TOKEN_VALUE).await;
-    let account = sandbox
-        .rt
-        .forge_whoami(
-            &sandbox.vault,
-            PLUGIN,
-            &base("reveal-token"),
-            &reference(lent),
-        )
-        .await
-        .expect("a reveal grant reveals");
-    assert_eq!(account.login.as_bytes(), TOKEN_VALUE);
+    let (_, result) = reveal_under("secrets = [\"plugin:hostile-forge/*\"]").await;
+    assert_eq!(
+        result.expect("a reveal grant reveals").login.as_bytes(),
+        TOKEN_VALUE
+    );
 }

@@ -15,9 +15,8 @@ mod python;
 mod server;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use keyward::audit::{chain::LogRow, Access};
 use keyward::names::{Scope, SecretName, SecretRef};
@@ -32,40 +31,8 @@ pub const GRANTED_REF: &str = "plugin:revealer/granted";
 /// Its value.
 pub const GRANTED_VALUE: &str = "granted-value-0xC0FFEE";
 
-/// Everything the host's log printed during this test process.
-pub fn captured_log() -> String {
-    let buf = log_buffer().lock().expect("log buffer");
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn init_log_capture() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let buf = log_buffer().clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("keyward=debug")
-            .with_ansi(false)
-            .with_writer(move || Capture(buf.clone()))
-            .try_init();
-    });
-}
+pub use support::log_capture::captured as captured_log;
+use support::log_capture::init as init_log_capture;
 
 /// A host for one test: a store with the test secrets, a forge emulator, a
 /// plugins folder and a runtime over it.
