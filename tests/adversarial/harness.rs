@@ -121,3 +121,23 @@ impl Sandbox {
 
 pub use crate::support::log_capture::captured as captured_log;
 use crate::support::log_capture::init as init_log_capture;
+
+impl Sandbox {
+    /// Drops `wasm` into the plugins folder as `name`, with `manifest` and
+    /// its hash, and reloads; panics unless it loads.
+    pub async fn drop_in(&self, name: &str, wasm: &[u8], manifest: &str) {
+        let dir = self.plugins.path();
+        std::fs::write(dir.join(format!("{name}.wasm")), wasm).expect("write wasm");
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            fixtures::with_hash(manifest, wasm),
+        )
+        .expect("write manifest");
+        self.rt.reload().await;
+        assert!(
+            self.rt.registry().plugins.contains_key(name),
+            "{name} loads: {:?}",
+            self.rt.registry().refused
+        );
+    }
+}

@@ -14,4 +14,5 @@ mod harness;
 
 mod exhaustion;
 mod grants;
+mod memory;
 mod redaction;
