@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
-use keyward::audit::MAX_LOGGED_TEXT;
 use keyward::runtime::{BaseUrl, PluginError};
 
 use crate::harness::{reference, Sandbox};
 
 const PLUGIN: &str = "hostile-forge";
+/// The documented cut of plugin text in the log (docs/access-log.md).
+const MAX_LOGGED_TEXT: usize = 256;
 
 async fn attack(sandbox: &Sandbox, attack: &str) -> Result<keyward::runtime::Account, PluginError> {
     let url = BaseUrl::parse(&format!("http://127.0.0.1:9/{attack}")).expect("base URL");
@@ -34,10 +35,8 @@ async fn a_flood_of_refused_reveals_costs_one_summary_row() {
     let err = attack(&sandbox, "refusal-flood")
         .await
         .expect_err("stopped");
-    assert!(
-        matches!(err, PluginError::RefusalLimit { limit: 16, .. }),
-        "{err}"
-    );
+    assert_eq!(err.kind(), "refusal_limit", "{err}");
+    assert!(err.to_string().contains("limit of 16"), "{err}");
     assert_eq!(err.http_status(), 502);
     let rows = sandbox.rows_of(PLUGIN).await;
     let denied = rows.iter().filter(|r| r.action == "reveal").count();
@@ -52,10 +51,28 @@ async fn a_flood_of_invalid_calls_is_stopped_too() {
     let err = attack(&sandbox, "invalid-flood")
         .await
         .expect_err("stopped");
-    assert!(matches!(err, PluginError::RefusalLimit { .. }), "{err}");
+    assert_eq!(err.kind(), "refusal_limit", "{err}");
     let rows = sandbox.rows_of(PLUGIN).await;
     assert_eq!(rows.len(), 1, "one summary row: {rows:?}");
     assert_eq!(rows[0].action, "limit");
+}
+
+#[tokio::test]
+async fn a_flood_of_misses_under_a_wildcard_grant_is_stopped_too() {
+    let wildcard =
+        |_: &str, m: String| format!("{m}\n[grants]\nsecrets = [\"plugin:hostile-forge/*\"]\n");
+    let sandbox = Sandbox::new(&[PLUGIN], wildcard, HashMap::new()).await;
+    sandbox
+        .secret("FORGE_TOKEN", b"fjt_budget-test-token")
+        .await;
+    let err = attack(&sandbox, "miss-flood").await.expect_err("stopped");
+    assert_eq!(err.kind(), "refusal_limit", "{err}");
+    let rows = sandbox.rows_of(PLUGIN).await;
+    let missing = rows.iter().filter(|r| r.outcome == "missing").count();
+    let limit = rows.iter().filter(|r| r.action == "limit").count();
+    // The store logs a miss as it finds it, so the one past the budget is
+    // there too: 17 rows and the summary, not a million.
+    assert_eq!((missing, limit), (17, 1), "{rows:?}");
 }
 
 #[tokio::test]

@@ -59,7 +59,6 @@ async fn echo(Path(kind): Path<String>, headers: HeaderMap) -> Response {
         }
         "echo-error" => (StatusCode::INTERNAL_SERVER_ERROR, seen).into_response(),
         "echo-error-long" => {
-            // The value straddles the 1024-byte clip of guest messages.
             let mut body = vec![b'.'; 1020];
             body.extend_from_slice(&seen);
             (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
@@ -181,23 +180,36 @@ async fn an_echoing_server_cannot_hand_back_an_expanded_token_in_any_encoding() 
 }
 
 #[tokio::test]
-async fn an_error_body_cannot_carry_an_expanded_token_past_the_clip() {
+async fn an_error_body_cannot_carry_an_expanded_token() {
     let (sandbox, base) = sandbox().await;
     for attack in ["echo-error", "echo-error-long"] {
         let err = whoami(&sandbox, &base, attack).await.expect_err("an error");
-        let text = err.to_string();
-        assert_no_form(text.as_bytes(), attack);
-        assert!(
-            matches!(
-                err,
-                PluginError::Returned {
-                    error: ReturnedError::Upstream(_),
-                    ..
-                }
-            ),
-            "{attack}: {err}"
-        );
+        assert_no_form(err.to_string().as_bytes(), attack);
     }
+    assert_log_clean();
+}
+
+#[tokio::test]
+async fn an_error_message_cannot_carry_a_value_past_the_clip() {
+    // Revealed (so the plugin holds it) and returned across the clip: the
+    // host must redact the whole message before cutting it.
+    let reveal = |_: &str, m: String| format!("{m}\n[grants]\nsecrets = [\"{TOKEN}\"]\n");
+    let sandbox = Sandbox::new(&[PLUGIN], reveal, HashMap::new()).await;
+    sandbox.secret(TOKEN, VALUE.as_bytes()).await;
+    let err = whoami(&sandbox, "http://127.0.0.1:9", "error-at-clip")
+        .await
+        .expect_err("an error");
+    assert!(
+        matches!(
+            err,
+            PluginError::Returned {
+                error: ReturnedError::Upstream(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_no_form(err.to_string().as_bytes(), "error-at-clip");
     assert_log_clean();
 }
 

@@ -376,7 +376,13 @@ async fn expand(
                 .await
             {
                 Ok(v) => v,
-                Err(e) => return Ok(Err(super::host::vault_error(e)?)),
+                Err(e) => {
+                    if let crate::vault::VaultError::Missing(_) = e {
+                        // Misses are logged rows: they share the refusal budget.
+                        super::host::spend_refusal(call, Action::Egress, &stored[0]).await?;
+                    }
+                    return Ok(Err(super::host::vault_error(e)?));
+                }
             }
         }
         .into_iter();

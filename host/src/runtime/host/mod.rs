@@ -42,7 +42,7 @@ pub(crate) async fn deny<T>(
     name: &str,
     why: String,
 ) -> wasmtime::Result<Result<T, GuestError>> {
-    spend_refusal(call, action, scope, name).await?;
+    spend(call, action, scope, name).await?;
     let access = Access::new(
         call.accessor.to_string(),
         format!("{action:?} refused").to_lowercase(),
@@ -67,15 +67,27 @@ pub(crate) async fn invalid<T>(
     call: &mut CallCtx,
     why: String,
 ) -> wasmtime::Result<Result<T, GuestError>> {
-    spend_refusal(call, Action::Invalid, "plugin", &call.plugin.clone()).await?;
+    spend(call, Action::Invalid, "plugin", &call.plugin.clone()).await?;
     Ok(Err(GuestError::Invalid(why)))
+}
+
+/// A lookup of a granted but missing secret (already logged as `missing`
+/// by the store), counted against the refusal budget: a plugin with a
+/// wildcard grant could otherwise fill the log with misses.
+pub(crate) async fn spend_refusal(
+    call: &mut CallCtx,
+    action: Action,
+    reference: &crate::names::SecretRef,
+) -> wasmtime::Result<()> {
+    let scope = reference.scope.as_ref().map_or("global", |s| s.as_str());
+    spend(call, action, scope, reference.name.as_str()).await
 }
 
 /// Takes one refusal from the call's budget (`limits.refusals`). The one
 /// that goes past it writes a single summary row and stops the call, so a
 /// plugin that asks for what it may not have in a loop costs one row, not
 /// millions, and cannot keep the access log's writer busy for others.
-async fn spend_refusal(
+async fn spend(
     call: &mut CallCtx,
     action: Action,
     scope: &str,

@@ -55,7 +55,11 @@ impl Host for CallState {
             .await
         {
             Ok(_) => Ok(Ok(true)),
-            Err(VaultError::Missing(_)) => Ok(Ok(false)),
+            Err(VaultError::Missing(_)) => {
+                // Each miss is a log row too: misses share the refusal budget.
+                super::spend_refusal(&mut self.call, Action::Exists, &reference).await?;
+                Ok(Ok(false))
+            }
             Err(e) => Ok(Err(vault_error(e)?)),
         }
     }
@@ -84,6 +88,10 @@ impl Host for CallState {
             Ok((_, value)) => {
                 self.call.redactor.add(value.expose());
                 Ok(Ok(value.expose().to_vec()))
+            }
+            Err(e @ VaultError::Missing(_)) => {
+                super::spend_refusal(&mut self.call, Action::Reveal, &reference).await?;
+                Ok(Err(vault_error(e)?))
             }
             Err(e) => Ok(Err(vault_error(e)?)),
         }
