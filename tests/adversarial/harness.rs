@@ -21,7 +21,7 @@ pub struct Sandbox {
     pub vault: Vault,
     /// The plugins folder.
     pub plugins: tempfile::TempDir,
-    _db: TestDb,
+    pub db: TestDb,
 }
 
 /// The accessor the tests write with.
@@ -67,7 +67,7 @@ impl Sandbox {
             rt,
             vault,
             plugins,
-            _db: db,
+            db,
         }
     }
 

@@ -12,6 +12,7 @@ mod fixtures;
 
 mod harness;
 
+mod availability;
 mod exhaustion;
 mod grants;
 mod memory;

@@ -403,6 +403,10 @@ fn classify(
     stdio: &Stdio,
 ) -> PluginError {
     let plugin = plugin.to_owned();
+    if let Some(down) = trap.downcast_ref::<super::error::StoreUnavailable>() {
+        tracing::warn!(%plugin, error = %down, "plugin call stopped: the store is unavailable");
+        return PluginError::Unavailable(down.0.clone());
+    }
     if let Some(busy) = trap.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         tracing::warn!(%plugin, error = %busy, "plugin instance pool exhausted");
         return PluginError::Busy;

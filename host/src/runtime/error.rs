@@ -88,9 +88,27 @@ pub enum PluginError {
     /// Every instance slot is in use. (503)
     #[error("too many plugin calls at once; retry shortly")]
     Busy,
-    /// The host failed (e.g. the access log is unavailable). (500)
+    /// The store or its access log failed during a host call, so nothing
+    /// was revealed or sent; retry once it is back. (503)
+    #[error("secret store unavailable during the plugin call: {0}")]
+    Unavailable(String),
+    /// The host failed. (500)
     #[error("plugin host error: {0}")]
     Internal(String),
+}
+
+/// Raised inside a host call when the store or its access log fails: the
+/// call stops (a value must never go out without its row) and is reported
+/// as [`PluginError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct StoreUnavailable(pub String);
+
+impl StoreUnavailable {
+    /// As the error a host call returns to stop the guest.
+    pub(crate) fn trap(what: impl std::fmt::Display) -> wasmtime::Error {
+        wasmtime::Error::new(StoreUnavailable(what.to_string()))
+    }
 }
 
 impl PluginError {
@@ -107,6 +125,7 @@ impl PluginError {
             PluginError::RefusalLimit { .. } => "refusal_limit",
             PluginError::Crashed { .. } => "crashed",
             PluginError::Busy => "busy",
+            PluginError::Unavailable(_) => "unavailable",
             PluginError::Internal(_) => "internal",
         }
     }
@@ -124,6 +143,7 @@ impl PluginError {
             | PluginError::RefusalLimit { .. }
             | PluginError::Crashed { .. } => 502,
             PluginError::Busy => 503,
+            PluginError::Unavailable(_) => 503,
             PluginError::Internal(_) => 500,
         }
     }

@@ -9,6 +9,7 @@ mod secrets;
 use super::bindings::forge::keyward::plugin::types;
 use super::bindings::GuestError;
 use super::call::{CallCtx, CallState};
+use super::error::StoreUnavailable;
 use crate::audit::{Access, Action};
 use crate::vault::VaultError;
 
@@ -25,9 +26,7 @@ pub(crate) fn vault_error(e: VaultError) -> wasmtime::Result<GuestError> {
             "the stored value of {which} does not open; ask an operator"
         ))),
         VaultError::Access(e) => Ok(GuestError::Invalid(e.to_string())),
-        other => Err(wasmtime::Error::msg(format!(
-            "secret store failed: {other}"
-        ))),
+        other => Err(StoreUnavailable::trap(other)),
     }
 }
 
@@ -56,7 +55,7 @@ pub(crate) async fn deny<T>(
     call.vault
         .record_denied(&access, action, scope, &name, &why)
         .await
-        .map_err(|e| wasmtime::Error::msg(format!("access log unavailable: {e}")))?;
+        .map_err(|e| StoreUnavailable::trap(format!("access log unavailable: {e}")))?;
     tracing::warn!(plugin = %call.plugin, action = action.as_str(), scope, name = %name, "{why}");
     Ok(Err(GuestError::Denied(why)))
 }
@@ -110,7 +109,7 @@ async fn spend(
     call.vault
         .record_denied(&access, Action::Limit, scope, &clip_logged(name), &detail)
         .await
-        .map_err(|e| wasmtime::Error::msg(format!("access log unavailable: {e}")))?;
+        .map_err(|e| StoreUnavailable::trap(format!("access log unavailable: {e}")))?;
     tracing::warn!(plugin = %call.plugin, limit, "{detail}");
     Err(wasmtime::Error::msg(format!(
         "refusal limit of {limit} per call exceeded"
