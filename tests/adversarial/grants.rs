@@ -46,20 +46,10 @@ async fn refusal_logged(sandbox: &Sandbox, name: &str) {
 
 #[tokio::test]
 async fn a_forge_adapter_cannot_reveal_the_token_it_was_lent() {
-    let sandbox = Sandbox::new(&[PLUGIN], |_, m| m, HashMap::new()).await;
-    sandbox.secret(TOKEN, TOKEN_VALUE).await;
-    let result = sandbox
-        .rt
-        .forge_whoami(
-            &sandbox.vault,
-            PLUGIN,
-            &base("reveal-token"),
-            &reference(TOKEN),
-        )
-        .await;
+    let (sandbox, result) = reveal_under("").await;
     let why = denied(result);
     assert!(why.contains("outbound requests only"), "{why}");
-    refusal_logged(&sandbox, TOKEN).await;
+    refusal_logged(&sandbox, "token").await;
 }
 
 #[tokio::test]

@@ -250,19 +250,12 @@ impl Manifest {
                 format!("at most {MAX_GRANTS} of each kind"),
             ));
         }
+        let patterns = |list: &[String]| -> Result<Vec<SecretGrant>, GrantError> {
+            list.iter().map(|s| SecretGrant::parse(s)).collect()
+        };
         let grants = Grants {
-            secrets: raw
-                .grants
-                .secrets
-                .iter()
-                .map(|s| SecretGrant::parse(s))
-                .collect::<Result<_, _>>()?,
-            uses: raw
-                .grants
-                .uses
-                .iter()
-                .map(|s| SecretGrant::parse(s))
-                .collect::<Result<_, _>>()?,
+            secrets: patterns(&raw.grants.secrets)?,
+            uses: patterns(&raw.grants.uses)?,
             origins: raw
                 .grants
                 .origins
@@ -354,6 +347,14 @@ wall_time_ms = 500
             (GOOD.replace("AB00", "ZZ00"), "sha256"),
             (GOOD.replace("plugin:forgejo/*", "*"), "secret grant"),
             (
+                GOOD.replace("[grants]", "[grants]\nuse = [\"a*b\"]"),
+                "secret grant",
+            ),
+            (
+                GOOD.replace("[limits]", "[limits]\nrefusals = 5000"),
+                "limits.refusals",
+            ),
+            (
                 GOOD.replace("https://codeberg.org", "http://codeberg.org"),
                 "plain http",
             ),
@@ -378,6 +379,29 @@ wall_time_ms = 500
             let err = Manifest::parse(&text, "forgejo").expect_err("must be refused");
             assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn use_grants_are_egress_only() {
+        let text = GOOD.replace("[grants]", "[grants]\nuse = [\"plugin:forgejo/token\"]");
+        let m = Manifest::parse(&text, "forgejo").expect("valid");
+        let token = crate::names::SecretRef::parse("plugin:forgejo/token").expect("ref");
+        let other = crate::names::SecretRef::parse("plugin:other/token").expect("ref");
+        // The reveal wildcard covers it too, so reveal wins; another scope
+        // under `use` only is egress-only.
+        assert_eq!(
+            m.grants.secret(&token),
+            Some(super::super::grants::Use::Reveal)
+        );
+        let text = GOOD
+            .replace("secrets = [\"plugin:forgejo/*\"]", "secrets = []")
+            .replace("[grants]", "[grants]\nuse = [\"plugin:other/*\"]");
+        let m = Manifest::parse(&text, "forgejo").expect("valid");
+        assert_eq!(
+            m.grants.secret(&other),
+            Some(super::super::grants::Use::Egress)
+        );
+        assert_eq!(m.grants.secret(&token), None);
     }
 
     #[test]
