@@ -13,3 +13,4 @@ mod fixtures;
 mod harness;
 
 mod grants;
+mod network;
