@@ -69,9 +69,9 @@ impl Forges {
 
     /// Whether another sign-in may start while at most `max` are live
     /// (counted in the database, so across hosts; [`Self::begin_login`]
-    /// sweeps expired rows): none when it may, else the seconds until the first live one
-    /// expires. Several hosts checking at once can overshoot `max` by the
-    /// starts in flight, which their own limits bound.
+    /// sweeps expired rows): none when it may, else the seconds until the
+    /// first live one expires. Several hosts checking at once can overshoot
+    /// `max` by the starts in flight, which their own limits bound.
     pub async fn pending_full(&self, max: u64) -> Result<Option<u32>, ForgeError> {
         let pool = &self.vault().db().pool;
         let now = now_ms();
