@@ -16,4 +16,5 @@ mod availability;
 mod exhaustion;
 mod grants;
 mod memory;
+mod network;
 mod redaction;

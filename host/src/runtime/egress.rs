@@ -74,35 +74,16 @@ impl Egress {
 }
 
 /// Resolves names and drops addresses a plugin must not reach by name:
-/// loopback, link-local (cloud metadata lives there), unspecified,
-/// multicast. `localhost` is the exception that proves the rule: it may only
-/// resolve to loopback.
+/// everything but public unicast and the operator's allow list
+/// ([`super::addresses`]). `localhost` is the exception that proves the
+/// rule: it may only resolve to loopback.
 pub struct GuardedResolver {
     hosts: HashMap<String, Vec<IpAddr>>,
 }
 
-/// Whether a non-loopback origin may connect to `ip`.
-pub fn forbidden(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
+/// Whether a non-loopback origin may not connect to `ip` (the policy is in
+/// [`super::addresses`]).
+pub use super::addresses::forbidden;
 
 impl GuardedResolver {
     async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
@@ -121,8 +102,8 @@ impl GuardedResolver {
         };
         if allowed.is_empty() {
             return Err(format!(
-                "{host} resolves only to addresses plugins may not reach by name \
-                 (loopback, link-local, unspecified or multicast)"
+                "{host} resolves only to addresses plugins may not reach by name: {}",
+                super::addresses::explain(&all)
             ));
         }
         Ok(allowed)
@@ -218,8 +199,7 @@ async fn address_check(call: &CallCtx, origin: &Origin) -> Option<String> {
     }
     let bare = origin.host().trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return forbidden(ip)
-            .then(|| format!("{origin} is an address plugins may not reach (link-local, unspecified or multicast)"));
+        return super::addresses::refusal(ip).map(|why| format!("{origin} is {why}"));
     }
     call.egress.resolver.lookup(bare).await.err()
 }
@@ -644,10 +624,12 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "10.0.0.1",
+            "192.168.1.1",
         ] {
             assert!(forbidden(bad.parse().expect("ip")), "{bad}");
         }
-        for good in ["10.0.0.1", "192.168.1.1", "140.82.112.3", "2606:4700::1"] {
+        for good in ["140.82.112.3", "2606:4700::1"] {
             assert!(!forbidden(good.parse().expect("ip")), "{good}");
         }
     }
@@ -663,14 +645,14 @@ mod tests {
             "mixed.test".to_owned(),
             vec![
                 "127.0.0.1".parse().expect("ip"),
-                "10.1.2.3".parse().expect("ip"),
+                "140.82.112.3".parse().expect("ip"),
             ],
         );
         let r = GuardedResolver { hosts };
         assert!(r.lookup("rebind.test").await.is_err());
         assert_eq!(
             r.lookup("mixed.test").await.expect("one usable"),
-            vec!["10.1.2.3".parse::<IpAddr>().expect("ip")]
+            vec!["140.82.112.3".parse::<IpAddr>().expect("ip")]
         );
         let local = r.lookup("localhost").await.expect("localhost resolves");
         assert!(local.iter().all(IpAddr::is_loopback));

@@ -3,6 +3,7 @@
 //! limited store with the host interfaces of `wit/` (one file each under
 //! `host/`). docs/plugins.md is the author's guide.
 
+pub mod addresses;
 pub mod bindings;
 mod builtin;
 mod cache;
