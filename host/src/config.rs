@@ -39,6 +39,9 @@ pub enum ConfigError {
     /// The master key (or a previous key) is missing or malformed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// `KEYWARD_EGRESS_ALLOW` is not a comma list of address blocks.
+    #[error("{0}")]
+    EgressAllow(String),
     /// The dev key file could not be read or written.
     #[error("cannot use the development key file {path}: {source}")]
     DevKeyFile {
@@ -86,6 +89,9 @@ impl Config {
         };
         let previous = std::env::var(MASTER_KEY_PREVIOUS_VAR).unwrap_or_default();
         let previous_keys = MasterKey::list_from_base64(MASTER_KEY_PREVIOUS_VAR, &previous)?;
+        // Checked here so that a typo stops every command that could run a
+        // plugin, instead of silently opening nothing.
+        crate::runtime::addresses::Policy::from_env().map_err(ConfigError::EgressAllow)?;
         Ok(Config {
             database_url,
             master_key,

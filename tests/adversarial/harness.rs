@@ -1,10 +1,9 @@
+#![allow(dead_code)]
 //! The sandbox a hostile plugin is dropped into: a store, a runtime over a
 //! temporary plugins folder holding the fixtures under test, and the host's
 //! log captured so a test can look for leaked values.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use keyward::audit::{chain::LogRow, Access, Action};
 use keyward::names::{Scope, SecretName, SecretRef};
@@ -22,7 +21,7 @@ pub struct Sandbox {
     pub vault: Vault,
     /// The plugins folder.
     pub plugins: tempfile::TempDir,
-    _db: TestDb,
+    pub db: TestDb,
 }
 
 /// The accessor the tests write with.
@@ -68,7 +67,7 @@ impl Sandbox {
             rt,
             vault,
             plugins,
-            _db: db,
+            db,
         }
     }
 
@@ -120,37 +119,25 @@ impl Sandbox {
     }
 }
 
-/// Everything the host's log printed during this test process.
-pub fn captured_log() -> String {
-    let buf = log_buffer().lock().expect("log buffer");
-    String::from_utf8_lossy(&buf).into_owned()
-}
+pub use crate::support::log_capture::captured as captured_log;
+use crate::support::log_capture::init as init_log_capture;
 
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
+impl Sandbox {
+    /// Drops `wasm` into the plugins folder as `name`, with `manifest` and
+    /// its hash, and reloads; panics unless it loads.
+    pub async fn drop_in(&self, name: &str, wasm: &[u8], manifest: &str) {
+        let dir = self.plugins.path();
+        std::fs::write(dir.join(format!("{name}.wasm")), wasm).expect("write wasm");
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            fixtures::with_hash(manifest, wasm),
+        )
+        .expect("write manifest");
+        self.rt.reload().await;
+        assert!(
+            self.rt.registry().plugins.contains_key(name),
+            "{name} loads: {:?}",
+            self.rt.registry().refused
+        );
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn init_log_capture() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let buf = log_buffer().clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("keyward=debug")
-            .with_ansi(false)
-            .with_writer(move || Capture(buf.clone()))
-            .try_init();
-    });
 }

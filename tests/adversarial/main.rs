@@ -12,5 +12,10 @@ mod fixtures;
 
 mod harness;
 
+mod availability;
+mod exhaustion;
 mod grants;
+mod memory;
 mod migrators;
+mod network;
+mod redaction;

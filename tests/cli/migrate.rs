@@ -348,6 +348,14 @@ fn ledger(kw: &Kw) -> Vec<(String, String)> {
 
 #[test]
 fn sigkill_at_every_checkpoint_then_a_rerun_loses_and_duplicates_nothing() {
+    // The hook is compiled only into builds with the feature; without it
+    // this test would find no kill point, so it says how to run it instead.
+    if !cfg!(feature = "fault-injection") {
+        panic!(
+            "this test needs the migration fault hook: run it with \
+             `cargo test -p keyward --features fault-injection` (scripts/test does)"
+        );
+    }
     const N: usize = 5;
     let mut kill_at = 1;
     let mut kills = 0;

@@ -15,9 +15,8 @@ mod python;
 mod server;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use keyward::audit::{chain::LogRow, Access};
 use keyward::names::{Scope, SecretName, SecretRef};
@@ -32,40 +31,8 @@ pub const GRANTED_REF: &str = "plugin:revealer/granted";
 /// Its value.
 pub const GRANTED_VALUE: &str = "granted-value-0xC0FFEE";
 
-/// Everything the host's log printed during this test process.
-pub fn captured_log() -> String {
-    let buf = log_buffer().lock().expect("log buffer");
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn init_log_capture() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let buf = log_buffer().clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("keyward=debug")
-            .with_ansi(false)
-            .with_writer(move || Capture(buf.clone()))
-            .try_init();
-    });
-}
+pub use support::log_capture::captured as captured_log;
+use support::log_capture::init as init_log_capture;
 
 /// A host for one test: a store with the test secrets, a forge emulator, a
 /// plugins folder and a runtime over it.
@@ -217,24 +184,37 @@ async fn a_forge_adapter_uses_a_token_it_never_sees() {
 }
 
 #[tokio::test]
-async fn reveals_are_logged_and_redacted_from_what_the_plugin_prints() {
+async fn reveals_are_logged_and_redacted_and_a_lent_token_is_not_revealed() {
     let host = Host::with(&["revealer"]).await;
-    let account = host.whoami("revealer").await.expect("whoami");
-    // The call-scoped grant covers the token, the manifest the other one.
-    assert_eq!(account.login, server::TOKEN);
-    assert_eq!(account.name.as_deref(), Some(GRANTED_VALUE));
-    let rows = host.log_of("revealer").await;
-    let reveals: Vec<_> = rows
-        .iter()
-        .filter(|r| r.action == "reveal" && r.outcome == "ok")
-        .map(|r| r.name.as_str())
-        .collect();
+    // The manifest grants one secret for reveal; the call lends the token
+    // for egress only, so revealing it is refused.
+    let err = host
+        .whoami("revealer")
+        .await
+        .expect_err("the token is not revealed");
     assert!(
-        reveals.contains(&TOKEN_REF) && reveals.contains(&"granted"),
-        "{rows:?}"
+        matches!(
+            err,
+            PluginError::Returned {
+                error: keyward::runtime::ReturnedError::Denied(_),
+                ..
+            }
+        ),
+        "{err}"
     );
+    let rows = host.log_of("revealer").await;
+    let outcome = |name: &str| {
+        rows.iter()
+            .filter(|r| r.action == "reveal" && r.name == name)
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcome("granted"), ["ok"], "{rows:?}");
+    assert_eq!(outcome(TOKEN_REF), ["denied"], "{rows:?}");
     assert!(
-        rows.iter().all(|r| r.reason.contains("fixture")),
+        rows.iter()
+            .filter(|r| r.outcome == "ok")
+            .all(|r| r.reason.contains("fixture")),
         "{rows:?}"
     );
     let log = captured_log();
@@ -242,10 +222,7 @@ async fn reveals_are_logged_and_redacted_from_what_the_plugin_prints() {
         log.contains("[REDACTED]"),
         "the fixture's prints reach the log"
     );
-    assert!(
-        !log.contains(server::TOKEN),
-        "a revealed value reached the log"
-    );
+    assert!(!log.contains(server::TOKEN), "a lent value reached the log");
     assert!(
         !log.contains(GRANTED_VALUE),
         "a revealed value reached the log"

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kw;
+pub mod log_capture;
 
 use std::path::PathBuf;
 

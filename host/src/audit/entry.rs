@@ -25,6 +25,12 @@ pub enum Action {
     /// A plugin's outbound request (logged only when refused: the scope
     /// column says `outbound`, the name column holds the origin).
     Fetch,
+    /// A plugin's malformed host call (a bad reference, URL or header).
+    /// Counted against its refusal budget; logged only in a `limit` row.
+    Invalid,
+    /// A plugin went past its per-call refusal budget: one row, outcome
+    /// `denied`, and the call was stopped.
+    Limit,
 }
 
 impl Action {
@@ -41,8 +47,27 @@ impl Action {
             Action::Exists => "exists",
             Action::Egress => "egress",
             Action::Fetch => "fetch",
+            Action::Invalid => "invalid",
+            Action::Limit => "limit",
         }
     }
+}
+
+/// Longest text a plugin can put into one column of the access log (a
+/// name, an origin, a reason, a detail); longer text is cut (docs/access-log.md).
+pub const MAX_LOGGED_TEXT: usize = 256;
+
+/// At most `max` bytes of `text`, cut at a character boundary, with `…`
+/// marking a cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// How an access ended.

@@ -67,17 +67,20 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
         println!("  sha256:   {}", p.sha256);
         println!("  source:   {}", p.source);
         let secrets: Vec<String> = m.grants.secrets.iter().map(ToString::to_string).collect();
+        let uses: Vec<String> = m.grants.uses.iter().map(ToString::to_string).collect();
         let origins: Vec<String> = m.grants.origins.iter().map(ToString::to_string).collect();
-        println!("  secrets:  {}", none_if_empty(&secrets));
+        println!("  reveal:   {}", none_if_empty(&secrets));
+        println!("  use:      {}", none_if_empty(&uses));
         println!("  origins:  {}", none_if_empty(&origins));
         let l = &m.limits;
         println!(
-            "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes",
+            "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes, {} refusals",
             l.memory_bytes >> 20,
             l.wall_time.as_millis(),
             l.response_bytes,
             l.outbound_calls,
-            l.log_bytes
+            l.log_bytes,
+            l.refusals
         );
     }
     for refused in &registry.refused {

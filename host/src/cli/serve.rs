@@ -69,6 +69,13 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ms = started.elapsed().as_millis() as u64,
         "plugin runtime ready"
     );
+    let opened = crate::runtime::addresses::operator().allowed();
+    if !opened.is_empty() {
+        tracing::info!(
+            blocks = %opened.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "plugins may reach these special-purpose address blocks (KEYWARD_EGRESS_ALLOW)"
+        );
+    }
     crate::migrate::boot::run_all(&vault, &plugins, &boot).await;
     let _watch = plugins.watch();
     let _hup = reload_on_sighup(plugins.clone());

@@ -61,6 +61,32 @@ impl Forges {
         Ok(BaseUrl::parse(info.default_base_url.trim_end_matches('/'))?)
     }
 
+    /// Whether operators can sign in with `forge` here (a configured app);
+    /// [`ForgeError::UnknownForge`] if not.
+    pub fn sign_in_configured(&self, forge: &str) -> Result<(), ForgeError> {
+        self.app(forge).map(|_| ())
+    }
+
+    /// Whether another sign-in may start while at most `max` are live
+    /// (counted in the database, so across hosts; [`Self::begin_login`]
+    /// sweeps expired rows): none when it may, else the seconds until the
+    /// first live one expires. Several hosts checking at once can overshoot
+    /// `max` by the starts in flight, which their own limits bound.
+    pub async fn pending_full(&self, max: u64) -> Result<Option<u32>, ForgeError> {
+        let pool = &self.vault().db().pool;
+        let now = now_ms();
+        let (live, first) = store::live_pending(pool, now).await?;
+        if live < max {
+            return Ok(None);
+        }
+        let wait_ms = first
+            .map_or(PENDING_TTL_MS, |f| f - now)
+            .clamp(1000, PENDING_TTL_MS);
+        Ok(Some(
+            u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX),
+        ))
+    }
+
     /// Starts a sign-in with `forge`: stores a fresh state and PKCE verifier
     /// and answers the forge's authorize URL to send the browser to.
     pub async fn begin_login(&self, forge: &str) -> Result<String, ForgeError> {

@@ -38,6 +38,16 @@ pub enum ApiError {
     /// A field is present but invalid: 400.
     #[error("{0}")]
     Invalid(String),
+    /// Too many unauthenticated requests (sign-in starts past the rate,
+    /// pending sign-ins at their cap, or the unauthenticated share of the
+    /// plugin pool in use): 429 with `Retry-After`.
+    #[error("{message}")]
+    TooMany {
+        /// What is full, and what to do.
+        message: String,
+        /// Seconds to wait before trying again.
+        retry_after: u32,
+    },
     /// A part of the service this route needs is not running: 503.
     #[error("{0}")]
     Unavailable(String),
@@ -85,6 +95,7 @@ impl ApiError {
             ApiError::Body { status, .. } => *status,
             ApiError::Invalid(_) => 400,
             ApiError::Unavailable(_) => 503,
+            ApiError::TooMany { .. } => 429,
             ApiError::Forge(e) => e.http_status(),
         }
     }
@@ -112,6 +123,7 @@ impl ApiError {
             ApiError::Body { .. } | ApiError::Invalid(_) => "invalid",
             ApiError::Forge(e) => forge_code(e),
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooMany { .. } => "rate_limited",
         }
     }
 }
@@ -173,6 +185,7 @@ impl IntoResponse for ApiError {
                 error: ReturnedError::RateLimited { retry_after, .. },
                 ..
             })) => *retry_after,
+            ApiError::TooMany { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         let mut response = (status, Json(body)).into_response();

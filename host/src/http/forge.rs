@@ -10,6 +10,7 @@ use axum::Json;
 use maud::html;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::OwnedSemaphorePermit;
 use zeroize::Zeroizing;
 
 use super::auth::{Operator, Resolver, SessionCaller};
@@ -41,13 +42,45 @@ fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A slot in the unauthenticated share of the plugin pool, or 429.
+fn unauthenticated_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.sign_in.call_slot().ok_or_else(|| ApiError::TooMany {
+        message: "too many sign-ins are running at once; try again in a moment".into(),
+        retry_after: 1,
+    })
+}
+
 /// `GET /auth/{forge}/login`: 303 to the forge's authorize page, with a
-/// fresh state and PKCE challenge kept on the server.
+/// fresh state and PKCE challenge kept on the server. Anyone may call it,
+/// so it is limited (docs/http-api.md, "Sign-in limits"): past the rate,
+/// with the pending sign-ins at their cap, or with the unauthenticated
+/// share of the plugin pool in use it answers 429 with `Retry-After`.
 pub async fn login(
     State(state): State<AppState>,
     Path(forge): Path<String>,
 ) -> Result<Response, ApiError> {
-    let url = forges(&state)?.begin_login(&forge).await?;
+    let forges = forges(&state)?;
+    // An unknown forge costs nothing, so it does not draw on the limits.
+    forges.sign_in_configured(&forge)?;
+    if let Err(retry_after) = state.sign_in.start() {
+        return Err(ApiError::TooMany {
+            message: "too many sign-ins started; try again shortly".into(),
+            retry_after,
+        });
+    }
+    let _slot = unauthenticated_slot(&state)?;
+    if let Some(retry_after) = forges
+        .pending_full(state.sign_in.limits().max_pending)
+        .await?
+    {
+        tracing::warn!(%forge, "sign-in refused: too many sign-ins in progress");
+        return Err(ApiError::TooMany {
+            message: "too many sign-ins are in progress; try again when one finishes or expires"
+                .into(),
+            retry_after,
+        });
+    }
+    let url = forges.begin_login(&forge).await?;
     let location = HeaderValue::from_str(&url)
         .map_err(|_| ApiError::Invalid("the forge plugin built an unusable URL".into()))?;
     let mut r = StatusCode::SEE_OTHER.into_response();
@@ -79,7 +112,14 @@ pub async fn callback(
                 .collect(),
         )),
         (Some(code), Some(st)) => match forges(&state) {
-            Ok(f) => f.complete_login(&forge, code, st).await,
+            Ok(f) => {
+                // Trading the code runs plugin calls before anyone is known.
+                let _slot = match unauthenticated_slot(&state) {
+                    Ok(slot) => slot,
+                    Err(e) => return e.into_response(),
+                };
+                f.complete_login(&forge, code, st).await
+            }
             Err(e) => return e.into_response(),
         },
         _ => Err(ForgeError::BadCallback),

@@ -11,6 +11,7 @@ mod forge;
 mod metrics;
 mod routes;
 pub(crate) mod secrets;
+pub mod throttle;
 mod tokens;
 
 use axum::extract::DefaultBodyLimit;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// Forge sign-in, the active-forge router and agent types, when the
     /// server runs a plugin runtime.
     pub forges: Option<crate::forge::Forges>,
+    /// The limits on unauthenticated sign-in.
+    pub sign_in: std::sync::Arc<throttle::SignInGate>,
     /// Request counts for `/metrics`.
     pub http: std::sync::Arc<metrics::HttpStats>,
 }
@@ -66,7 +69,20 @@ pub fn router_with(
     forges: Option<crate::forge::Forges>,
     web: dashboard::CookiePolicy,
 ) -> Router {
+    router_with_limits(vault, plugins, forges, web, Default::default())
+}
+
+/// [`router_with`] with the sign-in limits of `sign_in` instead of the
+/// defaults (docs/http-api.md, "Sign-in limits").
+pub fn router_with_limits(
+    vault: Vault,
+    plugins: Option<Runtime>,
+    forges: Option<crate::forge::Forges>,
+    web: dashboard::CookiePolicy,
+    sign_in: throttle::SignInLimits,
+) -> Router {
     let state = AppState {
+        sign_in: std::sync::Arc::new(throttle::SignInGate::new(sign_in)),
         forges,
         tokens: Tokens::new(vault.db().clone()),
         sessions: Sessions::new(vault.db().clone()),

@@ -1,26 +1,33 @@
-//! Fault injection for the crash tests: with `KEYWARD_FAULT_KILL_AT=N` set,
-//! the process sends itself SIGKILL at the N-th checkpoint of a migration
-//! (counted from 1 across the process). Checkpoints sit between every two
-//! steps whose order matters: before and after each write transaction, each
-//! retire call and each retire mark. Unset (always, outside tests) this
-//! costs one load of an atomic per checkpoint.
+//! Fault injection for the crash tests, compiled in only with the cargo
+//! feature `fault-injection` (scripts/test turns it on; release builds never
+//! do). With it, `KEYWARD_FAULT_KILL_AT=N` makes the process send itself
+//! SIGKILL at the N-th checkpoint of a migration (counted from 1 across the
+//! process). Checkpoints sit between every two steps whose order matters:
+//! before and after each write transaction, each retire call and each
+//! retire mark. Without the feature a checkpoint is an empty inline
+//! function and the variable means nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-
-/// The environment variable.
+/// The environment variable (read only by builds with `fault-injection`).
 pub const KILL_AT_VAR: &str = "KEYWARD_FAULT_KILL_AT";
 
-static PASSED: AtomicU64 = AtomicU64::new(0);
-
-fn kill_at() -> Option<u64> {
-    static AT: OnceLock<Option<u64>> = OnceLock::new();
-    *AT.get_or_init(|| std::env::var(KILL_AT_VAR).ok()?.parse().ok())
-}
+/// Whether this build has the hook (tests that need it say so when not).
+pub const ENABLED: bool = cfg!(feature = "fault-injection");
 
 /// One point at which a crash must leave a re-runnable state.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn checkpoint(_label: &str) {}
+
+/// One point at which a crash must leave a re-runnable state.
+#[cfg(feature = "fault-injection")]
 pub fn checkpoint(label: &str) {
-    let Some(at) = kill_at() else { return };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    static PASSED: AtomicU64 = AtomicU64::new(0);
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    let kill_at = *AT.get_or_init(|| std::env::var(KILL_AT_VAR).ok()?.parse().ok());
+    let Some(at) = kill_at else { return };
     let n = PASSED.fetch_add(1, Ordering::SeqCst) + 1;
     if n == at {
         eprintln!("keyward: fault injection: SIGKILL at checkpoint {n} ({label})");

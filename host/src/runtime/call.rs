@@ -61,6 +61,10 @@ pub(crate) struct CallCtx {
     pub log_used: u64,
     /// Set when the log limit stopped the call.
     pub log_exceeded: bool,
+    /// Refused or invalid host calls so far.
+    pub refusals: u32,
+    /// Set when the refusal limit stopped the call.
+    pub refusals_exceeded: bool,
 }
 
 impl WasiView for CallState {
@@ -72,34 +76,57 @@ impl WasiView for CallState {
     }
 }
 
-/// Enforces the manifest's memory limit and remembers that it did, so the
-/// trap that follows a failed allocation is reported as what it is.
+/// Enforces the manifest's memory limit over the whole instance: every
+/// linear memory and every table of every core instance inside the
+/// component draws on one budget (a component made of several modules
+/// cannot multiply its limit), and remembers that it did, so the trap that
+/// follows a failed allocation is reported as what it is.
 struct MemoryLimiter {
     limit: u64,
+    /// Bytes of linear memory and table elements held now.
+    used: u64,
     exceeded: bool,
+}
+
+/// What one table element is counted as: a function reference's size in
+/// the host (a pointer and a type index), rounded up.
+const TABLE_ELEMENT_BYTES: u64 = 16;
+
+impl MemoryLimiter {
+    /// Grows the instance's total from `current` to `desired` units of
+    /// `unit` bytes, if that stays within the limit.
+    fn grow(&mut self, current: usize, desired: usize, unit: u64) -> bool {
+        let more = (desired.saturating_sub(current) as u64).saturating_mul(unit);
+        let total = self.used.saturating_add(more);
+        if total > self.limit {
+            self.exceeded = true;
+            return false;
+        }
+        self.used = total;
+        true
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired, 1))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= super::engine::MAX_TABLE_ELEMENTS)
+        if desired > super::engine::MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        Ok(self.grow(current, desired, TABLE_ELEMENT_BYTES))
     }
 }
 
@@ -275,6 +302,7 @@ fn store_with(
     wasi.stderr.point_at(&stdio.stderr);
     let limiter = MemoryLimiter {
         limit: call.limits.memory_bytes,
+        used: 0,
         exceeded: false,
     };
     let deadline = Instant::now() + call.limits.wall_time;
@@ -361,8 +389,10 @@ fn conclude<T, E: Into<ReturnedError>>(
     }
 }
 
+/// Redacts first, then clips: clipping first could cut a value in two
+/// and let its first part through.
 fn redact_returned(e: ReturnedError, r: &Redactor) -> ReturnedError {
-    e.map_message(|m| r.redact_str(&m))
+    e.map_message(|m| super::error::clip(&r.redact_str(&m)))
 }
 
 fn classify(
@@ -373,6 +403,10 @@ fn classify(
     stdio: &Stdio,
 ) -> PluginError {
     let plugin = plugin.to_owned();
+    if let Some(down) = trap.downcast_ref::<super::error::StoreUnavailable>() {
+        tracing::warn!(%plugin, error = %down, "plugin call stopped: the store is unavailable");
+        return PluginError::Unavailable(down.0.clone());
+    }
     if let Some(busy) = trap.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         tracing::warn!(%plugin, error = %busy, "plugin instance pool exhausted");
         return PluginError::Busy;
@@ -381,6 +415,12 @@ fn classify(
         return PluginError::MemoryLimit {
             plugin,
             limit_mib: limits.memory_bytes >> 20,
+        };
+    }
+    if state.call.refusals_exceeded {
+        return PluginError::RefusalLimit {
+            plugin,
+            limit: limits.refusals,
         };
     }
     if state.call.log_exceeded || stdio.full(limits.log_bytes) {
@@ -490,6 +530,34 @@ mod tests {
         write(&wasi.stdout, "second call");
         assert_eq!(&first.contents()[..], b"first call");
         assert_eq!(&second.contents()[..], b"second call");
+    }
+
+    #[test]
+    fn the_memory_limit_holds_across_all_memories_and_tables_of_an_instance() {
+        let mut limiter = MemoryLimiter {
+            limit: 64 << 20,
+            used: 0,
+            exceeded: false,
+        };
+        // Two memories of 30 MiB each fit; a third of 30 MiB does not,
+        // though each alone is far below the limit.
+        assert!(limiter.memory_growing(0, 30 << 20, None).expect("ok"));
+        assert!(limiter.memory_growing(0, 30 << 20, None).expect("ok"));
+        assert!(!limiter.memory_growing(0, 30 << 20, None).expect("ok"));
+        assert!(limiter.exceeded);
+        // Growing an existing memory counts only what is added.
+        let mut limiter = MemoryLimiter {
+            limit: 64 << 20,
+            used: 0,
+            exceeded: false,
+        };
+        assert!(limiter.memory_growing(0, 1 << 20, None).expect("ok"));
+        assert!(limiter
+            .memory_growing(1 << 20, (63 << 20) + (512 << 10), None)
+            .expect("ok"));
+        // Tables draw on the same budget: 60,000 elements fit the table
+        // ceiling but not the half MiB left.
+        assert!(!limiter.table_growing(0, 60_000, None).expect("ok"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue, LOCATION};
+use reqwest::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, LOCATION};
 use reqwest::{Method, Url};
 use zeroize::Zeroizing;
 
@@ -41,6 +41,11 @@ const RESERVED: &[&str] = &[
     "keep-alive",
     "proxy-authorization",
     "proxy-connection",
+    // The host owns the response's framing too: a compressed or partial
+    // answer could carry an expanded value in a form redaction cannot see.
+    "accept-encoding",
+    "range",
+    "if-range",
 ];
 
 /// The shared HTTP client and its guarded resolver.
@@ -69,35 +74,16 @@ impl Egress {
 }
 
 /// Resolves names and drops addresses a plugin must not reach by name:
-/// loopback, link-local (cloud metadata lives there), unspecified,
-/// multicast. `localhost` is the exception that proves the rule: it may only
-/// resolve to loopback.
+/// everything but public unicast and the operator's allow list
+/// ([`super::addresses`]). `localhost` is the exception that proves the
+/// rule: it may only resolve to loopback.
 pub struct GuardedResolver {
     hosts: HashMap<String, Vec<IpAddr>>,
 }
 
-/// Whether a non-loopback origin may connect to `ip`.
-pub fn forbidden(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
+/// Whether a non-loopback origin may not connect to `ip` (the policy is in
+/// [`super::addresses`]).
+pub use super::addresses::forbidden;
 
 impl GuardedResolver {
     async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
@@ -116,8 +102,8 @@ impl GuardedResolver {
         };
         if allowed.is_empty() {
             return Err(format!(
-                "{host} resolves only to addresses plugins may not reach by name \
-                 (loopback, link-local, unspecified or multicast)"
+                "{host} resolves only to addresses plugins may not reach by name: {}",
+                super::addresses::explain(&all)
             ));
         }
         Ok(allowed)
@@ -153,24 +139,26 @@ pub(crate) async fn fetch(call: &mut CallCtx, req: Request) -> Outcome {
             Method::from_bytes(m.as_bytes()).expect("a known method")
         }
         _ => {
-            return Ok(Err(GuestError::Invalid(format!(
-                "method {:?} is not one of GET POST PUT PATCH DELETE HEAD",
-                super::error::clip(&method)
-            ))))
+            return super::host::invalid(
+                call,
+                format!(
+                    "method {:?} is not one of GET POST PUT PATCH DELETE HEAD",
+                    super::error::clip(&method)
+                ),
+            )
+            .await
         }
     };
     let url = match Url::parse(&url) {
         Ok(u) => u,
         Err(e) => {
-            return Ok(Err(GuestError::Invalid(format!(
-                "URL {:?}: {e}",
-                super::error::clip(&url)
-            ))))
+            return super::host::invalid(call, format!("URL {:?}: {e}", super::error::clip(&url)))
+                .await
         }
     };
     let origin = match Origin::of_url(&url) {
         Ok(o) => o,
-        Err(why) => return Ok(Err(GuestError::Invalid(format!("URL {url}: {why}")))),
+        Err(why) => return super::host::invalid(call, format!("URL {url}: {why}")).await,
     };
     let refusal = if call.grants.origin(&origin) {
         address_check(call, &origin).await
@@ -181,24 +169,18 @@ pub(crate) async fn fetch(call: &mut CallCtx, req: Request) -> Outcome {
         ))
     };
     if let Some(why) = refusal {
-        return Ok(Err(super::host::deny(
-            call,
-            Action::Fetch,
-            "outbound",
-            &origin.to_string(),
-            why,
-        )
-        .await?));
+        return super::host::deny(call, Action::Fetch, "outbound", &origin.to_string(), why).await;
     }
     if headers.len() > MAX_HEADERS {
-        return Ok(Err(GuestError::Invalid(format!(
-            "at most {MAX_HEADERS} headers per request"
-        ))));
+        return super::host::invalid(call, format!("at most {MAX_HEADERS} headers per request"))
+            .await;
     }
     if body.as_ref().is_some_and(|b| b.len() > MAX_REQUEST_BODY) {
-        return Ok(Err(GuestError::Invalid(format!(
-            "request bodies are limited to {MAX_REQUEST_BODY} bytes"
-        ))));
+        return super::host::invalid(
+            call,
+            format!("request bodies are limited to {MAX_REQUEST_BODY} bytes"),
+        )
+        .await;
     }
     let expanded = match expand(call, &origin, &headers, body.as_deref()).await? {
         Ok(e) => e,
@@ -217,8 +199,7 @@ async fn address_check(call: &CallCtx, origin: &Origin) -> Option<String> {
     }
     let bare = origin.host().trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return forbidden(ip)
-            .then(|| format!("{origin} is an address plugins may not reach (link-local, unspecified or multicast)"));
+        return super::addresses::refusal(ip).map(|why| format!("{origin} is {why}"));
     }
     call.egress.resolver.lookup(bare).await.err()
 }
@@ -278,16 +259,15 @@ async fn expand(
         let parsed = match HeaderName::from_bytes(name.as_bytes()) {
             Ok(n) => n,
             Err(_) => {
-                return Ok(Err(GuestError::Invalid(format!(
-                    "header name {:?} is not valid",
-                    super::error::clip(name)
-                ))))
+                return super::host::invalid(
+                    call,
+                    format!("header name {:?} is not valid", super::error::clip(name)),
+                )
+                .await
             }
         };
         if RESERVED.contains(&parsed.as_str()) {
-            return Ok(Err(GuestError::Invalid(format!(
-                "header {parsed} is set by the host"
-            ))));
+            return super::host::invalid(call, format!("header {parsed} is set by the host")).await;
         }
         names.push(parsed);
     }
@@ -308,7 +288,7 @@ async fn expand(
                 basic_users.push(None);
                 rewritten.push(String::new());
             }
-            Err(why) => return Ok(Err(GuestError::Invalid(why.into()))),
+            Err(why) => return super::host::invalid(call, why.into()).await,
         }
     }
     let mut texts: Vec<&str> = headers
@@ -330,7 +310,7 @@ async fn expand(
     for text in &texts {
         match template::parse(text) {
             Ok(t) => templates.push(t),
-            Err(e) => return Ok(Err(GuestError::Invalid(format!("placeholder: {e}")))),
+            Err(e) => return super::host::invalid(call, format!("placeholder: {e}")).await,
         }
     }
     let refs: Vec<_> = templates
@@ -338,21 +318,14 @@ async fn expand(
         .flat_map(|t| t.refs().iter().cloned())
         .collect();
     for reference in &refs {
-        if !call.grants.secret(reference) {
+        if call.grants.secret(reference).is_none() {
             let scope = reference.scope.as_ref().map_or("global", |s| s.as_str());
             let why = format!(
                 "{reference} is not granted to plugin {} (in an outbound request to {origin})",
                 call.plugin
             );
             let name = reference.name.as_str().to_owned();
-            return Ok(Err(super::host::deny(
-                call,
-                Action::Egress,
-                scope,
-                &name,
-                why,
-            )
-            .await?));
+            return super::host::deny(call, Action::Egress, scope, &name, why).await;
         }
     }
     // Values the host bound for this call are not in the store: their use
@@ -383,7 +356,13 @@ async fn expand(
                 .await
             {
                 Ok(v) => v,
-                Err(e) => return Ok(Err(super::host::vault_error(e)?)),
+                Err(e) => {
+                    if let crate::vault::VaultError::Missing(_) = e {
+                        // Misses are logged rows: they share the refusal budget.
+                        super::host::spend_refusal(call, Action::Egress, &stored[0]).await?;
+                    }
+                    return Ok(Err(super::host::vault_error(e)?));
+                }
             }
         }
         .into_iter();
@@ -450,14 +429,20 @@ async fn send(
             ))));
         }
         call.outbound_used += 1;
-        let mut request = call.egress.client.request(method.clone(), url.clone());
+        let mut request = call
+            .egress
+            .client
+            .request(method.clone(), url.clone())
+            .header(ACCEPT_ENCODING, "identity");
         for (name, value) in &headers {
             let mut value = match HeaderValue::from_bytes(value) {
                 Ok(v) => v,
                 Err(_) => {
-                    return Ok(Err(GuestError::Invalid(format!(
-                        "the value of header {name} is not a valid header value"
-                    ))))
+                    return super::host::invalid(
+                        call,
+                        format!("the value of header {name} is not a valid header value"),
+                    )
+                    .await
                 }
             };
             value.set_sensitive(true);
@@ -490,14 +475,7 @@ async fn send(
                     let why = format!(
                         "{origin} redirected to {target}; redirects to another origin are not followed"
                     );
-                    return Ok(Err(super::host::deny(
-                        call,
-                        Action::Fetch,
-                        "outbound",
-                        &target,
-                        why,
-                    )
-                    .await?));
+                    return super::host::deny(call, Action::Fetch, "outbound", &target, why).await;
                 }
                 // 303, and 301/302 after a POST, become a GET without a body
                 // (what browsers do); 307 and 308 repeat the request as is.
@@ -533,12 +511,30 @@ async fn read(call: &CallCtx, origin: &Origin, mut response: reqwest::Response) 
     }
     let status = response.status().as_u16();
     let redactor = &call.expanded;
+    // Asked for `identity`, a server that compresses anyway is refused when
+    // the request carried an expanded value: redaction cannot see into it.
+    let encoded = response
+        .headers()
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded && !redactor.is_empty() {
+        return Ok(Err(GuestError::Upstream(format!(
+            "{origin} answered with a Content-Encoding though the host asked for identity; \
+             refused, because the request carried an expanded secret"
+        ))));
+    }
+    // Redacted as bytes, then decoded: a value in invalid UTF-8 would
+    // otherwise be turned into replacement characters and missed.
     let headers = response
         .headers()
         .iter()
         .map(|(n, v)| {
-            let value = String::from_utf8_lossy(v.as_bytes());
-            (n.as_str().to_owned(), redactor.redact_str(&value))
+            let value = redactor.redact(v.as_bytes());
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            )
         })
         .collect();
     let mut body = Vec::new();
@@ -628,10 +624,12 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "10.0.0.1",
+            "192.168.1.1",
         ] {
             assert!(forbidden(bad.parse().expect("ip")), "{bad}");
         }
-        for good in ["10.0.0.1", "192.168.1.1", "140.82.112.3", "2606:4700::1"] {
+        for good in ["140.82.112.3", "2606:4700::1"] {
             assert!(!forbidden(good.parse().expect("ip")), "{good}");
         }
     }
@@ -647,14 +645,14 @@ mod tests {
             "mixed.test".to_owned(),
             vec![
                 "127.0.0.1".parse().expect("ip"),
-                "10.1.2.3".parse().expect("ip"),
+                "140.82.112.3".parse().expect("ip"),
             ],
         );
         let r = GuardedResolver { hosts };
         assert!(r.lookup("rebind.test").await.is_err());
         assert_eq!(
             r.lookup("mixed.test").await.expect("one usable"),
-            vec!["10.1.2.3".parse::<IpAddr>().expect("ip")]
+            vec!["140.82.112.3".parse::<IpAddr>().expect("ip")]
         );
         let local = r.lookup("localhost").await.expect("localhost resolves");
         assert!(local.iter().all(IpAddr::is_loopback));

@@ -67,6 +67,15 @@ pub enum PluginError {
         /// Its limit.
         limit: u64,
     },
+    /// The plugin made more refused or invalid host calls in one call than
+    /// its limit allows; one summary row was logged. (502)
+    #[error("plugin {plugin:?} exceeded its limit of {limit} refused or invalid host calls per call and was stopped")]
+    RefusalLimit {
+        /// The plugin.
+        plugin: String,
+        /// Its limit.
+        limit: u32,
+    },
     /// The plugin trapped: a panic, a stack overflow, an invalid operation. (502)
     #[error("plugin {plugin:?} crashed: {reason}")]
     Crashed {
@@ -79,9 +88,27 @@ pub enum PluginError {
     /// Every instance slot is in use. (503)
     #[error("too many plugin calls at once; retry shortly")]
     Busy,
-    /// The host failed (e.g. the access log is unavailable). (500)
+    /// The store or its access log failed during a host call, so nothing
+    /// was revealed or sent; retry once it is back. (503)
+    #[error("secret store unavailable during the plugin call: {0}")]
+    Unavailable(String),
+    /// The host failed. (500)
     #[error("plugin host error: {0}")]
     Internal(String),
+}
+
+/// Raised inside a host call when the store or its access log fails: the
+/// call stops (a value must never go out without its row) and is reported
+/// as [`PluginError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct StoreUnavailable(pub String);
+
+impl StoreUnavailable {
+    /// As the error a host call returns to stop the guest.
+    pub(crate) fn trap(what: impl std::fmt::Display) -> wasmtime::Error {
+        wasmtime::Error::new(StoreUnavailable(what.to_string()))
+    }
 }
 
 impl PluginError {
@@ -95,8 +122,10 @@ impl PluginError {
             PluginError::Timeout { .. } => "timeout",
             PluginError::MemoryLimit { .. } => "memory_limit",
             PluginError::LogLimit { .. } => "log_limit",
+            PluginError::RefusalLimit { .. } => "refusal_limit",
             PluginError::Crashed { .. } => "crashed",
             PluginError::Busy => "busy",
+            PluginError::Unavailable(_) => "unavailable",
             PluginError::Internal(_) => "internal",
         }
     }
@@ -111,8 +140,10 @@ impl PluginError {
             PluginError::Timeout { .. } => 504,
             PluginError::MemoryLimit { .. }
             | PluginError::LogLimit { .. }
+            | PluginError::RefusalLimit { .. }
             | PluginError::Crashed { .. } => 502,
             PluginError::Busy => 503,
+            PluginError::Unavailable(_) => 503,
             PluginError::Internal(_) => 500,
         }
     }
@@ -221,14 +252,17 @@ pub(crate) fn clip(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
+/// Unclipped: the host redacts a returned message first and clips it after
+/// ([`ReturnedError::map_message`] in runtime/call.rs), so a value cut in
+/// half by the clip cannot slip past the redactor.
 impl From<GuestError> for ReturnedError {
     fn from(e: GuestError) -> Self {
         match e {
-            GuestError::Denied(m) => ReturnedError::Denied(clip(&m)),
-            GuestError::NotFound(m) => ReturnedError::NotFound(clip(&m)),
-            GuestError::Invalid(m) => ReturnedError::Invalid(clip(&m)),
-            GuestError::Limit(m) => ReturnedError::Limit(clip(&m)),
-            GuestError::Upstream(m) => ReturnedError::Upstream(clip(&m)),
+            GuestError::Denied(m) => ReturnedError::Denied(m),
+            GuestError::NotFound(m) => ReturnedError::NotFound(m),
+            GuestError::Invalid(m) => ReturnedError::Invalid(m),
+            GuestError::Limit(m) => ReturnedError::Limit(m),
+            GuestError::Upstream(m) => ReturnedError::Upstream(m),
         }
     }
 }
@@ -236,17 +270,17 @@ impl From<GuestError> for ReturnedError {
 impl From<ForgeError> for ReturnedError {
     fn from(e: ForgeError) -> Self {
         match e {
-            ForgeError::Unauthorized(m) => ReturnedError::Unauthorized(clip(&m)),
-            ForgeError::Forbidden(m) => ReturnedError::Forbidden(clip(&m)),
-            ForgeError::NotFound(m) => ReturnedError::NotFound(clip(&m)),
+            ForgeError::Unauthorized(m) => ReturnedError::Unauthorized(m),
+            ForgeError::Forbidden(m) => ReturnedError::Forbidden(m),
+            ForgeError::NotFound(m) => ReturnedError::NotFound(m),
             ForgeError::RateLimited(r) => ReturnedError::RateLimited {
                 retry_after: r.retry_after,
-                message: clip(&r.message),
+                message: r.message,
             },
-            ForgeError::InvalidGrant(m) => ReturnedError::InvalidGrant(clip(&m)),
-            ForgeError::Upstream(m) => ReturnedError::Upstream(clip(&m)),
-            ForgeError::Transport(m) => ReturnedError::Transport(clip(&m)),
-            ForgeError::Unsupported(m) => ReturnedError::Unsupported(clip(&m)),
+            ForgeError::InvalidGrant(m) => ReturnedError::InvalidGrant(m),
+            ForgeError::Upstream(m) => ReturnedError::Upstream(m),
+            ForgeError::Transport(m) => ReturnedError::Transport(m),
+            ForgeError::Unsupported(m) => ReturnedError::Unsupported(m),
             ForgeError::Host(e) => ReturnedError::from(e),
         }
     }

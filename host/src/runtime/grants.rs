@@ -1,6 +1,12 @@
 //! What a plugin may touch: secret references (with `*` inside one scope)
 //! and HTTP origins. A manifest grants some; the host adds call-scoped ones
 //! (a forge call's token reference and base URL) for the length of one call.
+//!
+//! A secret grant says how the secret may be used ([`Use`]): `reveal` hands
+//! the plugin the bytes; `egress` only lets the reference appear in a
+//! `${SECRET:…}` placeholder the host expands on the way out. Everything the
+//! host grants for one call is egress-only, so a forge adapter uses the
+//! operator's token without ever holding it.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -206,19 +212,39 @@ impl fmt::Display for Origin {
     }
 }
 
+/// How a granted secret may be used. Ordered: a reveal grant allows egress
+/// too, never the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Use {
+    /// Only in a `${SECRET:…}` placeholder of an outbound request, expanded
+    /// by the host; `secrets.reveal` is refused (`denied`, and logged).
+    Egress,
+    /// `secrets.reveal` hands the plugin the bytes (and egress works too).
+    Reveal,
+}
+
 /// Everything one call may touch: the manifest's grants plus the call's own.
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
-    /// Secret patterns.
+    /// Secret patterns the plugin may reveal (manifest `secrets = [...]`).
     pub secrets: Vec<SecretGrant>,
+    /// Secret patterns the plugin may only use at egress (manifest
+    /// `use = [...]`).
+    pub uses: Vec<SecretGrant>,
     /// Origins.
     pub origins: Vec<Origin>,
 }
 
 impl Grants {
-    /// Whether `reference` is granted.
-    pub fn secret(&self, reference: &SecretRef) -> bool {
-        self.secrets.iter().any(|g| g.covers(reference))
+    /// How `reference` may be used, if at all (the strongest grant wins).
+    pub fn secret(&self, reference: &SecretRef) -> Option<Use> {
+        if self.secrets.iter().any(|g| g.covers(reference)) {
+            Some(Use::Reveal)
+        } else if self.uses.iter().any(|g| g.covers(reference)) {
+            Some(Use::Egress)
+        } else {
+            None
+        }
     }
 
     /// Whether `origin` is granted.
@@ -244,9 +270,11 @@ impl CallGrants {
         }
     }
 
-    /// Adds a secret reference for this call.
-    pub fn with_secret(mut self, reference: &SecretRef) -> Self {
-        self.call.secrets.push(SecretGrant::exact(reference));
+    /// Lets `reference` be used at egress in this call, and only there: what
+    /// the host hands a plugin for one call (a forge token, an OAuth client
+    /// secret, a migration's `*_ref` option) is never revealed to it.
+    pub fn with_use(mut self, reference: &SecretRef) -> Self {
+        self.call.uses.push(SecretGrant::exact(reference));
         self
     }
 
@@ -256,9 +284,10 @@ impl CallGrants {
         self
     }
 
-    /// Whether `reference` is granted.
-    pub fn secret(&self, reference: &SecretRef) -> bool {
-        self.call.secret(reference) || self.manifest.as_ref().is_some_and(|m| m.secret(reference))
+    /// How `reference` may be used in this call, if at all.
+    pub fn secret(&self, reference: &SecretRef) -> Option<Use> {
+        let manifest = self.manifest.as_ref().and_then(|m| m.secret(reference));
+        self.call.secret(reference).max(manifest)
     }
 
     /// Whether `origin` is granted.
@@ -289,6 +318,23 @@ mod tests {
         assert!(g.covers(&r("global/DEPLOY_KEY")));
         assert!(!g.covers(&r("instance:a/DEPLOY_KEY")));
         assert!(!g.covers(&r("DEPLOY_KEY2")));
+    }
+
+    #[test]
+    fn call_grants_are_egress_only_and_reveal_is_the_stronger_grant() {
+        let manifest = Grants {
+            secrets: vec![SecretGrant::parse("plugin:p/*").expect("valid")],
+            uses: vec![SecretGrant::parse("plugin:q/*").expect("valid")],
+            origins: Vec::new(),
+        };
+        let call = CallGrants::manifest(Arc::new(manifest))
+            .with_use(&r("TOKEN"))
+            .with_use(&r("plugin:p/a"));
+        assert_eq!(call.secret(&r("TOKEN")), Some(Use::Egress));
+        assert_eq!(call.secret(&r("global/TOKEN")), Some(Use::Egress));
+        assert_eq!(call.secret(&r("plugin:q/x")), Some(Use::Egress));
+        assert_eq!(call.secret(&r("plugin:p/a")), Some(Use::Reveal));
+        assert_eq!(call.secret(&r("OTHER")), None);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 pub const MAX_OUTBOUND_CALLS: u32 = 1024;
 /// Most log bytes per call a manifest may ask for.
 pub const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
+/// Most refused or invalid host calls per call a manifest may ask for.
+pub const MAX_REFUSALS: u32 = 1024;
 
 /// What kind of plugin, and so which world it must implement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -66,6 +68,9 @@ pub struct Limits {
     pub outbound_calls: u32,
     /// Bytes through `log.emit`, and through each of stdout and stderr.
     pub log_bytes: u64,
+    /// Refused (denied) or invalid host calls per call; the next one writes
+    /// one summary row and stops the call.
+    pub refusals: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +81,7 @@ impl Default for Limits {
             response_bytes: 4 << 20,
             outbound_calls: 32,
             log_bytes: 64 << 10,
+            refusals: 16,
         }
     }
 }
@@ -140,8 +146,12 @@ struct Raw {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGrants {
+    /// Revealable.
     #[serde(default)]
     secrets: Vec<String>,
+    /// Egress-only.
+    #[serde(default, rename = "use")]
+    uses: Vec<String>,
     #[serde(default)]
     origins: Vec<String>,
 }
@@ -154,6 +164,7 @@ struct RawLimits {
     response_bytes: Option<u64>,
     outbound_calls: Option<u32>,
     log_bytes: Option<u64>,
+    refusals: Option<u32>,
 }
 
 fn field(field: &'static str, why: impl Into<String>) -> ManifestError {
@@ -230,19 +241,21 @@ impl Manifest {
             Some(_) => return Err(field("sha256", "must be 64 hex digits")),
             None => None,
         };
-        if raw.grants.secrets.len() > MAX_GRANTS || raw.grants.origins.len() > MAX_GRANTS {
+        if raw.grants.secrets.len() > MAX_GRANTS
+            || raw.grants.uses.len() > MAX_GRANTS
+            || raw.grants.origins.len() > MAX_GRANTS
+        {
             return Err(field(
                 "grants",
                 format!("at most {MAX_GRANTS} of each kind"),
             ));
         }
+        let patterns = |list: &[String]| -> Result<Vec<SecretGrant>, GrantError> {
+            list.iter().map(|s| SecretGrant::parse(s)).collect()
+        };
         let grants = Grants {
-            secrets: raw
-                .grants
-                .secrets
-                .iter()
-                .map(|s| SecretGrant::parse(s))
-                .collect::<Result<_, _>>()?,
+            secrets: patterns(&raw.grants.secrets)?,
+            uses: patterns(&raw.grants.uses)?,
             origins: raw
                 .grants
                 .origins
@@ -273,6 +286,7 @@ impl Manifest {
             .unwrap_or(d.outbound_calls),
             log_bytes: within("limits.log_bytes", l.log_bytes, 0, MAX_LOG_BYTES)?
                 .unwrap_or(d.log_bytes),
+            refusals: within("limits.refusals", l.refusals, 0, MAX_REFUSALS)?.unwrap_or(d.refusals),
         };
         Ok(Manifest {
             name: raw.name,
@@ -333,6 +347,14 @@ wall_time_ms = 500
             (GOOD.replace("AB00", "ZZ00"), "sha256"),
             (GOOD.replace("plugin:forgejo/*", "*"), "secret grant"),
             (
+                GOOD.replace("[grants]", "[grants]\nuse = [\"a*b\"]"),
+                "secret grant",
+            ),
+            (
+                GOOD.replace("[limits]", "[limits]\nrefusals = 5000"),
+                "limits.refusals",
+            ),
+            (
                 GOOD.replace("https://codeberg.org", "http://codeberg.org"),
                 "plain http",
             ),
@@ -357,6 +379,29 @@ wall_time_ms = 500
             let err = Manifest::parse(&text, "forgejo").expect_err("must be refused");
             assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn use_grants_are_egress_only() {
+        let text = GOOD.replace("[grants]", "[grants]\nuse = [\"plugin:forgejo/token\"]");
+        let m = Manifest::parse(&text, "forgejo").expect("valid");
+        let token = crate::names::SecretRef::parse("plugin:forgejo/token").expect("ref");
+        let other = crate::names::SecretRef::parse("plugin:other/token").expect("ref");
+        // The reveal wildcard covers it too, so reveal wins; another scope
+        // under `use` only is egress-only.
+        assert_eq!(
+            m.grants.secret(&token),
+            Some(super::super::grants::Use::Reveal)
+        );
+        let text = GOOD
+            .replace("secrets = [\"plugin:forgejo/*\"]", "secrets = []")
+            .replace("[grants]", "[grants]\nuse = [\"plugin:other/*\"]");
+        let m = Manifest::parse(&text, "forgejo").expect("valid");
+        assert_eq!(
+            m.grants.secret(&other),
+            Some(super::super::grants::Use::Egress)
+        );
+        assert_eq!(m.grants.secret(&token), None);
     }
 
     #[test]

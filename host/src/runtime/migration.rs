@@ -25,7 +25,7 @@ pub struct MigrationSource {
     /// `--option key=value`, in order.
     pub options: Vec<(String, String)>,
     /// Secret references granted for the run (the values of `*_ref`
-    /// options): usable in `${SECRET:…}` at egress and by `reveal`.
+    /// options): usable in `${SECRET:…}` at egress only (use grants).
     pub secrets: Vec<SecretRef>,
     /// Who started the run (`cli:<user>`, `host:boot-migration`): the
     /// plugin's reads are logged as `plugin:<name> via <this>`. Not shown
@@ -146,7 +146,7 @@ impl Runtime {
             grants = grants.with_origin(url.origin().clone());
         }
         for secret in &run.secrets {
-            grants = grants.with_secret(secret);
+            grants = grants.with_use(secret);
         }
         let mut ctx = self.context(&plugin, vault, grants);
         if let Some(by) = &run.started_by {

@@ -3,6 +3,7 @@
 //! limited store with the host interfaces of `wit/` (one file each under
 //! `host/`). docs/plugins.md is the author's guide.
 
+pub mod addresses;
 pub mod bindings;
 mod builtin;
 mod cache;
@@ -329,6 +330,8 @@ impl Runtime {
             outbound_used: 0,
             log_used: 0,
             log_exceeded: false,
+            refusals: 0,
+            refusals_exceeded: false,
         }
     }
 
@@ -408,8 +411,9 @@ impl Runtime {
     }
 
     /// Runs one `forge` export. For this call only, the plugin is granted
-    /// the origin of `base_url`, the token's reference (a bound token's
-    /// value goes with it) and the app's client-secret reference.
+    /// the origin of `base_url`, and the use at egress (never the reveal) of
+    /// the token's reference (a bound token's value goes with it) and of
+    /// the app's client-secret reference.
     async fn forge_op_once(
         &self,
         vault: &Vault,
@@ -424,14 +428,14 @@ impl Runtime {
         let mut grants =
             CallGrants::manifest(plugin.grants.clone()).with_origin(base_url.origin().clone());
         if let Some(secret) = app.and_then(|a| a.client_secret.as_ref()) {
-            grants = grants.with_secret(secret);
+            grants = grants.with_use(secret);
         }
         let token_text = token
             .as_ref()
             .map(|t| t.reference().to_string())
             .unwrap_or_default();
         if let Some(t) = &token {
-            grants = grants.with_secret(t.reference());
+            grants = grants.with_use(t.reference());
         }
         let mut ctx = self.context(&plugin, vault, grants);
         if let Some(TokenRef::Bound(reference, value)) = token {

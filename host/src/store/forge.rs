@@ -397,6 +397,20 @@ pub async fn consume_pending(
     .transpose()
 }
 
+/// Sign-ins that have not expired at `now` (used or not: a used row stays
+/// until it expires), and when the first of them expires.
+pub async fn live_pending(pool: &AnyPool, now: i64) -> Result<(u64, Option<i64>), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(expires_at) AS first FROM oauth_pending WHERE expires_at > $1",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    let n: i64 = row.try_get("n")?;
+    let first: Option<i64> = row.try_get("first")?;
+    Ok((u64::try_from(n).unwrap_or(0), first))
+}
+
 /// Deletes sign-ins that expired before `now`; returns how many.
 pub async fn purge_pending(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
     let _turn = super::write_turn();
