@@ -22,27 +22,11 @@ fn token(i: usize) -> String {
 }
 
 fn get(kw: &Kw, scope: &str, name: &str) -> Option<String> {
-    let out = kw.run(
-        &[
-            "secret",
-            "get",
-            name,
-            "--scope",
-            scope,
-            "--reason",
-            "check migration",
-        ],
-        b"",
-    );
-    out.status
-        .success()
-        .then(|| text(&out.stdout).trim_end().to_owned())
+    kw.secret_value(scope, name)
 }
 
 fn migrate(kw: &Kw, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["migrate"];
-    all.extend_from_slice(args);
-    kw.run(&all, b"")
+    kw.migrate(args)
 }
 
 #[test]

@@ -50,6 +50,31 @@ impl Kw {
         run_with(self.cmd(args), stdin)
     }
 
+    /// `secret get NAME --scope SCOPE`: the value (without a trailing
+    /// newline), or none if the command failed.
+    pub fn secret_value(&self, scope: &str, name: &str) -> Option<String> {
+        let args = [
+            "secret",
+            "get",
+            name,
+            "--scope",
+            scope,
+            "--reason",
+            "test check",
+        ];
+        let out = self.run(&args, b"");
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim_end().to_owned())
+    }
+
+    /// `keyward migrate ARGS…`, with no input.
+    pub fn migrate(&self, args: &[&str]) -> Output {
+        let mut all = vec!["migrate"];
+        all.extend_from_slice(args);
+        self.run(&all, b"")
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         let out = self.run(args, stdin);
