@@ -50,18 +50,7 @@ impl Env {
     }
 
     fn get(&self, scope: &str, name: &str) -> Option<String> {
-        let out = self.run(&[
-            "secret",
-            "get",
-            name,
-            "--scope",
-            scope,
-            "--reason",
-            "adversarial check",
-        ]);
-        out.status
-            .success()
-            .then(|| text(&out.stdout).trim_end().to_owned())
+        self.kw.secret_value(scope, name)
     }
 
     /// Runs the hostile migrator in `mode` with `extra` arguments.

@@ -33,7 +33,7 @@ pub(crate) fn vault_error(e: VaultError) -> wasmtime::Result<GuestError> {
 impl types::Host for CallState {}
 
 /// A denial, logged under the plugin's name, then returned to it. Counts
-/// against the call's refusal budget (see [`spend_refusal`]).
+/// against the call's refusal budget (see [`spend`]).
 pub(crate) async fn deny<T>(
     call: &mut CallCtx,
     action: Action,
@@ -116,9 +116,8 @@ async fn spend(
     )))
 }
 
-/// `text` cut to [`MAX_LOGGED_TEXT`] bytes at a character boundary.
+/// `text` cut to [`crate::audit::MAX_LOGGED_TEXT`] bytes at a character
+/// boundary: what a plugin may put in one column of the access log.
 pub(crate) fn clip_logged(text: &str) -> String {
-    crate::audit::clip(text, MAX_LOGGED_TEXT)
+    crate::audit::clip(text, crate::audit::MAX_LOGGED_TEXT)
 }
-
-pub use crate::audit::MAX_LOGGED_TEXT;

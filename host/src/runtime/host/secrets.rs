@@ -74,7 +74,7 @@ impl Host for CallState {
             Err(e) => return Ok(Err(e)),
         };
         // A long reason is cut to what the log keeps rather than refused.
-        let reason = crate::audit::clip(&reason, crate::audit::MAX_LOGGED_TEXT);
+        let reason = super::clip_logged(&reason);
         let access = match Access::new(self.call.accessor.to_string(), reason) {
             Ok(a) => a,
             Err(e) => return super::invalid(&mut self.call, e.to_string()).await,
