@@ -11,6 +11,8 @@
 //! reversal, a value split across two responses) are outside what this can
 //! catch; docs/plugins.md, "Threat model", says so.
 
+use std::fmt::Write as _;
+
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
@@ -201,7 +203,9 @@ fn json_escape(text: &str, ascii: bool) -> Zeroizing<Vec<u8>> {
             c if (c as u32) < 0x20 || (ascii && !c.is_ascii()) => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
+                    // Straight into the zeroizing buffer: no temporary
+                    // string holds a piece of the value.
+                    let _ = write!(out, "\\u{unit:04x}");
                 }
             }
             c => out.push(c),
