@@ -68,9 +68,10 @@ pub fn authorize_url(
 ///
 /// Values are percent-encoded, except a secret reference
 /// ([`Form::secret`]), which goes in as `${SECRET:<reference>}` for the
-/// host to expand at egress. The host puts the value in as it is, so a
-/// secret used here must be URL-safe (client secrets and tokens forges
-/// issue are: hex, base64url or prefixed alphanumerics).
+/// host to expand at egress. The host percent-encodes the value it puts
+/// into a body sent as `application/x-www-form-urlencoded` (which
+/// [`Request::form`](crate::http::Request::form) sets), so any secret
+/// arrives intact.
 #[derive(Debug, Clone, Default)]
 pub struct Form {
     body: String,

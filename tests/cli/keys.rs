@@ -90,6 +90,73 @@ fn a_different_key_is_refused_at_start() {
     assert!(list.contains("A") && !list.contains(" B "), "{list}");
 }
 
+/// While KEYWARD_MASTER_KEY_PREVIOUS holds the store's key, a mistyped
+/// new key would open the canary through it and seal new values under the
+/// typo. A new key must be adopted once (`key adopt` or `key rotate`);
+/// any other new key is refused with exit 78 and writes nothing.
+#[test]
+fn a_mistyped_new_key_is_refused_while_the_previous_key_opens_the_store() {
+    let kw = Kw::new();
+    kw.ok(&["secret", "set", "A"], b"value-a");
+    let new = crate::support::TestKey::new();
+    let typo = crate::support::TestKey::new();
+    let with = |key: &crate::support::TestKey, args: &[&str], stdin: &[u8]| {
+        let mut cmd = kw.cmd(args);
+        cmd.env("KEYWARD_MASTER_KEY", key.base64())
+            .env("KEYWARD_MASTER_KEY_PREVIOUS", kw.key.base64());
+        crate::run_with(cmd, stdin)
+    };
+    let out = with(&typo, &["secret", "set", "B"], b"value-b");
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("key adopt"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = kw.ok(&["secret", "list"], b"");
+    assert!(!list.contains('B'), "nothing was written: {list}");
+
+    // Adopting the intended key lets it start...
+    let out = with(&new, &["key", "adopt"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("adopted"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with(&new, &["secret", "set", "B"], b"value-b");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ...and the typo is refused still, naming the adopted key, even when
+    // it asks to be adopted or tries to rotate.
+    for args in [
+        &["secret", "list"][..],
+        &["key", "adopt"],
+        &["key", "rotate"],
+    ] {
+        let out = with(&typo, args, b"");
+        assert_eq!(code(&out), 78, "{args:?}: {}", text(&out.stderr));
+    }
+    let out = with(&new, &["key", "rotate"], b"");
+    assert!(
+        text(&out.stdout).contains("rotation complete"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // After the rotation the new key is the store's; a typo with the new
+    // key as previous is refused in the same way.
+    let mut cmd = kw.cmd(&["secret", "list"]);
+    cmd.env("KEYWARD_MASTER_KEY", typo.base64())
+        .env("KEYWARD_MASTER_KEY_PREVIOUS", new.base64());
+    let out = crate::run_with(cmd, b"");
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    let mut cmd = kw.cmd(&["secret", "get", "B", "--reason", "check"]);
+    cmd.env("KEYWARD_MASTER_KEY", new.base64());
+    let out = crate::run_with(cmd, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "value-b");
+}
+
 #[test]
 fn rotation_from_the_command_line() {
     let kw = Kw::new();

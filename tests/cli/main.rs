@@ -4,6 +4,7 @@
 mod support;
 
 mod agents;
+mod database;
 mod keys;
 mod migrate;
 mod migrators;

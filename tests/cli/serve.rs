@@ -72,6 +72,12 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
                 .contains(r#"keyward_http_requests_total{route="/plugins/reload",status="200"} 1"#),
         "{metrics}"
     );
+    // `plugin reload` finds this live server by its locked pid file.
+    let reload = kw.ok(&["plugin", "reload"], b"");
+    assert!(
+        reload.contains(&format!("asked keyward serve (pid {})", child.id())),
+        "{reload}"
+    );
 
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
@@ -81,6 +87,8 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     assert!(status.success());
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    // A stopped server leaves no pid file behind.
+    assert!(!kw.dir.path().join("keyward.pid").exists());
 }
 
 fn post_form(addr: &str, path: &str, body: &str) -> String {

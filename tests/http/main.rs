@@ -5,6 +5,7 @@
 mod support;
 
 mod dashboard;
+mod races;
 
 use keyward::audit::Access;
 use keyward::auth::{Role, Tokens};

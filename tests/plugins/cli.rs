@@ -132,3 +132,27 @@ fn reload_without_a_running_server_says_so() {
         text(&out)
     );
 }
+
+/// A pid file left by a server that was killed (`kill -9` leaves it) names
+/// a pid the system may since have given to anything: `reload` reports the
+/// file as stale and signals nobody.
+#[test]
+fn reload_never_signals_a_stranger_through_a_stale_pid_file() {
+    let data = tempfile::tempdir().expect("temp dir");
+    // The stranger: SIGHUP's default action would end it.
+    let mut stranger = Command::new("sleep").arg("30").spawn().expect("sleep");
+    std::fs::write(
+        data.path().join("keyward.pid"),
+        format!("{}\n", stranger.id()),
+    )
+    .expect("pid file");
+    let out = keyward(data.path(), &["plugin", "reload"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("stale"), "{shown}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let alive = stranger.try_wait().expect("wait").is_none();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(alive, "reload signalled an unrelated process: {shown}");
+}

@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod fixtures;
+mod forms;
 mod hostile;
 mod loading;
 mod migrators;

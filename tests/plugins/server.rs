@@ -13,6 +13,14 @@ use axum::{Json, Router};
 /// The token the emulated forge accepts.
 pub const TOKEN: &str = "fjt_0123456789abcdef-secret";
 
+/// An OAuth client secret and refresh token with every character a form
+/// body gives a meaning to: they arrive intact only if the host encodes
+/// them when it expands them into an `application/x-www-form-urlencoded`
+/// body.
+pub const FORM_CLIENT_SECRET: &str = "s3c+r/e t&x=1%2F;#?";
+/// See [`FORM_CLIENT_SECRET`].
+pub const FORM_REFRESH_TOKEN: &str = "r&efresh=+ok 100%";
+
 #[derive(Clone)]
 struct Other(SocketAddr);
 
@@ -40,6 +48,7 @@ pub async fn start() -> String {
         )
         .route("/big", get(|| async { "x".repeat(64 * 1024) }))
         .route("/echo", get(echo))
+        .route("/login/oauth/access_token", axum::routing::post(token))
         .with_state(Other(other_addr));
     tokio::spawn(async move {
         axum::serve(listener, app).await.ok();
@@ -76,4 +85,35 @@ async fn echo(headers: HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned()
+}
+
+/// Forgejo's token endpoint, for a refresh only: answers a token set when
+/// the form's refresh token and client secret decode to the expected
+/// values, else Forgejo's `unauthorized_client` error.
+async fn token(body: String) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+    let field = |name: &str| form.get(name).map(String::as_str);
+    if field("grant_type") == Some("refresh_token")
+        && field("refresh_token") == Some(FORM_REFRESH_TOKEN)
+        && field("client_secret") == Some(FORM_CLIENT_SECRET)
+    {
+        return Json(serde_json::json!({
+            "access_token": "fresh-access",
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "refresh_token": "fresh-refresh",
+        }))
+        .into_response();
+    }
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({
+            "error": "unauthorized_client",
+            "error_description": "client credentials or refresh token did not match",
+        })),
+    )
+        .into_response()
 }

@@ -165,9 +165,9 @@ async fn instances_round_trip_and_their_token_wins(db: TestDb) {
         .await
         .expect("instance");
     assert!(
-        agents::create_instance(pool, "i-1", "coder", None, 8)
+        !agents::create_instance(pool, "i-1", "coder", None, 8)
             .await
-            .is_err(),
+            .expect("a taken id is an answer, not an error"),
         "an instance id is taken once"
     );
     assert!(

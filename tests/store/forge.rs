@@ -324,9 +324,12 @@ async fn key_rotation_reseals_operator_tokens(db: TestDb) {
     drop(conn);
     vault.db().close().await;
     let new = TestKey::new();
-    let vault = keyward::vault::Vault::open(&db.config(&new, &[&old]))
-        .await
-        .expect("opens with the previous key");
+    let vault = keyward::vault::Vault::open_with(
+        &db.config(&new, &[&old]),
+        keyward::vault::NewKey::Adopt { replace: false },
+    )
+    .await
+    .expect("opens with the previous key");
     let report = vault.rotate_master(&access(), None).await.expect("rotate");
     assert!(report.complete(), "{report:?}");
     assert!(report.resealed >= 1);

@@ -114,9 +114,26 @@ async fn rotation_is_resumable_and_retires_the_previous_key(db: TestDb) {
     // Without the old key as "previous", the new key is refused.
     assert!(Vault::open(&db.config(&new, &[])).await.is_err());
 
-    let vault = Vault::open(&db.config(&new, &[&old]))
+    // With it, the new key is still refused until it is adopted...
+    let err = Vault::open(&db.config(&new, &[&old])).await.err();
+    assert!(
+        matches!(err, Some(VaultError::KeyNotAdopted { .. })),
+        "{err:?}"
+    );
+    let vault = Vault::open_with(
+        &db.config(&new, &[&old]),
+        keyward::vault::NewKey::Adopt { replace: false },
+    )
+    .await
+    .expect("open mid-rotation");
+    // ...and once it is, another new key is refused.
+    let err = Vault::open(&db.config(&TestKey::new(), &[&old]))
         .await
-        .expect("open mid-rotation");
+        .err();
+    assert!(
+        matches!(err, Some(VaultError::OtherKeyAdopted { .. })),
+        "{err:?}"
+    );
     // An interrupted run: only three rows.
     let report = vault
         .rotate_master(&access(), Some(3))

@@ -495,9 +495,12 @@ async fn rotation_reseals_operator_tokens_within_max_rows_and_drops_old_sign_ins
     drop(vault);
 
     let new = TestKey::new();
-    let vault = Vault::open(&db.config(&new, &[&old]))
-        .await
-        .expect("open with the old key as previous");
+    let vault = Vault::open_with(
+        &db.config(&new, &[&old]),
+        keyward::vault::NewKey::Adopt { replace: false },
+    )
+    .await
+    .expect("open with the old key as previous");
     let pool = vault.db().pool.clone();
     let new_id = vault.keyring().current_id().to_string();
     // A sign-in started under the new key is kept.

@@ -139,6 +139,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Opens the store as the global flags and environment say, warning loudly
 /// when a development key is in use.
 pub(crate) async fn open_vault(cli: &Cli) -> anyhow::Result<Vault> {
+    open_vault_with(cli, crate::vault::NewKey::Refuse).await
+}
+
+/// [`open_vault`], treating a current key new to the store as `new_key` says.
+pub(crate) async fn open_vault_with(
+    cli: &Cli,
+    new_key: crate::vault::NewKey,
+) -> anyhow::Result<Vault> {
     let data_dir = config::data_dir(cli.data_dir.as_deref());
     let url = config::database_url(cli.database_url.as_deref(), &data_dir);
     let config = Config::from_env(url, &data_dir, cli.dev)?;
@@ -151,7 +159,7 @@ pub(crate) async fn open_vault(cli: &Cli) -> anyhow::Result<Vault> {
             dev.path.display()
         );
     }
-    Ok(Vault::open(&config).await?)
+    Ok(Vault::open_with(&config, new_key).await?)
 }
 
 /// `cli:<user>` — who is at the terminal, for the access log.
@@ -186,7 +194,10 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
         });
         if let Some(vault) = vault {
             return match vault {
-                VaultError::Key(_) | VaultError::WrongKey { .. } => exit::CONFIG,
+                VaultError::Key(_)
+                | VaultError::WrongKey { .. }
+                | VaultError::KeyNotAdopted { .. }
+                | VaultError::OtherKeyAdopted { .. } => exit::CONFIG,
                 VaultError::Missing(_) => exit::MISSING,
                 _ => exit::FAILURE,
             };

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::Subcommand;
 
 use super::{exit, Cli};
@@ -27,6 +27,8 @@ pub enum Command {
     },
     /// Tell the running `keyward serve` (found by the pid file in the data
     /// folder) to reload its plugins now, instead of at its next folder scan.
+    /// A pid file no live server holds (left by a killed one) is reported
+    /// as stale, and nobody is signalled.
     Reload,
 }
 
@@ -131,18 +133,36 @@ fn check(wasm: &std::path::Path, manifest: Option<&PathBuf>) -> anyhow::Result<E
 
 fn reload(cli: &Cli) -> anyhow::Result<ExitCode> {
     let pid_file = config::data_dir(cli.data_dir.as_deref()).join(super::serve::PID_FILE);
-    let text = std::fs::read_to_string(&pid_file).with_context(|| {
+    let no_server = || {
         format!(
             "no running keyward serve found: cannot read {} (is the server running with the same --data-dir?)",
             pid_file.display()
         )
-    })?;
+    };
+    let file = std::fs::File::open(&pid_file).with_context(no_server)?;
+    let text = std::io::read_to_string(&file).with_context(no_server)?;
     let pid: i32 = text
         .trim()
         .parse()
         .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
     let pid = rustix::process::Pid::from_raw(pid)
         .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    // A live server holds an exclusive lock on its pid file; a lock we can
+    // take means the server that wrote the file is gone and the pid may be
+    // anyone's now.
+    match file.try_lock_shared() {
+        Ok(()) => bail!(
+            "{} is stale: no keyward serve holds it (the server that wrote it was killed?), \
+             so pid {} is not signalled. Start keyward serve, or delete the file",
+            pid_file.display(),
+            pid.as_raw_nonzero()
+        ),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e)
+                .with_context(|| format!("cannot check the lock on {}", pid_file.display()))
+        }
+    }
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).with_context(|| {
         format!(
             "cannot signal process {} from {}: is keyward serve still running?",

@@ -79,8 +79,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     crate::migrate::boot::run_all(&vault, &plugins, &boot).await;
     let _watch = plugins.watch();
     let _hup = reload_on_sighup(plugins.clone());
-    let pid_file = config::data_dir(cli.data_dir.as_deref()).join(PID_FILE);
-    write_pid_file(&pid_file);
+    let _pid_file = PidFile::claim(config::data_dir(cli.data_dir.as_deref()).join(PID_FILE));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -115,7 +114,6 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
-    let _ = std::fs::remove_file(&pid_file);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -134,12 +132,63 @@ async fn print_login_link(vault: &crate::vault::Vault, public: &str) -> anyhow::
     Ok(())
 }
 
-fn write_pid_file(path: &std::path::Path) {
-    use std::io::Write as _;
-    let written = crate::store::create_private_file(path)
-        .and_then(|mut f| writeln!(f, "{}", std::process::id()));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file; `keyward plugin reload` will not find this server");
+/// The pid file, holding this server's pid under an exclusive `flock` for
+/// as long as the server runs. `keyward plugin reload` signals the pid only
+/// while that lock is held: a file left behind by a killed server (the lock
+/// goes with the process) names a pid the system may have given to anything
+/// since, and is reported as stale instead of obeyed.
+struct PidFile {
+    path: std::path::PathBuf,
+    _locked: std::fs::File,
+}
+
+impl PidFile {
+    /// Takes the pid file of the data folder; none (with a warning) when
+    /// another live server holds it or it cannot be written.
+    fn claim(path: std::path::PathBuf) -> Option<PidFile> {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        // Not truncated before the lock is ours: the file may be a live
+        // server's.
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let written = options.open(&path).and_then(|mut file| {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::other(
+                        "another keyward serve of this data folder holds it",
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            file.sync_all()?;
+            Ok(file)
+        });
+        match written {
+            Ok(file) => Some(PidFile {
+                path,
+                _locked: file,
+            }),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot take the pid file; `keyward plugin reload` will not find this server");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Removed while still locked, so a reload never finds this file
+        // unlocked with this pid in it.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -180,43 +180,35 @@ impl Forges {
             Some(id) => instance_scope(id)?,
             None => check_name(name)?,
         };
+        let pool = &self.vault().db().pool;
         if let Some(iid) = instance {
-            // Checked before anything is written.
-            let pool = &self.vault().db().pool;
-            if store::get_instance(pool, iid)
-                .await?
-                .is_some_and(|i| i.agent_type != name)
-            {
-                return Err(ForgeError::Invalid(format!(
-                    "instance {iid:?} belongs to another agent type"
-                )));
+            // Claimed before the token is written, so that of several
+            // agent types asking for one new instance id at once, only the
+            // one that gets the row writes `instance:<id>/FORGE_TOKEN`; the
+            // others answer 409 having changed nothing. (Until the link
+            // below, an instance without a token uses its type's.)
+            let claimed = store::create_instance(pool, iid, name, None, now_ms()).await?;
+            if !claimed {
+                match store::get_instance(pool, iid).await? {
+                    Some(i) if i.agent_type == name => {}
+                    Some(_) => return Err(ForgeError::InstanceTaken(iid.to_owned())),
+                    // Deleted again between the two statements.
+                    None => return Err(ForgeError::Race),
+                }
             }
         }
         self.vault()
             .put(&scope, &token_name(), value, None, access, PutMode::Upsert)
             .await?;
-        let pool = &self.vault().db().pool;
         let mut conn = pool.acquire().await?;
         let id = secrets::get(&mut conn, scope.as_str(), TOKEN_NAME)
             .await?
             .map(|r| r.id);
         drop(conn);
         match instance {
-            None => {
-                store::set_token(pool, name, id, now_ms()).await?;
-            }
-            Some(iid) => match store::get_instance(pool, iid).await? {
-                None => store::create_instance(pool, iid, name, id, now_ms()).await?,
-                Some(i) if i.agent_type == name => {
-                    store::set_instance_token(pool, iid, id, now_ms()).await?;
-                }
-                Some(_) => {
-                    return Err(ForgeError::Invalid(format!(
-                        "instance {iid:?} belongs to another agent type"
-                    )))
-                }
-            },
-        }
+            None => store::set_token(pool, name, id, now_ms()).await?,
+            Some(iid) => store::set_instance_token(pool, iid, id, now_ms()).await?,
+        };
         Ok(format!("{scope}/{TOKEN_NAME}"))
     }
 

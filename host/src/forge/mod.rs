@@ -74,9 +74,26 @@ pub enum ForgeError {
     /// A sealed token did not open (tampered, or an unknown key). (500)
     #[error("a stored forge token could not be opened")]
     Unreadable,
+    /// The instance id is taken by another agent type. (409)
+    #[error("instance {0:?} belongs to another agent type")]
+    InstanceTaken(String),
+    /// A concurrent request created the same row first (a unique
+    /// constraint said no). (409)
+    #[error("another request created or changed the same entry at the same time; try again")]
+    Race,
     /// The database failed. (503)
     #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ForgeError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_unique_violation(&e) {
+            ForgeError::Race
+        } else {
+            ForgeError::Sql(e)
+        }
+    }
 }
 
 impl ForgeError {
@@ -90,7 +107,10 @@ impl ForgeError {
             ForgeError::BadCallback | ForgeError::Invalid(_) => 400,
             ForgeError::NotAnOperator(_) | ForgeError::Refused(_) => 403,
             ForgeError::Expired(_) => 424,
-            ForgeError::AgentTypeExists(_) | ForgeError::NoToken(_) => 409,
+            ForgeError::AgentTypeExists(_)
+            | ForgeError::NoToken(_)
+            | ForgeError::InstanceTaken(_)
+            | ForgeError::Race => 409,
             ForgeError::RefreshBusy(_) | ForgeError::NoRuntime | ForgeError::Sql(_) => 503,
             ForgeError::Plugin(e) => e.http_status(),
             ForgeError::Vault(e) => e.http_status(),

@@ -112,7 +112,7 @@ impl ApiError {
             ApiError::Vault(VaultError::Missing(_)) => "missing_secrets",
             ApiError::Vault(VaultError::NotFound { .. }) => "not_found",
             ApiError::Vault(VaultError::Exists { .. }) => "exists",
-            ApiError::Vault(VaultError::Conflict { .. }) => "conflict",
+            ApiError::Vault(VaultError::Conflict { .. } | VaultError::Race(_)) => "conflict",
             ApiError::Vault(VaultError::ValueTooLarge { .. }) => "too_large",
             ApiError::Vault(e) if e.http_status() == 503 => "unavailable",
             ApiError::Vault(e) if e.http_status() >= 500 => "internal",
@@ -137,7 +137,8 @@ fn forge_code(e: &ForgeError) -> &'static str {
         ForgeError::BadCallback | ForgeError::Invalid(_) => "invalid",
         ForgeError::NotAnOperator(_) | ForgeError::Refused(_) => "forbidden",
         ForgeError::Expired(_) => "sign_in_again",
-        ForgeError::AgentTypeExists(_) => "exists",
+        ForgeError::AgentTypeExists(_) | ForgeError::InstanceTaken(_) => "exists",
+        ForgeError::Race => "conflict",
         ForgeError::NoToken(_) => "no_token",
         ForgeError::Plugin(PluginError::Returned { error, .. }) => match error {
             ReturnedError::Unauthorized(_)

@@ -78,7 +78,7 @@ pub enum MigrateError {
 
 impl From<sqlx::Error> for MigrateError {
     fn from(e: sqlx::Error) -> Self {
-        MigrateError::Vault(VaultError::Db(e))
+        MigrateError::Vault(VaultError::from(e))
     }
 }
 

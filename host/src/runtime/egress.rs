@@ -273,6 +273,15 @@ async fn expand(
     }
     // Parse every text that may hold placeholders.
     let body_text = body.and_then(|b| std::str::from_utf8(b).ok());
+    // A value expanded into a form body is encoded for it: a raw `&`, `=`,
+    // `+` or `%` would split or alter the plugin's fields.
+    let form_body = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type")
+            && value
+                .trim_start()
+                .get(..33)
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
     // `Basic ${SECRET_BASIC:USER:REF}` (a whole header value) becomes HTTP
     // Basic credentials of USER and REF's value: a plugin cannot base64 a
     // value it never sees (GitHub's revoke authenticates the client so).
@@ -383,9 +392,23 @@ async fn expand(
     }
     let mut offset = 0;
     let mut rendered = Vec::with_capacity(templates.len());
-    for t in &templates {
+    let body_at = body_text.map(|_| templates.len() - 1);
+    for (i, t) in templates.iter().enumerate() {
         let n = t.refs().len();
-        rendered.push(t.render(&values[offset..offset + n]));
+        let these = &values[offset..offset + n];
+        rendered.push(if form_body && body_at == Some(i) {
+            let encoded: Vec<SecretBytes> = these
+                .iter()
+                .map(|v| {
+                    let mut encoded = super::redact::form_encode(v.expose());
+                    // Moved, not copied: the one buffer is wiped on drop.
+                    SecretBytes::new(std::mem::take(&mut *encoded))
+                })
+                .collect();
+            t.render(&encoded)
+        } else {
+            t.render(these)
+        });
         offset += n;
     }
     let body = match (body, body_text) {

@@ -166,6 +166,14 @@ enum Percent {
     Every,
 }
 
+/// `value` percent-encoded for a form body (RFC 3986 unreserved bytes
+/// stay, every other byte is `%XX`): how egress puts a secret into an
+/// `application/x-www-form-urlencoded` body. The result is one of the forms
+/// [`Redactor`] looks for.
+pub(crate) fn form_encode(value: &[u8]) -> Zeroizing<Vec<u8>> {
+    percent(value, true, Percent::Rfc3986)
+}
+
 fn percent(value: &[u8], upper: bool, style: Percent) -> Zeroizing<Vec<u8>> {
     let digits: &[u8; 16] = if upper {
         b"0123456789ABCDEF"

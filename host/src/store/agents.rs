@@ -156,18 +156,19 @@ pub async fn delete(pool: &AnyPool, name: &str) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Creates an instance override.
+/// Creates an instance override; false if an instance of that id exists
+/// (made by a concurrent request: the caller reads it again).
 pub async fn create_instance(
     pool: &AnyPool,
     id: &str,
     agent_type: &str,
     secret_id: Option<i64>,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let _turn = super::write_turn();
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO agent_instance (id, agent_type, token_secret_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $4)",
+         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
     )
     .bind(id.to_owned())
     .bind(agent_type.to_owned())
@@ -175,7 +176,7 @@ pub async fn create_instance(
     .bind(now)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// One instance.

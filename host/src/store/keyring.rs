@@ -8,6 +8,9 @@ use crate::crypto::Sealed;
 pub const CANARY: &str = "canary";
 /// The log secret: the audit chain key is derived from it.
 pub const LOG_SECRET: &str = "log-secret";
+/// The adopted key's canary: sealed under the key a rotation moves to, so
+/// that key alone may start beside the old one (`vault::keycheck`).
+pub const NEXT_KEY: &str = "next-key";
 
 /// Associated data for a keyring row, so the canary and the log secret cannot
 /// be swapped for each other.
@@ -80,4 +83,13 @@ pub async fn reseal(
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Deletes the row for `purpose`, if any.
+pub async fn delete(conn: &mut AnyConnection, purpose: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM keyring WHERE purpose = $1")
+        .bind(purpose.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

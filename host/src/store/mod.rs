@@ -56,6 +56,25 @@ pub enum StoreError {
         /// Why.
         source: sqlx::Error,
     },
+    /// The URL cannot be read as a database URL.
+    #[error(
+        "the database URL {url} cannot be read ({why}): percent-encode any `/ ? # @ :` in \
+         the user name or password (%2F %3F %23 %40 %3A)"
+    )]
+    BadUrl {
+        /// The URL with any password removed.
+        url: String,
+        /// What the parser said.
+        why: String,
+    },
+    /// The first connection did not finish in time.
+    #[error("cannot open the database at {url}: no answer within {secs} s (is the server up and reachable from here?)")]
+    ConnectTimeout {
+        /// The URL with any password removed.
+        url: String,
+        /// How long it waited.
+        secs: u64,
+    },
     /// A migration failed.
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -135,7 +154,10 @@ impl Db {
                 }
                 url.to_owned()
             }
-            Backend::Postgres => url.to_owned(),
+            Backend::Postgres => {
+                probe_postgres(url, &shown).await?;
+                url.to_owned()
+            }
         };
         let options = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -234,6 +256,40 @@ impl Db {
     }
 }
 
+/// How long the first PostgreSQL connection may take before it is reported.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection before the pool is built, so that a refused connection, a
+/// rejected password or a missing database is reported at once with its
+/// cause: the pool would retry until its acquire timeout (30 s) and then
+/// say only "pool timed out".
+async fn probe_postgres(url: &str, shown: &str) -> Result<(), StoreError> {
+    let options =
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: shown.to_owned(),
+            why: e.to_string(),
+        })?;
+    match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        sqlx::postgres::PgConnection::connect_with(&options),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(source)) => Err(StoreError::Connect {
+            url: shown.to_owned(),
+            source,
+        }),
+        Err(_) => Err(StoreError::ConnectTimeout {
+            url: shown.to_owned(),
+            secs: PROBE_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
 /// Creates `dir` (and parents) readable by the owner only.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.exists() {
@@ -283,22 +339,61 @@ fn sqlite_path(url: &str) -> &str {
     rest.split('?').next().unwrap_or(rest)
 }
 
-/// Removes a password from a URL so it can be printed.
+/// A URL with every password removed, so it can be printed: the one in the
+/// user part and any query parameter whose name holds `password`
+/// (`password=`, `sslpassword=`).
+///
+/// The user part is taken to end at the *last* `@` of the URL, not at the
+/// first `/`, `?` or `#`: a password written without percent-encoding may
+/// hold any of them (`postgres://u:pa/ss@host/db`), and a URL parser would
+/// then read part of it as the host or path. An `@` elsewhere (in the query)
+/// only hides more than needed.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
+    let (user, rest) = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
+            (format!("{user}:***@"), host)
         }
-        None => url.to_owned(),
+        None => (String::new(), rest),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let mut shown = format!("{scheme}://{user}{before_query}");
+    if let Some(query) = query {
+        let (query, fragment) = match query.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (query, None),
+        };
+        let pairs = url::form_urlencoded::parse(query.as_bytes()).map(|(name, value)| {
+            if name.to_ascii_lowercase().contains("password") {
+                (name, "***".into())
+            } else {
+                (name, value)
+            }
+        });
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        shown.push('?');
+        shown.push_str(&query);
+        if let Some(fragment) = fragment {
+            shown.push('#');
+            shown.push_str(fragment);
+        }
     }
+    shown
+}
+
+/// Whether `e` is a unique-constraint violation: a concurrent request
+/// created the same row first. Every layer answers it as a conflict (409),
+/// never as a failure of the store.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// Pool writes of this process that are waiting for, or holding, SQLite's
@@ -399,5 +494,29 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn passwords_are_hidden_wherever_and_however_written() {
+        for (url, shown) in [
+            ("postgres://u:pa/ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:p?w#d@h:5/db", "postgres://u:***@h:5/db"),
+            ("postgresql://u:se@cret@h/db", "postgresql://u:***@h/db"),
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=hunter2&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgres://h/db?PassWord=x%26y&sslpassword=z#frag",
+                "postgres://h/db?PassWord=***&sslpassword=***#frag",
+            ),
+            (
+                "sqlite://./data/k.db?mode=rwc",
+                "sqlite://./data/k.db?mode=rwc",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

@@ -41,6 +41,37 @@ pub enum VaultError {
         /// Key id of the key given.
         given: String,
     },
+    /// The current key is new to the store (the store's key is only among
+    /// the previous keys) and was never adopted. (Start-up only.)
+    #[error(
+        "{var} (key id {given}) is new to the store at {url}, whose key (id {stored}) is given \
+         only in KEYWARD_MASTER_KEY_PREVIOUS. Refusing to start so that nothing is sealed under a \
+         mistyped key. If {given} is the key you are rotating to, run `keyward key adopt` once \
+         with this environment, then start again (docs/credentials.md)",
+        var = crate::crypto::MASTER_KEY_VAR
+    )]
+    KeyNotAdopted {
+        /// Where the store is.
+        url: String,
+        /// Key id recorded by the canary.
+        stored: String,
+        /// Key id of the key given.
+        given: String,
+    },
+    /// Another new key was adopted for this store. (Start-up only.)
+    #[error(
+        "{var} (key id {given}) is not the key this store is rotating to: key id {adopted} was \
+         adopted. Refusing to start so that nothing is sealed under a second new key. Use the \
+         adopted key; to abandon it instead, run `keyward key adopt --replace` (values already \
+         sealed under it then need it in KEYWARD_MASTER_KEY_PREVIOUS)",
+        var = crate::crypto::MASTER_KEY_VAR
+    )]
+    OtherKeyAdopted {
+        /// Key id of the adopted key.
+        adopted: String,
+        /// Key id of the key given.
+        given: String,
+    },
     /// The database could not be opened or migrated. (503)
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -98,9 +129,23 @@ pub enum VaultError {
     /// The access log could not be written, so nothing was revealed. (503)
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A concurrent request created the same row first (a unique
+    /// constraint said no). (409)
+    #[error("another request created or changed the same {0} at the same time; try again")]
+    Race(&'static str),
     /// Any other database failure. (500)
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for VaultError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_unique_violation(&e) {
+            VaultError::Race("entry")
+        } else {
+            VaultError::Db(e)
+        }
+    }
 }
 
 impl VaultError {
@@ -114,11 +159,13 @@ impl VaultError {
             | VaultError::Description
             | VaultError::Missing(_) => 422,
             VaultError::NotFound { .. } => 404,
-            VaultError::Exists { .. } | VaultError::Conflict { .. } => 409,
+            VaultError::Exists { .. } | VaultError::Conflict { .. } | VaultError::Race(_) => 409,
             VaultError::ValueTooLarge { .. } => 413,
             VaultError::Store(_) | VaultError::Audit(_) => 503,
             VaultError::Key(_)
             | VaultError::WrongKey { .. }
+            | VaultError::KeyNotAdopted { .. }
+            | VaultError::OtherKeyAdopted { .. }
             | VaultError::Unreadable(_)
             | VaultError::Db(_) => 500,
         }

@@ -3,6 +3,7 @@
 //! logged before the plaintext comes back.
 
 mod error;
+mod keycheck;
 mod mutate;
 mod rotate;
 
@@ -12,6 +13,7 @@ use sqlx::Any;
 use zeroize::Zeroizing;
 
 pub use error::{MissingSecretError, VaultError, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
+pub use keycheck::NewKey;
 pub use mutate::{check_description, Put, PutMode};
 pub use rotate::RotateReport;
 
@@ -26,8 +28,7 @@ use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
 use crate::store::secrets::{self, SecretMeta};
 use crate::store::{now_ms, write_turn, Db, WriteTurn};
 
-/// The canary's known plaintext.
-const CANARY_PLAINTEXT: &[u8] = b"keyward keyring canary v1";
+use keycheck::CANARY_PLAINTEXT;
 
 /// The chain head a change's transaction locked, and the [`WriteTurn`] it
 /// holds until it commits.
@@ -46,15 +47,21 @@ pub struct Vault {
 }
 
 impl Vault {
-    /// Opens (creating on first use) the store named by `config`.
+    /// Opens (creating on first use) the store named by `config`; a current
+    /// key the store does not know is refused (see [`NewKey`]).
+    pub async fn open(config: &Config) -> Result<Vault, VaultError> {
+        Self::open_with(config, NewKey::Refuse).await
+    }
+
+    /// Opens the store, treating a new current key as `new_key` says.
     ///
     /// Order matters: the key is checked against an existing store's canary
     /// *before* anything is written, so a wrong key changes nothing.
-    pub async fn open(config: &Config) -> Result<Vault, VaultError> {
+    pub async fn open_with(config: &Config, new_key: NewKey) -> Result<Vault, VaultError> {
         let keyring = Keyring::new(&config.master_key, &config.previous_keys);
         let db = Db::connect(&config.database_url).await?;
         if db.is_initialised().await? {
-            check_canary(&db, &keyring).await?;
+            keycheck::check(&db, &keyring, new_key).await?;
         }
         db.migrate().await?;
         if keyring_table::get(&db.pool, CANARY).await?.is_none() {
@@ -70,7 +77,7 @@ impl Vault {
             tx.commit().await?;
         }
         // Again: another host may have won the race to record the canary.
-        check_canary(&db, &keyring).await?;
+        keycheck::check(&db, &keyring, NewKey::Refuse).await?;
         let sealed = keyring_table::get(&db.pool, LOG_SECRET)
             .await?
             .ok_or_else(|| VaultError::Unreadable("the access-log secret (missing)".into()))?;
@@ -301,19 +308,5 @@ impl Vault {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-async fn check_canary(db: &Db, keyring: &Keyring) -> Result<(), VaultError> {
-    let Some(sealed) = keyring_table::get(&db.pool, CANARY).await? else {
-        return Ok(());
-    };
-    match keyring.open(&sealed, &keyring_table::aad(CANARY)) {
-        Ok(plain) if plain.expose() == CANARY_PLAINTEXT => Ok(()),
-        _ => Err(VaultError::WrongKey {
-            url: db.display_url().to_owned(),
-            stored: sealed.key_id,
-            given: keyring.current_id().to_string(),
-        }),
     }
 }

@@ -8,7 +8,7 @@ use super::{Vault, VaultError};
 use crate::audit::{Access, AccessEntry, Action, Outcome};
 use crate::crypto::{oauth_token_aad, secret_aad};
 use crate::store::forge;
-use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
+use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET, NEXT_KEY};
 use crate::store::now_ms;
 use crate::store::secrets;
 
@@ -214,6 +214,9 @@ impl Vault {
                 );
             }
         }
+        // The canary is under the current key now: the adopted key's own
+        // canary has done its work.
+        keyring_table::delete(&mut tx, NEXT_KEY).await?;
         self.commit_logged(tx, head, &entries).await?;
         Ok(true)
     }
