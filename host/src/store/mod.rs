@@ -352,6 +352,10 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    if scheme.eq_ignore_ascii_case("sqlite") {
+        // A file path: an `@` in it is part of the name.
+        return url.to_owned();
+    }
     let (user, rest) = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
