@@ -9,6 +9,7 @@ mod keys;
 mod migrate;
 mod migrators;
 mod python_migrator;
+mod run;
 mod secrets;
 mod serve;
 mod tokens;

@@ -6,6 +6,7 @@ mod key;
 mod migrate;
 mod plugin;
 mod render;
+mod run;
 mod secret;
 mod serve;
 mod token;
@@ -76,8 +77,13 @@ pub enum Command {
     /// Create, read, list, delete and re-seal secrets.
     #[command(subcommand)]
     Secret(secret::Command),
-    /// Render a ${SECRET:NAME} template from stdin to stdout.
+    /// Render a ${SECRET:NAME} template from stdin to stdout (or --out FILE).
     Render(render::Args),
+    /// Run a command with secrets in its environment: each --env
+    /// NAME=TEMPLATE is rendered (one access-log row per secret), then CMD
+    /// replaces keyward, so its exit code is the run's. Nothing is written
+    /// to disk.
+    Run(run::Args),
     /// Read and verify the access log.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -128,6 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(command) => key::run(&cli, command).await,
         Command::Secret(command) => secret::run(&cli, command).await,
         Command::Render(args) => render::run(&cli, args).await,
+        Command::Run(args) => run::run(&cli, args).await,
         Command::Audit(command) => audit::run(&cli, command).await,
         Command::Plugin(command) => plugin::run(&cli, command).await,
         Command::Token(command) => token::run(&cli, command).await,

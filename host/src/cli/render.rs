@@ -21,6 +21,11 @@ pub struct Args {
     /// Bare names resolve instance → agent_type → global.
     #[arg(long, value_name = "KEY=VALUE")]
     context: Vec<String>,
+    /// Write the rendered text to FILE instead of stdout: atomically (a
+    /// reader sees the old file or the whole new one) and readable by the
+    /// owner only (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -36,8 +41,51 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     template::parse(&text)?;
     let vault = open_vault(cli).await?;
     let rendered = template::render(&vault, &text, &ctx, &access).await?;
+    if let Some(path) = &args.out {
+        write_private(path, &rendered)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(&rendered)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` through a new mode-0600 file beside it, synced
+/// and renamed over `path` (then the folder synced): a crash leaves the old
+/// file or the new one, never a part, and at no moment can another user
+/// read the rendered secrets.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let mut nonce = [0u8; 8];
+    crate::crypto::fill_random(&mut nonce);
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        hex::encode(nonce)
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
