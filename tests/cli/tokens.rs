@@ -64,6 +64,26 @@ fn hostile_names_roles_and_ids_are_refused_and_add_nothing() {
         assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
         assert!(text(&out.stdout).is_empty());
     }
+    for ttl in [
+        "0s",
+        "-1d",
+        "1.5h",
+        "10y",
+        "4000d",
+        "d",
+        "99999999999999999999d",
+    ] {
+        let flag = format!("--ttl={ttl}");
+        let out = kw.run(
+            &[
+                "token", "create", "--name", "n", "--role", "resolver", &flag,
+            ],
+            b"",
+        );
+        assert_eq!(code(&out), 2, "{ttl:?}");
+        assert!(text(&out.stderr).contains("--ttl"), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).is_empty());
+    }
     for id in ["", "nope", "' OR 1=1 --", &"f".repeat(10_000)] {
         let out = kw.run(&["token", "revoke", id], b"");
         assert_eq!(code(&out), 1, "{id:.20}");
@@ -72,4 +92,31 @@ fn hostile_names_roles_and_ids_are_refused_and_add_nothing() {
     assert_eq!(kw.ok(&["token", "list", "--json"], b""), "");
     let usage = kw.run(&["token", "create", "--name", "n"], b"");
     assert_eq!(code(&usage), 2, "a missing --role is a usage error");
+}
+
+#[test]
+fn a_token_with_a_lifetime_shows_its_expiry() {
+    let kw = Kw::new();
+    let out = kw.run(
+        &[
+            "token", "create", "--name", "ci", "--role", "resolver", "--ttl", "12h",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("it expires"),
+        "{}",
+        text(&out.stderr)
+    );
+    let table = kw.ok(&["token", "list"], b"");
+    assert!(
+        table.lines().next().unwrap_or("").contains("EXPIRES"),
+        "{table}"
+    );
+    let json = kw.ok(&["token", "list", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    let lifetime = row["expires_at"].as_i64().expect("expires_at")
+        - row["created_at"].as_i64().expect("created_at");
+    assert_eq!(lifetime, 12 * 3600 * 1000);
 }

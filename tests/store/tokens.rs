@@ -9,7 +9,65 @@ crate::on_both_backends!(
     a_token_authenticates_until_revoked,
     only_a_hash_of_the_token_is_stored,
     hostile_tokens_and_names_are_refused,
+    an_expired_token_is_refused_like_a_revoked_one,
 );
+
+/// A token made to last a second works until then and is refused after —
+/// also by a process that remembered it a moment before (the cache here
+/// trusts an entry for a minute, far past the expiry).
+async fn an_expired_token_is_refused_like_a_revoked_one(db: TestDb) {
+    let vault = db.open(&TestKey::new()).await;
+    let tokens = Tokens::with_cache_ttl(vault.db().clone(), std::time::Duration::from_secs(60));
+    let ttl = std::time::Duration::from_millis(1500);
+    let (row, token) = tokens
+        .create_expiring("short", Role::Resolver, Some(ttl))
+        .await
+        .expect("create");
+    let expires = row.expires_at.expect("an expiry");
+    assert_eq!(expires - row.created_at, 1500);
+    let (_, lasting) = tokens
+        .create("lasting", Role::Resolver)
+        .await
+        .expect("create");
+    tokens
+        .authenticate(token.expose())
+        .await
+        .expect("valid before expiry");
+    tokens
+        .authenticate(token.expose())
+        .await
+        .expect("remembered");
+    while keyward::store::now_ms() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let err = tokens
+        .authenticate(token.expose())
+        .await
+        .expect_err("expired");
+    assert!(
+        matches!(err, AuthError::Invalid) && err.http_status() == 401,
+        "{err}"
+    );
+    // A fresh process (no cache) refuses it too; tokens without expiry live on.
+    let fresh = Tokens::new(vault.db().clone());
+    assert!(fresh.authenticate(token.expose()).await.is_err());
+    fresh
+        .authenticate(lasting.expose())
+        .await
+        .expect("no expiry");
+    let listed = tokens.list().await.expect("list");
+    let shown = listed.iter().find(|t| t.id == row.id).expect("listed");
+    assert_eq!(shown.expires_at, Some(expires));
+    // Zero and over ten years are refused.
+    for bad in [std::time::Duration::ZERO, keyward::auth::token::MAX_TTL * 2] {
+        let err = tokens
+            .create_expiring("bad", Role::Resolver, Some(bad))
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, AuthError::BadTtl) && err.http_status() == 400);
+    }
+}
 
 async fn a_token_authenticates_until_revoked(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;

@@ -37,6 +37,9 @@ pub enum AuthError {
         "invalid token name {0:?}: 1–64 characters of letters, digits, space, `.`, `_` or `-`"
     )]
     BadName(String),
+    /// A token lifetime that is zero or over ten years. HTTP 400.
+    #[error("invalid token lifetime: more than 0 seconds and at most ten years (e.g. 90d, 12h, 30m, 3600s)")]
+    BadTtl,
     /// Not a role. HTTP 400.
     #[error("invalid role {0:?}: use operator or resolver")]
     BadRole(String),
@@ -54,7 +57,7 @@ impl AuthError {
         match self {
             AuthError::Missing | AuthError::Invalid => 401,
             AuthError::Forbidden { .. } | AuthError::Csrf => 403,
-            AuthError::BadName(_) | AuthError::BadRole(_) => 400,
+            AuthError::BadName(_) | AuthError::BadRole(_) | AuthError::BadTtl => 400,
             AuthError::NotFound(_) => 404,
             AuthError::Store(_) => 503,
         }

@@ -46,6 +46,10 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// `DELETE /tokens/{id}`) takes effect at once.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// The longest a token may be made to last (ten years): beyond it, "does
+/// not expire" says what is meant.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
 /// Most tokens remembered at once; when full, the cache starts over.
 const CACHE_MAX: usize = 4096;
 
@@ -230,6 +234,9 @@ struct Verified {
     hash: [u8; 32],
     caller: Caller,
     last_used_at: Option<i64>,
+    /// When the token expires, if it does: a remembered token is refused
+    /// from then on like any other.
+    expires_at: Option<i64>,
     /// Taken before the row was read: the entry's age covers the read.
     checked: Instant,
 }
@@ -270,9 +277,26 @@ impl Tokens {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Creates a token. The returned [`ApiToken`] is the only copy.
+    /// Creates a token that does not expire. The returned [`ApiToken`] is
+    /// the only copy.
     pub async fn create(&self, name: &str, role: Role) -> Result<(TokenRow, ApiToken), AuthError> {
+        self.create_expiring(name, role, None).await
+    }
+
+    /// Creates a token refused from `ttl` after now on (none: never), at
+    /// most [`MAX_TTL`]. The returned [`ApiToken`] is the only copy.
+    pub async fn create_expiring(
+        &self,
+        name: &str,
+        role: Role,
+        ttl: Option<Duration>,
+    ) -> Result<(TokenRow, ApiToken), AuthError> {
         check_name(name)?;
+        let ttl_ms = match ttl {
+            None => None,
+            Some(t) if t.is_zero() || t > MAX_TTL => return Err(AuthError::BadTtl),
+            Some(t) => Some(i64::try_from(t.as_millis()).map_err(|_| AuthError::BadTtl)?),
+        };
         let mut id_bytes = [0u8; ID_HEX / 2];
         crate::crypto::fill_random(&mut id_bytes);
         let mut secret = Zeroizing::new([0u8; 32]);
@@ -290,6 +314,11 @@ impl Tokens {
             created_at: now_ms(),
             last_used_at: None,
             revoked_at: None,
+            expires_at: None,
+        };
+        let row = TokenRow {
+            expires_at: ttl_ms.map(|ms| row.created_at.saturating_add(ms)),
+            ..row
         };
         tokens::insert(&self.db.pool, &row, &hash(token.expose())).await?;
         Ok((row, token))
@@ -348,7 +377,7 @@ impl Tokens {
             return Err(AuthError::Invalid);
         };
         let matches: bool = presented_hash.ct_eq(stored.as_slice()).into();
-        if !matches || row.revoked_at.is_some() {
+        if !matches || row.revoked_at.is_some() || row.expired(now_ms()) {
             return Err(AuthError::Invalid);
         }
         let role = Role::parse(&row.role).map_err(|_| AuthError::Invalid)?;
@@ -358,6 +387,7 @@ impl Tokens {
             role,
         };
         let now = now_ms();
+        let expires_at = row.expires_at;
         let mut last_used_at = row.last_used_at;
         if last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY_MS) {
             self.touch(&caller.token_id, now).await;
@@ -369,6 +399,7 @@ impl Tokens {
                 hash: presented_hash,
                 caller: caller.clone(),
                 last_used_at,
+                expires_at,
                 checked,
             },
         );
@@ -383,7 +414,8 @@ impl Tokens {
         let mut cache = self.cache();
         let epoch = cache.epoch;
         if let Some(entry) = cache.by_id.get_mut(id) {
-            let fresh = now.saturating_duration_since(entry.checked) < self.ttl;
+            let fresh = now.saturating_duration_since(entry.checked) < self.ttl
+                && entry.expires_at.is_none_or(|at| at > now_ms());
             // Another secret with a remembered id is checked against the row
             // like any other guess (the entry stays): a wrong guess takes
             // the same time whether or not the id was used a moment ago.
@@ -588,6 +620,7 @@ mod tests {
                     role: Role::Resolver,
                 },
                 last_used_at: None,
+                expires_at: None,
                 checked,
             },
         );

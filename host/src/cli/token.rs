@@ -20,9 +20,14 @@ pub enum Command {
         /// operator (everything) or resolver (render and read metadata).
         #[arg(long)]
         role: String,
+        /// Refuse the token after this long: a number and a unit, s, m, h
+        /// or d (e.g. 90d, 12h); at most ten years [default: never]. An
+        /// expired token is refused like a revoked one.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
     },
     /// List tokens (never the tokens themselves): id, name, role, created,
-    /// last used, revoked.
+    /// last used, expires, revoked.
     List {
         /// JSON lines instead of a table.
         #[arg(long)]
@@ -37,13 +42,19 @@ pub enum Command {
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Create { name, role } => {
+        Command::Create { name, role, ttl } => {
             let role = Role::parse(role)?;
             crate::auth::token::check_name(name)?;
             let vault = open_vault(cli).await?;
-            let (row, token) = Tokens::new(vault.db().clone()).create(name, role).await?;
+            let (row, token) = Tokens::new(vault.db().clone())
+                .create_expiring(name, role, *ttl)
+                .await?;
+            let expiry = row.expires_at.map_or_else(
+                || "it does not expire".to_owned(),
+                |at| format!("it expires {}", super::audit::format_ms(at)),
+            );
             eprintln!(
-                "created {} token {:?} (id {}). It is shown once; store it now.",
+                "created {} token {:?} (id {}); {expiry}. It is shown once; store it now.",
                 row.role, row.name, row.id
             );
             let mut out = std::io::stdout().lock();
@@ -63,17 +74,18 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                     |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), super::audit::format_ms);
                 writeln!(
                     out,
-                    "{:<16} {:<8} {:<24} {:<24} {:<24} NAME",
-                    "ID", "ROLE", "CREATED", "LAST USED", "REVOKED"
+                    "{:<16} {:<8} {:<24} {:<24} {:<24} {:<24} NAME",
+                    "ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"
                 )?;
                 for row in &rows {
                     writeln!(
                         out,
-                        "{:<16} {:<8} {:<24} {:<24} {:<24} {}",
+                        "{:<16} {:<8} {:<24} {:<24} {:<24} {:<24} {}",
                         row.id,
                         row.role,
                         super::audit::format_ms(row.created_at),
                         when(row.last_used_at),
+                        when(row.expires_at),
                         when(row.revoked_at),
                         row.name
                     )?;
@@ -87,4 +99,54 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `90d`, `12h`, `30m`, `3600s`: a whole number and one unit.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration: a whole number and s, m, h or d (e.g. 90d)");
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let secs = number.checked_mul(unit_secs).ok_or_else(bad)?;
+    let ttl = std::time::Duration::from_secs(secs);
+    if ttl.is_zero() || ttl > crate::auth::token::MAX_TTL {
+        return Err(format!(
+            "{text:?}: more than 0 seconds and at most ten years"
+        ));
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_ttl("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_ttl("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("1s"), Ok(Duration::from_secs(1)));
+        for bad in [
+            "",
+            "d",
+            "0s",
+            "-1d",
+            "1.5h",
+            "10y",
+            "1 d",
+            "99999999999999999999d",
+            "4000d",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -95,7 +95,7 @@ pub fn table() -> Vec<Route> {
         route!(post "/secrets/{name}/rotate", Operator, 200, "Re-seal under the current master key", query["scope"], body=false, secrets::rotate),
         route!(get "/secrets/{name}/access-log", Resolver, 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history),
         route!(post "/render", Resolver, 200, "Substitute ${SECRET:…} placeholders {template, reason, context?}", query[], body=true, routes::render),
-        route!(post "/tokens", Operator, 201, "Create an API token {name, role}; shown once", query[], body=true, tokens::create_token),
+        route!(post "/tokens", Operator, 201, "Create an API token {name, role, ttl_seconds?}; shown once", query[], body=true, tokens::create_token),
         route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens),
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),

@@ -19,6 +19,9 @@ use crate::store::tokens::TokenRow;
 pub struct NewToken {
     name: String,
     role: String,
+    /// Seconds until it expires (none: never).
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
 }
 
 /// `POST /tokens` (operator): 201 with the token, shown this once.
@@ -28,7 +31,8 @@ pub async fn create_token(
     Body(req): Body<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let role = Role::parse(&req.role)?;
-    let (row, token) = state.tokens.create(&req.name, role).await?;
+    let ttl = req.ttl_seconds.map(std::time::Duration::from_secs);
+    let (row, token) = state.tokens.create_expiring(&req.name, role, ttl).await?;
     tracing::info!(by = %caller.accessor(), id = %row.id, role = %row.role, "API token created");
     Ok((
         StatusCode::CREATED,
@@ -37,6 +41,7 @@ pub async fn create_token(
             "name": row.name,
             "role": row.role,
             "created_at": row.created_at,
+            "expires_at": row.expires_at,
             "token": token.expose(),
         })),
     ))

@@ -19,9 +19,18 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     /// Unix milliseconds of its revocation, if revoked.
     pub revoked_at: Option<i64>,
+    /// Unix milliseconds from which it is refused, if it expires.
+    pub expires_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, name, role, created_at, last_used_at, revoked_at";
+impl TokenRow {
+    /// Whether it is refused at `now` for having expired.
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+const COLUMNS: &str = "id, name, role, created_at, last_used_at, revoked_at, expires_at";
 
 fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
     Ok(TokenRow {
@@ -31,6 +40,7 @@ fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
         created_at: r.try_get("created_at")?,
         last_used_at: r.try_get("last_used_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
@@ -38,14 +48,15 @@ fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
 pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(), sqlx::Error> {
     let _turn = super::write_turn();
     sqlx::query(
-        "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+        "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
     )
     .bind(&token.id)
     .bind(&token.name)
     .bind(&token.role)
     .bind(hash)
     .bind(token.created_at)
+    .bind(token.expires_at)
     .execute(pool)
     .await?;
     Ok(())

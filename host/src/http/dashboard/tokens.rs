@@ -37,7 +37,12 @@ fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
                                 td {
                                     @if let Some(at) = t.revoked_at {
                                         "revoked " (when(at))
+                                    } @else if t.expired(crate::store::now_ms()) {
+                                        "expired " (when(t.expires_at.unwrap_or_default()))
                                     } @else {
+                                        @if let Some(at) = t.expires_at {
+                                            "expires " (when(at)) " "
+                                        }
                                         form method="post" action=(format!("/settings/tokens/{}/revoke", t.id)) class="inline" {
                                             (csrf_field(session))
                                             button type="submit" class="danger" aria-label=(format!("Revoke token {}", t.name)) { "Revoke" }
