@@ -81,3 +81,61 @@ fn a_missing_database_is_named_promptly() {
         "{stderr}"
     );
 }
+
+/// A password the server rejects is said as such. The suite's server
+/// trusts every local connection, so this test gives one role of its own a
+/// password rule (a line at the top of `pg_hba.conf`, for that role only)
+/// and reloads the server's configuration.
+#[test]
+fn a_rejected_password_is_named_promptly_and_not_printed() {
+    let admin = std::env::var("KEYWARD_TEST_POSTGRES_URL")
+        .expect("KEYWARD_TEST_POSTGRES_URL: run the tests with scripts/test");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use sqlx::{Connection as _, Row as _};
+        let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+            .await
+            .expect("admin connection");
+        let exists = sqlx::query("SELECT 1 FROM pg_roles WHERE rolname = 'kw_pwtest'")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("query")
+            .is_some();
+        if !exists {
+            // Two test processes may race here; the loser's error is harmless.
+            let _ = sqlx::query("CREATE ROLE kw_pwtest LOGIN PASSWORD 'right-password'")
+                .execute(&mut conn)
+                .await;
+        }
+        let hba: String = sqlx::query("SHOW hba_file")
+            .fetch_one(&mut conn)
+            .await
+            .expect("hba_file")
+            .get(0);
+        let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        let rule = "host all kw_pwtest 127.0.0.1/32 scram-sha-256\n";
+        if !rules.contains(rule) {
+            std::fs::write(&hba, format!("{rule}{rules}")).expect("write pg_hba.conf");
+        }
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&mut conn)
+            .await
+            .expect("reload");
+    });
+    let host = admin
+        .split_once('@')
+        .expect("URL with a user")
+        .1
+        .rsplit_once('/')
+        .expect("URL with a database")
+        .0;
+    let url = format!("postgres://kw_pwtest:wrong-h%40ss@{host}/postgres");
+    let (exit, stderr, took) = list_against(&url);
+    assert_ne!(exit, 0, "{stderr}");
+    assert!(took < PROMPT, "took {took:?}: {stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-h"), "{stderr}");
+}
