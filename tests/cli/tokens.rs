@@ -120,3 +120,38 @@ fn a_token_with_a_lifetime_shows_its_expiry() {
         - row["created_at"].as_i64().expect("created_at");
     assert_eq!(lifetime, 12 * 3600 * 1000);
 }
+
+#[test]
+fn rotate_prints_a_new_value_once_and_refuses_bad_input() {
+    let kw = Kw::new();
+    let old = kw.ok(
+        &["token", "create", "--name", "ci", "--role", "resolver"],
+        b"",
+    );
+    let id = old.trim()[3..19].to_owned();
+    let out = kw.run(&["token", "rotate", &id, "--grace", "10m"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new = text(&out.stdout);
+    assert!(new.starts_with(&format!("kw_{id}_")) && new != old, "{new}");
+    assert!(
+        text(&out.stderr).contains("accepted until"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kw.run(&["token", "rotate", &id], b"");
+    assert!(
+        text(&out.stderr).contains("refused from now on"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (args, exit) in [
+        (vec!["token", "rotate", "ffffffffffffffff"], 1),
+        (vec!["token", "rotate", &id, "--grace=8d"], 2),
+        (vec!["token", "rotate", &id, "--grace=-1s"], 2),
+        (vec!["token", "rotate"], 2),
+    ] {
+        let out = kw.run(&args, b"");
+        assert_eq!(code(&out), exit, "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).is_empty(), "{args:?}");
+    }
+}

@@ -426,6 +426,65 @@ async fn tokens_made_over_http_work_until_revoked() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
         assert_eq!(error_code(status, &json, &raw), "invalid");
     }
+    // A lifetime out of bounds is refused; one in bounds is answered.
+    for ttl in [json!(0), json!(-1), json!("1d"), json!(400_000_000_000u64)] {
+        let (status, json, raw) = api
+            .call(
+                Method::POST,
+                "/tokens",
+                Some(&api.operator),
+                Some(json!({"name": "t", "role": "resolver", "ttl_seconds": ttl})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{ttl}: {raw}");
+        assert_eq!(error_code(status, &json, &raw), "invalid");
+    }
+    let (status, json, raw) = api
+        .call(
+            Method::POST,
+            "/tokens",
+            Some(&api.operator),
+            Some(json!({"name": "t", "role": "resolver", "ttl_seconds": 60})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    assert_eq!(
+        json["expires_at"].as_i64().expect("expires_at")
+            - json["created_at"].as_i64().expect("created_at"),
+        60_000
+    );
+    // Rotation: a new value, the old one kept for the grace period asked.
+    let (status, json, raw) = api
+        .call(
+            Method::POST,
+            &format!("/tokens/{id}/rotate"),
+            Some(&api.operator),
+            Some(json!({"grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    let rotated = json["token"].as_str().expect("token").to_owned();
+    assert!(json["previous_valid_until"].is_i64(), "{raw}");
+    for t in [&token, &rotated] {
+        let (status, _, _) = api.call(Method::GET, "/secrets", Some(t), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    for body in [
+        json!({"grace_seconds": 700_000}),
+        json!({"grace": 1}),
+        json!([]),
+    ] {
+        let (status, json, raw) = api
+            .call(
+                Method::POST,
+                &format!("/tokens/{id}/rotate"),
+                Some(&api.operator),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {raw}");
+        assert_eq!(error_code(status, &json, &raw), "invalid");
+    }
     let (status, _, _) = api
         .call(
             Method::DELETE,

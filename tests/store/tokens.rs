@@ -10,7 +10,108 @@ crate::on_both_backends!(
     only_a_hash_of_the_token_is_stored,
     hostile_tokens_and_names_are_refused,
     an_expired_token_is_refused_like_a_revoked_one,
+    a_rotated_token_keeps_its_id_and_the_old_value_lasts_its_grace,
 );
+
+/// Rotation: a new value for the same id, name, role and expiry; the old
+/// value is accepted for the grace period only (none: refused at once),
+/// also by a process that remembered it.
+async fn a_rotated_token_keeps_its_id_and_the_old_value_lasts_its_grace(db: TestDb) {
+    use std::time::Duration;
+    let vault = db.open(&TestKey::new()).await;
+    let tokens = Tokens::with_cache_ttl(vault.db().clone(), Duration::from_secs(60));
+    let (row, old) = tokens
+        .create_expiring("agent", Role::Resolver, Some(Duration::from_secs(3600)))
+        .await
+        .expect("create");
+    tokens.authenticate(old.expose()).await.expect("old works");
+
+    // With a grace period both values work until it ends.
+    let (rotated, new, until) = tokens
+        .rotate(&row.id, Duration::from_millis(1500))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        (
+            &rotated.id,
+            &rotated.name,
+            &rotated.role,
+            rotated.expires_at
+        ),
+        (&row.id, &row.name, &row.role, row.expires_at)
+    );
+    assert!(new.expose().starts_with(&format!("kw_{}_", row.id)));
+    assert_ne!(new.expose(), old.expose());
+    let until = until.expect("a grace period");
+    let caller = tokens.authenticate(new.expose()).await.expect("new works");
+    assert_eq!(caller.token_id, row.id);
+    tokens
+        .authenticate(old.expose())
+        .await
+        .expect("old works in grace");
+    tokens.authenticate(old.expose()).await.expect("remembered");
+    while keyward::store::now_ms() <= until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        tokens.authenticate(old.expose()).await.is_err(),
+        "old after grace"
+    );
+    let fresh = Tokens::new(vault.db().clone());
+    assert!(fresh.authenticate(old.expose()).await.is_err());
+    fresh
+        .authenticate(new.expose())
+        .await
+        .expect("new still works");
+
+    // Without one the replaced value is refused at once, even remembered.
+    tokens.authenticate(new.expose()).await.expect("remembered");
+    let (_, newer, until) = tokens
+        .rotate(&row.id, Duration::ZERO)
+        .await
+        .expect("rotate");
+    assert_eq!(until, None);
+    assert!(tokens.authenticate(new.expose()).await.is_err());
+    assert!(fresh.authenticate(old.expose()).await.is_err());
+    tokens
+        .authenticate(newer.expose())
+        .await
+        .expect("newest works");
+
+    // A revoked or unknown token, a legacy key and a long grace are refused.
+    tokens.revoke(&row.id).await.expect("revoke");
+    let err = tokens
+        .rotate(&row.id, Duration::ZERO)
+        .await
+        .err()
+        .expect("revoked");
+    assert!(matches!(err, AuthError::NotFound(_)), "{err}");
+    assert!(tokens.authenticate(newer.expose()).await.is_err());
+    for id in ["0000000000000000", "nope", "' OR 1=1 --"] {
+        let err = tokens
+            .rotate(id, Duration::ZERO)
+            .await
+            .err()
+            .expect("unknown");
+        assert!(matches!(err, AuthError::NotFound(_)), "{id}: {err}");
+    }
+    let err = tokens
+        .rotate("legacy-0011223344556677", Duration::ZERO)
+        .await
+        .err()
+        .expect("legacy");
+    assert!(matches!(err, AuthError::Legacy(_)) && err.http_status() == 400);
+    let (other, _) = tokens
+        .create("other", Role::Resolver)
+        .await
+        .expect("create");
+    let err = tokens
+        .rotate(&other.id, keyward::auth::token::MAX_GRACE * 2)
+        .await
+        .err()
+        .expect("long grace");
+    assert!(matches!(err, AuthError::BadGrace), "{err}");
+}
 
 /// A token made to last a second works until then and is refused after —
 /// also by a process that remembered it a moment before (the cache here

@@ -40,6 +40,12 @@ pub enum AuthError {
     /// A token lifetime that is zero or over ten years. HTTP 400.
     #[error("invalid token lifetime: more than 0 seconds and at most ten years (e.g. 90d, 12h, 30m, 3600s)")]
     BadTtl,
+    /// An imported legacy client key cannot be rotated. HTTP 400.
+    #[error("token {0} is an imported legacy key and cannot be rotated: create a new token, hand it out, then revoke this one")]
+    Legacy(String),
+    /// A rotation grace period over seven days. HTTP 400.
+    #[error("invalid grace period: at most seven days (e.g. 10m, 1h, 0s for none)")]
+    BadGrace,
     /// Not a role. HTTP 400.
     #[error("invalid role {0:?}: use operator or resolver")]
     BadRole(String),
@@ -57,7 +63,11 @@ impl AuthError {
         match self {
             AuthError::Missing | AuthError::Invalid => 401,
             AuthError::Forbidden { .. } | AuthError::Csrf => 403,
-            AuthError::BadName(_) | AuthError::BadRole(_) | AuthError::BadTtl => 400,
+            AuthError::BadName(_)
+            | AuthError::BadRole(_)
+            | AuthError::BadTtl
+            | AuthError::BadGrace
+            | AuthError::Legacy(_) => 400,
             AuthError::NotFound(_) => 404,
             AuthError::Store(_) => 503,
         }

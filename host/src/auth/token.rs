@@ -50,6 +50,9 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 /// not expire" says what is meant.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
+/// The longest a rotated token's old value may stay accepted.
+pub const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Most tokens remembered at once; when full, the cache starts over.
 const CACHE_MAX: usize = 4096;
 
@@ -181,6 +184,18 @@ pub fn is_legacy_key(key: &str) -> bool {
         && !key.starts_with(PREFIX)
 }
 
+/// A fresh `kw_<id>_<secret>` token for `id`.
+fn new_token(id: &str) -> ApiToken {
+    let mut secret = Zeroizing::new([0u8; 32]);
+    crate::crypto::fill_random(secret.as_mut());
+    let token = ApiToken(Zeroizing::new(format!(
+        "{PREFIX}{id}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
+    )));
+    debug_assert!(kw_id_of(token.expose()).is_some());
+    token
+}
+
 /// The stored hash of a token or legacy key.
 pub fn token_hash(token: &str) -> [u8; 32] {
     hash(token)
@@ -299,14 +314,8 @@ impl Tokens {
         };
         let mut id_bytes = [0u8; ID_HEX / 2];
         crate::crypto::fill_random(&mut id_bytes);
-        let mut secret = Zeroizing::new([0u8; 32]);
-        crate::crypto::fill_random(secret.as_mut());
         let id = hex::encode(id_bytes);
-        let token = ApiToken(Zeroizing::new(format!(
-            "{PREFIX}{id}_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref())
-        )));
-        debug_assert!(kw_id_of(token.expose()).is_some());
+        let token = new_token(&id);
         let row = TokenRow {
             id,
             name: name.to_owned(),
@@ -340,6 +349,42 @@ impl Tokens {
         } else {
             Err(AuthError::NotFound(id.chars().take(32).collect()))
         }
+    }
+
+    /// Gives the active token `id` a new value (same id, name, role and
+    /// expiry); the old value stays accepted for `grace` (zero: refused at
+    /// once), at most [`MAX_GRACE`]. The returned [`ApiToken`] is the only
+    /// copy. A legacy client key cannot be rotated: its id is derived from
+    /// the key itself.
+    pub async fn rotate(
+        &self,
+        id: &str,
+        grace: Duration,
+    ) -> Result<(TokenRow, ApiToken, Option<i64>), AuthError> {
+        let not_found = || AuthError::NotFound(id.chars().take(32).collect());
+        if id.starts_with(LEGACY_ID_PREFIX) {
+            return Err(AuthError::Legacy(id.chars().take(32).collect()));
+        }
+        if kw_id_of(&format!("{PREFIX}{id}_{}", "A".repeat(SECRET_B64))).is_none() {
+            return Err(not_found());
+        }
+        if grace > MAX_GRACE {
+            return Err(AuthError::BadGrace);
+        }
+        let token = new_token(id);
+        let now = now_ms();
+        let grace_ms = i64::try_from(grace.as_millis()).map_err(|_| AuthError::BadGrace)?;
+        let until = (!grace.is_zero()).then(|| now.saturating_add(grace_ms));
+        let rotated = tokens::rotate(&self.db.pool, id, &hash(token.expose()), until).await;
+        // Forget it whatever the outcome: the row may have changed anyway.
+        self.forget(id);
+        if !rotated? {
+            return Err(not_found());
+        }
+        let (row, _) = tokens::get(&self.db.pool, id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((row, token, until))
     }
 
     fn forget(&self, id: &str) {
@@ -376,18 +421,28 @@ impl Tokens {
         let Some((row, stored)) = tokens::get(&self.db.pool, id).await? else {
             return Err(AuthError::Invalid);
         };
-        let matches: bool = presented_hash.ct_eq(stored.as_slice()).into();
-        if !matches || row.revoked_at.is_some() || row.expired(now_ms()) {
+        let now = now_ms();
+        let current: bool = presented_hash.ct_eq(stored.current.as_slice()).into();
+        // The value a rotation replaced, while its grace period lasts. Both
+        // comparisons always run: the time taken does not say which matched.
+        let (previous_hash, previous_until) = stored.previous.unwrap_or_default();
+        let previous: bool = presented_hash.ct_eq(previous_hash.as_slice()).into();
+        let previous = previous && now < previous_until;
+        if !(current || previous) || row.revoked_at.is_some() || row.expired(now) {
             return Err(AuthError::Invalid);
         }
+        // A remembered old value is good only as long as its grace period.
+        let expires_at = match (row.expires_at, current) {
+            (at, true) => at,
+            (Some(at), false) => Some(at.min(previous_until)),
+            (None, false) => Some(previous_until),
+        };
         let role = Role::parse(&row.role).map_err(|_| AuthError::Invalid)?;
         let caller = Caller {
             token_id: row.id,
             name: row.name,
             role,
         };
-        let now = now_ms();
-        let expires_at = row.expires_at;
         let mut last_used_at = row.last_used_at;
         if last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY_MS) {
             self.touch(&caller.token_id, now).await;

@@ -33,6 +33,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Give a token a new value (same id, name, role and expiry) and print
+    /// it once; the old value is refused once the grace period is over.
+    Rotate {
+        /// The token's id.
+        id: String,
+        /// How long the old value stays accepted, so its users can switch:
+        /// a number and s, m, h or d; at most 7d [default: 0s, refused at
+        /// once].
+        #[arg(long, value_name = "DURATION", value_parser = parse_grace, default_value = "0s")]
+        grace: std::time::Duration,
+    },
     /// Revoke a token by its id (the 16 hex digits after `kw_`).
     Revoke {
         /// The token's id.
@@ -92,6 +103,26 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                 }
             }
         }
+        Command::Rotate { id, grace } => {
+            let vault = open_vault(cli).await?;
+            let (row, token, until) = Tokens::new(vault.db().clone()).rotate(id, *grace).await?;
+            let old = until.map_or_else(
+                || "the old value is refused from now on".to_owned(),
+                |at| {
+                    format!(
+                        "the old value is accepted until {}",
+                        super::audit::format_ms(at)
+                    )
+                },
+            );
+            eprintln!(
+                "rotated {} token {:?} (id {}); {old}. The new value is shown once; store it now.",
+                row.role, row.name, row.id
+            );
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", token.expose())?;
+            out.flush()?;
+        }
         Command::Revoke { id } => {
             let vault = open_vault(cli).await?;
             Tokens::new(vault.db().clone()).revoke(id).await?;
@@ -101,10 +132,31 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// `90d`, `12h`, `30m`, `3600s`: a whole number and one unit.
+/// A token's lifetime: more than zero, at most ten years.
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl = parse_duration(text)?;
+    if ttl.is_zero() || ttl > crate::auth::token::MAX_TTL {
+        return Err(format!(
+            "{text:?}: more than 0 seconds and at most ten years"
+        ));
+    }
+    Ok(ttl)
+}
+
+/// A rotation's grace period: zero to seven days.
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    let grace = parse_duration(text)?;
+    if grace > crate::auth::token::MAX_GRACE {
+        return Err(format!("{text:?}: at most seven days"));
+    }
+    Ok(grace)
+}
+
+/// `90d`, `12h`, `30m`, `3600s`: a whole number and one unit.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("{text:?} is not a duration: a whole number and s, m, h or d (e.g. 90d)");
-    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    // The unit is the last character, whatever its width.
+    let (split, _) = text.char_indices().last().ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| bad())?;
     let unit_secs = match unit {
@@ -115,18 +167,12 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
         _ => return Err(bad()),
     };
     let secs = number.checked_mul(unit_secs).ok_or_else(bad)?;
-    let ttl = std::time::Duration::from_secs(secs);
-    if ttl.is_zero() || ttl > crate::auth::token::MAX_TTL {
-        return Err(format!(
-            "{text:?}: more than 0 seconds and at most ten years"
-        ));
-    }
-    Ok(ttl)
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ttl;
+    use super::{parse_grace, parse_ttl};
     use std::time::Duration;
 
     #[test]
@@ -148,5 +194,9 @@ mod tests {
         ] {
             assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
+        assert!(parse_ttl("1é").is_err() && parse_ttl("é").is_err());
+        assert_eq!(parse_grace("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_grace("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_grace("8d").is_err() && parse_grace("-1s").is_err());
     }
 }

@@ -98,6 +98,7 @@ pub fn table() -> Vec<Route> {
         route!(post "/tokens", Operator, 201, "Create an API token {name, role, ttl_seconds?}; shown once", query[], body=true, tokens::create_token),
         route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens),
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
+        route!(post "/tokens/{id}/rotate", Operator, 200, "Give an API token a new value {grace_seconds?}; shown once", query[], body=true, tokens::rotate_token),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
         route!(get "/metrics", Resolver, 200, "Prometheus metrics", query[], body=false, metrics::metrics),
         // Forges: operator sign-in, the active forge, agent types.

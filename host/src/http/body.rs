@@ -18,11 +18,57 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(rejected(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                let status = e.status().as_u16();
+                ApiError::Body {
+                    status: if status == 413 { 413 } else { 400 },
+                    message: if status == 413 {
+                        "the body is larger than the limit".to_owned()
+                    } else {
+                        "cannot read the body".to_owned()
+                    },
+                }
+            })?;
+        // Every body is an object of the route's fields: serde would also
+        // take a JSON array for a struct (its fields in order), so `[]`
+        // would pass for a body whose fields all have defaults.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::Body {
+                status: 400,
+                message: "the body must be a JSON object of the route's fields".to_owned(),
+            });
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Body(value)),
             Err(rejection) => Err(rejected(rejection)),
         }
     }
+}
+
+/// `application/json`, or any `application/…+json`, parameters aside (what
+/// axum's own `Json` accepts).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn rejected(rejection: JsonRejection) -> ApiError {

@@ -107,9 +107,13 @@ impl ApiError {
             ApiError::Auth(AuthError::Forbidden { .. }) => "forbidden",
             ApiError::Auth(AuthError::Csrf) => "csrf",
             ApiError::Auth(AuthError::NotFound(_)) => "not_found",
-            ApiError::Auth(AuthError::BadName(_) | AuthError::BadRole(_) | AuthError::BadTtl) => {
-                "invalid"
-            }
+            ApiError::Auth(
+                AuthError::BadName(_)
+                | AuthError::BadRole(_)
+                | AuthError::BadTtl
+                | AuthError::BadGrace
+                | AuthError::Legacy(_),
+            ) => "invalid",
             ApiError::Auth(AuthError::Store(_)) => "unavailable",
             ApiError::Vault(VaultError::Missing(_)) => "missing_secrets",
             ApiError::Vault(VaultError::NotFound { .. }) => "not_found",

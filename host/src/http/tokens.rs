@@ -65,3 +65,34 @@ pub async fn revoke_token(
     tracing::info!(by = %caller.accessor(), %id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /tokens/{id}/rotate` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// Seconds the old value stays accepted (default 0: refused at once).
+    #[serde(default)]
+    grace_seconds: u64,
+}
+
+/// `POST /tokens/{id}/rotate` (operator): a new value for the token (same
+/// id, name, role and expiry), shown this once; 404 if no active token has
+/// the id.
+pub async fn rotate_token(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<Rotate>,
+) -> Result<Json<Value>, ApiError> {
+    let grace = std::time::Duration::from_secs(req.grace_seconds);
+    let (row, token, previous_until) = state.tokens.rotate(&id, grace).await?;
+    tracing::info!(by = %caller.accessor(), id = %row.id, grace_seconds = req.grace_seconds, "API token rotated");
+    Ok(Json(json!({
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "expires_at": row.expires_at,
+        "previous_valid_until": previous_until,
+        "token": token.expose(),
+    })))
+}

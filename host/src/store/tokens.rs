@@ -73,13 +73,55 @@ pub async fn list(pool: &AnyPool) -> Result<Vec<TokenRow>, sqlx::Error> {
         .collect()
 }
 
-/// The token with public id `id` and its stored hash.
-pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<(TokenRow, Vec<u8>)>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS}, hash FROM api_token WHERE id = $1");
-    match sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
-        Some(r) => Ok(Some((row(&r)?, r.try_get("hash")?))),
-        None => Ok(None),
-    }
+/// The hashes a token is checked against.
+pub struct Hashes {
+    /// The current token's.
+    pub current: Vec<u8>,
+    /// A rotated token's previous one and when it stops being accepted.
+    pub previous: Option<(Vec<u8>, i64)>,
+}
+
+/// The token with public id `id` and its stored hashes.
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<(TokenRow, Hashes)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, hash, previous_hash, previous_until FROM api_token WHERE id = $1"
+    );
+    let Some(r) = sqlx::query(&sql).bind(id).fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let previous_hash: Option<Vec<u8>> = r.try_get("previous_hash")?;
+    let previous_until: Option<i64> = r.try_get("previous_until")?;
+    let hashes = Hashes {
+        current: r.try_get("hash")?,
+        previous: previous_hash.zip(previous_until),
+    };
+    Ok(Some((row(&r)?, hashes)))
+}
+
+/// Gives the active token `id` the hash `hash`; the old one stays accepted
+/// until `previous_until` (none: not at all). False if there is no such
+/// active token.
+pub async fn rotate(
+    pool: &AnyPool,
+    id: &str,
+    hash: &[u8],
+    previous_until: Option<i64>,
+) -> Result<bool, sqlx::Error> {
+    let _turn = super::write_turn();
+    let sql = if previous_until.is_some() {
+        "UPDATE api_token SET previous_hash = hash, previous_until = $1, hash = $2 \
+         WHERE id = $3 AND revoked_at IS NULL"
+    } else {
+        "UPDATE api_token SET previous_hash = NULL, previous_until = $1, hash = $2 \
+         WHERE id = $3 AND revoked_at IS NULL"
+    };
+    let done = sqlx::query(sql)
+        .bind(previous_until)
+        .bind(hash)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Marks the token revoked at `at`. False if there is no such token or it
