@@ -462,7 +462,11 @@ async fn the_dashboard_round_trip_never_shows_a_value() {
         .post(
             &api,
             "/settings/tokens",
-            &[("name", "deploy bot"), ("role", "resolver")],
+            &[
+                ("name", "deploy bot"),
+                ("role", "resolver"),
+                ("ttl_days", "90"),
+            ],
         )
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
@@ -477,12 +481,50 @@ async fn the_dashboard_round_trip_never_shows_a_value() {
     assert_eq!(status, StatusCode::OK, "the token works");
     let list = who.get(&api, "/settings/tokens").await;
     assert!(!list.body.contains(&token));
+    // Made with the form's default lifetime, it expires (in 90 days).
+    assert!(list.body.contains("expires "), "{}", list.body);
     let id = &token[3..19];
+    // Rotated with no grace: the page shows the new value once, the old
+    // one is refused at once, the new one works.
+    let a = who
+        .post(
+            &api,
+            &format!("/settings/tokens/{id}/rotate"),
+            &[("grace_minutes", "0")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let rotated = a
+        .body
+        .split("value=\"kw_")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map(|t| format!("kw_{t}"))
+        .expect("the new value on the page");
+    assert!(rotated.starts_with(&format!("kw_{id}_")) && rotated != token);
+    let (status, _, _) = api.call(Method::GET, "/secrets", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old value");
+    let (status, _, _) = api
+        .call(Method::GET, "/secrets", Some(&rotated), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "the new value");
+    for grace in ["x", "-1", "20000"] {
+        let a = who
+            .post(
+                &api,
+                &format!("/settings/tokens/{id}/rotate"),
+                &[("grace_minutes", grace)],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{grace}: {}", a.body);
+    }
     let a = who
         .post(&api, &format!("/settings/tokens/{id}/revoke"), &[])
         .await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
-    let (status, _, _) = api.call(Method::GET, "/secrets", Some(&token), None).await;
+    let (status, _, _) = api
+        .call(Method::GET, "/secrets", Some(&rotated), None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
     // Delete, after the confirmation page.
     let a = who.post(&api, &format!("{base}/delete{scope}"), &[]).await;

@@ -130,8 +130,9 @@ pub fn table() -> Vec<Route> {
         route!(get "/settings/secrets/{name}/delete", Session, 200, "Dashboard: confirm a deletion", query["scope"], body=false, dashboard::secret_delete_confirm),
         route!(post "/settings/secrets/{name}/delete", Session, 303, "Dashboard: delete (form)", query["scope"], body=true, dashboard::secret_delete),
         route!(get "/settings/tokens", Session, 200, "Dashboard: API tokens", query["notice"], body=false, dashboard::tokens_page),
-        route!(post "/settings/tokens", Session, 201, "Dashboard: create an API token (form: name, role); shown once", query[], body=true, dashboard::token_create),
+        route!(post "/settings/tokens", Session, 201, "Dashboard: create an API token (form: name, role, ttl_days); shown once", query[], body=true, dashboard::token_create),
         route!(post "/settings/tokens/{id}/revoke", Session, 303, "Dashboard: revoke an API token (form)", query[], body=true, dashboard::token_revoke),
+        route!(post "/settings/tokens/{id}/rotate", Session, 200, "Dashboard: rotate an API token (form: grace_minutes); the new value shown once", query[], body=true, dashboard::token_rotate),
     ]
 }
 

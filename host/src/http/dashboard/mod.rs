@@ -16,7 +16,7 @@ pub use secrets::{
     secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_page,
     secret_replace, secret_rotate, secrets_page,
 };
-pub use tokens::{token_create, token_revoke, tokens_page};
+pub use tokens::{token_create, token_revoke, token_rotate, tokens_page};
 
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN};

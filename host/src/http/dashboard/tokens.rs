@@ -43,6 +43,17 @@ fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
                                         @if let Some(at) = t.expires_at {
                                             "expires " (when(at)) " "
                                         }
+                                        form method="post" action=(format!("/settings/tokens/{}/rotate", t.id)) class="inline" {
+                                            (csrf_field(session))
+                                            label class="sr-only" for=(format!("grace-{}", t.id)) { "Keep the old value for" }
+                                            select id=(format!("grace-{}", t.id)) name="grace_minutes" {
+                                                option value="0" { "old value: refused at once" }
+                                                option value="10" { "old value: 10 more minutes" }
+                                                option value="60" selected { "old value: 1 more hour" }
+                                                option value="1440" { "old value: 1 more day" }
+                                            }
+                                            button type="submit" aria-label=(format!("Rotate token {}", t.name)) { "Rotate" }
+                                        }
                                         form method="post" action=(format!("/settings/tokens/{}/revoke", t.id)) class="inline" {
                                             (csrf_field(session))
                                             button type="submit" class="danger" aria-label=(format!("Revoke token {}", t.name)) { "Revoke" }
@@ -70,6 +81,14 @@ fn create_form(session: &Session) -> Markup {
                     legend { "Role" }
                     label { input type="radio" name="role" value="resolver" checked; " resolver — render templates, read metadata" }
                     label { input type="radio" name="role" value="operator"; " operator — every change" }
+                }
+                label for="token-ttl" { "Expires" }
+                select id="token-ttl" name="ttl_days" {
+                    option value="1" { "after 1 day" }
+                    option value="30" { "after 30 days" }
+                    option value="90" selected { "after 90 days" }
+                    option value="365" { "after 1 year" }
+                    option value="" { "never" }
                 }
                 button type="submit" { "Create token" }
             }
@@ -107,12 +126,37 @@ pub async fn tokens_page(
 pub struct NewTokenForm {
     name: String,
     role: String,
+    /// Days until it expires; empty: never.
+    #[serde(default)]
+    ttl_days: String,
 }
 
-fn shown_once(token: &ApiToken, row: &TokenRow) -> Markup {
+/// A form's day count: empty is none; anything else must be a whole number.
+fn days(text: &str) -> Result<Option<std::time::Duration>, crate::auth::AuthError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let days: u64 = text.parse().map_err(|_| crate::auth::AuthError::BadTtl)?;
+    Ok(Some(std::time::Duration::from_secs(
+        days.checked_mul(86_400)
+            .ok_or(crate::auth::AuthError::BadTtl)?,
+    )))
+}
+
+/// The rotate form.
+#[derive(Deserialize)]
+pub struct RotateForm {
+    /// Minutes the old value stays accepted; empty or 0: none.
+    #[serde(default)]
+    grace_minutes: String,
+}
+
+/// The one showing of a token's value; `what` says what just happened
+/// ("created", "rotated").
+fn shown_once(token: &ApiToken, row: &TokenRow, what: &str) -> Markup {
     html! {
         div class="once" role="status" {
-            p { "Token " strong { (row.name) } " (" (row.role) ") created. Copy it now: it is shown this once and cannot be recovered." }
+            p { "Token " strong { (row.name) } " (" (row.role) ") " (what) ". Copy it now: it is shown this once and cannot be recovered." }
             label for="new-token-value" { "Token" }
             input id="new-token-value" readonly value=(token.expose()) size="70" spellcheck="false" autocomplete="off";
         }
@@ -126,11 +170,15 @@ pub async fn token_create(
     Submitted { session, form }: Submitted<NewTokenForm>,
 ) -> Result<Response, PageError> {
     let role = Role::parse(&form.role)?;
-    let (row, token) = state.tokens.create(form.name.trim(), role).await?;
+    let ttl = days(form.ttl_days.trim())?;
+    let (row, token) = state
+        .tokens
+        .create_expiring(form.name.trim(), role, ttl)
+        .await?;
     tracing::info!(by = %session.accessor(), id = %row.id, role = %row.role, "API token created in the dashboard");
     let tokens = state.tokens.list().await?;
     let body = html! {
-        (shown_once(&token, &row))
+        (shown_once(&token, &row, "created"))
         (create_form(&session))
         (token_list(&session, &tokens))
     };
@@ -149,4 +197,34 @@ pub async fn token_revoke(
     state.tokens.revoke(&id).await?;
     tracing::info!(by = %session.accessor(), %id, "API token revoked in the dashboard");
     Ok(see_other("/settings/tokens?notice=revoked"))
+}
+
+/// `POST /settings/tokens/{id}/rotate`: a new value for the token, shown
+/// this once (a page, never a redirect); the old one lasts the grace chosen.
+pub async fn token_rotate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Submitted { session, form }: Submitted<RotateForm>,
+) -> Result<Response, PageError> {
+    let minutes = form.grace_minutes.trim();
+    let minutes: u64 = if minutes.is_empty() {
+        0
+    } else {
+        minutes
+            .parse()
+            .map_err(|_| crate::auth::AuthError::BadGrace)?
+    };
+    let grace = std::time::Duration::from_secs(minutes.saturating_mul(60));
+    let (row, token, _) = state.tokens.rotate(&id, grace).await?;
+    tracing::info!(by = %session.accessor(), %id, grace_minutes = minutes, "API token rotated in the dashboard");
+    let tokens = state.tokens.list().await?;
+    let body = html! {
+        (shown_once(&token, &row, "rotated"))
+        (create_form(&session))
+        (token_list(&session, &tokens))
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        page("API tokens", Some(&session), body),
+    ))
 }
