@@ -116,6 +116,13 @@ fn a_mistyped_new_key_is_refused_while_the_previous_key_opens_the_store() {
     let list = kw.ok(&["secret", "list"], b"");
     assert!(!list.contains('B'), "nothing was written: {list}");
 
+    // The store's own key has nothing to adopt.
+    let out = kw.run(&["key", "adopt"], b"");
+    assert!(
+        text(&out.stdout).contains("already this store's key"),
+        "{}",
+        text(&out.stdout)
+    );
     // Adopting the intended key lets it start...
     let out = with(&new, &["key", "adopt"], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -73,6 +73,13 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 
 async fn adopt(cli: &Cli, replace: bool) -> anyhow::Result<ExitCode> {
     let vault = open_vault_with(cli, NewKey::Adopt { replace }).await?;
+    let current = vault.keyring().current_id().to_string();
+    let canary =
+        crate::store::keyring::get(&vault.db().pool, crate::store::keyring::CANARY).await?;
+    if canary.is_none_or(|c| c.key_id == current) {
+        println!("key {current} is already this store's key: nothing to adopt");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "key {} adopted: hosts may now start with it as KEYWARD_MASTER_KEY (the old key in \
          KEYWARD_MASTER_KEY_PREVIOUS); run `keyward key rotate` to re-seal under it",
