@@ -4,6 +4,7 @@
 //! metadata, never change anything. The HTTP layer asks [`Tokens`] who a
 //! bearer token belongs to and checks the role a route needs.
 
+pub mod policy;
 pub mod session;
 pub mod token;
 
