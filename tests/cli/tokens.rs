@@ -155,3 +155,88 @@ fn rotate_prints_a_new_value_once_and_refuses_bad_input() {
         assert!(text(&out.stdout).is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn policies_are_given_with_flags_and_bad_ones_refused() {
+    let kw = Kw::new();
+    let out = kw.run(
+        &[
+            "token",
+            "create",
+            "--name",
+            "coder-1",
+            "--role",
+            "resolver",
+            "--agent-type",
+            "coder",
+            "--instance",
+            "i-1",
+            "--network",
+            "10.0.0.0/8",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = kw.ok(&["token", "list", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    let policy: serde_json::Value =
+        serde_json::from_str(row["policy"].as_str().expect("a policy")).expect("policy json");
+    assert_eq!(
+        policy["agent"],
+        serde_json::json!({"agent_type": "coder", "instance": "i-1"})
+    );
+    assert_eq!(
+        policy["resolve"],
+        serde_json::json!(["instance:i-1/*", "agent_type:coder/*", "global/*"])
+    );
+    assert_eq!(
+        policy["capabilities"],
+        serde_json::json!(["render", "agent-token", "dispatch", "metadata"])
+    );
+    for (args, exit, says) in [
+        (
+            vec!["--can", "render,everything", "--resolve", "*/*"],
+            1,
+            "unknown capability",
+        ),
+        (vec!["--resolve", "no-slash"], 1, "invalid pattern"),
+        (vec!["--can", "render"], 1, "--resolve"),
+        (
+            vec!["--resolve", "*/*", "--network", "10.0.0.0/99"],
+            1,
+            "prefix",
+        ),
+        (vec!["--agent-type", "bad name"], 1, "agent binding"),
+        (vec!["--instance", "i-1"], 2, "--agent-type"),
+    ] {
+        let mut all = vec!["token", "create", "--name", "n", "--role", "resolver"];
+        all.extend(args.iter().copied());
+        let out = kw.run(&all, b"");
+        assert_eq!(code(&out), exit, "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty());
+    }
+    let out = kw.run(
+        &[
+            "token",
+            "create",
+            "--name",
+            "op",
+            "--role",
+            "operator",
+            "--resolve",
+            "*/*",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("only resolver tokens"),
+        "{}",
+        text(&out.stderr)
+    );
+}

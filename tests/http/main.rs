@@ -5,6 +5,7 @@
 mod support;
 
 mod dashboard;
+mod policies;
 mod races;
 
 use keyward::audit::Access;

@@ -1,7 +1,7 @@
 //! API tokens: shown once, stored as a hash, checked in constant time,
 //! revocable; malformed and hostile tokens are refused the same way.
 
-use keyward::auth::{AuthError, Role, Tokens};
+use keyward::auth::{AuthError, Grant, Role, Tokens};
 
 use crate::support::{contains, TestDb, TestKey};
 
@@ -21,7 +21,14 @@ async fn a_rotated_token_keeps_its_id_and_the_old_value_lasts_its_grace(db: Test
     let vault = db.open(&TestKey::new()).await;
     let tokens = Tokens::with_cache_ttl(vault.db().clone(), Duration::from_secs(60));
     let (row, old) = tokens
-        .create_expiring("agent", Role::Resolver, Some(Duration::from_secs(3600)))
+        .create_with(
+            "agent",
+            Role::Resolver,
+            Grant {
+                ttl: Some(Duration::from_secs(3600)),
+                policy: None,
+            },
+        )
         .await
         .expect("create");
     tokens.authenticate(old.expose()).await.expect("old works");
@@ -121,7 +128,14 @@ async fn an_expired_token_is_refused_like_a_revoked_one(db: TestDb) {
     let tokens = Tokens::with_cache_ttl(vault.db().clone(), std::time::Duration::from_secs(60));
     let ttl = std::time::Duration::from_millis(1500);
     let (row, token) = tokens
-        .create_expiring("short", Role::Resolver, Some(ttl))
+        .create_with(
+            "short",
+            Role::Resolver,
+            Grant {
+                ttl: Some(ttl),
+                policy: None,
+            },
+        )
         .await
         .expect("create");
     let expires = row.expires_at.expect("an expiry");
@@ -162,7 +176,14 @@ async fn an_expired_token_is_refused_like_a_revoked_one(db: TestDb) {
     // Zero and over ten years are refused.
     for bad in [std::time::Duration::ZERO, keyward::auth::token::MAX_TTL * 2] {
         let err = tokens
-            .create_expiring("bad", Role::Resolver, Some(bad))
+            .create_with(
+                "bad",
+                Role::Resolver,
+                Grant {
+                    ttl: Some(bad),
+                    policy: None,
+                },
+            )
             .await
             .err()
             .expect("refused");

@@ -9,7 +9,7 @@ pub mod session;
 pub mod token;
 
 pub use session::{Session, Sessions};
-pub use token::{ApiToken, Caller, Role, Tokens};
+pub use token::{ApiToken, Caller, Grant, Role, Tokens};
 
 /// Errors of the auth layer, each with the HTTP status it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,12 @@ pub enum AuthError {
     /// A token lifetime that is zero or over ten years. HTTP 400.
     #[error("invalid token lifetime: more than 0 seconds and at most ten years (e.g. 90d, 12h, 30m, 3600s)")]
     BadTtl,
+    /// A policy that cannot be given. HTTP 400.
+    #[error("invalid policy: {0}")]
+    BadPolicy(String),
+    /// The token's policy does not allow this request. HTTP 403.
+    #[error("{0}")]
+    NotPermitted(String),
     /// An imported legacy client key cannot be rotated. HTTP 400.
     #[error("token {0} is an imported legacy key and cannot be rotated: create a new token, hand it out, then revoke this one")]
     Legacy(String),
@@ -63,12 +69,13 @@ impl AuthError {
     pub fn http_status(&self) -> u16 {
         match self {
             AuthError::Missing | AuthError::Invalid => 401,
-            AuthError::Forbidden { .. } | AuthError::Csrf => 403,
+            AuthError::Forbidden { .. } | AuthError::Csrf | AuthError::NotPermitted(_) => 403,
             AuthError::BadName(_)
             | AuthError::BadRole(_)
             | AuthError::BadTtl
             | AuthError::BadGrace
-            | AuthError::Legacy(_) => 400,
+            | AuthError::Legacy(_)
+            | AuthError::BadPolicy(_) => 400,
             AuthError::NotFound(_) => 404,
             AuthError::Store(_) => 503,
         }

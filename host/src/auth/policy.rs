@@ -232,7 +232,7 @@ impl Policy {
             agent_type: agent_type.to_owned(),
             instance: instance.map(str::to_owned),
         };
-        // The binding's names must be valid scope ids.
+        // Checked before the patterns below are built from them.
         Scope::scoped("agent_type", agent_type).map_err(|e| PolicyError::Agent(e.to_string()))?;
         if let Some(id) = instance {
             Scope::scoped("instance", id).map_err(|e| PolicyError::Agent(e.to_string()))?;
@@ -264,6 +264,15 @@ impl Policy {
         }
         for net in &self.networks {
             net.parse::<Net>().map_err(PolicyError::Network)?;
+        }
+        if let Some(binding) = &self.agent {
+            // The binding becomes a resolution context: its names must be
+            // valid scope ids.
+            Scope::scoped("agent_type", &binding.agent_type)
+                .map_err(|e| PolicyError::Agent(e.to_string()))?;
+            if let Some(id) = &binding.instance {
+                Scope::scoped("instance", id).map_err(|e| PolicyError::Agent(e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -301,6 +310,17 @@ impl Policy {
             serde_json::from_str(text).map_err(|e| PolicyError::Stored(e.to_string()))?;
         policy.check()?;
         Ok(policy)
+    }
+}
+
+impl crate::vault::Limit for Policy {
+    fn allows(&self, scope: &Scope, name: &SecretName) -> bool {
+        self.rule_for(scope, name).is_some()
+    }
+
+    fn why_not(&self) -> String {
+        let rules: Vec<String> = self.resolve.iter().map(Pattern::to_string).collect();
+        format!("not in the token's policy (resolve: {})", rules.join(", "))
     }
 }
 

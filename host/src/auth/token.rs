@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::policy::{Capability, Policy};
 use super::AuthError;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::{now_ms, Db};
@@ -95,6 +96,15 @@ impl fmt::Display for Role {
     }
 }
 
+/// What a new token is allowed beyond its name and role.
+#[derive(Default)]
+pub struct Grant {
+    /// How long it lasts (none: it does not expire).
+    pub ttl: Option<Duration>,
+    /// Its policy (none: its role's preset).
+    pub policy: Option<Policy>,
+}
+
 /// A whole token, as handed to its owner once. No `Debug`, zeroed on drop.
 pub struct ApiToken(Zeroizing<String>);
 
@@ -114,12 +124,26 @@ pub struct Caller {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// Its policy; none: its role's preset (everything the role allows).
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl Caller {
     /// The accessor recorded in the access log: `token:<name>#<id>`.
     pub fn accessor(&self) -> String {
         format!("token:{}#{}", self.name, self.token_id)
+    }
+
+    /// Ok if the caller may make requests of this kind (a token without a
+    /// policy may make every kind its role allows).
+    pub fn may(&self, capability: Capability) -> Result<(), AuthError> {
+        match &self.policy {
+            Some(policy) if !policy.can(capability) => Err(AuthError::NotPermitted(format!(
+                "this token's policy does not allow {}",
+                capability.as_str()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Ok if the caller's role allows what `needed` may do.
@@ -295,19 +319,35 @@ impl Tokens {
     /// Creates a token that does not expire. The returned [`ApiToken`] is
     /// the only copy.
     pub async fn create(&self, name: &str, role: Role) -> Result<(TokenRow, ApiToken), AuthError> {
-        self.create_expiring(name, role, None).await
+        self.create_with(name, role, Grant::default()).await
     }
 
-    /// Creates a token refused from `ttl` after now on (none: never), at
-    /// most [`MAX_TTL`]. The returned [`ApiToken`] is the only copy.
-    pub async fn create_expiring(
+    /// Creates a token with what `grant` says: refused from `ttl` after now
+    /// on (none: never; at most [`MAX_TTL`]), and held to `policy` (a
+    /// resolver's only). The returned [`ApiToken`] is the only copy.
+    pub async fn create_with(
         &self,
         name: &str,
         role: Role,
-        ttl: Option<Duration>,
+        grant: Grant,
     ) -> Result<(TokenRow, ApiToken), AuthError> {
         check_name(name)?;
-        let ttl_ms = match ttl {
+        let policy = match grant.policy {
+            None => None,
+            // An operator may change anything, policies included: a
+            // narrow operator token would be a false promise.
+            Some(_) if role == Role::Operator => {
+                return Err(AuthError::BadPolicy(
+                    "only resolver tokens take a policy; an operator token may do everything"
+                        .into(),
+                ))
+            }
+            Some(p) => {
+                p.check().map_err(|e| AuthError::BadPolicy(e.to_string()))?;
+                Some(p.to_json())
+            }
+        };
+        let ttl_ms = match grant.ttl {
             None => None,
             Some(t) if t.is_zero() || t > MAX_TTL => return Err(AuthError::BadTtl),
             Some(t) => Some(i64::try_from(t.as_millis()).map_err(|_| AuthError::BadTtl)?),
@@ -324,6 +364,7 @@ impl Tokens {
             last_used_at: None,
             revoked_at: None,
             expires_at: None,
+            policy,
         };
         let row = TokenRow {
             expires_at: ttl_ms.map(|ms| row.created_at.saturating_add(ms)),
@@ -438,10 +479,23 @@ impl Tokens {
             (None, false) => Some(previous_until),
         };
         let role = Role::parse(&row.role).map_err(|_| AuthError::Invalid)?;
+        // A stored policy that does not read back refuses the token: it
+        // must never fall back to the role's wider preset.
+        let policy = match &row.policy {
+            None => None,
+            Some(text) => match Policy::from_json(text) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!(token = %row.id, error = %e, "a token's stored policy does not read; the token is refused");
+                    return Err(AuthError::Invalid);
+                }
+            },
+        };
         let caller = Caller {
             token_id: row.id,
             name: row.name,
             role,
+            policy,
         };
         let mut last_used_at = row.last_used_at;
         if last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY_MS) {
@@ -673,6 +727,7 @@ mod tests {
                     token_id: row.id.clone(),
                     name: row.name.clone(),
                     role: Role::Resolver,
+                    policy: None,
                 },
                 last_used_at: None,
                 expires_at: None,

@@ -110,7 +110,8 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     axum::serve(
         listener,
-        crate::http::router_with(vault, Some(plugins.clone()), Some(forges), web),
+        crate::http::router_with(vault, Some(plugins.clone()), Some(forges), web)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

@@ -6,7 +6,88 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{open_vault, Cli};
-use crate::auth::{Role, Tokens};
+use std::collections::BTreeSet;
+
+use crate::auth::policy::{Capability, Pattern, Policy};
+use crate::auth::{Grant, Role, Tokens};
+
+/// A resolver token's policy on the command line. Any of these flags gives
+/// the token a policy instead of the resolver preset (everything).
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    /// What it may do, comma-separated: render, agent-token, dispatch,
+    /// metadata, access-log, metrics [default with a policy: render and
+    /// metadata; bound to an agent, agent-token and dispatch as well].
+    #[arg(long, value_name = "CAPABILITIES", value_delimiter = ',')]
+    can: Vec<String>,
+    /// A SCOPE/NAME pattern it may resolve, `*` matching anything
+    /// (repeatable), e.g. `agent_type:coder/*`, `global/GITHUB_*`.
+    #[arg(long, value_name = "PATTERN")]
+    resolve: Vec<String>,
+    /// A client network it may come from, ADDRESS/PREFIX (repeatable)
+    /// [default: any].
+    #[arg(long, value_name = "CIDR")]
+    network: Vec<String>,
+    /// Bind it to this agent type: the server resolves its requests as
+    /// `instance → agent_type → global` for this agent whatever they say,
+    /// and its getAgentToken and dispatch work for this type only.
+    #[arg(long, value_name = "NAME")]
+    agent_type: Option<String>,
+    /// Bind it to this instance of --agent-type as well.
+    #[arg(long, value_name = "ID", requires = "agent_type")]
+    instance: Option<String>,
+}
+
+impl PolicyArgs {
+    /// The policy these flags describe; none when no flag is given.
+    fn policy(&self) -> anyhow::Result<Option<Policy>> {
+        if self.can.is_empty()
+            && self.resolve.is_empty()
+            && self.network.is_empty()
+            && self.agent_type.is_none()
+        {
+            return Ok(None);
+        }
+        let capabilities: BTreeSet<Capability> = if self.can.is_empty() {
+            let mut caps = vec![Capability::Render, Capability::Metadata];
+            if self.agent_type.is_some() {
+                caps.extend([Capability::AgentToken, Capability::Dispatch]);
+            }
+            caps.into_iter().collect()
+        } else {
+            self.can
+                .iter()
+                .map(|c| Capability::parse(c.trim()))
+                .collect::<Result<_, _>>()?
+        };
+        let resolve = self
+            .resolve
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut policy = match &self.agent_type {
+            Some(agent_type) => {
+                Policy::for_agent(capabilities, agent_type, self.instance.as_deref(), resolve)?
+            }
+            None => {
+                if resolve.is_empty() {
+                    anyhow::bail!(
+                        "a policy needs --resolve PATTERN (what it may resolve) or --agent-type"
+                    );
+                }
+                Policy {
+                    capabilities,
+                    resolve,
+                    networks: Vec::new(),
+                    agent: None,
+                }
+            }
+        };
+        policy.networks = self.network.clone();
+        policy.check()?;
+        Ok(Some(policy))
+    }
+}
 
 /// Token commands.
 #[derive(Subcommand, Debug)]
@@ -25,6 +106,8 @@ pub enum Command {
         /// expired token is refused like a revoked one.
         #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         ttl: Option<std::time::Duration>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List tokens (never the tokens themselves): id, name, role, created,
     /// last used, expires, revoked.
@@ -53,12 +136,19 @@ pub enum Command {
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Create { name, role, ttl } => {
+        Command::Create {
+            name,
+            role,
+            ttl,
+            policy,
+        } => {
             let role = Role::parse(role)?;
             crate::auth::token::check_name(name)?;
+            let policy = policy.policy()?;
             let vault = open_vault(cli).await?;
+            let grant = Grant { ttl: *ttl, policy };
             let (row, token) = Tokens::new(vault.db().clone())
-                .create_expiring(name, role, *ttl)
+                .create_with(name, role, grant)
                 .await?;
             let expiry = row.expires_at.map_or_else(
                 || "it does not expire".to_owned(),

@@ -8,14 +8,15 @@ use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
 use super::{dashboard, forge, metrics, routes, secrets, tokens, AppState};
+use crate::auth::policy::Capability;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
     /// Anyone (health checks, the API document).
     Public,
-    /// A resolver or operator token.
-    Resolver,
+    /// A resolver or operator token whose policy has this capability.
+    Resolver(Capability),
     /// An operator token.
     Operator,
     /// A signed-in operator's session cookie (dashboard pages); a form
@@ -29,7 +30,7 @@ impl Needs {
     fn as_str(self) -> &'static str {
         match self {
             Needs::Public => "public",
-            Needs::Resolver => "resolver",
+            Needs::Resolver(_) => "resolver",
             Needs::Operator => "operator",
             Needs::Session => "session",
             Needs::SessionJson => "session-json",
@@ -58,6 +59,18 @@ pub struct Route {
 }
 
 macro_rules! route {
+    ($method:ident $path:literal, Resolver($cap:ident), $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path) => {
+        Route {
+            method: method_name(stringify!($method)),
+            path: $path,
+            needs: Needs::Resolver(Capability::$cap),
+            summary: $summary,
+            query: &[$($q),*],
+            body: $body,
+            ok: $ok,
+            handler: || $method($handler),
+        }
+    };
     ($method:ident $path:literal, $needs:ident, $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path) => {
         Route {
             method: method_name(stringify!($method)),
@@ -88,31 +101,31 @@ pub fn table() -> Vec<Route> {
         route!(get "/healthz", Public, 200, "200 when the database answers, 503 otherwise", query[], body=false, routes::healthz),
         route!(get "/openapi.json", Public, 200, "This document", query[], body=false, openapi_json),
         route!(get "/api", Public, 200, "This document as a page", query[], body=false, api_page),
-        route!(get "/secrets", Resolver, 200, "Metadata of every secret; never a value", query["scope"], body=false, secrets::list),
+        route!(get "/secrets", Resolver(Metadata), 200, "Metadata of every secret; never a value", query["scope"], body=false, secrets::list),
         route!(post "/secrets", Operator, 201, "Create a secret {name, scope?, value, description?}", query[], body=true, secrets::create),
         route!(put "/secrets/{name}", Operator, 200, "Replace the value and/or description {value?, description?}", query["scope"], body=true, secrets::update),
         route!(delete "/secrets/{name}", Operator, 204, "Delete a secret", query["scope"], body=false, secrets::delete),
         route!(post "/secrets/{name}/rotate", Operator, 200, "Re-seal under the current master key", query["scope"], body=false, secrets::rotate),
-        route!(get "/secrets/{name}/access-log", Resolver, 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history),
-        route!(post "/render", Resolver, 200, "Substitute ${SECRET:…} placeholders {template, reason, context?}", query[], body=true, routes::render),
+        route!(get "/secrets/{name}/access-log", Resolver(AccessLog), 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history),
+        route!(post "/render", Resolver(Render), 200, "Substitute ${SECRET:…} placeholders {template, reason, context?}", query[], body=true, routes::render),
         route!(post "/tokens", Operator, 201, "Create an API token {name, role, ttl_seconds?}; shown once", query[], body=true, tokens::create_token),
         route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens),
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
         route!(post "/tokens/{id}/rotate", Operator, 200, "Give an API token a new value {grace_seconds?}; shown once", query[], body=true, tokens::rotate_token),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
-        route!(get "/metrics", Resolver, 200, "Prometheus metrics", query[], body=false, metrics::metrics),
+        route!(get "/metrics", Resolver(Metrics), 200, "Prometheus metrics", query[], body=false, metrics::metrics),
         // Forges: operator sign-in, the active forge, agent types.
         route!(get "/auth/{forge}/login", Public, 303, "Sign in with a forge: to its authorize page (state + PKCE)", query[], body=false, forge::login),
         route!(get "/auth/{forge}/callback", Public, 200, "The forge's redirect back; sets the session cookie", query["code", "state", "error", "error_description"], body=false, forge::callback),
         route!(get "/me", SessionJson, 200, "The active forge and the signed-in account {forge_type, account_login, base_url, since}", query[], body=false, forge::me),
         route!(get "/forge/repos", Operator, 200, "One page of the operator's repositories on the active forge; 412 without one", query["cursor"], body=false, forge::repos),
-        route!(get "/agent-types", Resolver, 200, "Every agent type; never a token", query[], body=false, forge::list_agent_types),
+        route!(get "/agent-types", Resolver(Metadata), 200, "Every agent type; never a token", query[], body=false, forge::list_agent_types),
         route!(post "/agent-types", Operator, 201, "Create an agent type {name, forge, base_url?, description?, token?}", query[], body=true, forge::create_agent_type),
-        route!(get "/agent-types/{name}", Resolver, 200, "One agent type; never a token", query[], body=false, forge::get_agent_type),
+        route!(get "/agent-types/{name}", Resolver(Metadata), 200, "One agent type; never a token", query[], body=false, forge::get_agent_type),
         route!(delete "/agent-types/{name}", Operator, 204, "Delete an agent type and its instance overrides", query[], body=false, forge::delete_agent_type),
         route!(put "/agent-types/{name}/token", Operator, 200, "Set or rotate the token {value, instance?}", query[], body=true, forge::set_agent_token),
-        route!(post "/agent-types/{name}/token", Resolver, 200, "getAgentToken {reason, instance?}: the token, logged with caller and reason", query[], body=true, forge::agent_token),
-        route!(post "/agent-types/{name}/dispatch", Resolver, 200, "A forge call (whoami) with the agent type's token {reason, instance?}", query[], body=true, forge::dispatch),
+        route!(post "/agent-types/{name}/token", Resolver(AgentToken), 200, "getAgentToken {reason, instance?}: the token, logged with caller and reason", query[], body=true, forge::agent_token),
+        route!(post "/agent-types/{name}/dispatch", Resolver(Dispatch), 200, "A forge call (whoami) with the agent type's token {reason, instance?}", query[], body=true, forge::dispatch),
         route!(delete "/agent-types/{name}/instances/{id}", Operator, 204, "Remove an instance's token override", query[], body=false, forge::delete_instance),
         // The dashboard: HTML pages and forms, for a session, not a token.
         route!(get "/", Public, 303, "The dashboard (redirects)", query[], body=false, dashboard::root),
@@ -151,6 +164,10 @@ pub fn document() -> Value {
         let mut op = json!({
             "summary": route.summary,
             "x-keyward-role": route.needs.as_str(),
+            "x-keyward-capability": match route.needs {
+                Needs::Resolver(cap) => Value::from(cap.as_str()),
+                _ => Value::Null,
+            },
             "responses": responses(&route),
         });
         let mut parameters: Vec<Value> = route
@@ -178,7 +195,7 @@ pub fn document() -> Value {
         match route.needs {
             Needs::Public => {}
             Needs::Session | Needs::SessionJson => op["security"] = json!([{"session": []}]),
-            Needs::Resolver | Needs::Operator => op["security"] = json!([{"bearer": []}]),
+            Needs::Resolver(_) | Needs::Operator => op["security"] = json!([{"bearer": []}]),
         }
         let entry = paths
             .entry(route.path.to_owned())
@@ -271,6 +288,26 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The capability a resolver route needs, by method and axum path (as
+/// `MatchedPath` gives it); none for a route that is not a resolver's.
+pub fn capability(method: &str, path: &str) -> Option<Capability> {
+    static CAPABILITIES: std::sync::OnceLock<
+        std::collections::HashMap<(&'static str, &'static str), Capability>,
+    > = std::sync::OnceLock::new();
+    CAPABILITIES
+        .get_or_init(|| {
+            table()
+                .into_iter()
+                .filter_map(|r| match r.needs {
+                    Needs::Resolver(cap) => Some(((r.method, r.path), cap)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .get(&(method, path))
+        .copied()
 }
 
 #[cfg(test)]

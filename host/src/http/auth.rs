@@ -26,6 +26,34 @@ async fn caller(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller,
         .ok_or(AuthError::Invalid)?;
     let caller = state.tokens.authenticate(token.trim()).await?;
     caller.require(needed)?;
+    if caller.policy.is_some() {
+        // The route table says which capability each resolver route needs;
+        // a route it does not know (none should reach here) is refused.
+        let capability = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .and_then(|p| super::api::capability(parts.method.as_str(), p.as_str()))
+            .ok_or_else(|| {
+                AuthError::NotPermitted("this token's policy does not allow this route".into())
+            })?;
+        caller.may(capability)?;
+        if let Some(policy) = &caller.policy {
+            // The TCP peer (a reverse proxy's address, if there is one in
+            // front). Served without peer addresses, a token held to
+            // networks is refused rather than let through.
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            if !peer.is_some_and(|ip| policy.admits(ip)) && !policy.networks.is_empty() {
+                return Err(AuthError::NotPermitted(format!(
+                    "this token's policy does not allow requests from {}",
+                    peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
+                ))
+                .into());
+            }
+        }
+    }
     Ok(caller)
 }
 

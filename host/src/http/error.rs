@@ -104,7 +104,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Auth(AuthError::Missing | AuthError::Invalid) => "unauthenticated",
-            ApiError::Auth(AuthError::Forbidden { .. }) => "forbidden",
+            ApiError::Auth(AuthError::Forbidden { .. } | AuthError::NotPermitted(_)) => "forbidden",
             ApiError::Auth(AuthError::Csrf) => "csrf",
             ApiError::Auth(AuthError::NotFound(_)) => "not_found",
             ApiError::Auth(
@@ -112,11 +112,13 @@ impl ApiError {
                 | AuthError::BadRole(_)
                 | AuthError::BadTtl
                 | AuthError::BadGrace
-                | AuthError::Legacy(_),
+                | AuthError::Legacy(_)
+                | AuthError::BadPolicy(_),
             ) => "invalid",
             ApiError::Auth(AuthError::Store(_)) => "unavailable",
             ApiError::Vault(VaultError::Missing(_)) => "missing_secrets",
             ApiError::Vault(VaultError::NotFound { .. }) => "not_found",
+            ApiError::Vault(VaultError::Denied { .. }) => "forbidden",
             ApiError::Vault(VaultError::Exists { .. }) => "exists",
             ApiError::Vault(VaultError::Conflict { .. } | VaultError::Race(_)) => "conflict",
             ApiError::Vault(VaultError::ValueTooLarge { .. }) => "too_large",

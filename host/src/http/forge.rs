@@ -18,8 +18,9 @@ use super::body::Body;
 use super::dashboard::{page_response, q};
 use super::error::ApiError;
 use super::AppState;
-use crate::audit::Access;
+use crate::audit::{Access, Action};
 use crate::forge::{ForgeError, Forges};
+use crate::names::{Scope, SecretName};
 
 fn forges(state: &AppState) -> Result<&Forges, ApiError> {
     state
@@ -189,18 +190,32 @@ pub async fn repos(
 
 /// `GET /agent-types` (resolver).
 pub async fn list_agent_types(
-    Resolver(_caller): Resolver,
+    Resolver(caller): Resolver,
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(forges(&state)?.agent_types().await?)))
+    let mut types = forges(&state)?.agent_types().await?;
+    // A token bound to an agent sees its own type only.
+    if let Some(binding) = caller.policy.as_deref().and_then(|p| p.agent.as_ref()) {
+        types.retain(|t| t.name == binding.agent_type);
+    }
+    Ok(Json(json!(types)))
 }
 
 /// `GET /agent-types/{name}` (resolver).
 pub async fn get_agent_type(
-    Resolver(_caller): Resolver,
+    Resolver(caller): Resolver,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(binding) = caller.policy.as_deref().and_then(|p| p.agent.as_ref()) {
+        if binding.agent_type != name {
+            return Err(crate::auth::AuthError::NotPermitted(format!(
+                "the token is bound to agent type {}",
+                binding.agent_type
+            ))
+            .into());
+        }
+    }
     Ok(Json(json!(forges(&state)?.agent_type(&name).await?)))
 }
 
@@ -300,6 +315,73 @@ pub struct ForAgent {
     instance: Option<String>,
 }
 
+/// For a token held to a policy: whether it may use agent type `name`'s
+/// token (for `instance`), and the instance to use — an instance-bound
+/// token's own when the request names none. A token bound to an agent may
+/// act only for it; any token's patterns must allow `agent_type:<name>/
+/// FORGE_TOKEN` (and `instance:<id>/FORGE_TOKEN`). A refusal is a `denied`
+/// row and a 403.
+async fn agent_allowed(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    access: &Access,
+    action: Action,
+    name: &str,
+    instance: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let Some(policy) = caller.policy.as_deref() else {
+        return Ok(instance);
+    };
+    let mut instance = instance;
+    let mut refusal = None;
+    if let Some(binding) = &policy.agent {
+        if binding.agent_type != name {
+            refusal = Some(format!(
+                "the token is bound to agent type {}",
+                binding.agent_type
+            ));
+        } else if let Some(own) = &binding.instance {
+            match &instance {
+                Some(asked) if asked != own => {
+                    refusal = Some(format!("the token is bound to instance {own}"));
+                }
+                _ => instance = Some(own.clone()),
+            }
+        }
+    }
+    let token = SecretName::parse(crate::forge::agents::TOKEN_NAME)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let mut scopes =
+        vec![Scope::scoped("agent_type", name).map_err(|e| ApiError::Invalid(e.to_string()))?];
+    if let Some(id) = &instance {
+        scopes.push(Scope::scoped("instance", id).map_err(|e| ApiError::Invalid(e.to_string()))?);
+    }
+    if refusal.is_none() {
+        if let Some(scope) = scopes.iter().find(|s| policy.rule_for(s, &token).is_none()) {
+            refusal = Some(format!(
+                "{scope}/{} is {}",
+                crate::forge::agents::TOKEN_NAME,
+                crate::vault::Limit::why_not(policy)
+            ));
+        }
+    }
+    let Some(why) = refusal else {
+        return Ok(instance);
+    };
+    let scope = scopes.last().map_or("global", |s| s.as_str());
+    state
+        .vault
+        .record_denied(
+            access,
+            action,
+            scope,
+            crate::forge::agents::TOKEN_NAME,
+            &why,
+        )
+        .await?;
+    Err(crate::auth::AuthError::NotPermitted(why).into())
+}
+
 /// `POST /agent-types/{name}/token` (resolver): getAgentToken, logged with
 /// the caller and `reason`.
 pub async fn agent_token(
@@ -309,8 +391,17 @@ pub async fn agent_token(
     Body(req): Body<ForAgent>,
 ) -> Result<Json<Value>, ApiError> {
     let access = Access::new(caller.accessor(), req.reason.as_str())?;
+    let instance = agent_allowed(
+        &state,
+        &caller,
+        &access,
+        Action::Reveal,
+        &name,
+        req.instance,
+    )
+    .await?;
     let value = forges(&state)?
-        .agent_token(&name, req.instance.as_deref(), &access)
+        .agent_token(&name, instance.as_deref(), &access)
         .await?;
     let text = std::str::from_utf8(value.expose())
         .map_err(|_| ApiError::Invalid("the token is not UTF-8".into()))?;
@@ -326,9 +417,18 @@ pub async fn dispatch(
     Body(req): Body<ForAgent>,
 ) -> Result<Json<Value>, ApiError> {
     // The reason is checked like any access's, and logged with the call.
-    Access::new(caller.accessor(), req.reason.as_str())?;
+    let access = Access::new(caller.accessor(), req.reason.as_str())?;
+    let instance = agent_allowed(
+        &state,
+        &caller,
+        &access,
+        Action::Egress,
+        &name,
+        req.instance,
+    )
+    .await?;
     let account = forges(&state)?
-        .dispatch(&name, req.instance.as_deref(), &caller.accessor())
+        .dispatch(&name, instance.as_deref(), &caller.accessor())
         .await?;
     Ok(Json(json!({
         "account": {

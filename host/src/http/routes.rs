@@ -14,6 +14,7 @@ use super::body::Body;
 use super::error::ApiError;
 use super::AppState;
 use crate::audit::Access;
+use crate::auth::AuthError;
 use crate::resolve::Context;
 
 /// `GET /healthz`: 200 `{"status":"ok"}` when the database answers, 503
@@ -83,7 +84,36 @@ pub async fn render(
         ctx.set(key, value)?;
     }
     let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    let mut rendered = crate::template::render(&state.vault, &req.template, &ctx, &access).await?;
+    let mut rendered = match caller.policy.as_deref() {
+        None => crate::template::render(&state.vault, &req.template, &ctx, &access).await?,
+        Some(policy) => {
+            if let Some(binding) = &policy.agent {
+                // The server, not the request, says whose secrets these are.
+                let fixed = binding.context();
+                if !req.context.is_empty() && ctx != fixed {
+                    let asked = ctx.scopes();
+                    let scope = asked.first().map_or("global", |s| s.as_str());
+                    let detail = format!(
+                        "the token is bound to {}; the request asked for another context",
+                        fixed
+                            .scopes()
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" -> ")
+                    );
+                    state
+                        .vault
+                        .record_denied(&access, crate::audit::Action::Render, scope, "*", &detail)
+                        .await?;
+                    return Err(AuthError::NotPermitted(detail).into());
+                }
+                ctx = fixed;
+            }
+            crate::template::render_within(&state.vault, &req.template, &ctx, &access, policy)
+                .await?
+        }
+    };
     // JSON carries text: a value that is not UTF-8 cannot be substituted
     // into it faithfully, so it is refused rather than mangled. The buffer
     // is moved, not copied: one plaintext copy fewer left unzeroed.

@@ -56,13 +56,23 @@ pub struct ScopeQuery {
 
 /// `GET /secrets[?scope=S]` (resolver): metadata of every secret.
 pub async fn list(
-    Resolver(_caller): Resolver,
+    Resolver(caller): Resolver,
     State(state): State<AppState>,
     q: QueryResult<ScopeQuery>,
 ) -> Result<Json<Vec<SecretMeta>>, ApiError> {
     let q = query(q)?;
     let scope = q.scope.as_deref().map(Scope::parse).transpose()?;
-    Ok(Json(state.vault.list(scope.as_ref()).await?))
+    let mut listed = state.vault.list(scope.as_ref()).await?;
+    // A token held to a policy sees only what it may resolve.
+    if let Some(policy) = &caller.policy {
+        listed.retain(|m| {
+            Scope::parse(&m.scope)
+                .ok()
+                .zip(SecretName::parse(&m.name).ok())
+                .is_some_and(|(s, n)| policy.rule_for(&s, &n).is_some())
+        });
+    }
+    Ok(Json(listed))
 }
 
 /// `POST /secrets` body.
@@ -205,13 +215,21 @@ pub struct HistoryPage {
 /// 50) per page. The secret need not exist any more: a deleted secret's
 /// history is still there.
 pub async fn history(
-    Resolver(_caller): Resolver,
+    Resolver(caller): Resolver,
     State(state): State<AppState>,
     Path(name): Path<String>,
     q: QueryResult<HistoryParams>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let q = query(q)?;
     let (scope, name) = (scope_of(q.scope.as_deref())?, name_of(&name)?);
+    if let Some(policy) = &caller.policy {
+        if policy.rule_for(&scope, &name).is_none() {
+            return Err(crate::auth::AuthError::NotPermitted(format!(
+                "this token's policy does not allow reading the history of {scope}/{name}"
+            ))
+            .into());
+        }
+    }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::Invalid(format!("limit must be 1–{MAX_PAGE}")));

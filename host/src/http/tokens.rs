@@ -22,6 +22,9 @@ pub struct NewToken {
     /// Seconds until it expires (none: never).
     #[serde(default)]
     ttl_seconds: Option<u64>,
+    /// A resolver token's policy (none: the resolver preset).
+    #[serde(default)]
+    policy: Option<crate::auth::policy::Policy>,
 }
 
 /// `POST /tokens` (operator): 201 with the token, shown this once.
@@ -31,8 +34,11 @@ pub async fn create_token(
     Body(req): Body<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let role = Role::parse(&req.role)?;
-    let ttl = req.ttl_seconds.map(std::time::Duration::from_secs);
-    let (row, token) = state.tokens.create_expiring(&req.name, role, ttl).await?;
+    let grant = crate::auth::Grant {
+        ttl: req.ttl_seconds.map(std::time::Duration::from_secs),
+        policy: req.policy,
+    };
+    let (row, token) = state.tokens.create_with(&req.name, role, grant).await?;
     tracing::info!(by = %caller.accessor(), id = %row.id, role = %row.role, "API token created");
     Ok((
         StatusCode::CREATED,
@@ -42,6 +48,7 @@ pub async fn create_token(
             "role": row.role,
             "created_at": row.created_at,
             "expires_at": row.expires_at,
+            "policy": row.policy.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()),
             "token": token.expose(),
         })),
     ))

@@ -21,6 +21,8 @@ pub struct TokenRow {
     pub revoked_at: Option<i64>,
     /// Unix milliseconds from which it is refused, if it expires.
     pub expires_at: Option<i64>,
+    /// Its policy (JSON), if it has one rather than its role's preset.
+    pub policy: Option<String>,
 }
 
 impl TokenRow {
@@ -30,7 +32,7 @@ impl TokenRow {
     }
 }
 
-const COLUMNS: &str = "id, name, role, created_at, last_used_at, revoked_at, expires_at";
+const COLUMNS: &str = "id, name, role, created_at, last_used_at, revoked_at, expires_at, policy";
 
 fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
     Ok(TokenRow {
@@ -41,6 +43,7 @@ fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
         last_used_at: r.try_get("last_used_at")?,
         revoked_at: r.try_get("revoked_at")?,
         expires_at: r.try_get("expires_at")?,
+        policy: r.try_get("policy")?,
     })
 }
 
@@ -49,7 +52,7 @@ pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(),
     let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
+         expires_at, policy) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7)",
     )
     .bind(&token.id)
     .bind(&token.name)
@@ -57,6 +60,7 @@ pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(),
     .bind(hash)
     .bind(token.created_at)
     .bind(token.expires_at)
+    .bind(token.policy.clone())
     .execute(pool)
     .await?;
     Ok(())

@@ -40,3 +40,22 @@ pub async fn render(
         .await?;
     Ok(template.render(&values))
 }
+
+/// [`render`] for a caller held to `limit` (a token's policy): references
+/// it may not read are denied and logged, and nothing is rendered.
+pub async fn render_within(
+    vault: &Vault,
+    text: &str,
+    ctx: &Context,
+    access: &Access,
+    limit: &dyn crate::vault::Limit,
+) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    let template = parse(text)?;
+    if template.refs().is_empty() {
+        return Ok(template.render(&[]));
+    }
+    let values = vault
+        .reveal_all_within(template.refs(), ctx, access, Action::Render, limit)
+        .await?;
+    Ok(template.render(&values))
+}

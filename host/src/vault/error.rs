@@ -129,6 +129,14 @@ pub enum VaultError {
     /// The access log could not be written, so nothing was revealed. (503)
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The caller's policy lets it read none of the scopes these references
+    /// resolve through; each is logged `denied`. (403)
+    #[error("this token's policy does not allow reading {}", references.join(", "))]
+    Denied {
+        /// `scope/name` of each denied reference (its first scope for a
+        /// bare name).
+        references: Vec<String>,
+    },
     /// A concurrent request created the same row first (a unique
     /// constraint said no). (409)
     #[error("another request created or changed the same {0} at the same time; try again")]
@@ -159,6 +167,7 @@ impl VaultError {
             | VaultError::Description
             | VaultError::Missing(_) => 422,
             VaultError::NotFound { .. } => 404,
+            VaultError::Denied { .. } => 403,
             VaultError::Exists { .. } | VaultError::Conflict { .. } | VaultError::Race(_) => 409,
             VaultError::ValueTooLarge { .. } => 413,
             VaultError::Store(_) | VaultError::Audit(_) => 503,

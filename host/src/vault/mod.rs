@@ -30,6 +30,24 @@ use crate::store::{now_ms, write_turn, Db, WriteTurn};
 
 use keycheck::CANARY_PLAINTEXT;
 
+/// What a caller held to a policy may read (see
+/// [`Vault::reveal_all_within`]).
+pub trait Limit: Send + Sync {
+    /// Whether `scope/name` may be read.
+    fn allows(&self, scope: &Scope, name: &SecretName) -> bool;
+    /// Why a reference none of whose scopes may be read is refused, for
+    /// its `denied` row (never a value).
+    fn why_not(&self) -> String;
+}
+
+/// The scopes a reference is looked for in, in order.
+fn candidates(reference: &SecretRef, ctx: &Context) -> Vec<Scope> {
+    match &reference.scope {
+        Some(scope) => vec![scope.clone()],
+        None => ctx.scopes(),
+    }
+}
+
 /// The chain head a change's transaction locked, and the [`WriteTurn`] it
 /// holds until it commits.
 pub(crate) struct LockedHead {
@@ -146,6 +164,60 @@ impl Vault {
             .collect())
     }
 
+    /// [`Vault::reveal_all`] for a caller held to `limit`: each reference is
+    /// looked for only in the scopes `limit` lets it read (a bare name
+    /// resolves along the allowed part of its chain). A reference with no
+    /// such scope is denied: one `denied` row each, with `limit`'s reason
+    /// as detail, and nothing is revealed ([`VaultError::Denied`]).
+    pub async fn reveal_all_within(
+        &self,
+        references: &[SecretRef],
+        ctx: &Context,
+        access: &Access,
+        action: Action,
+        limit: &dyn Limit,
+    ) -> Result<Vec<SecretBytes>, VaultError> {
+        let mut lookups = Vec::with_capacity(references.len());
+        let mut denied = Vec::new();
+        for r in references {
+            let candidates = candidates(r, ctx);
+            let allowed: Vec<Scope> = candidates
+                .iter()
+                .filter(|s| limit.allows(s, &r.name))
+                .cloned()
+                .collect();
+            if allowed.is_empty() {
+                let scope = candidates.first().map_or("global", Scope::as_str);
+                denied.push(
+                    AccessEntry::new(access, action, Outcome::Denied, scope, r.name.as_str())
+                        .with_detail(crate::audit::clip(
+                            &limit.why_not(),
+                            crate::audit::MAX_LOGGED_TEXT,
+                        )),
+                );
+            } else {
+                lookups.push(Lookup {
+                    name: r.name.clone(),
+                    scopes: allowed,
+                });
+            }
+        }
+        if !denied.is_empty() {
+            let references = denied
+                .iter()
+                .map(|e| format!("{}/{}", e.scope, e.name))
+                .collect();
+            self.log.record(denied).await?;
+            return Err(VaultError::Denied { references });
+        }
+        Ok(self
+            .resolve_lookups(references, lookups, access, action)
+            .await?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
+    }
+
     async fn resolve(
         &self,
         references: &[SecretRef],
@@ -157,12 +229,21 @@ impl Vault {
             .iter()
             .map(|r| Lookup {
                 name: r.name.clone(),
-                scopes: match &r.scope {
-                    Some(scope) => vec![scope.clone()],
-                    None => ctx.scopes(),
-                },
+                scopes: candidates(r, ctx),
             })
             .collect();
+        self.resolve_lookups(references, lookups, access, action)
+            .await
+    }
+
+    /// Resolves `lookups` (one per reference, in order), all or nothing.
+    async fn resolve_lookups(
+        &self,
+        references: &[SecretRef],
+        lookups: Vec<Lookup>,
+        access: &Access,
+        action: Action,
+    ) -> Result<Vec<(Scope, SecretBytes)>, VaultError> {
         let resolved = self.log.lookup(access, action, lookups, true).await?;
         let mut values = Vec::with_capacity(resolved.len());
         let mut missing = Vec::new();

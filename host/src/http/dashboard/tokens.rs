@@ -173,7 +173,11 @@ pub async fn token_create(
     let ttl = days(form.ttl_days.trim())?;
     let (row, token) = state
         .tokens
-        .create_expiring(form.name.trim(), role, ttl)
+        .create_with(
+            form.name.trim(),
+            role,
+            crate::auth::Grant { ttl, policy: None },
+        )
         .await?;
     tracing::info!(by = %session.accessor(), id = %row.id, role = %row.role, "API token created in the dashboard");
     let tokens = state.tokens.list().await?;

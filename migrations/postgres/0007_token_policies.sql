@@ -5,3 +5,6 @@ ALTER TABLE api_token ADD COLUMN expires_at BIGINT;
 -- milliseconds), the grace period the rotation chose; NULL: none.
 ALTER TABLE api_token ADD COLUMN previous_hash BYTEA;
 ALTER TABLE api_token ADD COLUMN previous_until BIGINT;
+-- A resolver token's policy (JSON, see host/src/auth/policy.rs); NULL: its
+-- role's preset, what resolver tokens could always do.
+ALTER TABLE api_token ADD COLUMN policy TEXT;
