@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use crate::Kw;
 
-fn get(addr: &str, path: &str) -> String {
+pub(crate) fn get(addr: &str, path: &str) -> String {
     request(addr, "GET", path, None)
 }
 

@@ -41,16 +41,6 @@ async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
     vault
 }
 
-async fn drop_append_only_guard(db: &TestDb) {
-    match db.backend {
-        Backend::Sqlite => {
-            db.exec("DROP TRIGGER secret_access_log_no_update; DROP TRIGGER secret_access_log_no_delete")
-                .await
-        }
-        Backend::Postgres => db.exec("ALTER TABLE secret_access_log DISABLE TRIGGER USER").await,
-    }
-}
-
 async fn assert_broken_at(vault: &Vault, expected_seq: i64) -> String {
     match vault.verify_log().await.expect("verify runs") {
         VerifyReport::Broken { seq, problem } => {
@@ -177,7 +167,7 @@ async fn verify_detects_an_edited_row(db: TestDb) {
         vault.verify_log().await.expect("verify"),
         VerifyReport::Intact { rows: 6 }
     ));
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     db.exec("UPDATE secret_access_log SET accessor = 'test:someone-else' WHERE seq = 4")
         .await;
     let problem = assert_broken_at(&vault, 4).await;
@@ -187,7 +177,7 @@ async fn verify_detects_an_edited_row(db: TestDb) {
 async fn verify_detects_a_deleted_row(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     db.exec("DELETE FROM secret_access_log WHERE seq = 3").await;
     let problem = assert_broken_at(&vault, 3).await;
     assert!(problem.contains("missing"), "{problem}");
@@ -196,7 +186,7 @@ async fn verify_detects_a_deleted_row(db: TestDb) {
 async fn verify_detects_reordered_rows(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     // Swap rows 2 and 5 (their seq numbers), keeping the numbering contiguous.
     db.exec("UPDATE secret_access_log SET seq = -2 WHERE seq = 2")
         .await;
@@ -210,7 +200,7 @@ async fn verify_detects_reordered_rows(db: TestDb) {
 async fn verify_detects_an_inserted_row(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     // Make room after row 3 and insert a plausible copy of row 3 there.
     db.exec("UPDATE secret_access_log SET seq = seq + 1000 WHERE seq > 3")
         .await;
@@ -229,7 +219,7 @@ async fn verify_detects_an_inserted_row(db: TestDb) {
 async fn verify_detects_a_truncated_tail(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     db.exec("DELETE FROM secret_access_log WHERE seq >= 5")
         .await;
     let problem = assert_broken_at(&vault, 5).await;
