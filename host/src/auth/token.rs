@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::AuthError;
+use crate::crypto::ct_eq;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::{now_ms, Db};
 
@@ -347,8 +347,7 @@ impl Tokens {
         let Some((row, stored)) = tokens::get(&self.db.pool, id).await? else {
             return Err(AuthError::Invalid);
         };
-        let matches: bool = presented_hash.ct_eq(stored.as_slice()).into();
-        if !matches || row.revoked_at.is_some() {
+        if !ct_eq(&presented_hash, &stored) || row.revoked_at.is_some() {
             return Err(AuthError::Invalid);
         }
         let role = Role::parse(&row.role).map_err(|_| AuthError::Invalid)?;
@@ -387,7 +386,7 @@ impl Tokens {
             // Another secret with a remembered id is checked against the row
             // like any other guess (the entry stays): a wrong guess takes
             // the same time whether or not the id was used a moment ago.
-            if fresh && bool::from(presented_hash.ct_eq(&entry.hash)) {
+            if fresh && ct_eq(presented_hash, &entry.hash) {
                 let now_ms = now_ms();
                 let touch = entry
                     .last_used_at
