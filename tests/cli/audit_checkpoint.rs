@@ -32,7 +32,12 @@ fn seeded(db: &TestDb, reads: usize) -> Kw {
 fn checkpoint_to(kw: &Kw, file: &str) -> PathBuf {
     let path = kw.dir.path().join(file);
     let out = kw.ok(
-        &["audit", "checkpoint", "--out", path.to_str().expect("utf-8")],
+        &[
+            "audit",
+            "checkpoint",
+            "--out",
+            path.to_str().expect("utf-8"),
+        ],
         b"",
     );
     assert!(out.is_empty(), "--out writes nothing to stdout: {out}");
@@ -77,11 +82,16 @@ async fn a_checkpoint_verifies_against_the_log_it_came_from(db: TestDb) {
     assert_eq!(json["version"], 1, "{line}");
     assert_eq!(json["seq"], 3, "{line}");
     for (field, hex_len) in [("log", 32), ("mac", 64), ("sig", 64)] {
-        let value = json[field].as_str().unwrap_or_else(|| panic!("{field}: {line}"));
+        let value = json[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {line}"));
         assert_eq!(value.len(), hex_len, "{field}: {line}");
         assert!(value.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
     }
-    assert!(json["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+    assert!(
+        json["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{line}"
+    );
     let tail = kw.ok(&["audit", "tail", "-n", "1", "--json"], b"");
     let last: Value = serde_json::from_str(tail.trim_end()).expect("JSON");
     assert_eq!(json["mac"], last["mac"], "the MAC of the last row");
@@ -187,7 +197,14 @@ async fn a_modified_checkpoint_is_refused(db: TestDb) {
     let kw = seeded(&db, 5);
     let genuine = read_json(&checkpoint_to(&kw, "genuine.json"));
     let mut other_mac = genuine["mac"].as_str().expect("mac").to_owned();
-    other_mac.replace_range(..2, if other_mac.starts_with("00") { "11" } else { "00" });
+    other_mac.replace_range(
+        ..2,
+        if other_mac.starts_with("00") {
+            "11"
+        } else {
+            "00"
+        },
+    );
     let changes: [(&str, Value); 5] = [
         // Claiming an earlier row would hide a cut-off tail.
         ("seq", Value::from(3)),
@@ -268,7 +285,11 @@ async fn serve_writes_checkpoints_that_verify(db: TestDb) {
     drop(served);
     let out = verify(&kw, &[&path]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("OK: checkpoint"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("OK: checkpoint"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // A checkpoint that cannot be written is logged; serving goes on.
     let mut cmd = kw.cmd(&["serve", "--listen", "127.0.0.1:0"]);

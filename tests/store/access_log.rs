@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use keyward::audit::anchor::Anchor;
 use keyward::audit::{Access, Action, AuditError, VerifyReport};
 use keyward::store::Backend;
 use keyward::vault::{Vault, VaultError};
@@ -23,6 +24,8 @@ crate::on_both_backends!(
     two_hosts_on_one_database_keep_one_chain,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
     commits_wait_for_durable_storage,
+    a_checkpoint_anchors_the_end_of_the_log,
+    verify_can_start_from_a_checkpoint,
 );
 
 async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
@@ -365,4 +368,80 @@ async fn commits_wait_for_durable_storage(db: TestDb) {
             .expect("setting");
         assert_eq!(value, expected);
     }
+}
+
+async fn a_checkpoint_anchors_the_end_of_the_log(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    let signed = vault.checkpoint().await.expect("checkpoint");
+    assert_eq!(signed.seq(), 6);
+    let checkpoint = vault.check_checkpoint(&signed).expect("genuine");
+    assert_eq!(
+        vault.anchor(6, &checkpoint).await.expect("anchor"),
+        Anchor::Reached
+    );
+    // Another host of the same store checks it too (same log secret).
+    let other_host = db.open(&key).await;
+    assert!(other_host.check_checkpoint(&signed).is_ok());
+
+    db.drop_append_only_guard().await;
+    db.exec("DELETE FROM secret_access_log WHERE seq > 4").await;
+    db.exec(
+        "UPDATE audit_head SET seq = 4, \
+         mac = (SELECT mac FROM secret_access_log WHERE seq = 4) WHERE id = 1",
+    )
+    .await;
+    let rows = match vault.verify_log().await.expect("verify") {
+        VerifyReport::Intact { rows } => rows,
+        broken => panic!("the chain alone still verifies: {broken:?}"),
+    };
+    assert_eq!(rows, 4);
+    assert_eq!(
+        vault.anchor(rows, &checkpoint).await.expect("anchor"),
+        Anchor::CutOff { log_ends: 4 }
+    );
+    // Written again up to and past the checkpoint's row: another history.
+    for _ in 0..3 {
+        reveal(&vault, "S").await.expect("reveal");
+    }
+    assert_eq!(
+        vault.anchor(7, &checkpoint).await.expect("anchor"),
+        Anchor::Diverged
+    );
+}
+
+async fn verify_can_start_from_a_checkpoint(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 3).await;
+    let signed = vault.checkpoint().await.expect("checkpoint");
+    let checkpoint = vault.check_checkpoint(&signed).expect("genuine");
+    for _ in 0..3 {
+        reveal(&vault, "S").await.expect("reveal");
+    }
+    assert_eq!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Intact { rows: 7 }
+    );
+    db.drop_append_only_guard().await;
+    // Before the checkpoint: not read again (the checkpoint vouches for it).
+    db.exec("UPDATE secret_access_log SET reason = 'edited' WHERE seq = 2")
+        .await;
+    assert_eq!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Intact { rows: 7 }
+    );
+    // After it: found.
+    db.exec("UPDATE secret_access_log SET reason = 'edited' WHERE seq = 6")
+        .await;
+    assert!(matches!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Broken { seq: 6, .. }
+    ));
+    // A log cut back before the checkpoint's row.
+    db.exec("DELETE FROM secret_access_log WHERE seq > 2").await;
+    db.exec("UPDATE audit_head SET seq = 2 WHERE id = 1").await;
+    assert!(matches!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Broken { seq: 3, .. }
+    ));
 }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod checkpoint_file;
 mod key;
 mod migrate;
 mod plugin;
