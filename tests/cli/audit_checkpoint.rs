@@ -133,18 +133,25 @@ async fn a_checkpoint_verifies_against_the_log_it_came_from(db: TestDb) {
     );
 }
 
+/// Asserts that the chain alone verifies (`rows` rows) and that it fails
+/// against `checkpoint` (exit 4); returns what verify printed then.
+fn broken_only_by(kw: &Kw, checkpoint: &Path, rows: i64) -> String {
+    assert_eq!(
+        kw.ok(&["audit", "verify"], b""),
+        format!("OK: {rows} rows, chain intact\n")
+    );
+    let out = verify(kw, &[checkpoint]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 4, "{stdout}{}", text(&out.stderr));
+    stdout
+}
+
 async fn a_cut_off_tail_with_a_rewritten_head_is_detected(db: TestDb) {
     let kw = seeded(&db, 5);
     let checkpoint = checkpoint_to(&kw, "checkpoint.json");
     cut_tail(&db, 3).await;
     // The chain alone cannot tell: that is the hole checkpoints close.
-    assert_eq!(
-        kw.ok(&["audit", "verify"], b""),
-        "OK: 3 rows, chain intact\n"
-    );
-    let out = verify(&kw, &[&checkpoint]);
-    let stdout = text(&out.stdout);
-    assert_eq!(code(&out), 4, "{stdout}{}", text(&out.stderr));
+    let stdout = broken_only_by(&kw, &checkpoint, 3);
     assert!(
         stdout.starts_with("BROKEN at row 4: the log ends at row 3 but checkpoint ")
             && stdout.contains("records row 6")
@@ -162,13 +169,7 @@ async fn a_tail_cut_off_and_written_again_is_detected(db: TestDb) {
     for _ in 0..4 {
         kw.ok(&["secret", "get", "S", "--reason", "again"], b"");
     }
-    assert_eq!(
-        kw.ok(&["audit", "verify"], b""),
-        "OK: 7 rows, chain intact\n"
-    );
-    let out = verify(&kw, &[&checkpoint]);
-    let stdout = text(&out.stdout);
-    assert_eq!(code(&out), 4, "{stdout}{}", text(&out.stderr));
+    let stdout = broken_only_by(&kw, &checkpoint, 7);
     assert!(
         stdout.starts_with("BROKEN at row 6: ") && stdout.contains("not the row checkpoint"),
         "{stdout}"

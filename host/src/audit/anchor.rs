@@ -34,9 +34,9 @@ pub async fn check(
             log_ends: verified_to,
         });
     }
-    // Row 0 is the chain's start, whose MAC is 32 zero bytes.
+    // Row 0 is no row: it is where the chain starts.
     let mac = if checkpoint.seq() == 0 {
-        Some(vec![0u8; 32])
+        Some(super::chain::Head::start().mac)
     } else {
         sqlx::query("SELECT mac FROM secret_access_log WHERE seq = $1")
             .bind(checkpoint.seq())

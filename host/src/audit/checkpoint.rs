@@ -370,7 +370,8 @@ mod tests {
 
     #[test]
     fn malformed_text_is_refused_with_a_reason() {
-        let good: Value = serde_json::from_str(&key(7).sign(1, [0; 32], 5).to_line()).unwrap();
+        let good: Value =
+            serde_json::from_str(&key(7).sign(1, [0; 32], 5).to_line()).expect("JSON");
         let with = |field: &str, value: Value| {
             let mut v = good.clone();
             v[field] = value;

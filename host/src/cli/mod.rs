@@ -79,7 +79,7 @@ pub enum Command {
     Secret(secret::Command),
     /// Render a ${SECRET:NAME} template from stdin to stdout.
     Render(render::Args),
-    /// Read and verify the access log.
+    /// Read and verify the access log; sign checkpoints of its end.
     #[command(subcommand)]
     Audit(audit::Command),
     /// List, check and reload WebAssembly plugins.

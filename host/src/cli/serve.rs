@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(long, env = "KEYWARD_AUDIT_CHECKPOINT", value_name = "FILE")]
     audit_checkpoint: Option<std::path::PathBuf>,
 
-    /// Seconds between two checkpoints written to --audit-checkpoint.
+    /// Seconds between two checkpoints written to --audit-checkpoint
+    /// (1 to 86400).
     #[arg(
         long,
         env = "KEYWARD_AUDIT_CHECKPOINT_EVERY",
