@@ -26,6 +26,7 @@ crate::on_both_backends!(
     commits_wait_for_durable_storage,
     a_checkpoint_anchors_the_end_of_the_log,
     verify_can_start_from_a_checkpoint,
+    checkpoints_outlive_a_master_key_rotation,
 );
 
 async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
@@ -444,4 +445,32 @@ async fn verify_can_start_from_a_checkpoint(db: TestDb) {
         vault.verify_log_since(&checkpoint).await.expect("verify"),
         VerifyReport::Broken { seq: 3, .. }
     ));
+}
+
+/// The checkpoint key comes from the log secret, which a master-key
+/// rotation re-seals without changing: checkpoints shipped before a
+/// rotation still verify after it.
+async fn checkpoints_outlive_a_master_key_rotation(db: TestDb) {
+    let old = TestKey::new();
+    let vault = seeded(&db, &old, 2).await;
+    let signed = vault.checkpoint().await.expect("checkpoint");
+    vault.db().close().await;
+    drop(vault);
+    let new = TestKey::new();
+    let vault = keyward::vault::Vault::open(&db.config(&new, &[&old]))
+        .await
+        .expect("open mid-rotation");
+    let report = vault.rotate_master(&access(), None).await.expect("rotate");
+    assert!(report.complete(), "{report:?}");
+    vault.db().close().await;
+    drop(vault);
+    let vault = db.open(&new).await;
+    let checkpoint = vault.check_checkpoint(&signed).expect("still genuine");
+    assert_eq!(
+        vault
+            .anchor(checkpoint.seq(), &checkpoint)
+            .await
+            .expect("anchor"),
+        Anchor::Reached
+    );
 }
