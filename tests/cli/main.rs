@@ -4,6 +4,7 @@
 mod support;
 
 mod agents;
+mod audit_checkpoint;
 mod database;
 mod keys;
 mod migrate;

@@ -329,6 +329,7 @@ fn every_command_has_help() {
         vec!["audit", "--help"],
         vec!["audit", "tail", "--help"],
         vec!["audit", "verify", "--help"],
+        vec!["audit", "checkpoint", "--help"],
     ] {
         let out = kw.ok(&args, b"");
         assert!(out.contains("Usage: keyward"), "{args:?}: {out}");

@@ -4,9 +4,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 
+use crate::support::kw::Served;
 use crate::Kw;
 
-fn get(addr: &str, path: &str) -> String {
+pub(crate) fn get(addr: &str, path: &str) -> String {
     request(addr, "GET", path, None)
 }
 
@@ -33,22 +34,11 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
         )
         .trim()
         .to_owned();
-    let mut child = kw
-        .cmd(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let mut served = Served::spawn(
+        kw.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+        &kw.dir.path().join("serve.log"),
+    );
+    let addr = served.addr.clone();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let health = get(&addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -75,17 +65,17 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     // `plugin reload` finds this live server by its locked pid file.
     let reload = kw.ok(&["plugin", "reload"], b"");
     assert!(
-        reload.contains(&format!("asked keyward serve (pid {})", child.id())),
+        reload.contains(&format!("asked keyward serve (pid {})", served.child.id())),
         "{reload}"
     );
 
-    let pid = child.id().to_string();
+    let pid = served.child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(status.success());
-    let status = child.wait().expect("wait");
+    let status = served.child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     // A stopped server leaves no pid file behind.
     assert!(!kw.dir.path().join("keyward.pid").exists());

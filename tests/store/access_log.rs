@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use keyward::audit::anchor::Anchor;
 use keyward::audit::{Access, Action, AuditError, VerifyReport};
 use keyward::store::Backend;
 use keyward::vault::{Vault, VaultError};
@@ -23,6 +24,9 @@ crate::on_both_backends!(
     two_hosts_on_one_database_keep_one_chain,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
     commits_wait_for_durable_storage,
+    a_checkpoint_anchors_the_end_of_the_log,
+    verify_can_start_from_a_checkpoint,
+    checkpoints_outlive_a_master_key_rotation,
 );
 
 async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
@@ -39,16 +43,6 @@ async fn seeded(db: &TestDb, key: &TestKey, reveals: usize) -> Vault {
             .expect("reveal");
     }
     vault
-}
-
-async fn drop_append_only_guard(db: &TestDb) {
-    match db.backend {
-        Backend::Sqlite => {
-            db.exec("DROP TRIGGER secret_access_log_no_update; DROP TRIGGER secret_access_log_no_delete")
-                .await
-        }
-        Backend::Postgres => db.exec("ALTER TABLE secret_access_log DISABLE TRIGGER USER").await,
-    }
 }
 
 async fn assert_broken_at(vault: &Vault, expected_seq: i64) -> String {
@@ -177,7 +171,7 @@ async fn verify_detects_an_edited_row(db: TestDb) {
         vault.verify_log().await.expect("verify"),
         VerifyReport::Intact { rows: 6 }
     ));
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     db.exec("UPDATE secret_access_log SET accessor = 'test:someone-else' WHERE seq = 4")
         .await;
     let problem = assert_broken_at(&vault, 4).await;
@@ -187,7 +181,7 @@ async fn verify_detects_an_edited_row(db: TestDb) {
 async fn verify_detects_a_deleted_row(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     db.exec("DELETE FROM secret_access_log WHERE seq = 3").await;
     let problem = assert_broken_at(&vault, 3).await;
     assert!(problem.contains("missing"), "{problem}");
@@ -196,7 +190,7 @@ async fn verify_detects_a_deleted_row(db: TestDb) {
 async fn verify_detects_reordered_rows(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     // Swap rows 2 and 5 (their seq numbers), keeping the numbering contiguous.
     db.exec("UPDATE secret_access_log SET seq = -2 WHERE seq = 2")
         .await;
@@ -210,7 +204,7 @@ async fn verify_detects_reordered_rows(db: TestDb) {
 async fn verify_detects_an_inserted_row(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     // Make room after row 3 and insert a plausible copy of row 3 there.
     db.exec("UPDATE secret_access_log SET seq = seq + 1000 WHERE seq > 3")
         .await;
@@ -229,7 +223,7 @@ async fn verify_detects_an_inserted_row(db: TestDb) {
 async fn verify_detects_a_truncated_tail(db: TestDb) {
     let key = TestKey::new();
     let vault = seeded(&db, &key, 5).await;
-    drop_append_only_guard(&db).await;
+    db.drop_append_only_guard().await;
     db.exec("DELETE FROM secret_access_log WHERE seq >= 5")
         .await;
     let problem = assert_broken_at(&vault, 5).await;
@@ -375,4 +369,108 @@ async fn commits_wait_for_durable_storage(db: TestDb) {
             .expect("setting");
         assert_eq!(value, expected);
     }
+}
+
+async fn a_checkpoint_anchors_the_end_of_the_log(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 5).await;
+    let signed = vault.checkpoint().await.expect("checkpoint");
+    assert_eq!(signed.seq(), 6);
+    let checkpoint = vault.check_checkpoint(&signed).expect("genuine");
+    assert_eq!(
+        vault.anchor(6, &checkpoint).await.expect("anchor"),
+        Anchor::Reached
+    );
+    // Another host of the same store checks it too (same log secret).
+    let other_host = db.open(&key).await;
+    assert!(other_host.check_checkpoint(&signed).is_ok());
+
+    db.drop_append_only_guard().await;
+    db.exec("DELETE FROM secret_access_log WHERE seq > 4").await;
+    db.exec(
+        "UPDATE audit_head SET seq = 4, \
+         mac = (SELECT mac FROM secret_access_log WHERE seq = 4) WHERE id = 1",
+    )
+    .await;
+    let rows = match vault.verify_log().await.expect("verify") {
+        VerifyReport::Intact { rows } => rows,
+        broken => panic!("the chain alone still verifies: {broken:?}"),
+    };
+    assert_eq!(rows, 4);
+    assert_eq!(
+        vault.anchor(rows, &checkpoint).await.expect("anchor"),
+        Anchor::CutOff { log_ends: 4 }
+    );
+    // Written again up to and past the checkpoint's row: another history.
+    for _ in 0..3 {
+        reveal(&vault, "S").await.expect("reveal");
+    }
+    assert_eq!(
+        vault.anchor(7, &checkpoint).await.expect("anchor"),
+        Anchor::Diverged
+    );
+}
+
+async fn verify_can_start_from_a_checkpoint(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 3).await;
+    let signed = vault.checkpoint().await.expect("checkpoint");
+    let checkpoint = vault.check_checkpoint(&signed).expect("genuine");
+    for _ in 0..3 {
+        reveal(&vault, "S").await.expect("reveal");
+    }
+    assert_eq!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Intact { rows: 7 }
+    );
+    db.drop_append_only_guard().await;
+    // Before the checkpoint: not read again (the checkpoint vouches for it).
+    db.exec("UPDATE secret_access_log SET reason = 'edited' WHERE seq = 2")
+        .await;
+    assert_eq!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Intact { rows: 7 }
+    );
+    // After it: found.
+    db.exec("UPDATE secret_access_log SET reason = 'edited' WHERE seq = 6")
+        .await;
+    assert!(matches!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Broken { seq: 6, .. }
+    ));
+    // A log cut back before the checkpoint's row.
+    db.exec("DELETE FROM secret_access_log WHERE seq > 2").await;
+    db.exec("UPDATE audit_head SET seq = 2 WHERE id = 1").await;
+    assert!(matches!(
+        vault.verify_log_since(&checkpoint).await.expect("verify"),
+        VerifyReport::Broken { seq: 3, .. }
+    ));
+}
+
+/// The checkpoint key comes from the log secret, which a master-key
+/// rotation re-seals without changing: checkpoints shipped before a
+/// rotation still verify after it.
+async fn checkpoints_outlive_a_master_key_rotation(db: TestDb) {
+    let old = TestKey::new();
+    let vault = seeded(&db, &old, 2).await;
+    let signed = vault.checkpoint().await.expect("checkpoint");
+    vault.db().close().await;
+    drop(vault);
+    let new = TestKey::new();
+    let vault = keyward::vault::Vault::open(&db.config(&new, &[&old]))
+        .await
+        .expect("open mid-rotation");
+    let report = vault.rotate_master(&access(), None).await.expect("rotate");
+    assert!(report.complete(), "{report:?}");
+    vault.db().close().await;
+    drop(vault);
+    let vault = db.open(&new).await;
+    let checkpoint = vault.check_checkpoint(&signed).expect("still genuine");
+    assert_eq!(
+        vault
+            .anchor(checkpoint.seq(), &checkpoint)
+            .await
+            .expect("anchor"),
+        Anchor::Reached
+    );
 }

@@ -1,7 +1,7 @@
 //! The real `keyward` binary with a data folder and key of its own.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
 
 use super::TestKey;
 
@@ -27,6 +27,14 @@ impl Kw {
         }
     }
 
+    /// A data folder and key of its own, with the store in `db` (either backend).
+    pub fn on(db: &super::TestDb) -> Kw {
+        Kw {
+            database_url: Some(db.url.clone()),
+            ..Kw::new()
+        }
+    }
+
     /// The command with a clean environment: this test's data folder and key.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
@@ -37,7 +45,9 @@ impl Kw {
             .env("USER", "tester")
             .env_remove("KEYWARD_MASTER_KEY_PREVIOUS")
             .env_remove("KEYWARD_LISTEN")
-            .env_remove("KEYWARD_LOG");
+            .env_remove("KEYWARD_LOG")
+            .env_remove("KEYWARD_AUDIT_CHECKPOINT")
+            .env_remove("KEYWARD_AUDIT_CHECKPOINT_EVERY");
         match &self.database_url {
             Some(url) => cmd.env("KEYWARD_DATABASE_URL", url),
             None => cmd.env_remove("KEYWARD_DATABASE_URL"),
@@ -84,6 +94,46 @@ impl Kw {
             text(&out.stderr)
         );
         text(&out.stdout)
+    }
+}
+
+/// A running `keyward serve`, killed when dropped.
+pub struct Served {
+    /// The process (stdout already read up to the address line).
+    pub child: Child,
+    /// `127.0.0.1:PORT`, from the line `keyward listening on http://…`.
+    pub addr: String,
+}
+
+impl Served {
+    /// Spawns `cmd` (a `serve --listen 127.0.0.1:0` command), its stderr
+    /// going to the file `log` (a pipe nobody reads would fill up), and
+    /// waits for the address line it prints first.
+    pub fn spawn(mut cmd: Command, log: &std::path::Path) -> Served {
+        let log = std::fs::File::create(log).expect("create the serve log");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn keyward serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the address line");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Served { child, addr }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -91,6 +91,24 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Drops the access log's append-only triggers, as the database's owner
+    /// can (the chain, and checkpoints, are what must still catch tampering).
+    pub async fn drop_append_only_guard(&self) {
+        match self.backend {
+            Backend::Sqlite => {
+                self.exec(
+                    "DROP TRIGGER secret_access_log_no_update; \
+                     DROP TRIGGER secret_access_log_no_delete",
+                )
+                .await
+            }
+            Backend::Postgres => {
+                self.exec("ALTER TABLE secret_access_log DISABLE TRIGGER USER")
+                    .await
+            }
+        }
+    }
+
     /// Runs one raw SQL statement, returning the error.
     pub async fn try_exec(&self, sql: &str) -> Result<(), sqlx::Error> {
         sqlx::any::install_default_drivers();

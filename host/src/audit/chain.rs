@@ -12,6 +12,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use zeroize::Zeroizing;
 
 use super::entry::AccessEntry;
+use crate::crypto::ct_eq;
 use crate::store::Backend;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -51,6 +52,16 @@ pub struct Head {
     pub seq: i64,
     /// Its MAC (32 zero bytes for an empty log).
     pub mac: Vec<u8>,
+}
+
+impl Head {
+    /// The head of an empty log, where every chain starts.
+    pub fn start() -> Head {
+        Head {
+            seq: 0,
+            mac: vec![0u8; 32],
+        }
+    }
 }
 
 /// Locks the chain head for the rest of the transaction and reads it, with
@@ -334,9 +345,29 @@ pub enum VerifyReport {
 /// Walks the log up to the head as it is when the walk starts (rows appended
 /// meanwhile are left for the next run) and recomputes every MAC.
 pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
+    verify_after(pool, key, &Head::start()).await
+}
+
+/// [`verify`] from the row after `from`, which is trusted as it is (the
+/// head a signed checkpoint records): an incremental verify reads only the
+/// rows that are new. `Intact { rows }` is still the last row's seq.
+pub async fn verify_after(
+    pool: &AnyPool,
+    key: &ChainKey,
+    from: &Head,
+) -> Result<VerifyReport, sqlx::Error> {
     let head = read_head(pool).await?;
-    let mut expected = 1i64;
-    let mut prev = vec![0u8; 32];
+    if head.seq < from.seq {
+        return Ok(VerifyReport::Broken {
+            seq: head.seq + 1,
+            problem: format!(
+                "the chain head records row {} but the trusted starting point is row {}: rows were removed from the end",
+                head.seq, from.seq
+            ),
+        });
+    }
+    let mut expected = from.seq + 1;
+    let mut prev = from.mac.clone();
     loop {
         let page = page_up_to(pool, expected - 1, head.seq).await?;
         let full_page = page.len() as i64 == PAGE;
@@ -360,7 +391,7 @@ pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx
                 row.detail.as_str(),
             ];
             let mac = key.mac(&prev, row.seq, row.at, fields);
-            if !constant_time_eq(&mac, &row.mac) {
+            if !ct_eq(&mac, &row.mac) {
                 return Ok(VerifyReport::Broken {
                     seq: row.seq,
                     problem: "MAC mismatch: the row was edited, moved or inserted".into(),
@@ -374,7 +405,7 @@ pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx
         }
     }
     let rows = expected - 1;
-    if head.seq != rows || !constant_time_eq(&head.mac, &prev) {
+    if head.seq != rows || !ct_eq(&head.mac, &prev) {
         return Ok(VerifyReport::Broken {
             seq: rows + 1,
             problem: format!(
@@ -404,8 +435,4 @@ async fn page_up_to(pool: &AnyPool, after: i64, last: i64) -> Result<Vec<LogRow>
 /// The current head (for `keyward audit tail` and monitoring).
 pub async fn head(pool: &AnyPool) -> Result<Head, sqlx::Error> {
     read_head(pool).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,8 +1,12 @@
 //! The access log: what was read or changed, by whom, why, with what outcome.
 //! Append-only, hash-chained (`chain`), and written in group commits
-//! (`group_commit`) so that durability does not cost throughput.
+//! (`group_commit`) so that durability does not cost throughput. Signed
+//! checkpoints of its head (`checkpoint`), kept off the host, anchor its end
+//! (`anchor`).
 
+pub mod anchor;
 pub mod chain;
+pub mod checkpoint;
 pub mod entry;
 pub mod group_commit;
 mod row_cache;

@@ -16,10 +16,10 @@
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::AuthError;
+use crate::crypto::ct_eq;
 use crate::store::{now_ms, sessions, Db};
 
 /// How long a session lasts from sign-in (absolute, not sliding: a stolen
@@ -51,7 +51,8 @@ impl SessionSecret {
 
 /// A signed-in operator. Its `Debug` shows the subject only: the CSRF
 /// token (and the session's hash) stay out of any log or panic message.
-#[derive(Clone, PartialEq, Eq)]
+/// Its `==` compares them in constant time.
+#[derive(Clone)]
 pub struct Session {
     /// Who signed in (`dev` for a `--dev` link; the forge login later).
     pub subject: String,
@@ -72,14 +73,26 @@ impl Session {
 
     /// Ok if `presented` is this session's CSRF token (constant time).
     pub fn check_csrf(&self, presented: &str) -> Result<(), AuthError> {
-        let ok: bool = self.csrf.as_bytes().ct_eq(presented.as_bytes()).into();
-        if ok {
+        if ct_eq(self.csrf.as_bytes(), presented.as_bytes()) {
             Ok(())
         } else {
             Err(AuthError::Csrf)
         }
     }
 }
+
+impl PartialEq for Session {
+    fn eq(&self, other: &Self) -> bool {
+        // Both compared whatever the first says: no early exit to time.
+        let secrets = [
+            ct_eq(self.id_hash.as_bytes(), other.id_hash.as_bytes()),
+            ct_eq(self.csrf.as_bytes(), other.csrf.as_bytes()),
+        ];
+        self.subject == other.subject && secrets == [true, true]
+    }
+}
+
+impl Eq for Session {}
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,5 +244,25 @@ mod tests {
         for bad in ["", "x", &session.csrf()[1..]] {
             assert!(matches!(session.check_csrf(bad), Err(AuthError::Csrf)));
         }
+    }
+
+    #[test]
+    fn sessions_are_equal_only_with_the_same_secrets() {
+        let s = SessionSecret::fresh();
+        let session = |subject: &str, secret: &str| Session {
+            subject: subject.into(),
+            id_hash: hash_hex(secret),
+            csrf: csrf_of(secret),
+        };
+        let a = session("alice", s.expose());
+        assert_eq!(a, session("alice", s.expose()));
+        assert_ne!(a, session("bob", s.expose()));
+        assert_ne!(a, session("alice", SessionSecret::fresh().expose()));
+        let mut other_csrf = a.clone();
+        other_csrf.csrf.push('x');
+        assert_ne!(a, other_csrf, "a longer CSRF token");
+        let mut other_hash = a.clone();
+        other_hash.id_hash = hash_hex("other");
+        assert_ne!(a, other_hash);
     }
 }

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::policy::{Capability, Policy};
 use super::AuthError;
+use crate::crypto::ct_eq;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::{now_ms, Db};
 
@@ -463,12 +463,11 @@ impl Tokens {
             return Err(AuthError::Invalid);
         };
         let now = now_ms();
-        let current: bool = presented_hash.ct_eq(stored.current.as_slice()).into();
+        let current = ct_eq(&presented_hash, &stored.current);
         // The value a rotation replaced, while its grace period lasts. Both
         // comparisons always run: the time taken does not say which matched.
         let (previous_hash, previous_until) = stored.previous.unwrap_or_default();
-        let previous: bool = presented_hash.ct_eq(previous_hash.as_slice()).into();
-        let previous = previous && now < previous_until;
+        let previous = ct_eq(&presented_hash, &previous_hash) && now < previous_until;
         if !(current || previous) || row.revoked_at.is_some() || row.expired(now) {
             return Err(AuthError::Invalid);
         }
@@ -528,7 +527,7 @@ impl Tokens {
             // Another secret with a remembered id is checked against the row
             // like any other guess (the entry stays): a wrong guess takes
             // the same time whether or not the id was used a moment ago.
-            if fresh && bool::from(presented_hash.ct_eq(&entry.hash)) {
+            if fresh && ct_eq(presented_hash, &entry.hash) {
                 let now_ms = now_ms();
                 let touch = entry
                     .last_used_at

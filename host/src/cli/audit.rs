@@ -1,14 +1,19 @@
-//! `keyward audit tail|verify`.
+//! `keyward audit tail|verify|checkpoint`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
+use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::{exit, open_vault, Cli};
+use super::{checkpoint_file, exit, open_vault, Cli};
+use crate::audit::anchor::Anchor;
 use crate::audit::chain::LogRow;
+use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::audit::VerifyReport;
+use crate::vault::Vault;
 
 /// Access-log commands.
 #[derive(Subcommand, Debug)]
@@ -26,7 +31,21 @@ pub enum Command {
         json: bool,
     },
     /// Recompute the hash chain; print OK or the first bad row (exit 4).
-    Verify,
+    Verify {
+        /// Also check that the log still reaches this signed checkpoint
+        /// (made by `audit checkpoint`): its row is there with its MAC, so
+        /// no tail was cut off. Repeatable. A checkpoint that is modified,
+        /// unreadable or another store's is refused (exit 1).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Print a signed checkpoint of the log's head (one JSON line), to keep
+    /// outside the database for `audit verify --checkpoint`.
+    Checkpoint {
+        /// Write it to FILE (replaced atomically) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
@@ -53,15 +72,71 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                 }
             }
         }
-        Command::Verify => match vault.verify_log().await? {
-            VerifyReport::Intact { rows } => println!("OK: {rows} rows, chain intact"),
-            VerifyReport::Broken { seq, problem } => {
-                println!("BROKEN at row {seq}: {problem}");
-                return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+        Command::Verify { checkpoint } => return verify(&vault, checkpoint).await,
+        Command::Checkpoint { out } => {
+            let checkpoint = vault.checkpoint().await?;
+            match out {
+                Some(path) => checkpoint_file::write(path, &checkpoint).with_context(|| {
+                    format!("cannot write the checkpoint to {}", path.display())
+                })?,
+                None => println!("{}", checkpoint.to_line()),
             }
-        },
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `audit verify [--checkpoint FILE]…`: every checkpoint is checked before
+/// the log is read, so a refused one never looks like a verdict on the log.
+async fn verify(vault: &Vault, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let checkpoints = files
+        .iter()
+        .map(|path| Ok((path, read_checkpoint(vault, path)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = match vault.verify_log().await? {
+        VerifyReport::Intact { rows } => rows,
+        VerifyReport::Broken { seq, problem } => {
+            println!("BROKEN at row {seq}: {problem}");
+            return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+        }
+    };
+    let mut reached = Vec::new();
+    for (path, checkpoint) in &checkpoints {
+        let (seq, made) = (checkpoint.seq(), format_ms(checkpoint.time_ms()));
+        let path = path.display();
+        let broken = match vault.anchor(rows, checkpoint).await? {
+            Anchor::Reached => {
+                reached.push(format!(
+                    "OK: checkpoint {path} (row {seq}, made {made}) is in the log (now at row {rows})"
+                ));
+                continue;
+            }
+            Anchor::CutOff { log_ends } => format!(
+                "BROKEN at row {}: the log ends at row {log_ends} but checkpoint {path} (made {made}) \
+                 records row {seq}: rows were cut off the end and the chain head rewritten to match",
+                log_ends + 1
+            ),
+            Anchor::Diverged => format!(
+                "BROKEN at row {seq}: row {seq} is not the row checkpoint {path} (made {made}) \
+                 recorded (its MAC differs): the log was cut back and written again after the checkpoint"
+            ),
+        };
+        println!("{broken}");
+        return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+    }
+    println!("OK: {rows} rows, chain intact");
+    for line in reached {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_checkpoint(vault: &Vault, path: &Path) -> anyhow::Result<Checkpoint> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    SignedCheckpoint::parse(&text)
+        .and_then(|signed| vault.check_checkpoint(&signed))
+        .with_context(|| format!("checkpoint {} is refused", path.display()))
 }
 
 fn print_rows(rows: &[LogRow], json: bool) -> anyhow::Result<i64> {

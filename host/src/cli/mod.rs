@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod checkpoint_file;
 mod key;
 mod migrate;
 mod plugin;
@@ -84,7 +85,7 @@ pub enum Command {
     /// replaces keyward, so its exit code is the run's. Nothing is written
     /// to disk.
     Run(run::Args),
-    /// Read and verify the access log.
+    /// Read and verify the access log; sign checkpoints of its end.
     #[command(subcommand)]
     Audit(audit::Command),
     /// List, check and reload WebAssembly plugins.

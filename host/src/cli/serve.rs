@@ -40,6 +40,24 @@ pub struct Args {
     /// server; a failing migration is logged and the server starts.
     #[arg(long, env = crate::migrate::boot::BOOT_MIGRATIONS_VAR, value_name = "FILE")]
     migrations: Option<std::path::PathBuf>,
+
+    /// Keep a signed checkpoint of the access log's head in FILE (replaced
+    /// atomically at start and every --audit-checkpoint-every seconds), to
+    /// ship off the host for `keyward audit verify --checkpoint`; see
+    /// docs/access-log.md. A failed write is logged; serving goes on.
+    #[arg(long, env = "KEYWARD_AUDIT_CHECKPOINT", value_name = "FILE")]
+    audit_checkpoint: Option<std::path::PathBuf>,
+
+    /// Seconds between two checkpoints written to --audit-checkpoint
+    /// (1 to 86400).
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_CHECKPOINT_EVERY",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    audit_checkpoint_every: u64,
 }
 
 fn parse_public_url(text: &str) -> Result<url::Url, String> {
@@ -77,6 +95,10 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     crate::migrate::boot::run_all(&vault, &plugins, &boot).await;
+    let _checkpoints = args.audit_checkpoint.clone().map(|path| {
+        let every = std::time::Duration::from_secs(args.audit_checkpoint_every);
+        super::checkpoint_file::spawn_periodic(vault.clone(), path, every)
+    });
     let _watch = plugins.watch();
     let _hup = reload_on_sighup(plugins.clone());
     let _pid_file = PidFile::claim(config::data_dir(cli.data_dir.as_deref()).join(PID_FILE));

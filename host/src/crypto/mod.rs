@@ -1,10 +1,12 @@
 //! Keys and sealing: the master key, the keyring derived from it, AES-256-GCM.
 
+mod compare;
 mod key;
 mod keyring;
 mod seal;
 mod secret;
 
+pub use compare::ct_eq;
 pub use key::{KeyError, MasterKey, MASTER_KEY_PREVIOUS_VAR, MASTER_KEY_VAR};
 pub(crate) use keyring::derive as derive_subkey;
 pub use keyring::{KeyId, Keyring};

@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::AnyConnection;
-use subtle::ConstantTimeEq;
 
 use super::{Candidate, RunAccess};
 use crate::audit::{Access, AccessEntry, Action, Outcome};
@@ -211,7 +210,7 @@ async fn one(
                         )),
                     );
                     let same = opened
-                        .map(|v| bool::from(v.expose().ct_eq(value.expose())))
+                        .map(|v| crate::crypto::ct_eq(v.expose(), value.expose()))
                         .unwrap_or(false);
                     if same {
                         // Already there (a crash after an earlier commit

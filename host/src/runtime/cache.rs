@@ -12,7 +12,6 @@
 #![allow(unsafe_code)]
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
@@ -76,13 +75,7 @@ impl CompileCache {
 }
 
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // Unique per writer: two runtimes in one process may store the same
-    // component at once.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    let mut file = crate::store::create_private_file(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    // Two runtimes in one process may store the same component at once:
+    // each writes a temporary file of its own.
+    crate::store::replace_file(path, bytes)
 }

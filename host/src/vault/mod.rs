@@ -2,6 +2,7 @@
 //! access-log writer together. Every read of a value goes through here and is
 //! logged before the plaintext comes back.
 
+mod checkpoint;
 mod error;
 mod keycheck;
 mod mutate;
@@ -18,6 +19,7 @@ pub use mutate::{check_description, Put, PutMode};
 pub use rotate::RotateReport;
 
 use crate::audit::chain::{self, ChainKey, Head, LogRow, VerifyReport};
+use crate::audit::checkpoint::CheckpointKey;
 use crate::audit::group_commit::{GroupCommit, Lookup, Resolved};
 use crate::audit::{Access, AccessEntry, Action, Outcome};
 use crate::config::Config;
@@ -61,6 +63,7 @@ pub struct Vault {
     db: Db,
     keyring: Arc<Keyring>,
     chain: Arc<ChainKey>,
+    checkpoints: Arc<CheckpointKey>,
     log: GroupCommit,
 }
 
@@ -103,12 +106,14 @@ impl Vault {
             .open(&sealed, &keyring_table::aad(LOG_SECRET))
             .map_err(|_| VaultError::Unreadable("the access-log secret".into()))?;
         let chain = Arc::new(ChainKey::from_log_secret(log_secret.expose()));
+        let checkpoints = Arc::new(CheckpointKey::from_log_secret(log_secret.expose()));
         let keyring = Arc::new(keyring);
         let log = GroupCommit::start(&db, keyring.clone(), chain.clone())?;
         Ok(Vault {
             db,
             keyring,
             chain,
+            checkpoints,
             log,
         })
     }
