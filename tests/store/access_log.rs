@@ -457,9 +457,12 @@ async fn checkpoints_outlive_a_master_key_rotation(db: TestDb) {
     vault.db().close().await;
     drop(vault);
     let new = TestKey::new();
-    let vault = keyward::vault::Vault::open(&db.config(&new, &[&old]))
-        .await
-        .expect("open mid-rotation");
+    let vault = keyward::vault::Vault::open_with(
+        &db.config(&new, &[&old]),
+        keyward::vault::NewKey::Adopt { replace: false },
+    )
+    .await
+    .expect("open mid-rotation, adopting the new key");
     let report = vault.rotate_master(&access(), None).await.expect("rotate");
     assert!(report.complete(), "{report:?}");
     vault.db().close().await;
