@@ -41,20 +41,18 @@ async fn serve(db: TestDb) -> Served {
 }
 
 impl Served {
-    /// Sends the `bodies` to `path` all at once; the statuses and bodies.
-    async fn race(
+    /// Sends every `(method, path, body)` at once; the statuses and bodies.
+    async fn race_all(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        bodies: Vec<Value>,
+        requests: Vec<(reqwest::Method, String, Value)>,
     ) -> Vec<(StatusCode, Value)> {
-        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(bodies.len()));
-        let tasks: Vec<_> = bodies
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(requests.len()));
+        let tasks: Vec<_> = requests
             .into_iter()
-            .map(|body| {
+            .map(|(method, path, body)| {
                 let request = self
                     .client
-                    .request(method.clone(), format!("{}{path}", self.base))
+                    .request(method, format!("{}{path}", self.base))
                     .bearer_auth(&self.operator)
                     .header("Content-Type", "application/json")
                     .body(body.to_string());
@@ -73,6 +71,22 @@ impl Served {
             out.push(t.await.expect("task"));
         }
         out
+    }
+
+    /// The `bodies` to one `path`, all at once.
+    async fn race(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bodies: Vec<Value>,
+    ) -> Vec<(StatusCode, Value)> {
+        self.race_all(
+            bodies
+                .into_iter()
+                .map(|b| (method.clone(), path.to_owned(), b))
+                .collect(),
+        )
+        .await
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
@@ -124,26 +138,19 @@ async fn an_instance_id_claimed_by_two_agent_types_answers_409(db: TestDb) {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let tasks: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let request = s
-                .client
-                .put(format!("{}/agent-types/type{i}/token", s.base))
-                .bearer_auth(&s.operator)
-                .header("Content-Type", "application/json")
-                .body(json!({"value": format!("tok-{i}"), "instance": "i-42"}).to_string());
-            tokio::spawn(async move {
-                let resp = request.send().await.expect("send");
-                let status = resp.status();
-                let text = resp.text().await.expect("body");
-                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("task"));
-    }
+    let results = s
+        .race_all(
+            (0..RACERS)
+                .map(|i| {
+                    (
+                        reqwest::Method::PUT,
+                        format!("/agent-types/type{i}/token"),
+                        json!({"value": format!("tok-{i}"), "instance": "i-42"}),
+                    )
+                })
+                .collect(),
+        )
+        .await;
     one_wins(&results, StatusCode::OK);
     let winner = (0..RACERS)
         .find(|i| results[*i].0 == StatusCode::OK)

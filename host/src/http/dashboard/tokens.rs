@@ -180,15 +180,36 @@ pub async fn token_create(
         )
         .await?;
     tracing::info!(by = %session.accessor(), id = %row.id, role = %row.role, "API token created in the dashboard");
+    showing_once(
+        &state,
+        &session,
+        &token,
+        &row,
+        "created",
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// The tokens page with a new value on it, this once: the answer to the
+/// form itself, never a redirect, so the value is in no URL or history.
+async fn showing_once(
+    state: &AppState,
+    session: &Session,
+    token: &ApiToken,
+    row: &TokenRow,
+    what: &str,
+    status: StatusCode,
+) -> Result<Response, PageError> {
     let tokens = state.tokens.list().await?;
     let body = html! {
-        (shown_once(&token, &row, "created"))
-        (create_form(&session))
-        (token_list(&session, &tokens))
+        (shown_once(token, row, what))
+        (create_form(session))
+        (token_list(session, &tokens))
     };
     Ok(html_response(
-        StatusCode::CREATED,
-        page("API tokens", Some(&session), body),
+        status,
+        page("API tokens", Some(session), body),
     ))
 }
 
@@ -221,14 +242,5 @@ pub async fn token_rotate(
     let grace = std::time::Duration::from_secs(minutes.saturating_mul(60));
     let (row, token, _) = state.tokens.rotate(&id, grace).await?;
     tracing::info!(by = %session.accessor(), %id, grace_minutes = minutes, "API token rotated in the dashboard");
-    let tokens = state.tokens.list().await?;
-    let body = html! {
-        (shown_once(&token, &row, "rotated"))
-        (create_form(&session))
-        (token_list(&session, &tokens))
-    };
-    Ok(html_response(
-        StatusCode::OK,
-        page("API tokens", Some(&session), body),
-    ))
+    showing_once(&state, &session, &token, &row, "rotated", StatusCode::OK).await
 }
