@@ -103,17 +103,66 @@ fn render_body() -> Value {
 
 /// The role matrix, walked from the served OpenAPI document (which is
 /// built from the same table as the router): every route, with no token, a
-/// bad token, a resolver and an operator.
+/// bad token, an expired token, a resolver, a narrow-policy resolver, an
+/// agent-bound resolver and an operator.
 #[tokio::test]
 async fn every_route_in_the_document_checks_credentials_and_role() {
+    use keyward::auth::policy::{Capability, Pattern, Policy};
     let api = Api::start(TestDb::sqlite().await).await;
     let (status, doc, raw) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK, "{raw}");
+    let tokens = Tokens::new(api.vault.db().clone());
+    let grant = |ttl, policy| keyward::auth::Grant { ttl, policy };
+    let (_, expired) = tokens
+        .create_with(
+            "expired",
+            Role::Operator,
+            grant(Some(std::time::Duration::from_millis(1)), None),
+        )
+        .await
+        .expect("token");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Narrow: metrics only.
+    let narrow_policy = Policy {
+        capabilities: [Capability::Metrics].into_iter().collect(),
+        resolve: vec![Pattern::parse("global/NOTHING").expect("pattern")],
+        networks: Vec::new(),
+        agent: None,
+    };
+    let (_, narrow) = tokens
+        .create_with("narrow", Role::Resolver, grant(None, Some(narrow_policy)))
+        .await
+        .expect("token");
+    // Bound to an agent type that is not the matrix's `{name}`.
+    let agent_caps = [
+        Capability::Render,
+        Capability::Metadata,
+        Capability::AgentToken,
+    ];
+    let agent_policy = Policy::for_agent(
+        agent_caps.into_iter().collect(),
+        "someone-else",
+        None,
+        Vec::new(),
+    )
+    .expect("policy");
+    let (_, agent) = tokens
+        .create_with(
+            "agent-bound",
+            Role::Resolver,
+            grant(None, Some(agent_policy)),
+        )
+        .await
+        .expect("token");
+    let expired: &'static str = Box::leak(expired.expose().to_owned().into_boxed_str());
+    let narrow: &'static str = Box::leak(narrow.expose().to_owned().into_boxed_str());
+    let agent: &'static str = Box::leak(agent.expose().to_owned().into_boxed_str());
     let bad = [
         None,
         Some("kw_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
         Some("not-a-token"),
         Some(""),
+        Some(expired),
     ];
     let resolver: &'static str = Box::leak(api.resolver.clone().into_boxed_str());
     let operator: &'static str = Box::leak(api.operator.clone().into_boxed_str());
@@ -174,6 +223,49 @@ async fn every_route_in_the_document_checks_credentials_and_role() {
                     "{method} {path} {token:?}: {raw}"
                 );
                 assert_eq!(error_code(status, &json, &raw), "unauthenticated");
+            }
+            // Policy tokens: refused (403) exactly on the routes whose
+            // capability their policy lacks, and on every operator route.
+            let capability = op["x-keyward-capability"].as_str();
+            assert_eq!(
+                capability.is_some(),
+                role == "resolver",
+                "{method} {path}: a resolver route names its capability, no other does"
+            );
+            let names_an_agent = path.starts_with("/agent-types/{name}");
+            for (token, caps, who) in [
+                (narrow, &["metrics"][..], "narrow"),
+                (
+                    agent,
+                    &["render", "metadata", "agent-token"][..],
+                    "agent-bound",
+                ),
+            ] {
+                let allowed = capability.is_some_and(|c| caps.contains(&c));
+                let (status, json, raw) = as_role(Some(token)).await;
+                if !allowed || (who == "agent-bound" && names_an_agent) {
+                    if !allowed || status == StatusCode::FORBIDDEN {
+                        assert_eq!(
+                            status,
+                            StatusCode::FORBIDDEN,
+                            "{method} {path} as {who}: {raw}"
+                        );
+                        assert_eq!(error_code(status, &json, &raw), "forbidden");
+                    } else {
+                        // A route naming another agent refuses it once its
+                        // body is read (a malformed body is refused first).
+                        assert_eq!(
+                            status,
+                            StatusCode::BAD_REQUEST,
+                            "{method} {path} as {who}: {raw}"
+                        );
+                    }
+                } else {
+                    assert!(
+                        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                        "{method} {path} as {who}: {raw}"
+                    );
+                }
             }
             let (status, json, raw) = as_role(Some(resolver)).await;
             match role {
