@@ -13,6 +13,7 @@ mod engine;
 pub mod error;
 pub mod grants;
 mod host;
+pub mod journal;
 pub mod manifest;
 pub mod migration;
 pub mod redact;
@@ -37,6 +38,8 @@ use self::call::{CallCtx, CallState};
 use self::egress::Egress;
 pub use self::grants::BaseUrl;
 use self::grants::CallGrants;
+pub use self::journal::Journal;
+use crate::audit::Access;
 use self::redact::Redactor;
 use self::registry::{Loader, Pre};
 use crate::names::SecretRef;
@@ -168,6 +171,15 @@ enum ForgeOp {
         cursor: Option<String>,
     },
     Revoke,
+}
+
+/// What a forge call carries besides its operation.
+#[derive(Default)]
+struct ForgeCallExtra {
+    /// A refresh's journal.
+    journal: Option<Journal>,
+    /// The caller the call runs for, named in its egress rows.
+    on_behalf: Option<Access>,
 }
 
 /// What a [`ForgeOp`] answered.
@@ -330,6 +342,8 @@ impl Runtime {
             outbound_used: 0,
             log_used: 0,
             log_exceeded: false,
+            journal: None,
+            on_behalf: None,
             refusals: 0,
             refusals_exceeded: false,
         }
@@ -422,6 +436,7 @@ impl Runtime {
         app: Option<&OAuthApp>,
         token: Option<TokenRef>,
         op: ForgeOp,
+        extra: ForgeCallExtra,
     ) -> Result<ForgeReply, PluginError> {
         use self::bindings::forge::exports::keyward::plugin::forge as wit;
         let (plugin, pre) = self.forge_pre(name)?;
@@ -438,6 +453,8 @@ impl Runtime {
             grants = grants.with_use(t.reference());
         }
         let mut ctx = self.context(&plugin, vault, grants);
+        ctx.journal = extra.journal;
+        ctx.on_behalf = extra.on_behalf;
         if let Some(TokenRef::Bound(reference, value)) = token {
             ctx.redactor.add(value.expose());
             ctx.bound.push((reference, value));
@@ -523,8 +540,9 @@ impl Runtime {
         app: Option<&OAuthApp>,
         token: Option<TokenRef>,
         op: ForgeOp,
+        extra: ForgeCallExtra,
     ) -> Result<ForgeReply, PluginError> {
-        self.counted(self.forge_op_once(vault, name, base_url, app, token, op))
+        self.counted(self.forge_op_once(vault, name, base_url, app, token, op, extra))
             .await
     }
 
@@ -566,6 +584,30 @@ impl Runtime {
             .await
     }
 
+    /// `forge.whoami` with a stored token, for `caller` (a resolver
+    /// dispatching an agent type): the egress rows name it and its reason.
+    pub async fn forge_whoami_for(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: &SecretRef,
+        caller: &Access,
+    ) -> Result<Account, PluginError> {
+        let extra = ForgeCallExtra {
+            journal: None,
+            on_behalf: Some(caller.clone()),
+        };
+        let token = Some(TokenRef::Stored(token.clone()));
+        match self
+            .forge_op(vault, name, base_url, None, token, ForgeOp::Whoami, extra)
+            .await?
+        {
+            ForgeReply::Account(a) => Ok(a),
+            _ => Err(unexpected(name)),
+        }
+    }
+
     /// `forge.whoami` with a stored or a bound token.
     pub async fn forge_whoami_with(
         &self,
@@ -575,7 +617,15 @@ impl Runtime {
         token: TokenRef,
     ) -> Result<Account, PluginError> {
         match self
-            .forge_op(vault, name, base_url, None, Some(token), ForgeOp::Whoami)
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                None,
+                Some(token),
+                ForgeOp::Whoami,
+                ForgeCallExtra::default(),
+            )
             .await?
         {
             ForgeReply::Account(a) => Ok(a),
@@ -601,7 +651,15 @@ impl Runtime {
             scopes: scopes.to_vec(),
         };
         match self
-            .forge_op(vault, name, base_url, Some(app), None, op)
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                Some(app),
+                None,
+                op,
+                ForgeCallExtra::default(),
+            )
             .await?
         {
             ForgeReply::Url(u) => Ok(u),
@@ -625,7 +683,15 @@ impl Runtime {
             code_verifier: code_verifier.to_owned(),
         };
         match self
-            .forge_op(vault, name, base_url, Some(app), None, op)
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                Some(app),
+                None,
+                op,
+                ForgeCallExtra::default(),
+            )
             .await?
         {
             ForgeReply::Tokens(t) => Ok(t),
@@ -633,7 +699,8 @@ impl Runtime {
         }
     }
 
-    /// `forge.refresh`: new tokens for the refresh token `refresh`.
+    /// `forge.refresh`: new tokens for the refresh token `refresh`; the
+    /// forge's answer is kept or a kept one replayed, as `journal` says.
     pub async fn forge_refresh(
         &self,
         vault: &Vault,
@@ -641,7 +708,12 @@ impl Runtime {
         base_url: &BaseUrl,
         app: &OAuthApp,
         refresh: TokenRef,
+        journal: Journal,
     ) -> Result<TokenSet, PluginError> {
+        let extra = ForgeCallExtra {
+            journal: Some(journal),
+            on_behalf: None,
+        };
         match self
             .forge_op(
                 vault,
@@ -650,6 +722,7 @@ impl Runtime {
                 Some(app),
                 Some(refresh),
                 ForgeOp::Refresh,
+                extra,
             )
             .await?
         {
@@ -671,7 +744,15 @@ impl Runtime {
             cursor: cursor.map(str::to_owned),
         };
         match self
-            .forge_op(vault, name, base_url, None, Some(token), op)
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                None,
+                Some(token),
+                op,
+                ForgeCallExtra::default(),
+            )
             .await?
         {
             ForgeReply::Page(p) => Ok(p),
@@ -697,6 +778,7 @@ impl Runtime {
                 Some(app),
                 Some(token),
                 ForgeOp::Revoke,
+                ForgeCallExtra::default(),
             )
             .await?
         {
