@@ -425,24 +425,25 @@ async fn a_dispatch_names_the_resolver_token_and_writes_only_log_rows() {
             Method::POST,
             "/agent-types",
             &host.operator,
-            Some(json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
-                        "token": emu.personal_token("bot")})),
+            Some(
+                json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
+                        "token": emu.personal_token("bot")}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // The token secret is deleted and made again (a new row) by an operator.
-    for (method, body) in [
-        (Method::DELETE, None),
-        (Method::PUT, Some(json!({"value": emu.personal_token("bot")}))),
+    let again = json!({"name": "FORGE_TOKEN", "scope": "agent_type:coder",
+                       "value": emu.personal_token("bot")});
+    for (method, path, body) in [
+        (
+            Method::DELETE,
+            "/secrets/FORGE_TOKEN?scope=agent_type:coder",
+            None,
+        ),
+        (Method::POST, "/secrets", Some(again)),
     ] {
-        let (status, body, _) = host
-            .call(
-                method,
-                "/secrets/FORGE_TOKEN?scope=agent_type:coder",
-                &host.operator,
-                body,
-            )
-            .await;
+        let (status, body, _) = host.call(method, path, &host.operator, body).await;
         assert!(status.is_success(), "{status} {body}");
     }
     let before = agent_rows(&host).await;

@@ -540,17 +540,16 @@ async fn a_callback_from_another_browser_is_refused(flavor: Flavor) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "no cookie: {page}");
     assert!(cookie.is_none());
     let (_, other) = started_sign_in(&host, forge).await;
-    let (status, cookie, page) = host
-        .follow_callback_from(&callback, other.as_deref())
-        .await;
+    let (status, cookie, page) = host.follow_callback_from(&callback, other.as_deref()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "another cookie: {page}");
     assert!(cookie.is_none());
     assert!(page.contains("browser"), "the page says why: {page}");
-    assert!(host.forges.active_forge().await.is_err(), "nothing activated");
+    assert!(
+        host.forges.active_forge().await.is_err(),
+        "nothing activated"
+    );
     // The browser that started it still finishes it.
-    let (status, cookie, page) = host
-        .follow_callback_from(&callback, Some(&browser))
-        .await;
+    let (status, cookie, page) = host.follow_callback_from(&callback, Some(&browser)).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(cookie.is_some());
 }

@@ -192,9 +192,17 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
     let pool = vault.db().pool.clone();
     let sealed = vault.keyring().seal(b"verifier", &oauth_pending_aad("h1"));
-    forge::insert_pending(&pool, "h1", "b", "forgejo", &sealed, now_ms(), now_ms() + 60_000)
-        .await
-        .expect("insert");
+    forge::insert_pending(
+        &pool,
+        "h1",
+        "b",
+        "forgejo",
+        &sealed,
+        now_ms(),
+        now_ms() + 60_000,
+    )
+    .await
+    .expect("insert");
     // Another browser's callback neither gets it nor uses it up.
     assert_eq!(
         forge::pending_browser(&pool, "h1", now_ms())
@@ -231,9 +239,17 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
         .expect("opens");
     assert_eq!(verifier.expose(), b"verifier");
     // Expired ones are refused and purged.
-    forge::insert_pending(&pool, "h2", "b", "forgejo", &sealed, now_ms() - 10, now_ms() - 1)
-        .await
-        .expect("insert");
+    forge::insert_pending(
+        &pool,
+        "h2",
+        "b",
+        "forgejo",
+        &sealed,
+        now_ms() - 10,
+        now_ms() - 1,
+    )
+    .await
+    .expect("insert");
     assert!(forge::consume_pending(&pool, "h2", "b", now_ms())
         .await
         .expect("consume")

@@ -270,7 +270,10 @@ async fn a_refresh_is_stored_over_its_generation_and_an_expired_lease_is_retaken
     assert_eq!(row.scopes, ["repo"]);
     // The same generation is stored once: a second refresh of it is refused.
     assert!(!finish(pool, 1, &refreshed(ring, "github", b"again", 240)).await);
-    assert!(lease(pool, 2, "c", 220, 320).await, "the lease went with it");
+    assert!(
+        lease(pool, 2, "c", 220, 320).await,
+        "the lease went with it"
+    );
     // A new sign-in drops any lease and moves the generation: a refresh of
     // the old generation no longer lands.
     upsert(pool, &new_token(ring, "github", true, 260)).await;
@@ -288,9 +291,16 @@ async fn kept_refresh_answers_live_until_their_generation_is_stored(db: TestDb) 
     upsert(pool, &new_token(ring, "github", true, 1)).await;
     let aad = |g: i64, a: &str| keyward::crypto::oauth_refresh_answer_aad("github", g, a);
     for (g, a) in [(1, "a1"), (1, "a2"), (2, "b1")] {
-        forge::keep_refresh_answer(pool, "github", g, a, &ring.seal(a.as_bytes(), &aad(g, a)), 5)
-            .await
-            .expect("keep");
+        forge::keep_refresh_answer(
+            pool,
+            "github",
+            g,
+            a,
+            &ring.seal(a.as_bytes(), &aad(g, a)),
+            5,
+        )
+        .await
+        .expect("keep");
     }
     let kept = forge::kept_refresh_answers(pool, "github", 1)
         .await

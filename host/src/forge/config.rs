@@ -202,7 +202,9 @@ fn split_operators(entries: Vec<String>) -> Result<(Vec<String>, Vec<String>), S
         if let Some(id) = entry.strip_prefix("id:") {
             let id = id.trim();
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err("operators: an id: entry is id:<the forge's numeric account id>".into());
+                return Err(
+                    "operators: an id: entry is id:<the forge's numeric account id>".into(),
+                );
             }
             ids.push(id.to_owned());
             continue;

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::oauth::{access_ref, refresh_ref};
 use super::{ForgeError, Forges};
-use crate::crypto::{oauth_refresh_answer_aad, oauth_token_aad};
 use crate::crypto::SecretBytes;
+use crate::crypto::{oauth_refresh_answer_aad, oauth_token_aad};
 use crate::runtime::{
     BaseUrl, Journal, PluginError, RepositoryPage, ReturnedError, TokenRef, TokenSet,
 };
@@ -191,7 +191,8 @@ impl Forges {
                     store::release_refresh_lease(pool, forge, holder).await?;
                     // A holder whose lease ran out may have kept the answer
                     // that made the forge refuse ours (its token was spent).
-                    if let Some(done) = self.finish_kept(forge, base, &row, &sealed_refresh).await? {
+                    if let Some(done) = self.finish_kept(forge, base, &row, &sealed_refresh).await?
+                    {
                         return Ok(done);
                     }
                 }

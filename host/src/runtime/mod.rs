@@ -39,9 +39,9 @@ use self::egress::Egress;
 pub use self::grants::BaseUrl;
 use self::grants::CallGrants;
 pub use self::journal::Journal;
-use crate::audit::Access;
 use self::redact::Redactor;
 use self::registry::{Loader, Pre};
+use crate::audit::Access;
 use crate::names::SecretRef;
 use crate::vault::Vault;
 

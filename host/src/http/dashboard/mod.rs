@@ -417,10 +417,15 @@ mod tests {
         let pre = CookiePolicy { secure: false }.pre_auth("n0nce");
         let pre = pre.to_str().expect("ascii");
         assert!(pre.starts_with("keyward_signin=n0nce;"), "{pre}");
-        assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Lax") && !pre.contains("Secure"));
+        assert!(
+            pre.contains("HttpOnly") && pre.contains("SameSite=Lax") && !pre.contains("Secure")
+        );
         let pre = CookiePolicy { secure: true }.pre_auth("n0nce");
         let pre = pre.to_str().expect("ascii");
-        assert!(pre.starts_with("__Host-keyward_signin=") && pre.contains("; Secure"), "{pre}");
+        assert!(
+            pre.starts_with("__Host-keyward_signin=") && pre.contains("; Secure"),
+            "{pre}"
+        );
         assert!(CookiePolicy { secure: true }
             .clear()
             .to_str()
