@@ -134,10 +134,9 @@ fn serve_child(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_after_the_forge_answered_loses_nothing() {
     use std::os::unix::process::ExitStatusExt;
-    assert!(
-        keyward::migrate::fault::ENABLED,
-        "run with --features keyward/fault-injection (scripts/test does)"
-    );
+    if !keyward::migrate::fault::ENABLED {
+        panic!("run with --features keyward/fault-injection (scripts/test does)");
+    }
     let emu = emulator(Flavor::Forgejo, "alice").await;
     emu.set_access_token_lifetime(Some(7200));
     emu.add_repos("alice", 1);

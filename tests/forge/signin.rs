@@ -1,7 +1,7 @@
 //! Operator sign-in with each forge, the allow-list, hostile callbacks,
 //! switching forges, and the active-forge router with its refresh rule.
 
-use forge_emulator::Flavor;
+use forge_emulator::{Emulator, Flavor};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -518,20 +518,21 @@ async fn started_sign_in(host: &Host, forge: &str) -> (String, Option<String>) {
     (super::location(&resp), browser)
 }
 
+/// A host on `db` whose one forge `forge` is `emu`, admitting `operators`.
+async fn one_forge_host(db: &TestDb, forge: &str, emu: &Emulator, operators: &[&str]) -> Host {
+    let setup = [ForgeSetup {
+        name: forge,
+        emulator: emu,
+        operators,
+    }];
+    Host::start(db, &TestKey::new(), &setup).await
+}
+
 async fn a_callback_from_another_browser_is_refused(flavor: Flavor) {
     let forge = plugin_of(flavor);
     let emu = emulator(flavor, "alice").await;
     let db = TestDb::sqlite().await;
-    let host = Host::start(
-        &db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: forge,
-            emulator: &emu,
-            operators: &["alice"],
-        }],
-    )
-    .await;
+    let host = one_forge_host(&db, forge, &emu, &["alice"]).await;
     let (callback, browser) = started_sign_in(&host, forge).await;
     let browser = browser.expect("the login sets a pre-auth cookie");
     assert!(!browser.contains("session"), "{browser}");
@@ -570,16 +571,7 @@ async fn a_recycled_login_is_refused_and_id_entries_survive_a_rename() {
         let forge = plugin_of(flavor);
         let emu = emulator(flavor, "alice").await;
         let db = TestDb::sqlite().await;
-        let host = Host::start(
-            &db,
-            &TestKey::new(),
-            &[ForgeSetup {
-                name: forge,
-                emulator: &emu,
-                operators: &["alice", "id:1003"],
-            }],
-        )
-        .await;
+        let host = one_forge_host(&db, forge, &emu, &["alice", "id:1003"]).await;
         // alice's first sign-in pins the login to her id (1001).
         assert_eq!(host.sign_in(forge).await.0, StatusCode::OK, "{forge}");
         // alice renames; someone else (id 2001) takes the login "alice".

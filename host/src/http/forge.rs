@@ -175,7 +175,7 @@ async fn finish_sign_in(
                 "Sign-in failed",
                 html! {
                     p role="alert" { (message) }
-                    p { a href={ "/auth/" (q(&forge)) "/login" } { "Try again" } }
+                    p { a href={ "/auth/" (q(forge)) "/login" } { "Try again" } }
                 },
             )
         }

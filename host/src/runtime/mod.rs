@@ -428,6 +428,7 @@ impl Runtime {
     /// the origin of `base_url`, and the use at egress (never the reveal) of
     /// the token's reference (a bound token's value goes with it) and of
     /// the app's client-secret reference.
+    #[allow(clippy::too_many_arguments)] // the export's inputs and the call's extras
     async fn forge_op_once(
         &self,
         vault: &Vault,
@@ -532,6 +533,7 @@ impl Runtime {
         call::finish(store, stdio, outcome, &plugin.wasi)
     }
 
+    #[allow(clippy::too_many_arguments)] // the export's inputs and the call's extras
     async fn forge_op(
         &self,
         vault: &Vault,
@@ -598,9 +600,21 @@ impl Runtime {
             journal: None,
             on_behalf: Some(caller.clone()),
         };
-        let token = Some(TokenRef::Stored(token.clone()));
+        let token = TokenRef::Stored(token.clone());
+        self.whoami(vault, name, base_url, token, extra).await
+    }
+
+    async fn whoami(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: TokenRef,
+        extra: ForgeCallExtra,
+    ) -> Result<Account, PluginError> {
+        let op = ForgeOp::Whoami;
         match self
-            .forge_op(vault, name, base_url, None, token, ForgeOp::Whoami, extra)
+            .forge_op(vault, name, base_url, None, Some(token), op, extra)
             .await?
         {
             ForgeReply::Account(a) => Ok(a),
@@ -616,21 +630,8 @@ impl Runtime {
         base_url: &BaseUrl,
         token: TokenRef,
     ) -> Result<Account, PluginError> {
-        match self
-            .forge_op(
-                vault,
-                name,
-                base_url,
-                None,
-                Some(token),
-                ForgeOp::Whoami,
-                ForgeCallExtra::default(),
-            )
-            .await?
-        {
-            ForgeReply::Account(a) => Ok(a),
-            _ => Err(unexpected(name)),
-        }
+        self.whoami(vault, name, base_url, token, ForgeCallExtra::default())
+            .await
     }
 
     /// `forge.authorize-url`: where to send the operator's browser.
