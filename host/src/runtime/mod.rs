@@ -651,21 +651,24 @@ impl Runtime {
             code_challenge: code_challenge.to_owned(),
             scopes: scopes.to_vec(),
         };
-        match self
-            .forge_op(
-                vault,
-                name,
-                base_url,
-                Some(app),
-                None,
-                op,
-                ForgeCallExtra::default(),
-            )
-            .await?
-        {
+        match self.app_op(vault, name, base_url, app, op).await? {
             ForgeReply::Url(u) => Ok(u),
             _ => Err(unexpected(name)),
         }
+    }
+
+    /// An export that takes the OAuth app and no token.
+    async fn app_op(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: &OAuthApp,
+        op: ForgeOp,
+    ) -> Result<ForgeReply, PluginError> {
+        let extra = ForgeCallExtra::default();
+        self.forge_op(vault, name, base_url, Some(app), None, op, extra)
+            .await
     }
 
     /// `forge.exchange-code`: the authorization code (and PKCE verifier)
@@ -683,18 +686,7 @@ impl Runtime {
             code: code.to_owned(),
             code_verifier: code_verifier.to_owned(),
         };
-        match self
-            .forge_op(
-                vault,
-                name,
-                base_url,
-                Some(app),
-                None,
-                op,
-                ForgeCallExtra::default(),
-            )
-            .await?
-        {
+        match self.app_op(vault, name, base_url, app, op).await? {
             ForgeReply::Tokens(t) => Ok(t),
             _ => Err(unexpected(name)),
         }
