@@ -406,3 +406,89 @@ async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
     assert_eq!(status, StatusCode::OK);
     drop(host.rt.registry());
 }
+
+/// The agent-type rows as they stand (what a resolver must never change).
+async fn agent_rows(host: &Host) -> Vec<(String, Option<i64>, i64)> {
+    sqlx::query_as("SELECT name, token_secret_id, updated_at FROM agent_type ORDER BY name")
+        .fetch_all(&host.vault.db().pool)
+        .await
+        .expect("agent types")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_names_the_resolver_token_and_writes_only_log_rows() {
+    let emu = emulator(Flavor::Forgejo, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = host_for(&emu, &db).await;
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types",
+            &host.operator,
+            Some(
+                json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
+                        "token": emu.personal_token("bot")}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The token secret is deleted and made again (a new row) by an operator.
+    let again = json!({"name": "FORGE_TOKEN", "scope": "agent_type:coder",
+                       "value": emu.personal_token("bot")});
+    for (method, path, body) in [
+        (
+            Method::DELETE,
+            "/secrets/FORGE_TOKEN?scope=agent_type:coder",
+            None,
+        ),
+        (Method::POST, "/secrets", Some(again)),
+    ] {
+        let (status, body, _) = host.call(method, path, &host.operator, body).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let before = agent_rows(&host).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (status, body, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/coder/dispatch",
+            &host.resolver,
+            Some(json!({"reason": "nightly triage"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["account"]["login"], "bot");
+    assert_eq!(
+        agent_rows(&host).await,
+        before,
+        "a resolver's dispatch wrote to agent_type"
+    );
+    // The egress row names the plugin and the resolver token that asked.
+    let rows = host.vault.log_tail(1000).await.expect("log");
+    let egress = rows
+        .iter()
+        .rev()
+        .find(|r| r.action == "egress" && r.scope == "agent_type:coder")
+        .expect("an egress row");
+    assert_eq!(egress.accessor, "plugin:forgejo");
+    assert!(
+        egress.reason.contains("token:agent#") && egress.reason.contains("nightly triage"),
+        "the row names the resolver token and its reason: {:?}",
+        egress.reason
+    );
+    // getAgentToken's row is the token's own.
+    let (status, _, _) = host
+        .call(
+            Method::POST,
+            "/agent-types/coder/token",
+            &host.resolver,
+            Some(json!({"reason": "write agent.env"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(agent_rows(&host).await, before, "getAgentToken wrote");
+    let rows = host.vault.log_tail(1000).await.expect("log");
+    assert!(rows
+        .iter()
+        .any(|r| r.accessor.starts_with("token:agent#") && r.reason == "write agent.env"));
+}

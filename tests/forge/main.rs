@@ -12,6 +12,7 @@ mod support;
 mod fixtures;
 
 mod agents;
+mod refresh;
 mod signin;
 
 use std::time::Duration;
@@ -178,6 +179,7 @@ impl Host {
             .await
             .expect("login");
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "login redirects");
+        let browser = set_cookie(&resp);
         let authorize = location(&resp);
         let resp = self.client.get(&authorize).send().await.expect("authorize");
         assert!(
@@ -191,18 +193,36 @@ impl Host {
             callback.starts_with(&format!("{}/auth/{forge}/callback?", self.base)),
             "{callback}"
         );
-        self.follow_callback(&callback).await
+        self.follow_callback_from(&callback, browser.as_deref())
+            .await
     }
 
-    /// GET on a callback URL: status, session cookie, body.
+    /// GET on a callback URL from a browser without cookies: status,
+    /// session cookie, body.
     pub async fn follow_callback(&self, url: &str) -> (StatusCode, Option<String>, String) {
-        let resp = self.client.get(url).send().await.expect("callback");
+        self.follow_callback_from(url, None).await
+    }
+
+    /// GET on a callback URL from a browser holding `cookie` (the pre-auth
+    /// cookie its login set): status, session cookie, body.
+    pub async fn follow_callback_from(
+        &self,
+        url: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut req = self.client.get(url);
+        if let Some(c) = cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let resp = req.send().await.expect("callback");
         let status = resp.status();
         let cookie = resp
             .headers()
-            .get(reqwest::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|c| c.contains("session"))
             .map(str::to_owned);
         (status, cookie, resp.text().await.unwrap_or_default())
     }
@@ -218,6 +238,15 @@ impl Host {
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// The first cookie a response sets (`name=value`), if any.
+pub fn set_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
 }
 
 /// The `Location` of a redirect, absolute.

@@ -1,7 +1,7 @@
 //! Operator sign-in with each forge, the allow-list, hostile callbacks,
 //! switching forges, and the active-forge router with its refresh rule.
 
-use forge_emulator::Flavor;
+use forge_emulator::{Emulator, Flavor};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -160,13 +160,18 @@ async fn only_allow_listed_accounts_get_in_and_callbacks_work_once() {
         .send()
         .await
         .expect("login");
+    let browser = super::set_cookie(&resp);
     let authorize = super::location(&resp);
     let resp = host.client.get(&authorize).send().await.expect("authorize");
     let callback = super::location(&resp);
-    let (status, cookie, _) = host.follow_callback(&callback).await;
+    let (status, cookie, _) = host
+        .follow_callback_from(&callback, browser.as_deref())
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(cookie.is_some());
-    let (status, cookie, _) = host.follow_callback(&callback).await;
+    let (status, cookie, _) = host
+        .follow_callback_from(&callback, browser.as_deref())
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a replayed callback");
     assert!(cookie.is_none());
 
@@ -495,5 +500,92 @@ async fn revoke_where_the_forge_has_it_and_unsupported_where_not() {
                 );
             }
         }
+    }
+}
+
+/// Starts a sign-in in one browser and has the forge approve it: the
+/// callback URL and the pre-auth cookie that browser holds.
+async fn started_sign_in(host: &Host, forge: &str) -> (String, Option<String>) {
+    let resp = host
+        .client
+        .get(format!("{}/auth/{forge}/login", host.base))
+        .send()
+        .await
+        .expect("login");
+    let browser = super::set_cookie(&resp);
+    let authorize = super::location(&resp);
+    let resp = host.client.get(&authorize).send().await.expect("authorize");
+    (super::location(&resp), browser)
+}
+
+/// A host on `db` whose one forge `forge` is `emu`, admitting `operators`.
+async fn one_forge_host(db: &TestDb, forge: &str, emu: &Emulator, operators: &[&str]) -> Host {
+    let setup = [ForgeSetup {
+        name: forge,
+        emulator: emu,
+        operators,
+    }];
+    Host::start(db, &TestKey::new(), &setup).await
+}
+
+async fn a_callback_from_another_browser_is_refused(flavor: Flavor) {
+    let forge = plugin_of(flavor);
+    let emu = emulator(flavor, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = one_forge_host(&db, forge, &emu, &["alice"]).await;
+    let (callback, browser) = started_sign_in(&host, forge).await;
+    let browser = browser.expect("the login sets a pre-auth cookie");
+    assert!(!browser.contains("session"), "{browser}");
+    // The attacker's browser: no cookie, then its own sign-in's cookie.
+    let (status, cookie, page) = host.follow_callback(&callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no cookie: {page}");
+    assert!(cookie.is_none());
+    let (_, other) = started_sign_in(&host, forge).await;
+    let (status, cookie, page) = host.follow_callback_from(&callback, other.as_deref()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another cookie: {page}");
+    assert!(cookie.is_none());
+    assert!(page.contains("browser"), "the page says why: {page}");
+    assert!(
+        host.forges.active_forge().await.is_err(),
+        "nothing activated"
+    );
+    // The browser that started it still finishes it.
+    let (status, cookie, page) = host.follow_callback_from(&callback, Some(&browser)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(cookie.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgejo_callback_from_another_browser_is_refused() {
+    a_callback_from_another_browser_is_refused(Flavor::Forgejo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_callback_from_another_browser_is_refused() {
+    a_callback_from_another_browser_is_refused(Flavor::Github).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recycled_login_is_refused_and_id_entries_survive_a_rename() {
+    for flavor in [Flavor::Forgejo, Flavor::Gitlab] {
+        let forge = plugin_of(flavor);
+        let emu = emulator(flavor, "alice").await;
+        let db = TestDb::sqlite().await;
+        let host = one_forge_host(&db, forge, &emu, &["alice", "id:1003"]).await;
+        // alice's first sign-in pins the login to her id (1001).
+        assert_eq!(host.sign_in(forge).await.0, StatusCode::OK, "{forge}");
+        // alice renames; someone else (id 2001) takes the login "alice".
+        emu.add_user("alice", 2001);
+        let (status, cookie, page) = host.sign_in(forge).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{forge}: {page}");
+        assert!(cookie.is_none());
+        // An `id:` entry admits the account whatever its login is now.
+        emu.add_user("bot-renamed", 1003);
+        emu.sign_in_browser_as("bot-renamed");
+        let (status, _, page) = host.sign_in(forge).await;
+        assert_eq!(status, StatusCode::OK, "{forge}: {page}");
+        // eve (1002) is on no entry.
+        emu.sign_in_browser_as("eve");
+        assert_eq!(host.sign_in(forge).await.0, StatusCode::FORBIDDEN);
     }
 }

@@ -145,14 +145,15 @@ async fn one_of_many_racers_takes_the_refresh_lease(db: TestDb) {
         scopes: vec![],
         now: now_ms(),
     };
-    // Only the holder may store the result.
+    assert!(holder.starts_with("host-"));
+    // A refresh lands over the generation it refreshed, once.
     assert!(
-        !forge::finish_refresh(&pool, "gitlab", "intruder", &refreshed(vault.keyring()))
+        forge::finish_refresh(&pool, "gitlab", 1, &refreshed(vault.keyring()))
             .await
             .expect("finish")
     );
     assert!(
-        forge::finish_refresh(&pool, "gitlab", &holder, &refreshed(vault.keyring()))
+        !forge::finish_refresh(&pool, "gitlab", 1, &refreshed(vault.keyring()))
             .await
             .expect("finish")
     );
@@ -191,14 +192,34 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
     let pool = vault.db().pool.clone();
     let sealed = vault.keyring().seal(b"verifier", &oauth_pending_aad("h1"));
-    forge::insert_pending(&pool, "h1", "forgejo", &sealed, now_ms(), now_ms() + 60_000)
+    forge::insert_pending(
+        &pool,
+        "h1",
+        "b",
+        "forgejo",
+        &sealed,
+        now_ms(),
+        now_ms() + 60_000,
+    )
+    .await
+    .expect("insert");
+    // Another browser's callback neither gets it nor uses it up.
+    assert_eq!(
+        forge::pending_browser(&pool, "h1", now_ms())
+            .await
+            .expect("browser")
+            .as_deref(),
+        Some("b")
+    );
+    assert!(forge::consume_pending(&pool, "h1", "other", now_ms())
         .await
-        .expect("insert");
+        .expect("consume")
+        .is_none());
     let mut racers = Vec::new();
     for _ in 0..16 {
         let pool = pool.clone();
         racers.push(tokio::spawn(async move {
-            forge::consume_pending(&pool, "h1", now_ms())
+            forge::consume_pending(&pool, "h1", "b", now_ms())
                 .await
                 .expect("consume")
         }));
@@ -218,15 +239,23 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
         .expect("opens");
     assert_eq!(verifier.expose(), b"verifier");
     // Expired ones are refused and purged.
-    forge::insert_pending(&pool, "h2", "forgejo", &sealed, now_ms() - 10, now_ms() - 1)
-        .await
-        .expect("insert");
-    assert!(forge::consume_pending(&pool, "h2", now_ms())
+    forge::insert_pending(
+        &pool,
+        "h2",
+        "b",
+        "forgejo",
+        &sealed,
+        now_ms() - 10,
+        now_ms() - 1,
+    )
+    .await
+    .expect("insert");
+    assert!(forge::consume_pending(&pool, "h2", "b", now_ms())
         .await
         .expect("consume")
         .is_none());
     assert!(forge::purge_pending(&pool, now_ms()).await.expect("purge") >= 1);
-    assert!(forge::consume_pending(&pool, "unknown", now_ms())
+    assert!(forge::consume_pending(&pool, "unknown", "b", now_ms())
         .await
         .expect("consume")
         .is_none());

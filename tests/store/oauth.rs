@@ -17,7 +17,8 @@ crate::on_both_backends!(
     tokens_round_trip_and_every_change_moves_the_generation,
     settings_round_trip_inside_a_transaction,
     one_lease_per_generation_under_a_race,
-    only_the_lease_holder_finishes_and_an_expired_lease_is_retaken,
+    a_refresh_is_stored_over_its_generation_and_an_expired_lease_is_retaken,
+    kept_refresh_answers_live_until_their_generation_is_stored,
     a_sign_in_state_is_used_once_under_a_race_and_never_after_expiry,
     sealed_columns_hold_no_plaintext,
     hostile_input_is_answered_without_panics,
@@ -73,8 +74,8 @@ async fn lease(pool: &AnyPool, generation: i64, holder: &str, now: i64, until: i
         .expect("take")
 }
 
-async fn finish(pool: &AnyPool, holder: &str, update: &Refreshed) -> bool {
-    forge::finish_refresh(pool, "github", holder, update)
+async fn finish(pool: &AnyPool, generation: i64, update: &Refreshed) -> bool {
+    forge::finish_refresh(pool, "github", generation, update)
         .await
         .expect("finish")
 }
@@ -222,7 +223,7 @@ async fn one_lease_per_generation_under_a_race(db: TestDb) {
     assert!(!lease(&pool, 1, "late", now + 1, now + 30_000).await);
     // The winner refreshes; the next generation can be leased again.
     let ring = vault.keyring();
-    assert!(finish(&pool, &winners[0], &refreshed(ring, "github", b"new", now)).await);
+    assert!(finish(&pool, 1, &refreshed(ring, "github", b"new", now)).await);
     let row = token(&pool, "github").await;
     assert_eq!(row.generation, 2);
     assert_eq!(
@@ -242,54 +243,103 @@ async fn one_lease_per_generation_under_a_race(db: TestDb) {
     );
 }
 
-async fn only_the_lease_holder_finishes_and_an_expired_lease_is_retaken(db: TestDb) {
+async fn a_refresh_is_stored_over_its_generation_and_an_expired_lease_is_retaken(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
     let (pool, ring) = (&vault.db().pool, vault.keyring());
     upsert(pool, &new_token(ring, "github", true, 1)).await;
     assert!(lease(pool, 1, "a", 100, 200).await);
-    // A non-holder's refresh is refused and changes nothing.
-    assert!(!finish(pool, "b", &refreshed(ring, "github", b"b's", 150)).await);
-    let row = token(pool, "github").await;
-    assert_eq!(row.generation, 1);
-    assert_eq!(
-        open(ring, &row.access, &oauth_token_aad("github", "access")),
-        ACCESS
-    );
     // Releasing someone else's lease does nothing; it is still held at 150.
     forge::release_refresh_lease(pool, "github", "b")
         .await
         .expect("release");
     assert!(!lease(pool, 1, "b", 150, 250).await);
-    // Expired at 200: retaken by b, and a (the crashed holder) is out.
+    // Expired at 200: retaken by b.
     assert!(
         lease(pool, 1, "b", 200, 300).await,
         "an expired lease is retaken"
     );
-    assert!(!finish(pool, "a", &refreshed(ring, "github", b"a's", 210)).await);
-    // b gives up; a third host may try at once.
-    forge::release_refresh_lease(pool, "github", "b")
-        .await
-        .expect("release");
-    assert!(lease(pool, 1, "c", 220, 320).await);
-    assert!(finish(pool, "c", &refreshed(ring, "github", b"c's", 230)).await);
+    // a's refresh completed at the forge (which spent the old refresh
+    // token): it is stored though a lost the lease, and b's lease goes.
+    assert!(finish(pool, 1, &refreshed(ring, "github", b"a's", 210)).await);
     let row = token(pool, "github").await;
-    assert_eq!((row.generation, row.updated_at), (2, 230));
+    assert_eq!((row.generation, row.updated_at), (2, 210));
     assert_eq!(
         open(ring, &row.access, &oauth_token_aad("github", "access")),
-        b"c's"
+        b"a's"
     );
     assert_eq!(row.scopes, ["repo"]);
-    // The lease went with the refresh: finishing twice is refused.
-    assert!(!finish(pool, "c", &refreshed(ring, "github", b"again", 240)).await);
-    // A new sign-in drops any lease and moves the generation.
-    assert!(lease(pool, 2, "d", 250, 10_000).await);
+    // The same generation is stored once: a second refresh of it is refused.
+    assert!(!finish(pool, 1, &refreshed(ring, "github", b"again", 240)).await);
+    assert!(
+        lease(pool, 2, "c", 220, 320).await,
+        "the lease went with it"
+    );
+    // A new sign-in drops any lease and moves the generation: a refresh of
+    // the old generation no longer lands.
     upsert(pool, &new_token(ring, "github", true, 260)).await;
     assert_eq!(token(pool, "github").await.generation, 3);
     assert!(
-        !finish(pool, "d", &refreshed(ring, "github", b"d's", 270)).await,
-        "a sign-in ends the lease of a refresh in flight"
+        !finish(pool, 2, &refreshed(ring, "github", b"d's", 270)).await,
+        "a sign-in supersedes a refresh in flight"
     );
     assert!(lease(pool, 3, "e", 280, 380).await);
+}
+
+async fn kept_refresh_answers_live_until_their_generation_is_stored(db: TestDb) {
+    let vault = db.open(&TestKey::new()).await;
+    let (pool, ring) = (&vault.db().pool, vault.keyring());
+    upsert(pool, &new_token(ring, "github", true, 1)).await;
+    let aad = |g: i64, a: &str| keyward::crypto::oauth_refresh_answer_aad("github", g, a);
+    for (g, a) in [(1, "a1"), (1, "a2"), (2, "b1")] {
+        forge::keep_refresh_answer(
+            pool,
+            "github",
+            g,
+            a,
+            &ring.seal(a.as_bytes(), &aad(g, a)),
+            5,
+        )
+        .await
+        .expect("keep");
+    }
+    let kept = forge::kept_refresh_answers(pool, "github", 1)
+        .await
+        .expect("kept");
+    let attempts: Vec<_> = kept.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(attempts, ["a1", "a2"]);
+    assert_eq!(open(ring, &kept[0].1, &aad(1, "a1")), b"a1");
+    // Bound to forge, generation and attempt.
+    assert!(ring.open(&kept[0].1, &aad(1, "a2")).is_err());
+    assert!(ring.open(&kept[0].1, &aad(2, "a1")).is_err());
+    forge::drop_refresh_answer(pool, "github", 1, "a1")
+        .await
+        .expect("drop");
+    assert_eq!(
+        forge::kept_refresh_answers(pool, "github", 1)
+            .await
+            .expect("kept")
+            .len(),
+        1
+    );
+    // Storing generation 1 forgets its answers, not the next one's.
+    assert!(finish(pool, 1, &refreshed(ring, "github", b"new", 10)).await);
+    assert!(forge::kept_refresh_answers(pool, "github", 1)
+        .await
+        .expect("kept")
+        .is_empty());
+    assert_eq!(
+        forge::kept_refresh_answers(pool, "github", 2)
+            .await
+            .expect("kept")
+            .len(),
+        1
+    );
+    // A new sign-in forgets them all (a re-created row restarts at 1).
+    upsert(pool, &new_token(ring, "github", true, 20)).await;
+    assert!(forge::kept_refresh_answers(pool, "github", 2)
+        .await
+        .expect("kept")
+        .is_empty());
 }
 
 async fn a_sign_in_state_is_used_once_under_a_race_and_never_after_expiry(db: TestDb) {
@@ -299,11 +349,11 @@ async fn a_sign_in_state_is_used_once_under_a_race_and_never_after_expiry(db: Te
     let hash = "a".repeat(64);
     let sealed = ring.seal(b"pkce-verifier", &oauth_pending_aad(&hash));
     let now = now_ms();
-    forge::insert_pending(&pool, &hash, "github", &sealed, now, now + 600_000)
+    forge::insert_pending(&pool, &hash, "b", "github", &sealed, now, now + 600_000)
         .await
         .expect("insert");
     assert!(
-        forge::insert_pending(&pool, &hash, "github", &sealed, now, now + 600_000)
+        forge::insert_pending(&pool, &hash, "b", "github", &sealed, now, now + 600_000)
             .await
             .is_err(),
         "a state is stored once"
@@ -312,7 +362,7 @@ async fn a_sign_in_state_is_used_once_under_a_race_and_never_after_expiry(db: Te
     for _ in 0..16 {
         let (pool, hash) = (pool.clone(), hash.clone());
         racers.push(tokio::spawn(async move {
-            forge::consume_pending(&pool, &hash, now + 1).await
+            forge::consume_pending(&pool, &hash, "b", now + 1).await
         }));
     }
     let mut won = Vec::new();
@@ -335,7 +385,7 @@ async fn a_sign_in_state_is_used_once_under_a_race_and_never_after_expiry(db: Te
     let consume = |hash: String, at: i64| {
         let pool = pool.clone();
         async move {
-            forge::consume_pending(&pool, &hash, at)
+            forge::consume_pending(&pool, &hash, "b", at)
                 .await
                 .expect("consume")
         }
@@ -345,13 +395,13 @@ async fn a_sign_in_state_is_used_once_under_a_race_and_never_after_expiry(db: Te
     // Expiry: refused at and after expires_at, then purged.
     let late = "c".repeat(64);
     let sealed = ring.seal(b"v2", &oauth_pending_aad(&late));
-    forge::insert_pending(&pool, &late, "forgejo", &sealed, now, now + 10)
+    forge::insert_pending(&pool, &late, "b", "forgejo", &sealed, now, now + 10)
         .await
         .expect("insert");
     assert!(consume(late.clone(), now + 10).await.is_none(), "expired");
     assert!(consume("d".repeat(64), now).await.is_none(), "unknown");
     let live = "e".repeat(64);
-    forge::insert_pending(&pool, &live, "forgejo", &sealed, now, now + 600_000)
+    forge::insert_pending(&pool, &live, "b", "forgejo", &sealed, now, now + 600_000)
         .await
         .expect("insert");
     assert!(forge::purge_pending(&pool, now + 11).await.expect("purge") >= 1);
@@ -373,7 +423,7 @@ async fn sealed_columns_hold_no_plaintext(db: TestDb) {
     let verifier = b"pkce-verifier-plaintext-abcdefghijklmnop";
     let hash = "f".repeat(64);
     let sealed = ring.seal(verifier, &oauth_pending_aad(&hash));
-    forge::insert_pending(pool, &hash, "github", &sealed, 1, i64::MAX)
+    forge::insert_pending(pool, &hash, "b", "github", &sealed, 1, i64::MAX)
         .await
         .expect("insert");
     vault.db().close().await;
@@ -426,7 +476,7 @@ async fn hostile_input_is_answered_without_panics(db: TestDb) {
             forge::get_setting(pool, text).await.map(|r| r.is_none())
         ));
         assert!(none(
-            forge::consume_pending(pool, text, 0)
+            forge::consume_pending(pool, text, "b", 0)
                 .await
                 .map(|r| r.is_none())
         ));
@@ -463,11 +513,11 @@ async fn hostile_input_is_answered_without_panics(db: TestDb) {
         }
         drop(conn);
         let sealed = ring.seal(text.as_bytes(), &oauth_pending_aad(text));
-        if forge::insert_pending(pool, text, text, &sealed, 0, i64::MAX)
+        if forge::insert_pending(pool, text, "b", text, &sealed, 0, i64::MAX)
             .await
             .is_ok()
         {
-            let (f, s) = forge::consume_pending(pool, text, 1)
+            let (f, s) = forge::consume_pending(pool, text, "b", 1)
                 .await
                 .expect("consume")
                 .expect("row");
@@ -487,7 +537,7 @@ async fn rotation_reseals_operator_tokens_within_max_rows_and_drops_old_sign_ins
     upsert(&pool, &new_token(vault.keyring(), "forgejo", false, 1)).await;
     let hash = "0".repeat(64);
     let sealed = vault.keyring().seal(b"v", &oauth_pending_aad(&hash));
-    forge::insert_pending(&pool, &hash, "github", &sealed, 1, i64::MAX)
+    forge::insert_pending(&pool, &hash, "b", "github", &sealed, 1, i64::MAX)
         .await
         .expect("insert");
     let old_id = vault.keyring().current_id().to_string();
@@ -506,7 +556,7 @@ async fn rotation_reseals_operator_tokens_within_max_rows_and_drops_old_sign_ins
     // A sign-in started under the new key is kept.
     let fresh = "1".repeat(64);
     let fresh_sealed = vault.keyring().seal(b"w", &oauth_pending_aad(&fresh));
-    forge::insert_pending(&pool, &fresh, "github", &fresh_sealed, 1, i64::MAX)
+    forge::insert_pending(&pool, &fresh, "b", "github", &fresh_sealed, 1, i64::MAX)
         .await
         .expect("insert");
     // --max-rows counts token rows too.
@@ -537,11 +587,11 @@ async fn rotation_reseals_operator_tokens_within_max_rows_and_drops_old_sign_ins
         .collect();
     assert_eq!(logged.len(), 3, "{logged:?}");
     assert!(logged.contains(&"operator_oauth:github/REFRESH_TOKEN".to_owned()));
-    assert!(forge::consume_pending(&pool, &hash, 2)
+    assert!(forge::consume_pending(&pool, &hash, "b", 2)
         .await
         .expect("consume")
         .is_none());
-    assert!(forge::consume_pending(&pool, &fresh, 2)
+    assert!(forge::consume_pending(&pool, &fresh, "b", 2)
         .await
         .expect("consume")
         .is_some());

@@ -170,9 +170,8 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             writeln!(out)?;
         }
         Command::Dispatch { name, instance } => {
-            let account = forges
-                .dispatch(name, instance.as_deref(), &super::accessor())
-                .await?;
+            let access = Access::new(super::accessor(), "keyward agent dispatch")?;
+            let account = forges.dispatch(name, instance.as_deref(), &access).await?;
             writeln!(out, "{} (id {})", account.login, account.id)?;
         }
     }

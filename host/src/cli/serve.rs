@@ -29,7 +29,8 @@ pub struct Args {
 
     /// TOML file of the forges operators sign in with: one `[forge.NAME]`
     /// table per forge plugin (client_id, client_secret reference,
-    /// base_url, redirect_uri, operators, scopes); see docs/forges.md.
+    /// base_url, redirect_uri, operators: logins pinned to their account id
+    /// at first sign-in, or id:<account id>; scopes); see docs/forges.md.
     /// Read at start; a malformed file stops the server.
     #[arg(long, env = "KEYWARD_FORGES_FILE", value_name = "FILE")]
     forges: Option<std::path::PathBuf>,

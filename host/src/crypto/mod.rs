@@ -11,7 +11,8 @@ pub use key::{KeyError, MasterKey, MASTER_KEY_PREVIOUS_VAR, MASTER_KEY_VAR};
 pub(crate) use keyring::derive as derive_subkey;
 pub use keyring::{KeyId, Keyring};
 pub use seal::{
-    oauth_pending_aad, oauth_token_aad, secret_aad, OpenError, Sealed, NONCE_LEN, TAG_LEN,
+    oauth_pending_aad, oauth_refresh_answer_aad, oauth_token_aad, secret_aad, OpenError, Sealed,
+    NONCE_LEN, TAG_LEN,
 };
 pub use secret::SecretBytes;
 

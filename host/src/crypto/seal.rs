@@ -71,6 +71,20 @@ pub fn oauth_pending_aad(state_hash: &str) -> Vec<u8> {
     tagged_aad(b"keyward/v1/oauth-pending\0", &[state_hash.as_bytes()])
 }
 
+/// Associated data of a forge's kept answer to a refresh: the forge, the
+/// token generation it refreshed from and the attempt, so an answer copied
+/// to another forge, generation or attempt does not open.
+pub fn oauth_refresh_answer_aad(forge_type: &str, generation: i64, attempt: &str) -> Vec<u8> {
+    tagged_aad(
+        b"keyward/v1/oauth-refresh-answer\0",
+        &[
+            forge_type.as_bytes(),
+            generation.to_string().as_bytes(),
+            attempt.as_bytes(),
+        ],
+    )
+}
+
 impl Keyring {
     /// Seals `plaintext` under the current key with a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Sealed {

@@ -11,7 +11,7 @@ use crate::audit::{Access, Action};
 use crate::crypto::SecretBytes;
 use crate::names::{Scope, SecretName, SecretRef};
 use crate::resolve::Context;
-use crate::runtime::{Account, BaseUrl, TokenRef};
+use crate::runtime::{Account, BaseUrl};
 use crate::store::{agents as store, now_ms, secrets};
 use crate::vault::PutMode;
 
@@ -64,9 +64,11 @@ fn token_name() -> SecretName {
 impl Forges {
     async fn view(&self, row: store::AgentType) -> Result<AgentTypeView, ForgeError> {
         let pool = &self.vault().db().pool;
-        let token = store::token_secret_for(pool, &row.name, None)
-            .await?
-            .map(|(_, scope, name)| format!("{scope}/{name}"));
+        let mut token = store::token_secret_for(pool, &row.name, None).await?;
+        if token.is_none() {
+            token = self.type_token_by_name(&row.name).await?;
+        }
+        let token = token.map(|(_, scope, name)| format!("{scope}/{name}"));
         let mut instances = Vec::new();
         for i in store::list_instances(pool, &row.name).await? {
             let token = store::token_secret_for(pool, &row.name, Some(&i.id))
@@ -239,7 +241,7 @@ impl Forges {
         let pool = &self.vault().db().pool;
         let mut found = store::token_secret_for(pool, name, instance).await?;
         if found.is_none() {
-            found = self.relink(name).await?;
+            found = self.type_token_by_name(name).await?;
         }
         let Some((_, scope, secret)) = found else {
             return Err(ForgeError::NoToken(name.to_owned()));
@@ -250,19 +252,21 @@ impl Forges {
     }
 
     /// A token secret deleted and made again (say with `keyward secret
-    /// set`) is a new row: link `agent_type:<name>/FORGE_TOKEN` again when
-    /// the type has none.
-    async fn relink(&self, name: &str) -> Result<Option<(i64, String, String)>, ForgeError> {
+    /// set`) is a new row the type's link no longer points at: it is found
+    /// by its name, `agent_type:<name>/FORGE_TOKEN`, at read time. Nothing
+    /// is written, because resolvers call this and a resolver request
+    /// writes only log rows (docs/http-api.md); operators relink by setting
+    /// the token (`PUT /agent-types/{name}/token`).
+    async fn type_token_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<(i64, String, String)>, ForgeError> {
         let scope = check_name(name)?;
-        let pool = &self.vault().db().pool;
-        let mut conn = pool.acquire().await?;
+        let mut conn = self.vault().db().pool.acquire().await?;
         let id = secrets::get(&mut conn, scope.as_str(), TOKEN_NAME)
             .await?
             .map(|r| r.id);
-        drop(conn);
-        let Some(id) = id else { return Ok(None) };
-        store::set_token(pool, name, Some(id), now_ms()).await?;
-        Ok(Some((id, scope.to_string(), TOKEN_NAME.to_owned())))
+        Ok(id.map(|id| (id, scope.to_string(), TOKEN_NAME.to_owned())))
     }
 
     /// getAgentToken: the agent type's token (the instance's override when
@@ -282,20 +286,21 @@ impl Forges {
     }
 
     /// Runs a forge call (whoami) with the agent type's token through its
-    /// plugin; the plugin never sees the token (expanded at egress, logged
-    /// there with the plugin as accessor).
+    /// plugin for `caller`; the plugin never sees the token (expanded at
+    /// egress, logged there with the plugin as accessor and the caller and
+    /// its reason in the row's reason).
     pub async fn dispatch(
         &self,
         name: &str,
         instance: Option<&str>,
-        caller: &str,
+        caller: &Access,
     ) -> Result<Account, ForgeError> {
         let (row, reference) = self.agent_token_ref(name, instance).await?;
         let base = BaseUrl::parse(&row.base_url)?;
-        tracing::info!(agent_type = %name, instance = ?instance, %caller, forge = %row.forge, "dispatch");
+        tracing::info!(agent_type = %name, instance = ?instance, caller = %caller.accessor(), forge = %row.forge, "dispatch");
         Ok(self
             .runtime()?
-            .forge_whoami_with(self.vault(), &row.forge, &base, TokenRef::Stored(reference))
+            .forge_whoami_for(self.vault(), &row.forge, &base, &reference, caller)
             .await?)
     }
 }

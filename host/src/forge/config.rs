@@ -7,7 +7,8 @@
 //! client_secret = "forge:forgejo/OAUTH_CLIENT_SECRET"   # a secret reference, never the value
 //! base_url = "https://codeberg.org"     # default: the plugin's own default
 //! redirect_uri = "https://keyward.example/auth/forgejo/callback"  # default: <public URL>/auth/<forge>/callback
-//! operators = ["alice", "bob"]          # the accounts that may sign in (case-insensitive)
+//! operators = ["alice", "id:12345"]     # who may sign in: a login (case-insensitive, pinned
+//!                                       # to its account id at first sign-in) or id:<account id>
 //! scopes = ["read:user"]                # default: the adapter's own
 //! ```
 //!
@@ -34,16 +35,41 @@ pub struct ForgeApp {
     pub base_url: Option<BaseUrl>,
     /// The OAuth app.
     pub app: OAuthApp,
-    /// Allowed operator logins, lower-cased.
+    /// Allowed operator logins, lower-cased (each pinned to the account id
+    /// of its first sign-in).
     pub operators: Vec<String>,
+    /// Allowed operator account ids (`id:12345` entries): the forge's
+    /// immutable ids, whatever the login is now.
+    pub operator_ids: Vec<String>,
     /// Scopes to ask for; empty: the adapter's defaults.
     pub scopes: Vec<String>,
 }
 
+/// How an account is on the allow-list.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// An `id:` entry names its id.
+    ById,
+    /// A login entry names its login (lower-cased here), which must be
+    /// pinned to its id.
+    ByLogin(String),
+    /// No entry names it.
+    No,
+}
+
 impl ForgeApp {
-    /// Whether `login` may sign in (forges treat logins case-insensitively).
-    pub fn allows(&self, login: &str) -> bool {
-        self.operators.contains(&login.to_lowercase())
+    /// Which entry admits the account `login` with id `id` (forges treat
+    /// logins case-insensitively; ids are compared as given).
+    pub fn admits(&self, login: &str, id: &str) -> Admission {
+        if self.operator_ids.iter().any(|i| i == id) {
+            return Admission::ById;
+        }
+        let login = login.to_lowercase();
+        if self.operators.contains(&login) {
+            Admission::ByLogin(login)
+        } else {
+            Admission::No
+        }
     }
 }
 
@@ -123,14 +149,7 @@ impl ForgeApps {
         if entry.operators.len() > MAX_OPERATORS {
             return Err(format!("operators: at most {MAX_OPERATORS}"));
         }
-        let mut operators = Vec::with_capacity(entry.operators.len());
-        for login in entry.operators {
-            let login = login.trim().to_lowercase();
-            if login.is_empty() || login.len() > 255 || login.chars().any(char::is_control) {
-                return Err("operators: each login is 1-255 printable characters".into());
-            }
-            operators.push(login);
-        }
+        let (operators, operator_ids) = split_operators(entry.operators)?;
         if entry.scopes.iter().any(|s| {
             s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_whitespace() || c.is_control())
         }) {
@@ -145,6 +164,7 @@ impl ForgeApps {
                 redirect_uri,
             },
             operators,
+            operator_ids,
             scopes: entry.scopes,
         })
     }
@@ -173,6 +193,31 @@ impl ForgeApps {
     }
 }
 
+/// Splits the `operators` entries into logins (lower-cased) and `id:`
+/// account ids (digits, as every built-in forge's ids are).
+fn split_operators(entries: Vec<String>) -> Result<(Vec<String>, Vec<String>), String> {
+    let (mut logins, mut ids) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let entry = entry.trim();
+        if let Some(id) = entry.strip_prefix("id:") {
+            let id = id.trim();
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(
+                    "operators: an id: entry is id:<the forge's numeric account id>".into(),
+                );
+            }
+            ids.push(id.to_owned());
+            continue;
+        }
+        let login = entry.to_lowercase();
+        if login.is_empty() || login.len() > 255 || login.chars().any(char::is_control) {
+            return Err("operators: each login is 1-255 printable characters".into());
+        }
+        logins.push(login);
+    }
+    Ok((logins, ids))
+}
+
 fn shown(text: &str) -> String {
     text.chars().take(64).collect()
 }
@@ -186,7 +231,7 @@ mod tests {
 client_id = "abc"
 client_secret = "forge:forgejo/OAUTH_CLIENT_SECRET"
 base_url = "https://codeberg.org/"
-operators = ["Alice", "bob"]
+operators = ["Alice", "bob", "id:12345"]
 "#;
 
     #[test]
@@ -201,7 +246,10 @@ operators = ["Alice", "bob"]
             app.base_url.as_ref().map(BaseUrl::as_str),
             Some("https://codeberg.org")
         );
-        assert!(app.allows("ALICE") && app.allows("bob") && !app.allows("eve"));
+        assert_eq!(app.admits("ALICE", "1"), Admission::ByLogin("alice".into()));
+        assert_eq!(app.admits("bob", "2"), Admission::ByLogin("bob".into()));
+        assert_eq!(app.admits("eve", "3"), Admission::No);
+        assert_eq!(app.admits("anyone", "12345"), Admission::ById);
         assert!(app.scopes.is_empty());
     }
 
@@ -217,6 +265,8 @@ operators = ["Alice", "bob"]
             ("[forge.x]\nclient_id=\"a\"\nbase_url=\"http://example.com\"\noperators=[]\n", "base_url"),
             ("[forge.x]\nclient_id=\"a\"\nredirect_uri=\"javascript:alert(1)\"\noperators=[]\n", "redirect_uri"),
             ("[forge.x]\nclient_id=\"a\"\noperators=[\"\"]\n", "operators"),
+            ("[forge.x]\nclient_id=\"a\"\noperators=[\"id:\"]\n", "id:"),
+            ("[forge.x]\nclient_id=\"a\"\noperators=[\"id:abc\"]\n", "id:"),
             ("[forge.x]\nclient_id=\"a\"\noperators=[]\nscopes=[\"a b\"]\n", "scopes"),
             ("not toml at all [", ""),
             ("[forge.x]\nclient_id=5\noperators=[]\n", ""),

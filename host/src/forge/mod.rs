@@ -6,14 +6,14 @@
 
 pub mod agents;
 pub mod config;
-mod oauth;
+pub mod oauth;
 pub mod router;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use self::config::{ForgeApp, ForgeApps};
-pub use self::oauth::LoginDone;
+pub use self::oauth::{BrowserNonce, LoginDone, LoginStart};
 use crate::auth::Sessions;
 use crate::runtime::{PluginError, Runtime};
 use crate::vault::{Vault, VaultError};
@@ -34,7 +34,15 @@ pub enum ForgeError {
     /// forge, or the forge's answer lacks a code. (400)
     #[error("this sign-in is not valid (used, expired or not started here): start again")]
     BadCallback,
-    /// The forge account is not on the forge's operator allow-list. (403)
+    /// The callback did not come with the pre-auth cookie of the browser
+    /// that started this sign-in (another browser, or the cookie expired);
+    /// the sign-in stays for its own browser. (400)
+    #[error(
+        "this sign-in was started in another browser (or its cookie expired): start again from this browser"
+    )]
+    OtherBrowser,
+    /// The forge account is not on the forge's operator allow-list, or its
+    /// login is pinned to another account id (renamed or recycled). (403)
     #[error("the account {0:?} is not an operator of this Keyward")]
     NotAnOperator(String),
     /// The forge said no to the sign-in (the user denied access, …). (403)
@@ -104,7 +112,7 @@ impl ForgeError {
             | ForgeError::UnknownAgentType(_)
             | ForgeError::UnknownInstance(_) => 404,
             ForgeError::NoActiveForge => 412,
-            ForgeError::BadCallback | ForgeError::Invalid(_) => 400,
+            ForgeError::BadCallback | ForgeError::OtherBrowser | ForgeError::Invalid(_) => 400,
             ForgeError::NotAnOperator(_) | ForgeError::Refused(_) => 403,
             ForgeError::Expired(_) => 424,
             ForgeError::AgentTypeExists(_)

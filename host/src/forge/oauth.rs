@@ -1,13 +1,19 @@
 //! The operator sign-in: authorization code with PKCE (S256). The `state`
 //! and the verifier stay on the server (the verifier sealed), are good for
 //! [`PENDING_TTL_MS`] and are used up by one conditional UPDATE, so a
-//! callback works once even with several hosts behind one database.
+//! callback works once even with several hosts behind one database. The
+//! sign-in is bound to the browser that started it: the login sets a
+//! pre-auth cookie with a nonce whose hash the pending row keeps, and the
+//! callback is accepted only with it. Accounts are admitted by the forge's
+//! immutable id (`id:` entries, and login entries pinned to the id of their
+//! first sign-in).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::config::Admission;
 use super::{ForgeError, Forges};
 use crate::auth::session::SessionSecret;
 use crate::auth::Session;
@@ -27,6 +33,26 @@ pub struct LoginDone {
     pub secret: SessionSecret,
     /// The forge account.
     pub login: String,
+}
+
+/// A started sign-in: where to send the browser, and the nonce its
+/// pre-auth cookie must carry back to the callback.
+pub struct LoginStart {
+    /// The forge's authorize URL.
+    pub url: String,
+    /// The pre-auth cookie's value.
+    pub browser: BrowserNonce,
+}
+
+/// The pre-auth cookie's nonce: 32 random bytes, base64url. No `Debug`: it
+/// is a bearer credential for the sign-in until the callback.
+pub struct BrowserNonce(Zeroizing<String>);
+
+impl BrowserNonce {
+    /// The cookie value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The reference an operator's access token is bound to in a forge call.
@@ -88,12 +114,14 @@ impl Forges {
     }
 
     /// Starts a sign-in with `forge`: stores a fresh state and PKCE verifier
-    /// and answers the forge's authorize URL to send the browser to.
-    pub async fn begin_login(&self, forge: &str) -> Result<String, ForgeError> {
+    /// bound to a fresh browser nonce, and answers the forge's authorize URL
+    /// to send the browser to and the nonce for its pre-auth cookie.
+    pub async fn begin_login(&self, forge: &str) -> Result<LoginStart, ForgeError> {
         let app = self.app(forge)?.clone();
         let base = self.base_url(forge).await?;
         let state = random_token();
         let verifier = random_token();
+        let browser = random_token();
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let hash = state_hash(&state);
         let sealed = self
@@ -104,7 +132,9 @@ impl Forges {
         let pool = &self.vault().db().pool;
         // Abandoned sign-ins go when new ones start.
         store::purge_pending(pool, now).await?;
-        store::insert_pending(pool, &hash, forge, &sealed, now, now + PENDING_TTL_MS).await?;
+        let browser_hash = state_hash(&browser);
+        let expires = now + PENDING_TTL_MS;
+        store::insert_pending(pool, &hash, &browser_hash, forge, &sealed, now, expires).await?;
         let url = self
             .runtime()?
             .forge_authorize_url(
@@ -117,7 +147,63 @@ impl Forges {
                 &app.scopes,
             )
             .await?;
-        Ok(url)
+        Ok(LoginStart {
+            url,
+            browser: BrowserNonce(browser),
+        })
+    }
+
+    /// Uses up the sign-in `state` if `browser` (the pre-auth cookie's
+    /// nonce) is the one it started in: its forge and sealed verifier. A
+    /// callback from another browser (login CSRF, a leaked callback URL) is
+    /// refused without using the sign-in up, so the browser that started
+    /// it can still finish.
+    async fn consume_for_browser(
+        &self,
+        hash: &str,
+        browser: Option<&str>,
+    ) -> Result<(String, crate::crypto::Sealed), ForgeError> {
+        let pool = &self.vault().db().pool;
+        let now = now_ms();
+        let Some(expected) = store::pending_browser(pool, hash, now).await? else {
+            return Err(ForgeError::BadCallback);
+        };
+        let given = browser.map(state_hash).unwrap_or_default();
+        if !crate::crypto::ct_eq(given.as_bytes(), expected.as_bytes()) {
+            tracing::warn!("forge sign-in callback refused: not from the browser that started it");
+            return Err(ForgeError::OtherBrowser);
+        }
+        store::consume_pending(pool, hash, &expected, now)
+            .await?
+            .ok_or(ForgeError::BadCallback)
+    }
+
+    /// Admits `account` if an allow-list entry names its id, or names its
+    /// login and the login is pinned to this id (pinned now, at its first
+    /// sign-in): a renamed or recycled login is refused.
+    async fn admit(
+        &self,
+        app: &super::ForgeApp,
+        account: &crate::runtime::Account,
+    ) -> Result<(), ForgeError> {
+        let refused = || ForgeError::NotAnOperator(account.login.clone());
+        match app.admits(&account.login, &account.id) {
+            Admission::ById => Ok(()),
+            Admission::No => {
+                tracing::warn!(forge = %app.forge, login = %account.login, id = %account.id, "forge sign-in refused: not on the operator allow-list");
+                Err(refused())
+            }
+            Admission::ByLogin(login) => {
+                let pool = &self.vault().db().pool;
+                let pinned =
+                    store::pin_login(pool, &app.forge, &login, &account.id, now_ms()).await?;
+                if pinned == account.id {
+                    return Ok(());
+                }
+                tracing::warn!(forge = %app.forge, %login, id = %account.id, pinned_id = %pinned, "forge sign-in refused: the login belongs to another account than at its first sign-in (renamed or recycled)");
+                Err(refused())
+            }
+        }
     }
 
     /// Finishes a sign-in: uses up `state`, trades `code` for tokens, asks
@@ -129,6 +215,7 @@ impl Forges {
         forge: &str,
         code: &str,
         state: &str,
+        browser: Option<&str>,
     ) -> Result<LoginDone, ForgeError> {
         let app = self.app(forge)?.clone();
         if state.is_empty() || state.len() > 256 || code.is_empty() || code.len() > 2048 {
@@ -136,10 +223,7 @@ impl Forges {
         }
         let hash = state_hash(state);
         let pool = &self.vault().db().pool;
-        let Some((pending_forge, sealed)) = store::consume_pending(pool, &hash, now_ms()).await?
-        else {
-            return Err(ForgeError::BadCallback);
-        };
+        let (pending_forge, sealed) = self.consume_for_browser(&hash, browser).await?;
         if pending_forge != forge {
             return Err(ForgeError::BadCallback);
         }
@@ -164,10 +248,7 @@ impl Forges {
                 TokenRef::Bound(access_ref(forge), access),
             )
             .await?;
-        if !app.allows(&account.login) {
-            tracing::warn!(%forge, login = %account.login, "forge sign-in refused: not on the operator allow-list");
-            return Err(ForgeError::NotAnOperator(account.login));
-        }
+        self.admit(&app, &account).await?;
         let keyring = self.vault().keyring();
         let now = now_ms();
         let scopes = if account.scopes.is_empty() {

@@ -13,9 +13,11 @@ use serde::Serialize;
 
 use super::oauth::{access_ref, refresh_ref};
 use super::{ForgeError, Forges};
-use crate::crypto::oauth_token_aad;
 use crate::crypto::SecretBytes;
-use crate::runtime::{BaseUrl, PluginError, RepositoryPage, ReturnedError, TokenRef};
+use crate::crypto::{oauth_refresh_answer_aad, oauth_token_aad};
+use crate::runtime::{
+    BaseUrl, Journal, PluginError, RepositoryPage, ReturnedError, TokenRef, TokenSet,
+};
 use crate::store::{forge as store, now_ms};
 
 /// A token this close to its expiry is refreshed before use.
@@ -154,7 +156,8 @@ impl Forges {
 
     /// Refreshes `forge`'s token if its generation is still `seen`; answers
     /// the row to use. Exactly one refresh request per generation, across
-    /// callers and hosts.
+    /// callers and hosts; a refresh the forge answered is finished even if
+    /// its host lost the lease or died (the kept answer, runtime/journal.rs).
     async fn refresh(
         &self,
         forge: &str,
@@ -176,12 +179,22 @@ impl Forges {
             let Some(sealed_refresh) = row.refresh.clone() else {
                 return Err(ForgeError::Expired(forge.to_owned()));
             };
+            // Needs no lease: the forge has answered, only the write is left.
+            if let Some(done) = self.finish_kept(forge, base, &row, &sealed_refresh).await? {
+                return Ok(done);
+            }
             let now = now_ms();
             let holder = &self.inner.holder;
             if store::take_refresh_lease(pool, forge, seen, holder, now, now + LEASE_MS).await? {
                 let result = self.refresh_held(forge, base, &row, &sealed_refresh).await;
                 if result.is_err() {
                     store::release_refresh_lease(pool, forge, holder).await?;
+                    // A holder whose lease ran out may have kept the answer
+                    // that made the forge refuse ours (its token was spent).
+                    if let Some(done) = self.finish_kept(forge, base, &row, &sealed_refresh).await?
+                    {
+                        return Ok(done);
+                    }
                 }
                 return result;
             }
@@ -192,7 +205,8 @@ impl Forges {
         }
     }
 
-    /// The refresh itself, under the lease.
+    /// The refresh itself, under the lease: the forge's answer is kept
+    /// before the plugin reads it, then the new set is stored.
     async fn refresh_held(
         &self,
         forge: &str,
@@ -200,12 +214,71 @@ impl Forges {
         row: &store::OAuthTokenRow,
         sealed_refresh: &crate::crypto::Sealed,
     ) -> Result<store::OAuthTokenRow, ForgeError> {
+        let mut attempt = [0u8; 8];
+        crate::crypto::fill_random(&mut attempt);
+        let journal = Journal::Keep {
+            forge: forge.to_owned(),
+            generation: row.generation,
+            attempt: hex::encode(attempt),
+        };
+        let tokens = self
+            .call_refresh(forge, base, sealed_refresh, journal)
+            .await?;
+        // A crash here loses nothing: the answer is kept (crash-tested).
+        crate::migrate::fault::kill_point("refresh-answered");
+        self.store_refreshed(forge, row, &tokens).await
+    }
+
+    /// Finishes a refresh of `row`'s generation that the forge already
+    /// answered (on any host), from its kept answer; none when there is
+    /// none. A kept answer that yields no tokens (a forge error sent with
+    /// 200) is dropped.
+    async fn finish_kept(
+        &self,
+        forge: &str,
+        base: &BaseUrl,
+        row: &store::OAuthTokenRow,
+        sealed_refresh: &crate::crypto::Sealed,
+    ) -> Result<Option<store::OAuthTokenRow>, ForgeError> {
+        let pool = &self.vault().db().pool;
+        for (attempt, sealed) in store::kept_refresh_answers(pool, forge, row.generation).await? {
+            let aad = oauth_refresh_answer_aad(forge, row.generation, &attempt);
+            let Ok(kept) = self.vault().keyring().open(&sealed, &aad) else {
+                // Sealed under a key no longer given: nothing to finish from.
+                tracing::error!(%forge, key_id = %sealed.key_id, "a kept refresh answer does not open; dropped");
+                store::drop_refresh_answer(pool, forge, row.generation, &attempt).await?;
+                continue;
+            };
+            let replay = Journal::Replay(zeroize::Zeroizing::new(kept.expose().to_vec()));
+            match self.call_refresh(forge, base, sealed_refresh, replay).await {
+                Ok(tokens) => {
+                    tracing::info!(%forge, "refresh finished from the forge's kept answer");
+                    return self.store_refreshed(forge, row, &tokens).await.map(Some);
+                }
+                Err(e) => {
+                    tracing::warn!(%forge, error = %e, "a kept refresh answer yields no tokens; dropped");
+                    store::drop_refresh_answer(pool, forge, row.generation, &attempt).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The plugin's `refresh` with `forge`'s refresh token, journaled.
+    async fn call_refresh(
+        &self,
+        forge: &str,
+        base: &BaseUrl,
+        sealed_refresh: &crate::crypto::Sealed,
+        journal: Journal,
+    ) -> Result<TokenSet, ForgeError> {
         let app = self.app(forge)?.clone();
-        let keyring = self.vault().keyring();
-        let refresh: SecretBytes = keyring
+        let refresh: SecretBytes = self
+            .vault()
+            .keyring()
             .open(sealed_refresh, &oauth_token_aad(forge, "refresh"))
             .map_err(|_| ForgeError::Unreadable)?;
-        let tokens = self
+        Ok(self
             .runtime()?
             .forge_refresh(
                 self.vault(),
@@ -213,8 +286,20 @@ impl Forges {
                 base,
                 &app.app,
                 TokenRef::Bound(refresh_ref(forge), refresh),
+                journal,
             )
-            .await?;
+            .await?)
+    }
+
+    /// Stores a refresh's tokens over `row`'s generation (whoever holds the
+    /// lease now) and answers the row to use.
+    async fn store_refreshed(
+        &self,
+        forge: &str,
+        row: &store::OAuthTokenRow,
+        tokens: &TokenSet,
+    ) -> Result<store::OAuthTokenRow, ForgeError> {
+        let keyring = self.vault().keyring();
         let update = store::Refreshed {
             access: keyring.seal(
                 tokens.access_token.expose(),
@@ -234,11 +319,12 @@ impl Forges {
             now: now_ms(),
         };
         let pool = &self.vault().db().pool;
-        if !store::finish_refresh(pool, forge, &self.inner.holder, &update).await? {
-            // The lease ran out and another host refreshed: theirs stands.
-            tracing::warn!(%forge, "refresh lease lost before the new token was stored");
+        if store::finish_refresh(pool, forge, row.generation, &update).await? {
+            tracing::info!(%forge, "operator forge token refreshed");
+        } else {
+            // Another host stored this same refresh (from the kept answer).
+            tracing::info!(%forge, "refresh already stored by another host");
         }
-        tracing::info!(%forge, "operator forge token refreshed");
         store::get_token(pool, forge)
             .await?
             .ok_or(ForgeError::NoActiveForge)

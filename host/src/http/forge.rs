@@ -81,11 +81,14 @@ pub async fn login(
             retry_after,
         });
     }
-    let url = forges.begin_login(&forge).await?;
-    let location = HeaderValue::from_str(&url)
+    let start = forges.begin_login(&forge).await?;
+    let location = HeaderValue::from_str(&start.url)
         .map_err(|_| ApiError::Invalid("the forge plugin built an unusable URL".into()))?;
     let mut r = StatusCode::SEE_OTHER.into_response();
     r.headers_mut().insert(LOCATION, location);
+    // The callback is accepted only from the browser holding this cookie.
+    r.headers_mut()
+        .insert(SET_COOKIE, state.web.pre_auth(start.browser.expose()));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
@@ -99,8 +102,23 @@ pub async fn login(
 pub async fn callback(
     State(state): State<AppState>,
     Path(forge): Path<String>,
+    headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
+    let mut r = finish_sign_in(&state, &forge, &headers, &uri).await;
+    // Used or refused, the pre-auth cookie has served its purpose.
+    r.headers_mut()
+        .append(SET_COOKIE, state.web.clear_pre_auth());
+    r
+}
+
+async fn finish_sign_in(
+    state: &AppState,
+    forge: &str,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Response {
+    let browser = super::dashboard::cookie(headers, state.web.pre_auth_name());
     let pairs = query_of(uri.query());
     let result = match (first(&pairs, "code"), first(&pairs, "state")) {
         _ if first(&pairs, "error").is_some() => Err(ForgeError::Refused(
@@ -112,14 +130,14 @@ pub async fn callback(
                 .take(200)
                 .collect(),
         )),
-        (Some(code), Some(st)) => match forges(&state) {
+        (Some(code), Some(st)) => match forges(state) {
             Ok(f) => {
                 // Trading the code runs plugin calls before anyone is known.
-                let _slot = match unauthenticated_slot(&state) {
+                let _slot = match unauthenticated_slot(state) {
                     Ok(slot) => slot,
                     Err(e) => return e.into_response(),
                 };
-                f.complete_login(&forge, code, st).await
+                f.complete_login(forge, code, st, browser).await
             }
             Err(e) => return e.into_response(),
         },
@@ -158,7 +176,7 @@ pub async fn callback(
                 "Sign-in failed",
                 html! {
                     p role="alert" { (message) }
-                    p { a href={ "/auth/" (q(&forge)) "/login" } { "Try again" } }
+                    p { a href={ "/auth/" (q(forge)) "/login" } { "Try again" } }
                 },
             )
         }
@@ -428,7 +446,7 @@ pub async fn dispatch(
     )
     .await?;
     let account = forges(&state)?
-        .dispatch(&name, instance.as_deref(), &caller.accessor())
+        .dispatch(&name, instance.as_deref(), &access)
         .await?;
     Ok(Json(json!({
         "account": {

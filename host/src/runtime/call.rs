@@ -61,6 +61,12 @@ pub(crate) struct CallCtx {
     pub log_used: u64,
     /// Set when the log limit stopped the call.
     pub log_exceeded: bool,
+    /// A refresh call's journal: keep the forge's answer, or replay a kept
+    /// one (runtime/journal.rs).
+    pub journal: Option<super::journal::Journal>,
+    /// The caller a forge call runs for (a resolver token dispatching an
+    /// agent type): named in the reason of the call's egress rows.
+    pub on_behalf: Option<crate::audit::Access>,
     /// Refused or invalid host calls so far.
     pub refusals: u32,
     /// Set when the refusal limit stopped the call.

@@ -239,6 +239,20 @@ fn basic_credentials(user: &str, value: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// The reason of an egress row: the origin, and for a call run on behalf
+/// of a resolver, that caller and its stated reason (clipped to what the
+/// log keeps), so the row says who asked as well as which plugin sent.
+fn egress_reason(call: &CallCtx, origin: &Origin) -> String {
+    match &call.on_behalf {
+        None => format!("egress to {origin}"),
+        Some(by) => super::host::clip_logged(&format!(
+            "egress to {origin} for {}: {}",
+            by.accessor(),
+            by.reason()
+        )),
+    }
+}
+
 /// Headers and body with every `${SECRET:…}` replaced by its value.
 struct Expanded {
     headers: Vec<(HeaderName, Zeroizing<Vec<u8>>)>,
@@ -345,7 +359,7 @@ async fn expand(
         .partition(|r| call.bound.iter().any(|(b, _)| b == r));
     let mut values = Vec::with_capacity(refs.len());
     if !refs.is_empty() {
-        let access = Access::new(call.accessor.to_string(), format!("egress to {origin}"))
+        let access = Access::new(call.accessor.to_string(), egress_reason(call, origin))
             .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
         if !bound.is_empty() {
             if let Err(e) = call

@@ -13,6 +13,7 @@ mod engine;
 pub mod error;
 pub mod grants;
 mod host;
+pub mod journal;
 pub mod manifest;
 pub mod migration;
 pub mod redact;
@@ -37,8 +38,10 @@ use self::call::{CallCtx, CallState};
 use self::egress::Egress;
 pub use self::grants::BaseUrl;
 use self::grants::CallGrants;
+pub use self::journal::Journal;
 use self::redact::Redactor;
 use self::registry::{Loader, Pre};
+use crate::audit::Access;
 use crate::names::SecretRef;
 use crate::vault::Vault;
 
@@ -168,6 +171,15 @@ enum ForgeOp {
         cursor: Option<String>,
     },
     Revoke,
+}
+
+/// What a forge call carries besides its operation.
+#[derive(Default)]
+struct ForgeCallExtra {
+    /// A refresh's journal.
+    journal: Option<Journal>,
+    /// The caller the call runs for, named in its egress rows.
+    on_behalf: Option<Access>,
 }
 
 /// What a [`ForgeOp`] answered.
@@ -330,6 +342,8 @@ impl Runtime {
             outbound_used: 0,
             log_used: 0,
             log_exceeded: false,
+            journal: None,
+            on_behalf: None,
             refusals: 0,
             refusals_exceeded: false,
         }
@@ -414,6 +428,7 @@ impl Runtime {
     /// the origin of `base_url`, and the use at egress (never the reveal) of
     /// the token's reference (a bound token's value goes with it) and of
     /// the app's client-secret reference.
+    #[allow(clippy::too_many_arguments)] // the export's inputs and the call's extras
     async fn forge_op_once(
         &self,
         vault: &Vault,
@@ -422,6 +437,7 @@ impl Runtime {
         app: Option<&OAuthApp>,
         token: Option<TokenRef>,
         op: ForgeOp,
+        extra: ForgeCallExtra,
     ) -> Result<ForgeReply, PluginError> {
         use self::bindings::forge::exports::keyward::plugin::forge as wit;
         let (plugin, pre) = self.forge_pre(name)?;
@@ -438,6 +454,8 @@ impl Runtime {
             grants = grants.with_use(t.reference());
         }
         let mut ctx = self.context(&plugin, vault, grants);
+        ctx.journal = extra.journal;
+        ctx.on_behalf = extra.on_behalf;
         if let Some(TokenRef::Bound(reference, value)) = token {
             ctx.redactor.add(value.expose());
             ctx.bound.push((reference, value));
@@ -515,6 +533,7 @@ impl Runtime {
         call::finish(store, stdio, outcome, &plugin.wasi)
     }
 
+    #[allow(clippy::too_many_arguments)] // the export's inputs and the call's extras
     async fn forge_op(
         &self,
         vault: &Vault,
@@ -523,8 +542,9 @@ impl Runtime {
         app: Option<&OAuthApp>,
         token: Option<TokenRef>,
         op: ForgeOp,
+        extra: ForgeCallExtra,
     ) -> Result<ForgeReply, PluginError> {
-        self.counted(self.forge_op_once(vault, name, base_url, app, token, op))
+        self.counted(self.forge_op_once(vault, name, base_url, app, token, op, extra))
             .await
     }
 
@@ -566,6 +586,42 @@ impl Runtime {
             .await
     }
 
+    /// `forge.whoami` with a stored token, for `caller` (a resolver
+    /// dispatching an agent type): the egress rows name it and its reason.
+    pub async fn forge_whoami_for(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: &SecretRef,
+        caller: &Access,
+    ) -> Result<Account, PluginError> {
+        let extra = ForgeCallExtra {
+            journal: None,
+            on_behalf: Some(caller.clone()),
+        };
+        let token = TokenRef::Stored(token.clone());
+        self.whoami(vault, name, base_url, token, extra).await
+    }
+
+    async fn whoami(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        token: TokenRef,
+        extra: ForgeCallExtra,
+    ) -> Result<Account, PluginError> {
+        let op = ForgeOp::Whoami;
+        match self
+            .forge_op(vault, name, base_url, None, Some(token), op, extra)
+            .await?
+        {
+            ForgeReply::Account(a) => Ok(a),
+            _ => Err(unexpected(name)),
+        }
+    }
+
     /// `forge.whoami` with a stored or a bound token.
     pub async fn forge_whoami_with(
         &self,
@@ -574,13 +630,8 @@ impl Runtime {
         base_url: &BaseUrl,
         token: TokenRef,
     ) -> Result<Account, PluginError> {
-        match self
-            .forge_op(vault, name, base_url, None, Some(token), ForgeOp::Whoami)
-            .await?
-        {
-            ForgeReply::Account(a) => Ok(a),
-            _ => Err(unexpected(name)),
-        }
+        self.whoami(vault, name, base_url, token, ForgeCallExtra::default())
+            .await
     }
 
     /// `forge.authorize-url`: where to send the operator's browser.
@@ -600,13 +651,24 @@ impl Runtime {
             code_challenge: code_challenge.to_owned(),
             scopes: scopes.to_vec(),
         };
-        match self
-            .forge_op(vault, name, base_url, Some(app), None, op)
-            .await?
-        {
+        match self.app_op(vault, name, base_url, app, op).await? {
             ForgeReply::Url(u) => Ok(u),
             _ => Err(unexpected(name)),
         }
+    }
+
+    /// An export that takes the OAuth app and no token.
+    async fn app_op(
+        &self,
+        vault: &Vault,
+        name: &str,
+        base_url: &BaseUrl,
+        app: &OAuthApp,
+        op: ForgeOp,
+    ) -> Result<ForgeReply, PluginError> {
+        let extra = ForgeCallExtra::default();
+        self.forge_op(vault, name, base_url, Some(app), None, op, extra)
+            .await
     }
 
     /// `forge.exchange-code`: the authorization code (and PKCE verifier)
@@ -624,16 +686,14 @@ impl Runtime {
             code: code.to_owned(),
             code_verifier: code_verifier.to_owned(),
         };
-        match self
-            .forge_op(vault, name, base_url, Some(app), None, op)
-            .await?
-        {
+        match self.app_op(vault, name, base_url, app, op).await? {
             ForgeReply::Tokens(t) => Ok(t),
             _ => Err(unexpected(name)),
         }
     }
 
-    /// `forge.refresh`: new tokens for the refresh token `refresh`.
+    /// `forge.refresh`: new tokens for the refresh token `refresh`; the
+    /// forge's answer is kept or a kept one replayed, as `journal` says.
     pub async fn forge_refresh(
         &self,
         vault: &Vault,
@@ -641,7 +701,12 @@ impl Runtime {
         base_url: &BaseUrl,
         app: &OAuthApp,
         refresh: TokenRef,
+        journal: Journal,
     ) -> Result<TokenSet, PluginError> {
+        let extra = ForgeCallExtra {
+            journal: Some(journal),
+            on_behalf: None,
+        };
         match self
             .forge_op(
                 vault,
@@ -650,6 +715,7 @@ impl Runtime {
                 Some(app),
                 Some(refresh),
                 ForgeOp::Refresh,
+                extra,
             )
             .await?
         {
@@ -671,7 +737,15 @@ impl Runtime {
             cursor: cursor.map(str::to_owned),
         };
         match self
-            .forge_op(vault, name, base_url, None, Some(token), op)
+            .forge_op(
+                vault,
+                name,
+                base_url,
+                None,
+                Some(token),
+                op,
+                ForgeCallExtra::default(),
+            )
             .await?
         {
             ForgeReply::Page(p) => Ok(p),
@@ -697,6 +771,7 @@ impl Runtime {
                 Some(app),
                 Some(token),
                 ForgeOp::Revoke,
+                ForgeCallExtra::default(),
             )
             .await?
         {

@@ -177,16 +177,33 @@ pub async fn upsert_token(conn: &mut AnyConnection, t: &NewToken) -> Result<(), 
     .bind(t.now)
     .execute(&mut *conn)
     .await?;
+    forget_refresh_answers(conn, &t.forge_type).await
+}
+
+/// Kept refresh answers belong to the tokens they refreshed: a new sign-in
+/// or a deleted row makes them meaningless (and a re-created row starts
+/// again at generation 1, where an old answer must not be replayed).
+async fn forget_refresh_answers(
+    conn: &mut AnyConnection,
+    forge_type: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM oauth_refresh_answer WHERE forge_type = $1")
+        .bind(forge_type.to_owned())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 /// Deletes the row of `forge_type`; false if there was none.
 pub async fn delete_token(pool: &AnyPool, forge_type: &str) -> Result<bool, sqlx::Error> {
     let _turn = super::write_turn();
+    let mut tx = pool.begin().await?;
     let done = sqlx::query("DELETE FROM operator_oauth_tokens WHERE forge_type = $1")
         .bind(forge_type.to_owned())
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    forget_refresh_answers(&mut tx, forge_type).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -217,22 +234,27 @@ pub async fn take_refresh_lease(
     Ok(done.rows_affected() == 1)
 }
 
-/// Stores a refresh's tokens, if `holder` still holds the lease; the
-/// generation moves on and the lease is dropped.
+/// Stores a refresh's tokens if the row is still at `generation` (the one
+/// refreshed from), whoever holds the lease now: the forge has already
+/// spent the old refresh token, so the new set must stand. In the same
+/// transaction the generation moves on, the lease is dropped and the kept
+/// answers of this and older generations go. False when another host
+/// stored this refresh first.
 pub async fn finish_refresh(
     pool: &AnyPool,
     forge_type: &str,
-    holder: &str,
+    generation: i64,
     r: &Refreshed,
 ) -> Result<bool, sqlx::Error> {
     let _turn = super::write_turn();
+    let mut tx = pool.begin().await?;
     let refresh = r.refresh.as_ref();
     let done = sqlx::query(
         "UPDATE operator_oauth_tokens SET access_key_id = $1, access_nonce = $2, \
          access_ciphertext = $3, access_tag = $4, refresh_key_id = $5, refresh_nonce = $6, \
          refresh_ciphertext = $7, refresh_tag = $8, expires_at = $9, scopes = $10, \
          generation = generation + 1, refresh_holder = NULL, refresh_until = NULL, \
-         updated_at = $11 WHERE forge_type = $12 AND refresh_holder = $13",
+         updated_at = $11 WHERE forge_type = $12 AND generation = $13",
     )
     .bind(r.access.key_id.clone())
     .bind(r.access.nonce.clone())
@@ -246,10 +268,96 @@ pub async fn finish_refresh(
     .bind(r.scopes.join(" "))
     .bind(r.now)
     .bind(forge_type.to_owned())
-    .bind(holder.to_owned())
+    .bind(generation)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM oauth_refresh_answer WHERE forge_type = $1 AND generation <= $2")
+        .bind(forge_type.to_owned())
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Keeps the forge's answer to a refresh of `generation` (sealed), before
+/// anyone reads it: from here on the refresh can be finished by any host.
+pub async fn keep_refresh_answer(
+    pool: &AnyPool,
+    forge_type: &str,
+    generation: i64,
+    attempt: &str,
+    answer: &Sealed,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
+    sqlx::query(
+        "INSERT INTO oauth_refresh_answer (forge_type, generation, attempt, key_id, nonce, \
+         ciphertext, tag, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(forge_type.to_owned())
+    .bind(generation)
+    .bind(attempt.to_owned())
+    .bind(answer.key_id.clone())
+    .bind(answer.nonce.clone())
+    .bind(answer.ciphertext.clone())
+    .bind(answer.tag.clone())
+    .bind(now)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
+}
+
+/// The kept answers to refreshes of `generation`, oldest first, by attempt.
+pub async fn kept_refresh_answers(
+    pool: &AnyPool,
+    forge_type: &str,
+    generation: i64,
+) -> Result<Vec<(String, Sealed)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT attempt, key_id, nonce, ciphertext, tag FROM oauth_refresh_answer \
+         WHERE forge_type = $1 AND generation = $2 ORDER BY created_at, attempt",
+    )
+    .bind(forge_type.to_owned())
+    .bind(generation)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("attempt")?,
+                Sealed {
+                    key_id: r.try_get("key_id")?,
+                    nonce: r.try_get("nonce")?,
+                    ciphertext: r.try_get("ciphertext")?,
+                    tag: r.try_get("tag")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Forgets one kept answer (it did not yield tokens).
+pub async fn drop_refresh_answer(
+    pool: &AnyPool,
+    forge_type: &str,
+    generation: i64,
+    attempt: &str,
+) -> Result<(), sqlx::Error> {
+    let _turn = super::write_turn();
+    sqlx::query(
+        "DELETE FROM oauth_refresh_answer WHERE forge_type = $1 AND generation = $2 \
+         AND attempt = $3",
+    )
+    .bind(forge_type.to_owned())
+    .bind(generation)
+    .bind(attempt.to_owned())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Drops `holder`'s lease (a failed refresh), so another may try.
@@ -338,10 +446,12 @@ pub async fn clear_setting(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// Stores a sign-in in progress.
+/// Stores a sign-in in progress, bound to the browser whose pre-auth
+/// nonce hashes to `browser_hash`.
 pub async fn insert_pending(
     pool: &AnyPool,
     state_hash: &str,
+    browser_hash: &str,
     forge_type: &str,
     verifier: &Sealed,
     created_at: i64,
@@ -350,7 +460,8 @@ pub async fn insert_pending(
     let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO oauth_pending (state_hash, forge_type, key_id, nonce, ciphertext, tag, \
-         created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+         created_at, expires_at, used_at, browser_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
     )
     .bind(state_hash.to_owned())
     .bind(forge_type.to_owned())
@@ -360,27 +471,53 @@ pub async fn insert_pending(
     .bind(verifier.tag.clone())
     .bind(created_at)
     .bind(expires_at)
+    .bind(browser_hash.to_owned())
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// Uses up the sign-in `state_hash` if it is unused and unexpired at
-/// `now`: its forge and sealed verifier. One UPDATE decides, so of racing
-/// callbacks (on one host or several) exactly one gets it.
+/// The browser hash of the live, unused sign-in `state_hash`, if there is
+/// one (read without using it up: a callback from the wrong browser must
+/// leave it for the right one).
+pub async fn pending_browser(
+    pool: &AnyPool,
+    state_hash: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT browser_hash FROM oauth_pending \
+         WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(state_hash.to_owned())
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<String>, _>("browser_hash"))
+        .transpose()?
+        .flatten())
+}
+
+/// Uses up the sign-in `state_hash` started by the browser `browser_hash`
+/// if it is unused and unexpired at `now`: its forge and sealed verifier.
+/// One UPDATE decides, so of racing callbacks (on one host or several)
+/// exactly one gets it.
 pub async fn consume_pending(
     pool: &AnyPool,
     state_hash: &str,
+    browser_hash: &str,
     now: i64,
 ) -> Result<Option<(String, Sealed)>, sqlx::Error> {
     let _turn = super::write_turn();
     let row = sqlx::query(
         "UPDATE oauth_pending SET used_at = $1 \
-         WHERE state_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         WHERE state_hash = $2 AND used_at IS NULL AND expires_at > $1 AND browser_hash = $3 \
          RETURNING forge_type, key_id, nonce, ciphertext, tag",
     )
     .bind(now)
     .bind(state_hash.to_owned())
+    .bind(browser_hash.to_owned())
     .fetch_optional(pool)
     .await?;
     row.map(|r| {
@@ -433,4 +570,37 @@ pub async fn delete_pending_sealed_by_other_keys(
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// Pins `login` (lower-cased) of `forge_type` to `account_id` if it is not
+/// pinned yet, and answers the id it is pinned to (the first one seen).
+pub async fn pin_login(
+    pool: &AnyPool,
+    forge_type: &str,
+    login: &str,
+    account_id: &str,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let _turn = super::write_turn();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO operator_login_pin (forge_type, login, account_id, pinned_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (forge_type, login) DO NOTHING",
+    )
+    .bind(forge_type.to_owned())
+    .bind(login.to_owned())
+    .bind(account_id.to_owned())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let pinned: String = sqlx::query(
+        "SELECT account_id FROM operator_login_pin WHERE forge_type = $1 AND login = $2",
+    )
+    .bind(forge_type.to_owned())
+    .bind(login.to_owned())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("account_id")?;
+    tx.commit().await?;
+    Ok(pinned)
 }

@@ -49,13 +49,40 @@ impl CookiePolicy {
     }
 
     fn set(self, value: &str, max_age_s: i64) -> HeaderValue {
+        self.cookie(self.name(), "Strict", value, max_age_s)
+    }
+
+    fn cookie(self, name: &str, same_site: &str, value: &str, max_age_s: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
         let cookie = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}",
-            self.name()
+            "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age_s}{secure}"
         );
         // The value is base64url (or empty): always a valid header value.
         HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The pre-auth cookie's name: it binds a forge sign-in to the browser
+    /// that started it.
+    pub fn pre_auth_name(self) -> &'static str {
+        if self.secure {
+            "__Host-keyward_signin"
+        } else {
+            "keyward_signin"
+        }
+    }
+
+    /// `Set-Cookie` of the pre-auth cookie, for as long as a sign-in may
+    /// take. `SameSite=Lax`, not `Strict`: the callback is a top-level
+    /// navigation from the forge's site, on which a Strict cookie is not
+    /// sent.
+    pub fn pre_auth(self, nonce: &str) -> HeaderValue {
+        let ttl_s = crate::forge::oauth::PENDING_TTL_MS / 1000;
+        self.cookie(self.pre_auth_name(), "Lax", nonce, ttl_s)
+    }
+
+    /// `Set-Cookie` that removes the pre-auth cookie.
+    pub fn clear_pre_auth(self) -> HeaderValue {
+        self.cookie(self.pre_auth_name(), "Lax", "", 0)
     }
 
     /// `Set-Cookie` that starts a session.
@@ -387,6 +414,18 @@ mod tests {
         // `__Host-` makes the browser insist on Secure, Path=/ and no Domain.
         assert!(tls.starts_with("__Host-keyward_session=abc;"), "{tls}");
         assert!(tls.contains("; Secure") && tls.contains("Path=/") && !tls.contains("Domain"));
+        let pre = CookiePolicy { secure: false }.pre_auth("n0nce");
+        let pre = pre.to_str().expect("ascii");
+        assert!(pre.starts_with("keyward_signin=n0nce;"), "{pre}");
+        assert!(
+            pre.contains("HttpOnly") && pre.contains("SameSite=Lax") && !pre.contains("Secure")
+        );
+        let pre = CookiePolicy { secure: true }.pre_auth("n0nce");
+        let pre = pre.to_str().expect("ascii");
+        assert!(
+            pre.starts_with("__Host-keyward_signin=") && pre.contains("; Secure"),
+            "{pre}"
+        );
         assert!(CookiePolicy { secure: true }
             .clear()
             .to_str()
