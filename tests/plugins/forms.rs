@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use keyward::names::SecretRef;
-use keyward::runtime::{OAuthApp, TokenRef};
+use keyward::runtime::{Journal, OAuthApp, TokenRef};
 
 use crate::{access, server, Host};
 
@@ -40,6 +40,11 @@ async fn a_refresh_sends_form_unsafe_secrets_intact() {
                 SecretRef::parse("operator_oauth:forgejo/REFRESH_TOKEN").expect("ref"),
                 refresh,
             ),
+            Journal::Keep {
+                forge: "forgejo".into(),
+                generation: 1,
+                attempt: "forms-test".into(),
+            },
         )
         .await
         .expect("the forge accepted the refresh: both values arrived intact");
