@@ -391,6 +391,21 @@ async fn capabilities_patterns_and_networks_gate_narrow_tokens() {
             "{body}"
         );
     }
+    // Each refusal is on record: the route, the token, why.
+    let refused: Vec<_> = s
+        .denied_rows("narrow")
+        .await
+        .into_iter()
+        .filter(|r| r.action == "request")
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(refused
+        .iter()
+        .all(|r| r.scope == "route" && r.detail.contains("does not allow")));
+    assert!(
+        refused.iter().any(|r| r.name == "GET /metrics"),
+        "{refused:?}"
+    );
     // Operator routes stay operator routes.
     let (status, _) = s
         .call(reqwest::Method::GET, "/tokens", &narrow, Value::Null)
@@ -445,6 +460,13 @@ async fn capabilities_patterns_and_networks_gate_narrow_tokens() {
             .unwrap_or("")
             .contains("127.0.0.1"),
         "{body}"
+    );
+    let refused = s.denied_rows("elsewhere").await;
+    assert!(
+        refused.len() == 1
+            && refused[0].name == "POST /render"
+            && refused[0].detail.contains("127.0.0.1"),
+        "{refused:?}"
     );
     let (status, _) = s.render(&here_token, "${SECRET:SHARED}", json!({})).await;
     assert_eq!(status, StatusCode::OK);

@@ -31,6 +31,10 @@ pub enum Action {
     /// A plugin went past its per-call refusal budget: one row, outcome
     /// `denied`, and the call was stopped.
     Limit,
+    /// A token's request refused by its policy before it named any secret
+    /// (a capability it lacks, a network it may not come from): outcome
+    /// `denied`, scope `route`, the name the method and route.
+    Request,
 }
 
 impl Action {
@@ -49,6 +53,7 @@ impl Action {
             Action::Fetch => "fetch",
             Action::Invalid => "invalid",
             Action::Limit => "limit",
+            Action::Request => "request",
         }
     }
 }

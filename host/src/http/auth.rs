@@ -26,35 +26,61 @@ async fn caller(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller,
         .ok_or(AuthError::Invalid)?;
     let caller = state.tokens.authenticate(token.trim()).await?;
     caller.require(needed)?;
-    if caller.policy.is_some() {
-        // The route table says which capability each resolver route needs;
-        // a route it does not know (none should reach here) is refused.
-        let capability = parts
+    if let Some(policy) = caller.policy.clone() {
+        let route = parts
             .extensions
             .get::<axum::extract::MatchedPath>()
-            .and_then(|p| super::api::capability(parts.method.as_str(), p.as_str()))
-            .ok_or_else(|| {
-                AuthError::NotPermitted("this token's policy does not allow this route".into())
-            })?;
-        caller.may(capability)?;
-        if let Some(policy) = &caller.policy {
-            // The TCP peer (a reverse proxy's address, if there is one in
-            // front). Served without peer addresses, a token held to
-            // networks is refused rather than let through.
-            let peer = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
-            if !peer.is_some_and(|ip| policy.admits(ip)) && !policy.networks.is_empty() {
-                return Err(AuthError::NotPermitted(format!(
-                    "this token's policy does not allow requests from {}",
-                    peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
-                ))
-                .into());
-            }
+            .map(|p| p.as_str().to_owned());
+        if let Err(refusal) = policy_admits(parts, &caller, &policy, route.as_deref()) {
+            // Every refusal by a policy is on record, naming the token.
+            let access =
+                crate::audit::Access::new(caller.accessor(), "refused by the token's policy")
+                    .map_err(|e| ApiError::Invalid(e.to_string()))?;
+            let name = format!("{} {}", parts.method, route.as_deref().unwrap_or("?"));
+            let detail = refusal.to_string();
+            state
+                .vault
+                .record_denied(
+                    &access,
+                    crate::audit::Action::Request,
+                    "route",
+                    &name,
+                    &detail,
+                )
+                .await?;
+            return Err(refusal.into());
         }
     }
     Ok(caller)
+}
+
+/// Whether `policy` lets `caller` make this request: the route's capability
+/// (from the route table; a route it does not know is refused) and the
+/// client network (the TCP peer; served without peer addresses, a policy
+/// with networks refuses).
+fn policy_admits(
+    parts: &Parts,
+    caller: &Caller,
+    policy: &crate::auth::policy::Policy,
+    route: Option<&str>,
+) -> Result<(), AuthError> {
+    let capability = route
+        .and_then(|p| super::api::capability(parts.method.as_str(), p))
+        .ok_or_else(|| {
+            AuthError::NotPermitted("this token's policy does not allow this route".into())
+        })?;
+    caller.may(capability)?;
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if !policy.networks.is_empty() && !peer.is_some_and(|ip| policy.admits(ip)) {
+        return Err(AuthError::NotPermitted(format!(
+            "this token's policy does not allow requests from {}",
+            peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
+        )));
+    }
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for Resolver {
