@@ -10,6 +10,7 @@ mod keys;
 mod migrate;
 mod migrators;
 mod python_migrator;
+mod remote;
 mod run;
 mod secrets;
 mod serve;

@@ -443,11 +443,11 @@ async fn capabilities_patterns_and_networks_gate_narrow_tokens() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Networks: the test client is 127.0.0.1.
     let elsewhere = Policy {
-        networks: vec!["10.0.0.0/8".into()],
+        networks: vec!["10.0.0.0/8".parse().expect("net")],
         ..Policy::resolver()
     };
     let here = Policy {
-        networks: vec!["127.0.0.0/8".into()],
+        networks: vec!["127.0.0.0/8".parse().expect("net")],
         ..Policy::resolver()
     };
     let elsewhere = s.token("elsewhere", elsewhere).await;

@@ -204,7 +204,7 @@ fn fields(entry: &AccessEntry) -> [&str; 7] {
 }
 
 /// A stored access-log row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogRow {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -225,8 +225,13 @@ pub struct LogRow {
     /// Extra context.
     pub detail: String,
     /// The chain MAC (hex in JSON).
-    #[serde(serialize_with = "hex_bytes")]
+    #[serde(serialize_with = "hex_bytes", deserialize_with = "from_hex")]
     pub mac: Vec<u8>,
+}
+
+fn from_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    hex::decode(text).map_err(serde::de::Error::custom)
 }
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -197,8 +197,13 @@ pub struct Policy {
     /// The references it may resolve (reveal, read metadata or history of).
     pub resolve: Vec<Pattern>,
     /// Client networks it may come from (empty: any).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<String>,
+    /// Parsed once, when the policy is read, not on every request.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "net_strings"
+    )]
+    pub networks: Vec<Net>,
     /// The agent it is bound to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentBinding>,
@@ -262,9 +267,6 @@ impl Policy {
         if self.resolve.len() > MAX_RULES || self.networks.len() > MAX_RULES {
             return Err(PolicyError::TooMany);
         }
-        for net in &self.networks {
-            net.parse::<Net>().map_err(PolicyError::Network)?;
-        }
         if let Some(binding) = &self.agent {
             // The binding becomes a resolution context: its names must be
             // valid scope ids.
@@ -291,12 +293,7 @@ impl Policy {
 
     /// Whether a request from `ip` is allowed (no networks: any).
     pub fn admits(&self, ip: IpAddr) -> bool {
-        self.networks.is_empty()
-            || self
-                .networks
-                .iter()
-                .filter_map(|n| n.parse::<Net>().ok())
-                .any(|n| n.contains(ip))
+        self.networks.is_empty() || self.networks.iter().any(|n| n.contains(ip))
     }
 
     /// The stored form.
@@ -322,6 +319,31 @@ impl crate::vault::Limit for Policy {
         let rules: Vec<String> = self.resolve.iter().map(Pattern::to_string).collect();
         format!("not in the token's policy (resolve: {})", rules.join(", "))
     }
+}
+
+/// Networks as `ADDRESS/PREFIX` strings in the stored and HTTP forms; a
+/// string that does not parse fails the whole policy.
+mod net_strings {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::runtime::addresses::Net;
+
+    pub fn serialize<S: Serializer>(nets: &[Net], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(nets.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Net>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| {
+                text.parse::<Net>().map_err(|problem| {
+                    serde::de::Error::custom(PolicyError::Network(problem))
+                })
+            })
+            .collect()
+    }
+
+    use super::PolicyError;
 }
 
 /// Why a policy is not valid. HTTP 400 wherever one is given.
@@ -458,7 +480,7 @@ mod tests {
     #[test]
     fn the_stored_form_round_trips_and_refuses_what_it_should() {
         let mut p = Policy::resolver();
-        p.networks.push("10.0.0.0/8".into());
+        p.networks.push("10.0.0.0/8".parse().expect("net"));
         let back = Policy::from_json(&p.to_json()).expect("round trip");
         assert_eq!(back, p);
         assert!(back.admits("10.1.2.3".parse().expect("ip")));

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use serde_json::json;
+
+use super::remote::{self, segment, Remote, RemoteError};
 use super::{open_vault, Cli};
 use crate::audit::Access;
+use crate::forge::agents::AgentTypeView;
 use crate::forge::{ForgeApps, Forges};
 use crate::runtime::Runtime;
 
@@ -77,6 +81,9 @@ pub enum Command {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = Remote::from_cli(cli)? {
+        return run_remote(&remote, command).await;
+    }
     let vault = open_vault(cli).await?;
     // Only the commands that call a plugin start the runtime.
     let needs_runtime = matches!(
@@ -112,35 +119,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                     .unwrap_or("none yet: use `keyward agent-type set-token`")
             )?;
         }
-        Command::List { json } => {
-            let all = forges.agent_types().await?;
-            if *json {
-                for view in &all {
-                    writeln!(out, "{}", serde_json::to_string(view)?)?;
-                }
-            } else {
-                writeln!(
-                    out,
-                    "{:<24} {:<12} {:<40} TOKEN",
-                    "NAME", "FORGE", "BASE URL"
-                )?;
-                for v in &all {
-                    writeln!(
-                        out,
-                        "{:<24} {:<12} {:<40} {}{}",
-                        v.name,
-                        v.forge,
-                        v.base_url,
-                        v.token.as_deref().unwrap_or("-"),
-                        if v.instances.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (+{} instance overrides)", v.instances.len())
-                        }
-                    )?;
-                }
-            }
-        }
+        Command::List { json } => print_list(&forges.agent_types().await?, *json)?,
         Command::Rm { name } => {
             forges.delete_agent_type(name).await?;
             writeln!(out, "deleted agent type {name}")?;
@@ -173,6 +152,136 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let access = Access::new(super::accessor(), "keyward agent dispatch")?;
             let account = forges.dispatch(name, instance.as_deref(), &access).await?;
             writeln!(out, "{} (id {})", account.login, account.id)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_list(all: &[AgentTypeView], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for view in all {
+            writeln!(out, "{}", serde_json::to_string(view)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:<12} {:<40} TOKEN",
+        "NAME", "FORGE", "BASE URL"
+    )?;
+    for v in all {
+        writeln!(
+            out,
+            "{:<24} {:<12} {:<40} {}{}",
+            v.name,
+            v.forge,
+            v.base_url,
+            v.token.as_deref().unwrap_or("-"),
+            if v.instances.is_empty() {
+                String::new()
+            } else {
+                format!(" (+{} instance overrides)", v.instances.len())
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// The agent-type commands through a server (`KEYWARD_ADDR`).
+async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let path = |name: &str, rest: &str| format!("/agent-types/{}{rest}", segment(name));
+    match command {
+        Command::Add {
+            name,
+            forge,
+            base_url,
+            description,
+        } => {
+            let view: AgentTypeView = serde_json::from_value(
+                remote
+                    .post(
+                        "/agent-types",
+                        &[],
+                        &json!({"name": name, "forge": forge, "base_url": base_url, "description": description}),
+                    )
+                    .await?,
+            )
+            .map_err(|e| RemoteError::BadAnswer(e.to_string()))?;
+            writeln!(
+                out,
+                "created agent type {} (forge {}, {}); token: {}",
+                view.name,
+                view.forge,
+                view.base_url,
+                view.token
+                    .as_deref()
+                    .unwrap_or("none yet: use `keyward agent-type set-token`")
+            )?;
+        }
+        Command::List { json } => {
+            drop(out);
+            let all: Vec<AgentTypeView> = remote::rows(&remote.get("/agent-types", &[]).await?)?;
+            print_list(&all, *json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Rm { name } => {
+            remote.delete(&path(name, ""), &[]).await?;
+            writeln!(out, "deleted agent type {name}")?;
+        }
+        Command::SetToken {
+            name,
+            instance,
+            from_file,
+        } => {
+            let value = super::secret::read_value(from_file.as_deref(), false)?;
+            let value = std::str::from_utf8(&value)
+                .map_err(|_| anyhow::anyhow!("a forge token is text; this one is not UTF-8"))?;
+            let mut body = json!({"value": value, "instance": instance});
+            let answer = remote.put(&path(name, "/token"), &[], &body).await;
+            if let Some(serde_json::Value::String(v)) = body.get_mut("value") {
+                zeroize::Zeroize::zeroize(v);
+            }
+            writeln!(out, "stored the token as {}", remote::str_at(&answer?, "token")?)?;
+        }
+        Command::Token {
+            name,
+            reason,
+            instance,
+        } => {
+            let mut answer = remote
+                .post(
+                    &path(name, "/token"),
+                    &[],
+                    &json!({"reason": reason, "instance": instance}),
+                )
+                .await?;
+            let Some(serde_json::Value::String(token)) = answer.get_mut("token") else {
+                return Err(RemoteError::BadAnswer("no token in the answer".into()).into());
+            };
+            writeln!(out, "{token}")?;
+            zeroize::Zeroize::zeroize(token);
+        }
+        Command::Dispatch { name, instance } => {
+            let answer = remote
+                .post(
+                    &path(name, "/dispatch"),
+                    &[],
+                    &json!({"reason": "keyward agent dispatch", "instance": instance}),
+                )
+                .await?;
+            let account = &answer["account"];
+            let id = match &account["id"] {
+                serde_json::Value::String(id) => id.clone(),
+                other => other.to_string(),
+            };
+            writeln!(
+                out,
+                "{} (id {id})",
+                account["login"].as_str().unwrap_or("?")
+            )?;
         }
     }
     out.flush()?;

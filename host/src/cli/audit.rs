@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Subcommand;
 
+use super::remote::{self, Remote, RemoteError};
 use super::{checkpoint_file, exit, open_vault, Cli};
 use crate::audit::anchor::Anchor;
 use crate::audit::chain::LogRow;
@@ -49,6 +50,9 @@ pub enum Command {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = Remote::from_cli(cli)? {
+        return run_remote(&remote, command).await;
+    }
     let vault = open_vault(cli).await?;
     match command {
         Command::Tail {
@@ -84,6 +88,109 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The access-log commands through a server (`KEYWARD_ADDR`).
+async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Tail {
+            lines,
+            follow,
+            json,
+        } => {
+            // Asked for at least one row, to learn where the log ends.
+            let limit = (*lines).clamp(1, crate::http::MAX_LOG_ROWS);
+            let answer = remote
+                .get("/access-log", &[("limit", limit.to_string())])
+                .await?;
+            let rows: Vec<LogRow> = remote::rows(&answer["rows"])?;
+            let shown = &rows[rows.len().saturating_sub((*lines).max(0) as usize)..];
+            print_rows(shown, *json)?;
+            let mut last = answer["head_seq"]
+                .as_i64()
+                .ok_or_else(|| RemoteError::BadAnswer("no head_seq in the answer".into()))?;
+            if let Some(seq) = rows.last().map(|r| r.seq) {
+                last = last.max(seq);
+            }
+            if *follow {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let answer = remote
+                        .get("/access-log", &[("after", last.to_string())])
+                        .await?;
+                    let rows: Vec<LogRow> = remote::rows(&answer["rows"])?;
+                    if let Some(seq) = rows.last().map(|r| r.seq) {
+                        print_rows(&rows, *json)?;
+                        last = seq;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { checkpoint } => {
+            let mut lines = Vec::with_capacity(checkpoint.len());
+            for path in checkpoint {
+                lines.push(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read checkpoint {}", path.display()))?,
+                );
+            }
+            let answer = remote
+                .post(
+                    "/access-log/verify",
+                    &[],
+                    &serde_json::json!({"checkpoints": lines}),
+                )
+                .await?;
+            if let Some(seq) = answer["broken_at"].as_i64() {
+                println!(
+                    "BROKEN at row {seq}: {}",
+                    answer["problem"].as_str().unwrap_or("(no reason given)")
+                );
+                return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+            }
+            let rows = answer["rows"]
+                .as_i64()
+                .ok_or_else(|| RemoteError::BadAnswer("no rows in the answer".into()))?;
+            let verdicts = remote::array_at(&answer, "checkpoints")?;
+            let mut reached = Vec::new();
+            for (path, verdict) in checkpoint.iter().zip(verdicts) {
+                let path = path.display();
+                let seq = verdict["seq"].as_i64().unwrap_or_default();
+                let made = format_ms(verdict["made_at"].as_i64().unwrap_or_default());
+                match verdict["verdict"].as_str() {
+                    Some("reached") => reached.push(format!(
+                        "OK: checkpoint {path} (row {seq}, made {made}) is in the log (now at row {rows})"
+                    )),
+                    Some("cut_off") => {
+                        let ends = verdict["log_ends"].as_i64().unwrap_or_default();
+                        println!(
+                            "BROKEN at row {}: the log ends at row {ends} but checkpoint {path} (made {made}) \
+                             records row {seq}: rows were cut off the end and the chain head rewritten to match",
+                            ends + 1
+                        );
+                        return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+                    }
+                    Some("diverged") => {
+                        println!(
+                            "BROKEN at row {seq}: row {seq} is not the row checkpoint {path} (made {made}) \
+                             recorded (its MAC differs): the log was cut back and written again after the checkpoint"
+                        );
+                        return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+                    }
+                    other => {
+                        return Err(RemoteError::BadAnswer(format!("verdict {other:?}")).into())
+                    }
+                }
+            }
+            println!("OK: {rows} rows, chain intact (verified by the server)");
+            for line in reached {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checkpoint { .. } => Err(RemoteError::LocalOnly("audit checkpoint").into()),
+    }
 }
 
 /// `audit verify [--checkpoint FILE]…`: every checkpoint is checked before

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use clap::{Args as ClapArgs, Subcommand};
 
+use super::remote::{self, Remote, RemoteError};
 use super::{exit, Cli};
 use crate::migrate::{self, parse_option, parse_source, Progress, Report, Request, Status};
 use crate::runtime::{Kind, MigrationSource, Runtime};
@@ -58,6 +59,18 @@ pub struct RunArgs {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    let remote = Remote::from_cli(cli)?;
+    match (command, remote) {
+        (Command::List, Some(remote)) => list_remote(&remote).await,
+        // A run reads legacy files where it runs and writes the store
+        // directly; over HTTP a path would name the server's disk.
+        (Command::Plan(_), Some(_)) => Err(RemoteError::LocalOnly("migrate plan").into()),
+        (Command::Run(_), Some(_)) => Err(RemoteError::LocalOnly("migrate run").into()),
+        (command, None) => run_local(cli, command).await,
+    }
+}
+
+async fn run_local(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::List => list(cli).await,
         Command::Plan(args) => migrate_run(cli, args, true).await,
@@ -96,6 +109,38 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
         println!(
             "{:<22} {:<8} {}  {}",
             p.manifest.name, p.manifest.version, last, p.manifest.description
+        );
+    }
+    if !any {
+        println!("no migrator plugins loaded");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate list` through a server: its migrators and their last runs.
+async fn list_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
+    let answer = remote.get("/plugins", &[]).await?;
+    let mut any = false;
+    for p in remote::array_at(&answer, "plugins")? {
+        if p["kind"].as_str() != Some(Kind::Migrator.as_str()) {
+            continue;
+        }
+        any = true;
+        let last = match &p["last_run"] {
+            serde_json::Value::Object(run) => format!(
+                "last run {} ({} migrated, {} skipped)",
+                super::audit::format_ms(run.get("finished_at").and_then(|v| v.as_i64()).unwrap_or_default()),
+                run.get("migrated").and_then(|v| v.as_i64()).unwrap_or_default(),
+                run.get("skipped").and_then(|v| v.as_i64()).unwrap_or_default()
+            ),
+            _ => "never run".into(),
+        };
+        println!(
+            "{:<22} {:<8} {}  {}",
+            p["name"].as_str().unwrap_or(""),
+            p["version"].as_str().unwrap_or(""),
+            last,
+            p["description"].as_str().unwrap_or("")
         );
     }
     if !any {

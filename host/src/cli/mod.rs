@@ -6,6 +6,7 @@ mod checkpoint_file;
 mod key;
 mod migrate;
 mod plugin;
+mod remote;
 mod render;
 mod run;
 mod secret;
@@ -36,7 +37,7 @@ pub mod exit {
 
 /// Keyward: a sealed secret store with a hash-chained access log.
 #[derive(Parser, Debug)]
-#[command(name = "keyward", version, about, long_about = None)]
+#[command(name = "keyward", version, about, long_about = None, after_help = MODES)]
 pub struct Cli {
     /// Development mode: without KEYWARD_MASTER_KEY, use (and create) a local
     /// key file in the data folder. Never use it in production.
@@ -63,9 +64,29 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEYWARD_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
 
+    /// Open the store here even when KEYWARD_ADDR is set.
+    #[arg(long, global = true)]
+    pub local: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// How the CLI chooses between the store and a server (shown by --help).
+const MODES: &str = "\
+Local or remote:
+  Without KEYWARD_ADDR the CLI opens the store itself: it needs the master
+  key (KEYWARD_MASTER_KEY) and the database.
+  With KEYWARD_ADDR=http(s)://HOST:PORT and KEYWARD_TOKEN=<an API token>
+  set, these commands call that server instead, and need neither:
+    secret set|get|list|rm|rotate, render, run, audit tail|verify,
+    token create|list|rotate|revoke, agent-type …, plugin list|reload,
+    migrate list.
+  The server checks the token's role and policy and logs every read under
+  the token's name. serve, key and plugin check always work here.
+  audit checkpoint and migrate plan|run work on the store directly: with
+  KEYWARD_ADDR set they refuse unless --local is given, so that a store
+  is never touched by surprise. --local ignores KEYWARD_ADDR.";
 
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
@@ -189,6 +210,16 @@ pub(crate) fn accessor() -> String {
 
 fn exit_code_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        if let Some(remote) = cause.downcast_ref::<remote::RemoteError>() {
+            return match remote {
+                e if e.is_missing() => exit::MISSING,
+                remote::RemoteError::NoToken
+                | remote::RemoteError::BadAddr(_)
+                | remote::RemoteError::BadToken
+                | remote::RemoteError::LocalOnly(_) => exit::CONFIG,
+                _ => exit::FAILURE,
+            };
+        }
         if cause.downcast_ref::<crate::crypto::KeyError>().is_some()
             || cause.downcast_ref::<config::ConfigError>().is_some()
         {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
 
+use super::remote::{self, Remote};
 use super::{exit, Cli};
 use crate::config;
 use crate::runtime::{self, Options, Runtime};
@@ -44,10 +45,14 @@ pub(crate) fn options(cli: &Cli) -> Options {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::List => list(cli).await,
-        Command::Check { wasm, manifest } => check(wasm, manifest.as_ref()),
-        Command::Reload => reload(cli),
+    let remote = Remote::from_cli(cli)?;
+    match (command, remote) {
+        (Command::List, Some(remote)) => list_remote(&remote).await,
+        (Command::Reload, Some(remote)) => reload_remote(&remote).await,
+        (Command::List, None) => list(cli).await,
+        // A file here is checked here, whatever the mode.
+        (Command::Check { wasm, manifest }, _) => check(wasm, manifest.as_ref()),
+        (Command::Reload, None) => reload(cli),
     }
 }
 
@@ -95,7 +100,80 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn none_if_empty(items: &[String]) -> String {
+/// `plugin list` through a server: what its runtime loaded and refused.
+async fn list_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
+    let answer = remote.get("/plugins", &[]).await?;
+    let plugins = remote::array_at(&answer, "plugins")?;
+    if plugins.is_empty() {
+        println!("no plugins loaded");
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let list = |v: &serde_json::Value| -> String {
+        let items: Vec<String> = v
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
+        none_if_empty(&items)
+    };
+    for p in plugins {
+        println!("{}", text(&p["name"]));
+        println!("  kind:     {} (world {})", text(&p["kind"]), text(&p["world"]));
+        println!("  version:  {}", text(&p["version"]));
+        if !text(&p["description"]).is_empty() {
+            println!("  about:    {}", text(&p["description"]));
+        }
+        println!("  sha256:   {}", text(&p["sha256"]));
+        println!("  source:   {}", text(&p["source"]));
+        println!("  reveal:   {}", list(&p["grants"]["reveal"]));
+        println!("  use:      {}", list(&p["grants"]["use"]));
+        println!("  origins:  {}", list(&p["grants"]["origins"]));
+        let l = &p["limits"];
+        let n = |key: &str| l[key].as_u64().unwrap_or_default();
+        println!(
+            "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes, {} refusals",
+            n("memory_bytes") >> 20,
+            n("wall_time_ms"),
+            n("response_bytes"),
+            n("outbound_calls"),
+            n("log_bytes"),
+            n("refusals")
+        );
+    }
+    let refused = remote::array_at(&answer, "refused")?;
+    for r in refused {
+        println!("REFUSED {}: {}", text(&r["file"]), text(&r["problem"]));
+    }
+    Ok(if refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
+    })
+}
+
+/// `plugin reload` through a server: `POST /plugins/reload`.
+async fn reload_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
+    let answer = remote.post_empty("/plugins/reload", &[]).await?;
+    let loaded: Vec<&str> = remote::array_at(&answer, "loaded")?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    println!("reloaded: {}", none_if_empty(&loaded.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+    let refused = remote::array_at(&answer, "refused")?;
+    for r in refused {
+        println!(
+            "REFUSED {}: {}",
+            r["file"].as_str().unwrap_or(""),
+            r["problem"].as_str().unwrap_or("")
+        );
+    }
+    Ok(if refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
+    })
+}
+
+pub(super) fn none_if_empty(items: &[String]) -> String {
     if items.is_empty() {
         "(none)".to_owned()
     } else {

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args as ClapArgs;
+use zeroize::Zeroizing;
 
+use super::remote::{Remote, RemoteError};
 use super::{accessor, open_vault, Cli};
 use crate::audit::Access;
 use crate::resolve::Context;
@@ -39,8 +41,34 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let text = String::from_utf8(input).context("the template on stdin is not UTF-8")?;
     // Malformed text is refused before the store is even opened.
     template::parse(&text)?;
-    let vault = open_vault(cli).await?;
-    let rendered = template::render(&vault, &text, &ctx, &access).await?;
+    let rendered = match Remote::from_cli(cli)? {
+        Some(remote) => {
+            let mut answer = remote
+                .post(
+                    "/render",
+                    &[],
+                    &serde_json::json!({
+                        "template": text,
+                        "reason": args.reason,
+                        "context": context_map(&args.context)?,
+                    }),
+                )
+                .await?;
+            let text = answer
+                .get_mut("text")
+                .map(serde_json::Value::take)
+                .and_then(|v| match v {
+                    serde_json::Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .ok_or_else(|| RemoteError::BadAnswer("no \"text\" in the answer".into()))?;
+            Zeroizing::new(text.into_bytes())
+        }
+        None => {
+            let vault = open_vault(cli).await?;
+            template::render(&vault, &text, &ctx, &access).await?
+        }
+    };
     if let Some(path) = &args.out {
         write_private(path, &rendered)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -50,6 +78,21 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     out.write_all(&rendered)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--context KEY=VALUE` pairs as the HTTP API takes them (checked by
+/// [`Context::from_pairs`] first).
+pub(super) fn context_map(
+    pairs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut map = std::collections::BTreeMap::new();
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--context {pair:?}: expected KEY=VALUE"))?;
+        map.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(map)
 }
 
 /// Writes `bytes` to `path` through a new mode-0600 file beside it, synced

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::Args as ClapArgs;
+use zeroize::Zeroizing;
 
+use super::remote::{Remote, RemoteError};
 use super::{accessor, open_vault, Cli};
-use crate::audit::{Access, Action};
+use crate::audit::Access;
 use crate::resolve::Context;
 use crate::template::{self, MAX_TEMPLATE_LEN};
 
@@ -111,41 +113,69 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let access = Access::new(accessor(), args.reason.as_str())?;
     let vars = collect(args)?;
     // Malformed templates are refused before the store is even opened.
-    let mut templates = Vec::with_capacity(vars.len());
     for var in &vars {
-        templates.push(
-            template::parse(&var.template)
-                .with_context(|| format!("the template of {}", var.name))?,
-        );
+        template::parse(&var.template)
+            .with_context(|| format!("the template of {}", var.name))?;
     }
-    let refs: Vec<_> = templates
-        .iter()
-        .flat_map(|t| t.refs().iter().cloned())
-        .collect();
-    let vault = open_vault(cli).await?;
+    let texts: Vec<&str> = vars.iter().map(|v| v.template.as_str()).collect();
     // One lookup for every template: a missing secret anywhere fails the
     // run before CMD starts, with every missing one named.
-    let values = vault
-        .reveal_all(&refs, &ctx, &access, Action::Render)
-        .await?;
-    vault.db().close().await;
+    let rendered: Vec<Zeroizing<Vec<u8>>> = match Remote::from_cli(cli)? {
+        Some(remote) => render_remote(&remote, &vars, args).await?,
+        None => {
+            let vault = open_vault(cli).await?;
+            let rendered = template::render_many(&vault, &texts, &ctx, &access, None).await?;
+            vault.db().close().await;
+            rendered
+        }
+    };
     let mut command = std::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
-    let mut offset = 0;
-    for (var, template) in vars.iter().zip(&templates) {
-        let n = template.refs().len();
-        let rendered = template.render(&values[offset..offset + n]);
-        offset += n;
+    for (var, rendered) in vars.iter().zip(&rendered) {
         if rendered.contains(&0) {
             bail!(
                 "the value of {} holds a NUL byte, which an environment variable cannot",
                 var.name
             );
         }
-        command.env(&var.name, os_string(&rendered));
+        command.env(&var.name, os_string(rendered));
     }
-    drop(values);
+    drop(rendered);
     Ok(exec(command, &args.command[0]))
+}
+
+/// Every template rendered by the server in one request (one lookup, all
+/// or nothing, held to the token's policy), in the order of `vars`.
+async fn render_remote(
+    remote: &Remote,
+    vars: &[Var],
+    args: &Args,
+) -> anyhow::Result<Vec<Zeroizing<Vec<u8>>>> {
+    let templates: serde_json::Map<String, serde_json::Value> = vars
+        .iter()
+        .map(|v| (v.name.clone(), v.template.clone().into()))
+        .collect();
+    let mut answer = remote
+        .post(
+            "/render",
+            &[],
+            &serde_json::json!({
+                "templates": templates,
+                "reason": args.reason,
+                "context": super::render::context_map(&args.context)?,
+            }),
+        )
+        .await?;
+    let texts = answer
+        .get_mut("texts")
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or_else(|| RemoteError::BadAnswer("no \"texts\" in the answer".into()))?;
+    vars.iter()
+        .map(|var| match texts.get_mut(&var.name).map(serde_json::Value::take) {
+            Some(serde_json::Value::String(text)) => Ok(Zeroizing::new(text.into_bytes())),
+            _ => Err(RemoteError::BadAnswer(format!("no text for {} in the answer", var.name)).into()),
+        })
+        .collect()
 }
 
 #[cfg(unix)]

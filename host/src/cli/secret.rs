@@ -8,6 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use zeroize::Zeroizing;
 
+use super::remote::{self, segment, Remote, RemoteError};
 use super::{accessor, open_vault, Cli};
 use crate::audit::{Access, Action};
 use crate::names::{Scope, SecretName, SecretRef};
@@ -77,6 +78,9 @@ pub enum Command {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = Remote::from_cli(cli)? {
+        return run_remote(&remote, command).await;
+    }
     match command {
         Command::Set {
             name,
@@ -148,6 +152,126 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             println!(
                 "re-sealed {scope}/{name} (version {}) under key {}",
                 meta.version, meta.key_id
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The secret commands through a server (`KEYWARD_ADDR`).
+async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Set {
+            name,
+            scope,
+            description,
+            from_file,
+            keep_newline,
+            create_only,
+        } => {
+            // Checked here too, so a bad name fails before the value is read.
+            Scope::parse(scope)?;
+            SecretName::parse(name)?;
+            let value = read_value(from_file.as_deref(), *keep_newline)?;
+            let value = std::str::from_utf8(&value).map_err(|_| {
+                anyhow::anyhow!(
+                    "over HTTP a value must be UTF-8 text; set a binary value with --local where the store is"
+                )
+            })?;
+            let path = format!("/secrets/{}", segment(name));
+            let scope_q = [("scope", scope.clone())];
+            let mut update = serde_json::json!({"value": value});
+            if let Some(d) = description {
+                update["description"] = d.as_str().into();
+            }
+            let mut create = serde_json::json!({
+                "name": name, "scope": scope, "value": value,
+                "description": description.as_deref().unwrap_or(""),
+            });
+            let created = if *create_only {
+                remote.post("/secrets", &[], &create).await?
+            } else {
+                // Replace, or create if there is none; a create that loses
+                // a race to another creator replaces after all.
+                match remote.put(&path, &scope_q, &update).await {
+                    Err(RemoteError::Refused { status: 404, .. }) => {
+                        match remote.post("/secrets", &[], &create).await {
+                            Err(RemoteError::Refused { status: 409, .. }) => {
+                                remote.put(&path, &scope_q, &update).await?
+                            }
+                            other => other?,
+                        }
+                    }
+                    other => other?,
+                }
+            };
+            // The bodies held the value: zeroed, not just dropped.
+            for body in [&mut update, &mut create] {
+                if let Some(serde_json::Value::String(v)) = body.get_mut("value") {
+                    zeroize::Zeroize::zeroize(v);
+                }
+            }
+            let version = created.get("version").and_then(serde_json::Value::as_i64);
+            let (scope, name) = (remote::str_at(&created, "scope")?, remote::str_at(&created, "name")?);
+            match version {
+                Some(1) => println!("created {scope}/{name} (version 1)"),
+                Some(v) => println!("replaced {scope}/{name} (version {v})"),
+                None => return Err(RemoteError::BadAnswer("no version in the answer".into()).into()),
+            }
+        }
+        Command::Get {
+            name,
+            scope,
+            reason,
+        } => {
+            use base64::Engine as _;
+            let answer = remote
+                .post(
+                    &format!("/secrets/{}/reveal", segment(name)),
+                    &[("scope", scope.clone())],
+                    &serde_json::json!({"reason": reason}),
+                )
+                .await?;
+            let value = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(remote::str_at(&answer, "value_base64")?)
+                    .map_err(|e| RemoteError::BadAnswer(e.to_string()))?,
+            );
+            // The answer's text held the value too.
+            let mut answer = answer;
+            if let Some(serde_json::Value::String(v)) = answer.get_mut("value_base64") {
+                zeroize::Zeroize::zeroize(v);
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(&value)?;
+            if out.is_terminal() {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        Command::List { scope, json } => {
+            let query: Vec<(&str, String)> =
+                scope.iter().map(|s| ("scope", s.clone())).collect();
+            let rows = remote::rows(&remote.get("/secrets", &query).await?)?;
+            print_list(&rows, *json)?;
+        }
+        Command::Rm { name, scope } => {
+            remote
+                .delete(&format!("/secrets/{}", segment(name)), &[("scope", scope.clone())])
+                .await?;
+            println!("deleted {scope}/{name}");
+        }
+        Command::Rotate { name, scope } => {
+            let meta = remote
+                .post_empty(
+                    &format!("/secrets/{}/rotate", segment(name)),
+                    &[("scope", scope.clone())],
+                )
+                .await?;
+            println!(
+                "re-sealed {scope}/{name} (version {}) under key {}",
+                meta.get("version").and_then(serde_json::Value::as_i64).unwrap_or_default(),
+                remote::str_at(&meta, "key_id")?
             );
         }
     }

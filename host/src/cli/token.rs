@@ -5,11 +5,14 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{open_vault, Cli};
 use std::collections::BTreeSet;
+
+use super::remote::{self, Remote, RemoteError};
+use super::{open_vault, Cli};
 
 use crate::auth::policy::{Capability, Pattern, Policy};
 use crate::auth::{Grant, Role, Tokens};
+use crate::store::tokens::TokenRow;
 
 /// A resolver token's policy on the command line. Any of these flags gives
 /// the token a policy instead of the resolver preset (everything).
@@ -83,7 +86,14 @@ impl PolicyArgs {
                 }
             }
         };
-        policy.networks = self.network.clone();
+        policy.networks = self
+            .network
+            .iter()
+            .map(|n| {
+                n.parse::<crate::runtime::addresses::Net>()
+                    .map_err(crate::auth::policy::PolicyError::Network)
+            })
+            .collect::<Result<_, _>>()?;
         policy.check()?;
         Ok(Some(policy))
     }
@@ -135,6 +145,9 @@ pub enum Command {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = Remote::from_cli(cli)? {
+        return run_remote(&remote, command).await;
+    }
     match command {
         Command::Create {
             name,
@@ -165,33 +178,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::List { json } => {
             let vault = open_vault(cli).await?;
             let rows = Tokens::new(vault.db().clone()).list().await?;
-            let mut out = std::io::stdout().lock();
-            if *json {
-                for row in &rows {
-                    writeln!(out, "{}", serde_json::to_string(row)?)?;
-                }
-            } else {
-                let when =
-                    |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), super::audit::format_ms);
-                writeln!(
-                    out,
-                    "{:<16} {:<8} {:<24} {:<24} {:<24} {:<24} NAME",
-                    "ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"
-                )?;
-                for row in &rows {
-                    writeln!(
-                        out,
-                        "{:<16} {:<8} {:<24} {:<24} {:<24} {:<24} {}",
-                        row.id,
-                        row.role,
-                        super::audit::format_ms(row.created_at),
-                        when(row.last_used_at),
-                        when(row.expires_at),
-                        when(row.revoked_at),
-                        row.name
-                    )?;
-                }
-            }
+            print_list(&rows, *json)?;
         }
         Command::Rotate { id, grace } => {
             let vault = open_vault(cli).await?;
@@ -220,6 +207,122 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token commands through a server (`KEYWARD_ADDR`, an operator token).
+async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Create {
+            name,
+            role,
+            ttl,
+            policy,
+        } => {
+            Role::parse(role)?;
+            crate::auth::token::check_name(name)?;
+            let policy = policy.policy()?;
+            let mut answer = remote
+                .post(
+                    "/tokens",
+                    &[],
+                    &serde_json::json!({
+                        "name": name,
+                        "role": role,
+                        "ttl_seconds": ttl.map(|t| t.as_secs()),
+                        "policy": policy,
+                    }),
+                )
+                .await?;
+            let expiry = answer["expires_at"].as_i64().map_or_else(
+                || "it does not expire".to_owned(),
+                |at| format!("it expires {}", super::audit::format_ms(at)),
+            );
+            eprintln!(
+                "created {} token {:?} (id {}); {expiry}. It is shown once; store it now.",
+                answer["role"].as_str().unwrap_or(role),
+                name,
+                remote::str_at(&answer, "id")?
+            );
+            print_token(&mut answer)?;
+        }
+        Command::List { json } => {
+            let rows: Vec<TokenRow> = remote::rows(&remote.get("/tokens", &[]).await?)?;
+            print_list(&rows, *json)?;
+        }
+        Command::Rotate { id, grace } => {
+            let mut answer = remote
+                .post(
+                    &format!("/tokens/{}/rotate", remote::segment(id)),
+                    &[],
+                    &serde_json::json!({"grace_seconds": grace.as_secs()}),
+                )
+                .await?;
+            let old = answer["previous_valid_until"].as_i64().map_or_else(
+                || "the old value is refused from now on".to_owned(),
+                |at| {
+                    format!(
+                        "the old value is accepted until {}",
+                        super::audit::format_ms(at)
+                    )
+                },
+            );
+            eprintln!(
+                "rotated {} token {:?} (id {id}); {old}. The new value is shown once; store it now.",
+                answer["role"].as_str().unwrap_or("?"),
+                answer["name"].as_str().unwrap_or("?"),
+            );
+            print_token(&mut answer)?;
+        }
+        Command::Revoke { id } => {
+            remote
+                .delete(&format!("/tokens/{}", remote::segment(id)), &[])
+                .await?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the `token` of a server's answer on stdout, then zeroes it there.
+fn print_token(answer: &mut serde_json::Value) -> anyhow::Result<()> {
+    let Some(serde_json::Value::String(token)) = answer.get_mut("token") else {
+        return Err(RemoteError::BadAnswer("no token in the answer".into()).into());
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{token}")?;
+    out.flush()?;
+    zeroize::Zeroize::zeroize(token);
+    Ok(())
+}
+
+fn print_list(rows: &[TokenRow], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for row in rows {
+            writeln!(out, "{}", serde_json::to_string(row)?)?;
+        }
+        return Ok(());
+    }
+    let when = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), super::audit::format_ms);
+    writeln!(
+        out,
+        "{:<16} {:<8} {:<24} {:<24} {:<24} {:<24} NAME",
+        "ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"
+    )?;
+    for row in rows {
+        writeln!(
+            out,
+            "{:<16} {:<8} {:<24} {:<24} {:<24} {:<24} {}",
+            row.id,
+            row.role,
+            super::audit::format_ms(row.created_at),
+            when(row.last_used_at),
+            when(row.expires_at),
+            when(row.revoked_at),
+            row.name
+        )?;
+    }
+    Ok(())
 }
 
 /// A token's lifetime: more than zero, at most ten years.

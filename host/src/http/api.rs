@@ -7,7 +7,7 @@
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
-use super::{dashboard, forge, metrics, routes, secrets, tokens, AppState};
+use super::{dashboard, forge, log, metrics, routes, secrets, tokens, AppState};
 use crate::auth::policy::Capability;
 
 /// Who may call a route.
@@ -106,12 +106,16 @@ pub fn table() -> Vec<Route> {
         route!(put "/secrets/{name}", Operator, 200, "Replace the value and/or description {value?, description?}", query["scope"], body=true, secrets::update),
         route!(delete "/secrets/{name}", Operator, 204, "Delete a secret", query["scope"], body=false, secrets::delete),
         route!(post "/secrets/{name}/rotate", Operator, 200, "Re-seal under the current master key", query["scope"], body=false, secrets::rotate),
+        route!(post "/secrets/{name}/reveal", Resolver(Render), 200, "One secret's value {reason}, base64; logged as a reveal", query["scope"], body=true, secrets::reveal),
         route!(get "/secrets/{name}/access-log", Resolver(AccessLog), 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history),
-        route!(post "/render", Resolver(Render), 200, "Substitute ${SECRET:…} placeholders {template, reason, context?}", query[], body=true, routes::render),
+        route!(post "/render", Resolver(Render), 200, "Substitute ${SECRET:…} placeholders {template | templates: {NAME: template}, reason, context?}", query[], body=true, routes::render),
         route!(post "/tokens", Operator, 201, "Create an API token {name, role, ttl_seconds?}; shown once", query[], body=true, tokens::create_token),
         route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens),
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
         route!(post "/tokens/{id}/rotate", Operator, 200, "Give an API token a new value {grace_seconds?}; shown once", query[], body=true, tokens::rotate_token),
+        route!(get "/access-log", Operator, 200, "The newest access-log rows, or the rows after a seq (to follow)", query["after", "limit"], body=false, log::tail),
+        route!(post "/access-log/verify", Operator, 200, "Verify the chain on the server {checkpoints?: [signed checkpoint]}", query[], body=true, log::verify),
+        route!(get "/plugins", Operator, 200, "Loaded plugins (kind, version, sha256, grants, limits) and refused files", query[], body=false, routes::list_plugins),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
         route!(get "/metrics", Resolver(Metrics), 200, "Prometheus metrics", query[], body=false, metrics::metrics),
         // Forges: operator sign-in, the active forge, agent types.

@@ -8,11 +8,14 @@ mod body;
 pub mod dashboard;
 pub mod error;
 mod forge;
+mod log;
 mod metrics;
 mod routes;
 pub(crate) mod secrets;
 pub mod throttle;
 mod tokens;
+
+pub use log::MAX_ROWS as MAX_LOG_ROWS;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;

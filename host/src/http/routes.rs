@@ -55,21 +55,31 @@ pub async fn method_not_allowed() -> (StatusCode, Json<Value>) {
     )
 }
 
-/// `POST /render` body.
+/// `POST /render` body: one `template`, or several `templates` by name
+/// (rendered with one lookup, all or nothing).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest {
-    template: String,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    templates: Option<BTreeMap<String, String>>,
     #[serde(default)]
     context: BTreeMap<String, String>,
     reason: String,
 }
 
-/// `POST /render` answer.
+/// `POST /render` answer: `text` for a `template`, `texts` for `templates`.
 #[derive(Serialize)]
 pub struct Rendered {
-    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    texts: Option<BTreeMap<String, String>>,
 }
+
+/// The most templates one render may hold.
+pub const MAX_TEMPLATES: usize = 1000;
 
 /// `POST /render` (resolver): the template with every placeholder
 /// substituted; each read logged with the caller's token as accessor and
@@ -84,8 +94,25 @@ pub async fn render(
         ctx.set(key, value)?;
     }
     let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    let mut rendered = match caller.policy.as_deref() {
-        None => crate::template::render(&state.vault, &req.template, &ctx, &access).await?,
+    let (names, texts): (Vec<Option<&String>>, Vec<&str>) = match (&req.template, &req.templates)
+    {
+        (Some(one), None) => (vec![None], vec![one.as_str()]),
+        (None, Some(many)) if many.len() <= MAX_TEMPLATES => {
+            many.iter().map(|(n, t)| (Some(n), t.as_str())).unzip()
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::Invalid(format!(
+                "at most {MAX_TEMPLATES} templates per render"
+            )))
+        }
+        _ => {
+            return Err(ApiError::Invalid(
+                "give either template or templates (one of them)".into(),
+            ))
+        }
+    };
+    let limit = match caller.policy.as_deref() {
+        None => None,
         Some(policy) => {
             if let Some(binding) = &policy.agent {
                 // The server, not the request, says whose secrets these are.
@@ -110,19 +137,94 @@ pub async fn render(
                 }
                 ctx = fixed;
             }
-            crate::template::render_within(&state.vault, &req.template, &ctx, &access, policy)
-                .await?
+            Some(policy as &dyn crate::vault::Limit)
         }
     };
-    // JSON carries text: a value that is not UTF-8 cannot be substituted
-    // into it faithfully, so it is refused rather than mangled. The buffer
-    // is moved, not copied: one plaintext copy fewer left unzeroed.
-    let text = String::from_utf8(std::mem::take(&mut *rendered)).map_err(|e| {
-        // The refused bytes are zeroed, not just dropped.
-        drop(zeroize::Zeroizing::new(e.into_bytes()));
-        ApiError::Invalid("the rendered text is not UTF-8 (a secret holds binary data)".into())
-    })?;
-    Ok(Json(Rendered { text }))
+    let rendered =
+        crate::template::render_many(&state.vault, &texts, &ctx, &access, limit).await?;
+    let mut out = BTreeMap::new();
+    for (name, mut bytes) in names.into_iter().zip(rendered) {
+        // JSON carries text: a value that is not UTF-8 cannot be
+        // substituted into it faithfully, so it is refused rather than
+        // mangled. The buffer is moved, not copied: one plaintext copy
+        // fewer left unzeroed.
+        let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+            // The refused bytes are zeroed, not just dropped.
+            drop(zeroize::Zeroizing::new(e.into_bytes()));
+            ApiError::Invalid(
+                "the rendered text is not UTF-8 (a secret holds binary data)".into(),
+            )
+        })?;
+        match name {
+            None => return Ok(Json(Rendered { text: Some(text), texts: None })),
+            Some(name) => {
+                out.insert(name.clone(), text);
+            }
+        }
+    }
+    Ok(Json(Rendered {
+        text: None,
+        texts: Some(out),
+    }))
+}
+
+/// `GET /plugins` (operator): what the server's runtime has loaded (name,
+/// kind, version, sha256, source, grants, limits; a migrator's last
+/// finished run) and what it refused, with why.
+pub async fn list_plugins(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(plugins) = &state.plugins else {
+        return Err(ApiError::Unavailable(
+            "this server runs no plugin runtime".into(),
+        ));
+    };
+    let registry = plugins.registry();
+    let runs = crate::store::migrate::last_runs(&state.vault.db().pool)
+        .await
+        .map_err(|e| ApiError::Vault(e.into()))?;
+    let strings = |items: Vec<String>| Value::from(items);
+    let loaded: Vec<Value> = registry
+        .plugins
+        .values()
+        .map(|p| {
+            let m = &p.manifest;
+            let l = &m.limits;
+            let last_run = runs.iter().find(|r| r.plugin == m.name).map(|r| {
+                json!({"finished_at": r.finished_at, "migrated": r.migrated, "skipped": r.skipped})
+            });
+            json!({
+                "name": m.name,
+                "kind": m.kind.as_str(),
+                "world": m.kind.world(),
+                "version": m.version,
+                "description": m.description,
+                "sha256": p.sha256,
+                "source": p.source.to_string(),
+                "grants": {
+                    "reveal": strings(m.grants.secrets.iter().map(ToString::to_string).collect()),
+                    "use": strings(m.grants.uses.iter().map(ToString::to_string).collect()),
+                    "origins": strings(m.grants.origins.iter().map(ToString::to_string).collect()),
+                },
+                "limits": {
+                    "memory_bytes": l.memory_bytes,
+                    "wall_time_ms": l.wall_time.as_millis() as u64,
+                    "response_bytes": l.response_bytes,
+                    "outbound_calls": l.outbound_calls,
+                    "log_bytes": l.log_bytes,
+                    "refusals": l.refusals,
+                },
+                "last_run": last_run,
+            })
+        })
+        .collect();
+    let refused: Vec<Value> = registry
+        .refused
+        .iter()
+        .map(|e| json!({"file": e.file, "problem": e.problem}))
+        .collect();
+    Ok(Json(json!({"plugins": loaded, "refused": refused})))
 }
 
 /// `POST /plugins/reload` (operator): loads the plugins folder again now

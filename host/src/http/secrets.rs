@@ -111,6 +111,63 @@ pub async fn create(
     ))
 }
 
+/// `POST /secrets/{name}/reveal` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealRequest {
+    reason: String,
+}
+
+/// `POST /secrets/{name}/reveal` answer. The value is base64 so that any
+/// bytes a secret holds come back exactly.
+#[derive(serde::Serialize)]
+pub struct Revealed {
+    scope: String,
+    name: String,
+    value_base64: Zeroizing<String>,
+}
+
+/// `POST /secrets/{name}/reveal[?scope=S]` (resolver, `render`): one
+/// secret's value, logged as a reveal with the caller's token and the
+/// reason. A token held to a policy reads only what its patterns allow
+/// (403 and a denied row otherwise), like a render; 422 if it is missing.
+pub async fn reveal(
+    Resolver(caller): Resolver,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    q: QueryResult<ScopeQuery>,
+    Body(req): Body<RevealRequest>,
+) -> Result<Json<Revealed>, ApiError> {
+    use base64::Engine as _;
+    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
+    let access = Access::new(caller.accessor(), req.reason.as_str())?;
+    let reference = crate::names::SecretRef {
+        scope: Some(scope.clone()),
+        name: name.clone(),
+    };
+    let ctx = crate::resolve::Context::default();
+    let action = crate::audit::Action::Reveal;
+    let mut values = match caller.policy.as_deref() {
+        None => vec![state.vault.reveal(&reference, &ctx, &access, action).await?.1],
+        Some(policy) => {
+            state
+                .vault
+                .reveal_all_within(std::slice::from_ref(&reference), &ctx, &access, action, policy)
+                .await?
+        }
+    };
+    let value = values.pop().ok_or_else(|| {
+        ApiError::Invalid("the store answered no value".into())
+    })?;
+    Ok(Json(Revealed {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        value_base64: Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(value.expose()),
+        ),
+    }))
+}
+
 /// `PUT /secrets/{name}` body: at least one of the two.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

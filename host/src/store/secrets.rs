@@ -7,7 +7,7 @@ use super::Backend;
 use crate::crypto::Sealed;
 
 /// A secret's metadata (never its value).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecretMeta {
     /// `global` or `<kind>:<id>`.
     pub scope: String,

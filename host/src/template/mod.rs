@@ -59,3 +59,46 @@ pub async fn render_within(
         .await?;
     Ok(template.render(&values))
 }
+
+/// Renders several templates with one lookup: every placeholder of every
+/// template is revealed (and logged) in one group, held to `limit` when
+/// there is one, so a missing or refused secret anywhere fails them all
+/// and every missing one is named. The texts come back in order.
+pub async fn render_many(
+    vault: &Vault,
+    texts: &[&str],
+    ctx: &Context,
+    access: &Access,
+    limit: Option<&dyn crate::vault::Limit>,
+) -> Result<Vec<Zeroizing<Vec<u8>>>, RenderError> {
+    let templates = texts
+        .iter()
+        .map(|text| parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<_> = templates
+        .iter()
+        .flat_map(|t| t.refs().iter().cloned())
+        .collect();
+    let values = match (refs.is_empty(), limit) {
+        (true, _) => Vec::new(),
+        (false, None) => {
+            vault
+                .reveal_all(&refs, ctx, access, Action::Render)
+                .await?
+        }
+        (false, Some(limit)) => {
+            vault
+                .reveal_all_within(&refs, ctx, access, Action::Render, limit)
+                .await?
+        }
+    };
+    let mut offset = 0;
+    Ok(templates
+        .iter()
+        .map(|template| {
+            let n = template.refs().len();
+            offset += n;
+            template.render(&values[offset - n..offset])
+        })
+        .collect())
+}

@@ -1,0 +1,308 @@
+//! The CLI against a running server (`KEYWARD_ADDR` + `KEYWARD_TOKEN`):
+//! the client's environment holds no master key and no database URL, and
+//! its data folder stays empty, so every command that works proves it went
+//! through the server (with the token's role and policy) and nowhere else.
+
+use std::process::{Command, Output};
+
+use crate::support::kw::Served;
+use crate::{code, run_with, text, Kw};
+
+/// A served store and a client with nothing but an address and a token.
+struct Remote {
+    kw: Kw,
+    served: Served,
+    /// The client's own folder: its working and data folder.
+    client: tempfile::TempDir,
+    operator: String,
+}
+
+impl Remote {
+    fn start() -> Remote {
+        let kw = Kw::new();
+        let operator = kw
+            .ok(
+                &["token", "create", "--name", "laptop", "--role", "operator"],
+                b"",
+            )
+            .trim()
+            .to_owned();
+        let served = Served::spawn(
+            kw.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+            &kw.dir.path().join("serve.log"),
+        );
+        Remote {
+            kw,
+            served,
+            client: tempfile::tempdir().expect("client dir"),
+            operator,
+        }
+    }
+
+    /// `keyward ARGS` on the client, calling with `token`: a clean
+    /// environment, so neither the key nor the database can leak in.
+    fn cmd_as(&self, token: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.args(args)
+            .env_clear()
+            .current_dir(self.client.path())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("USER", "remote-tester")
+            .env("KEYWARD_DATA_DIR", self.client.path())
+            .env("KEYWARD_ADDR", format!("http://{}", self.served.addr))
+            .env("KEYWARD_TOKEN", token);
+        cmd
+    }
+
+    fn run_as(&self, token: &str, args: &[&str], stdin: &[u8]) -> Output {
+        run_with(self.cmd_as(token, args), stdin)
+    }
+
+    fn ok_as(&self, token: &str, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run_as(token, args, stdin);
+        assert!(
+            out.status.success(),
+            "keyward {args:?} (remote) failed with {}: {}",
+            code(&out),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        self.ok_as(&self.operator, args, stdin)
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.run_as(&self.operator, args, stdin)
+    }
+
+    /// The client folder must hold nothing: no store, no key file, no
+    /// rendered value.
+    fn assert_client_untouched(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.client.path())
+            .expect("client dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "the client wrote {left:?}");
+    }
+}
+
+#[test]
+fn secrets_render_run_and_the_log_work_through_the_server() {
+    let r = Remote::start();
+    assert_eq!(
+        r.ok(&["secret", "set", "API_KEY"], b"first\n").trim(),
+        "created global/API_KEY (version 1)"
+    );
+    assert_eq!(
+        r.ok(&["secret", "set", "API_KEY", "--description", "ci"], b"second").trim(),
+        "replaced global/API_KEY (version 2)"
+    );
+    r.ok(
+        &["secret", "set", "DB", "--scope", "agent_type:coder"],
+        b"pw\xc3\xa9",
+    );
+    let exists = r.run(&["secret", "set", "API_KEY", "--create-only"], b"x");
+    assert_eq!(code(&exists), 1, "{}", text(&exists.stderr));
+    assert!(text(&exists.stderr).contains("409"), "{}", text(&exists.stderr));
+
+    // The value the server holds is what was set, read back both ways.
+    assert_eq!(
+        r.ok(&["secret", "get", "API_KEY", "--reason", "check"], b""),
+        "second"
+    );
+    assert_eq!(r.kw.secret_value("global", "API_KEY").as_deref(), Some("second"));
+    let listed = r.ok(&["secret", "list", "--json"], b"");
+    assert!(
+        listed.contains(r#""name":"API_KEY""#) && listed.contains(r#""description":"ci""#),
+        "{listed}"
+    );
+    assert!(!listed.contains("second"), "a listing never shows values");
+
+    let rendered = r.ok(
+        &["render", "--context", "agent_type=coder", "--reason", "deploy"],
+        b"key=${SECRET:API_KEY} db=${SECRET:DB}",
+    );
+    assert_eq!(rendered, "key=second db=pw\u{e9}");
+    // Both variables set, and the exit code is sh's.
+    let out = r.run(
+        &[
+            "run",
+            "--env",
+            "K=${SECRET:API_KEY}",
+            "--env",
+            "D=${SECRET:agent_type:coder/DB}",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s' \"$K\" \"$D\"; exit 7",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 7, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "second|pw\u{e9}");
+
+    // Missing secrets: exit 3 before CMD runs, every one named.
+    let missing = r.run(
+        &["run", "--env", "A=${SECRET:NOPE1}", "--env", "B=${SECRET:NOPE2}", "--", "touch", "ran"],
+        b"",
+    );
+    assert_eq!(code(&missing), 3, "{}", text(&missing.stderr));
+    let why = text(&missing.stderr);
+    assert!(why.contains("NOPE1") && why.contains("NOPE2"), "{why}");
+    let get_missing = r.run(&["secret", "get", "NOPE", "--reason", "x"], b"");
+    assert_eq!(code(&get_missing), 3, "{}", text(&get_missing.stderr));
+
+    // Every read is on the server's log, under the token's name.
+    let tail = r.ok(&["audit", "tail", "-n", "50"], b"");
+    assert!(tail.contains("token:laptop"), "{tail}");
+    assert!(tail.contains("deploy") && tail.contains("check"), "{tail}");
+    let verify = r.ok(&["audit", "verify"], b"");
+    assert!(verify.starts_with("OK: "), "{verify}");
+
+    let rotated = r.ok(&["secret", "rotate", "API_KEY"], b"");
+    assert!(rotated.starts_with("re-sealed global/API_KEY (version 2)"), "{rotated}");
+    r.ok(&["secret", "rm", "API_KEY"], b"");
+    assert_eq!(r.kw.secret_value("global", "API_KEY"), None);
+    assert!(!r.client.path().join("ran").exists(), "CMD ran despite missing secrets");
+    r.assert_client_untouched();
+}
+
+#[test]
+fn tokens_and_agent_types_are_managed_remotely_and_policies_hold() {
+    let r = Remote::start();
+    r.ok(&["secret", "set", "OWN", "--scope", "agent_type:coder"], b"mine");
+    r.ok(&["secret", "set", "OTHER", "--scope", "agent_type:reviewer"], b"theirs");
+    r.ok(&["agent-type", "add", "coder", "--forge", "forgejo", "--base-url", "http://127.0.0.1:9"], b"");
+    r.ok(&["agent-type", "set-token", "coder"], b"forge-token-1\n");
+    let types = r.ok(&["agent-type", "list"], b"");
+    assert!(types.contains("coder") && types.contains("agent_type:coder/FORGE_TOKEN"), "{types}");
+    assert!(!types.contains("forge-token-1"), "{types}");
+    assert_eq!(
+        r.ok(&["agent-type", "token", "coder", "--reason", "check"], b"").trim(),
+        "forge-token-1"
+    );
+
+    let agent = r
+        .ok(
+            &[
+                "token", "create", "--name", "coder-agent", "--role", "resolver", "--agent-type",
+                "coder", "--ttl", "1h",
+            ],
+            b"",
+        )
+        .trim()
+        .to_owned();
+    let listed = r.ok(&["token", "list", "--json"], b"");
+    assert!(
+        listed.contains("coder-agent") && listed.contains(r#"\"agent_type\":\"coder\""#),
+        "{listed}"
+    );
+    // The agent's token renders its own secrets, not another agent's.
+    assert_eq!(
+        r.ok_as(&agent, &["render"], b"${SECRET:OWN}"),
+        "mine"
+    );
+    let other = r.run_as(&agent, &["render"], b"${SECRET:agent_type:reviewer/OTHER}");
+    assert_eq!(code(&other), 1, "{}", text(&other.stderr));
+    assert!(text(&other.stderr).contains("403"), "{}", text(&other.stderr));
+    let other = r.run_as(
+        &agent,
+        &["secret", "get", "OTHER", "--scope", "agent_type:reviewer", "--reason", "x"],
+        b"",
+    );
+    assert_eq!(code(&other), 1, "{}", text(&other.stderr));
+    assert!(!text(&other.stdout).contains("theirs"));
+    // Nor operator work.
+    let list = r.run_as(&agent, &["token", "list"], b"");
+    assert!(text(&list.stderr).contains("403"), "{}", text(&list.stderr));
+    // The refusals are on the log as denied rows.
+    let tail = r.ok(&["audit", "tail", "-n", "100"], b"");
+    assert!(
+        tail.lines().any(|l| l.contains("denied") && l.contains("agent_type:reviewer/OTHER")),
+        "{tail}"
+    );
+
+    // Rotation: a new value; the old one is refused at once.
+    let id = listed
+        .lines()
+        .find(|l| l.contains("coder-agent"))
+        .and_then(|l| l.split(r#""id":""#).nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("id")
+        .to_owned();
+    let fresh = r.ok(&["token", "rotate", &id], b"").trim().to_owned();
+    assert_ne!(fresh, agent);
+    assert_eq!(r.ok_as(&fresh, &["render"], b"${SECRET:OWN}"), "mine");
+    let old = r.run_as(&agent, &["render"], b"${SECRET:OWN}");
+    assert!(text(&old.stderr).contains("401"), "{}", text(&old.stderr));
+    r.ok(&["token", "revoke", &id], b"");
+    let revoked = r.run_as(&fresh, &["render"], b"${SECRET:OWN}");
+    assert!(text(&revoked.stderr).contains("401"), "{}", text(&revoked.stderr));
+
+    let plugins = r.ok(&["plugin", "list"], b"");
+    assert!(plugins.contains("forgejo") && plugins.contains("sha256:"), "{plugins}");
+    let migrators = r.ok(&["migrate", "list"], b"");
+    assert!(migrators.contains("token-dir") && migrators.contains("never run"), "{migrators}");
+    let reload = r.ok(&["plugin", "reload"], b"");
+    assert!(reload.contains("forgejo"), "{reload}");
+    r.ok(&["agent-type", "rm", "coder"], b"");
+    assert!(!r.ok(&["agent-type", "list"], b"").contains("coder "));
+    r.assert_client_untouched();
+}
+
+#[test]
+fn misconfigured_or_refused_clients_fail_clearly() {
+    let r = Remote::start();
+    // An address without a token, a bad address, a bad token, no server.
+    let mut no_token = r.cmd_as("", &["secret", "list"]);
+    no_token.env_remove("KEYWARD_TOKEN");
+    let out = run_with(no_token, b"");
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("KEYWARD_TOKEN"), "{}", text(&out.stderr));
+    for addr in ["ftp://127.0.0.1:1", "not a url", "http://"] {
+        let mut cmd = r.cmd_as(&r.operator, &["secret", "list"]);
+        cmd.env("KEYWARD_ADDR", addr);
+        let out = run_with(cmd, b"");
+        assert_eq!(code(&out), 78, "{addr}: {}", text(&out.stderr));
+    }
+    let out = r.run_as("kw_bad\nInjected: header", &["secret", "list"], b"");
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    let out = r.run_as("kw_0000000000000000_nope", &["secret", "list"], b"");
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    let mut gone = r.cmd_as(&r.operator, &["secret", "list"]);
+    gone.env("KEYWARD_ADDR", "http://127.0.0.1:1");
+    let out = run_with(gone, b"");
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("cannot reach the Keyward server at http://127.0.0.1:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Commands that work on a store directly refuse rather than surprise.
+    for args in [
+        &["audit", "checkpoint"][..],
+        &["migrate", "run", "token-dir", "--source", "."][..],
+        &["migrate", "plan", "token-dir", "--source", "."][..],
+    ] {
+        let out = r.run(args, b"");
+        assert_eq!(code(&out), 78, "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--local"), "{}", text(&out.stderr));
+    }
+    // A hostile name cannot change the path it is sent to.
+    let out = r.run(&["secret", "rm", "../tokens"], b"");
+    assert_ne!(code(&out), 0);
+    assert!(r.kw.ok(&["token", "list"], b"").contains("laptop"));
+    // A binary value cannot travel in JSON: refused, with the way out.
+    let out = r.run(&["secret", "set", "BIN"], b"\xff\xfe");
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("--local"), "{}", text(&out.stderr));
+    // --local ignores the address: here it has no key, so it says so.
+    let out = r.run(&["--local", "secret", "list"], b"");
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("KEYWARD_MASTER_KEY"), "{}", text(&out.stderr));
+    r.assert_client_untouched();
+}
