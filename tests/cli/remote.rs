@@ -97,7 +97,11 @@ fn secrets_render_run_and_the_log_work_through_the_server() {
         "created global/API_KEY (version 1)"
     );
     assert_eq!(
-        r.ok(&["secret", "set", "API_KEY", "--description", "ci"], b"second").trim(),
+        r.ok(
+            &["secret", "set", "API_KEY", "--description", "ci"],
+            b"second"
+        )
+        .trim(),
         "replaced global/API_KEY (version 2)"
     );
     r.ok(
@@ -106,14 +110,21 @@ fn secrets_render_run_and_the_log_work_through_the_server() {
     );
     let exists = r.run(&["secret", "set", "API_KEY", "--create-only"], b"x");
     assert_eq!(code(&exists), 1, "{}", text(&exists.stderr));
-    assert!(text(&exists.stderr).contains("409"), "{}", text(&exists.stderr));
+    assert!(
+        text(&exists.stderr).contains("409"),
+        "{}",
+        text(&exists.stderr)
+    );
 
     // The value the server holds is what was set, read back both ways.
     assert_eq!(
         r.ok(&["secret", "get", "API_KEY", "--reason", "check"], b""),
         "second"
     );
-    assert_eq!(r.kw.secret_value("global", "API_KEY").as_deref(), Some("second"));
+    assert_eq!(
+        r.kw.secret_value("global", "API_KEY").as_deref(),
+        Some("second")
+    );
     let listed = r.ok(&["secret", "list", "--json"], b"");
     assert!(
         listed.contains(r#""name":"API_KEY""#) && listed.contains(r#""description":"ci""#),
@@ -122,7 +133,13 @@ fn secrets_render_run_and_the_log_work_through_the_server() {
     assert!(!listed.contains("second"), "a listing never shows values");
 
     let rendered = r.ok(
-        &["render", "--context", "agent_type=coder", "--reason", "deploy"],
+        &[
+            "render",
+            "--context",
+            "agent_type=coder",
+            "--reason",
+            "deploy",
+        ],
         b"key=${SECRET:API_KEY} db=${SECRET:DB}",
     );
     assert_eq!(rendered, "key=second db=pw\u{e9}");
@@ -146,7 +163,16 @@ fn secrets_render_run_and_the_log_work_through_the_server() {
 
     // Missing secrets: exit 3 before CMD runs, every one named.
     let missing = r.run(
-        &["run", "--env", "A=${SECRET:NOPE1}", "--env", "B=${SECRET:NOPE2}", "--", "touch", "ran"],
+        &[
+            "run",
+            "--env",
+            "A=${SECRET:NOPE1}",
+            "--env",
+            "B=${SECRET:NOPE2}",
+            "--",
+            "touch",
+            "ran",
+        ],
         b"",
     );
     assert_eq!(code(&missing), 3, "{}", text(&missing.stderr));
@@ -163,33 +189,68 @@ fn secrets_render_run_and_the_log_work_through_the_server() {
     assert!(verify.starts_with("OK: "), "{verify}");
 
     let rotated = r.ok(&["secret", "rotate", "API_KEY"], b"");
-    assert!(rotated.starts_with("re-sealed global/API_KEY (version 2)"), "{rotated}");
+    assert!(
+        rotated.starts_with("re-sealed global/API_KEY (version 2)"),
+        "{rotated}"
+    );
     r.ok(&["secret", "rm", "API_KEY"], b"");
     assert_eq!(r.kw.secret_value("global", "API_KEY"), None);
-    assert!(!r.client.path().join("ran").exists(), "CMD ran despite missing secrets");
+    assert!(
+        !r.client.path().join("ran").exists(),
+        "CMD ran despite missing secrets"
+    );
     r.assert_client_untouched();
 }
 
 #[test]
 fn tokens_and_agent_types_are_managed_remotely_and_policies_hold() {
     let r = Remote::start();
-    r.ok(&["secret", "set", "OWN", "--scope", "agent_type:coder"], b"mine");
-    r.ok(&["secret", "set", "OTHER", "--scope", "agent_type:reviewer"], b"theirs");
-    r.ok(&["agent-type", "add", "coder", "--forge", "forgejo", "--base-url", "http://127.0.0.1:9"], b"");
+    r.ok(
+        &["secret", "set", "OWN", "--scope", "agent_type:coder"],
+        b"mine",
+    );
+    r.ok(
+        &["secret", "set", "OTHER", "--scope", "agent_type:reviewer"],
+        b"theirs",
+    );
+    r.ok(
+        &[
+            "agent-type",
+            "add",
+            "coder",
+            "--forge",
+            "forgejo",
+            "--base-url",
+            "http://127.0.0.1:9",
+        ],
+        b"",
+    );
     r.ok(&["agent-type", "set-token", "coder"], b"forge-token-1\n");
     let types = r.ok(&["agent-type", "list"], b"");
-    assert!(types.contains("coder") && types.contains("agent_type:coder/FORGE_TOKEN"), "{types}");
+    assert!(
+        types.contains("coder") && types.contains("agent_type:coder/FORGE_TOKEN"),
+        "{types}"
+    );
     assert!(!types.contains("forge-token-1"), "{types}");
     assert_eq!(
-        r.ok(&["agent-type", "token", "coder", "--reason", "check"], b"").trim(),
+        r.ok(&["agent-type", "token", "coder", "--reason", "check"], b"")
+            .trim(),
         "forge-token-1"
     );
 
     let agent = r
         .ok(
             &[
-                "token", "create", "--name", "coder-agent", "--role", "resolver", "--agent-type",
-                "coder", "--ttl", "1h",
+                "token",
+                "create",
+                "--name",
+                "coder-agent",
+                "--role",
+                "resolver",
+                "--agent-type",
+                "coder",
+                "--ttl",
+                "1h",
             ],
             b"",
         )
@@ -201,16 +262,25 @@ fn tokens_and_agent_types_are_managed_remotely_and_policies_hold() {
         "{listed}"
     );
     // The agent's token renders its own secrets, not another agent's.
-    assert_eq!(
-        r.ok_as(&agent, &["render"], b"${SECRET:OWN}"),
-        "mine"
-    );
+    assert_eq!(r.ok_as(&agent, &["render"], b"${SECRET:OWN}"), "mine");
     let other = r.run_as(&agent, &["render"], b"${SECRET:agent_type:reviewer/OTHER}");
     assert_eq!(code(&other), 1, "{}", text(&other.stderr));
-    assert!(text(&other.stderr).contains("403"), "{}", text(&other.stderr));
+    assert!(
+        text(&other.stderr).contains("403"),
+        "{}",
+        text(&other.stderr)
+    );
     let other = r.run_as(
         &agent,
-        &["secret", "get", "OTHER", "--scope", "agent_type:reviewer", "--reason", "x"],
+        &[
+            "secret",
+            "get",
+            "OTHER",
+            "--scope",
+            "agent_type:reviewer",
+            "--reason",
+            "x",
+        ],
         b"",
     );
     assert_eq!(code(&other), 1, "{}", text(&other.stderr));
@@ -221,7 +291,8 @@ fn tokens_and_agent_types_are_managed_remotely_and_policies_hold() {
     // The refusals are on the log as denied rows.
     let tail = r.ok(&["audit", "tail", "-n", "100"], b"");
     assert!(
-        tail.lines().any(|l| l.contains("denied") && l.contains("agent_type:reviewer/OTHER")),
+        tail.lines()
+            .any(|l| l.contains("denied") && l.contains("agent_type:reviewer/OTHER")),
         "{tail}"
     );
 
@@ -240,12 +311,22 @@ fn tokens_and_agent_types_are_managed_remotely_and_policies_hold() {
     assert!(text(&old.stderr).contains("401"), "{}", text(&old.stderr));
     r.ok(&["token", "revoke", &id], b"");
     let revoked = r.run_as(&fresh, &["render"], b"${SECRET:OWN}");
-    assert!(text(&revoked.stderr).contains("401"), "{}", text(&revoked.stderr));
+    assert!(
+        text(&revoked.stderr).contains("401"),
+        "{}",
+        text(&revoked.stderr)
+    );
 
     let plugins = r.ok(&["plugin", "list"], b"");
-    assert!(plugins.contains("forgejo") && plugins.contains("sha256:"), "{plugins}");
+    assert!(
+        plugins.contains("forgejo") && plugins.contains("sha256:"),
+        "{plugins}"
+    );
     let migrators = r.ok(&["migrate", "list"], b"");
-    assert!(migrators.contains("token-dir") && migrators.contains("never run"), "{migrators}");
+    assert!(
+        migrators.contains("token-dir") && migrators.contains("never run"),
+        "{migrators}"
+    );
     let reload = r.ok(&["plugin", "reload"], b"");
     assert!(reload.contains("forgejo"), "{reload}");
     r.ok(&["agent-type", "rm", "coder"], b"");
@@ -261,7 +342,11 @@ fn misconfigured_or_refused_clients_fail_clearly() {
     no_token.env_remove("KEYWARD_TOKEN");
     let out = run_with(no_token, b"");
     assert_eq!(code(&out), 78, "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("KEYWARD_TOKEN"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("KEYWARD_TOKEN"),
+        "{}",
+        text(&out.stderr)
+    );
     for addr in ["ftp://127.0.0.1:1", "not a url", "http://"] {
         let mut cmd = r.cmd_as(&r.operator, &["secret", "list"]);
         cmd.env("KEYWARD_ADDR", addr);
@@ -290,7 +375,11 @@ fn misconfigured_or_refused_clients_fail_clearly() {
     ] {
         let out = r.run(args, b"");
         assert_eq!(code(&out), 78, "{args:?}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("--local"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("--local"),
+            "{}",
+            text(&out.stderr)
+        );
     }
     // A hostile name cannot change the path it is sent to.
     let out = r.run(&["secret", "rm", "../tokens"], b"");
@@ -299,10 +388,18 @@ fn misconfigured_or_refused_clients_fail_clearly() {
     // A binary value cannot travel in JSON: refused, with the way out.
     let out = r.run(&["secret", "set", "BIN"], b"\xff\xfe");
     assert_eq!(code(&out), 1);
-    assert!(text(&out.stderr).contains("--local"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--local"),
+        "{}",
+        text(&out.stderr)
+    );
     // --local ignores the address: here it has no key, so it says so.
     let out = r.run(&["--local", "secret", "list"], b"");
     assert_eq!(code(&out), 78, "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("KEYWARD_MASTER_KEY"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("KEYWARD_MASTER_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
     r.assert_client_untouched();
 }

@@ -198,11 +198,7 @@ pub struct Policy {
     pub resolve: Vec<Pattern>,
     /// Client networks it may come from (empty: any).
     /// Parsed once, when the policy is read, not on every request.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        with = "net_strings"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "net_strings")]
     pub networks: Vec<Net>,
     /// The agent it is bound to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,9 +332,8 @@ mod net_strings {
         Vec::<String>::deserialize(d)?
             .iter()
             .map(|text| {
-                text.parse::<Net>().map_err(|problem| {
-                    serde::de::Error::custom(PolicyError::Network(problem))
-                })
+                text.parse::<Net>()
+                    .map_err(|problem| serde::de::Error::custom(PolicyError::Network(problem)))
             })
             .collect()
     }

@@ -244,7 +244,11 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
             if let Some(serde_json::Value::String(v)) = body.get_mut("value") {
                 zeroize::Zeroize::zeroize(v);
             }
-            writeln!(out, "stored the token as {}", remote::str_at(&answer?, "token")?)?;
+            writeln!(
+                out,
+                "stored the token as {}",
+                remote::str_at(&answer?, "token")?
+            )?;
         }
         Command::Token {
             name,

@@ -129,9 +129,17 @@ async fn list_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
         let last = match &p["last_run"] {
             serde_json::Value::Object(run) => format!(
                 "last run {} ({} migrated, {} skipped)",
-                super::audit::format_ms(run.get("finished_at").and_then(|v| v.as_i64()).unwrap_or_default()),
-                run.get("migrated").and_then(|v| v.as_i64()).unwrap_or_default(),
-                run.get("skipped").and_then(|v| v.as_i64()).unwrap_or_default()
+                super::audit::format_ms(
+                    run.get("finished_at")
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or_default()
+                ),
+                run.get("migrated")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or_default(),
+                run.get("skipped")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or_default()
             ),
             _ => "never run".into(),
         };

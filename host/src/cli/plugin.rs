@@ -117,7 +117,11 @@ async fn list_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
     };
     for p in plugins {
         println!("{}", text(&p["name"]));
-        println!("  kind:     {} (world {})", text(&p["kind"]), text(&p["world"]));
+        println!(
+            "  kind:     {} (world {})",
+            text(&p["kind"]),
+            text(&p["world"])
+        );
         println!("  version:  {}", text(&p["version"]));
         if !text(&p["description"]).is_empty() {
             println!("  about:    {}", text(&p["description"]));
@@ -157,7 +161,10 @@ async fn reload_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
         .iter()
         .filter_map(serde_json::Value::as_str)
         .collect();
-    println!("reloaded: {}", none_if_empty(&loaded.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+    println!(
+        "reloaded: {}",
+        none_if_empty(&loaded.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    );
     let refused = remote::array_at(&answer, "refused")?;
     for r in refused {
         println!(

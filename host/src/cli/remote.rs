@@ -188,8 +188,8 @@ impl Remote {
         if let Some(body) = body {
             // The body may hold a secret (a value being set): its buffer is
             // handed to the client, which drops it once sent.
-            let bytes = serde_json::to_vec(body)
-                .map_err(|e| RemoteError::BadAnswer(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(body).map_err(|e| RemoteError::BadAnswer(e.to_string()))?;
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes);
@@ -216,12 +216,8 @@ impl Remote {
         Err(RemoteError::Refused {
             status: status.as_u16(),
             code: field("code").unwrap_or_else(|| "unknown".into()),
-            message: field("message").unwrap_or_else(|| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("no message")
-                    .to_owned()
-            }),
+            message: field("message")
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_owned()),
         })
     }
 }

@@ -114,8 +114,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let vars = collect(args)?;
     // Malformed templates are refused before the store is even opened.
     for var in &vars {
-        template::parse(&var.template)
-            .with_context(|| format!("the template of {}", var.name))?;
+        template::parse(&var.template).with_context(|| format!("the template of {}", var.name))?;
     }
     let texts: Vec<&str> = vars.iter().map(|v| v.template.as_str()).collect();
     // One lookup for every template: a missing secret anywhere fails the
@@ -171,10 +170,15 @@ async fn render_remote(
         .and_then(serde_json::Value::as_object_mut)
         .ok_or_else(|| RemoteError::BadAnswer("no \"texts\" in the answer".into()))?;
     vars.iter()
-        .map(|var| match texts.get_mut(&var.name).map(serde_json::Value::take) {
-            Some(serde_json::Value::String(text)) => Ok(Zeroizing::new(text.into_bytes())),
-            _ => Err(RemoteError::BadAnswer(format!("no text for {} in the answer", var.name)).into()),
-        })
+        .map(
+            |var| match texts.get_mut(&var.name).map(serde_json::Value::take) {
+                Some(serde_json::Value::String(text)) => Ok(Zeroizing::new(text.into_bytes())),
+                _ => Err(
+                    RemoteError::BadAnswer(format!("no text for {} in the answer", var.name))
+                        .into(),
+                ),
+            },
+        )
         .collect()
 }
 

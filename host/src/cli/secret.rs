@@ -212,11 +212,16 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                 }
             }
             let version = created.get("version").and_then(serde_json::Value::as_i64);
-            let (scope, name) = (remote::str_at(&created, "scope")?, remote::str_at(&created, "name")?);
+            let (scope, name) = (
+                remote::str_at(&created, "scope")?,
+                remote::str_at(&created, "name")?,
+            );
             match version {
                 Some(1) => println!("created {scope}/{name} (version 1)"),
                 Some(v) => println!("replaced {scope}/{name} (version {v})"),
-                None => return Err(RemoteError::BadAnswer("no version in the answer".into()).into()),
+                None => {
+                    return Err(RemoteError::BadAnswer("no version in the answer".into()).into())
+                }
             }
         }
         Command::Get {
@@ -250,14 +255,16 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
             out.flush()?;
         }
         Command::List { scope, json } => {
-            let query: Vec<(&str, String)> =
-                scope.iter().map(|s| ("scope", s.clone())).collect();
+            let query: Vec<(&str, String)> = scope.iter().map(|s| ("scope", s.clone())).collect();
             let rows = remote::rows(&remote.get("/secrets", &query).await?)?;
             print_list(&rows, *json)?;
         }
         Command::Rm { name, scope } => {
             remote
-                .delete(&format!("/secrets/{}", segment(name)), &[("scope", scope.clone())])
+                .delete(
+                    &format!("/secrets/{}", segment(name)),
+                    &[("scope", scope.clone())],
+                )
                 .await?;
             println!("deleted {scope}/{name}");
         }
@@ -270,7 +277,9 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                 .await?;
             println!(
                 "re-sealed {scope}/{name} (version {}) under key {}",
-                meta.get("version").and_then(serde_json::Value::as_i64).unwrap_or_default(),
+                meta.get("version")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or_default(),
                 remote::str_at(&meta, "key_id")?
             );
         }

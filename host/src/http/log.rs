@@ -40,9 +40,11 @@ pub async fn tail(
     q: QueryResult<TailParams>,
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
-    let limit = q
-        .limit
-        .unwrap_or(if q.after.is_some() { MAX_ROWS } else { DEFAULT_TAIL });
+    let limit = q.limit.unwrap_or(if q.after.is_some() {
+        MAX_ROWS
+    } else {
+        DEFAULT_TAIL
+    });
     if !(1..=MAX_ROWS).contains(&limit) {
         return Err(ApiError::Invalid(format!("limit must be 1–{MAX_ROWS}")));
     }

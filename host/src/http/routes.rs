@@ -94,8 +94,7 @@ pub async fn render(
         ctx.set(key, value)?;
     }
     let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    let (names, texts): (Vec<Option<&String>>, Vec<&str>) = match (&req.template, &req.templates)
-    {
+    let (names, texts): (Vec<Option<&String>>, Vec<&str>) = match (&req.template, &req.templates) {
         (Some(one), None) => (vec![None], vec![one.as_str()]),
         (None, Some(many)) if many.len() <= MAX_TEMPLATES => {
             many.iter().map(|(n, t)| (Some(n), t.as_str())).unzip()
@@ -140,8 +139,7 @@ pub async fn render(
             Some(policy as &dyn crate::vault::Limit)
         }
     };
-    let rendered =
-        crate::template::render_many(&state.vault, &texts, &ctx, &access, limit).await?;
+    let rendered = crate::template::render_many(&state.vault, &texts, &ctx, &access, limit).await?;
     let mut out = BTreeMap::new();
     for (name, mut bytes) in names.into_iter().zip(rendered) {
         // JSON carries text: a value that is not UTF-8 cannot be
@@ -151,12 +149,15 @@ pub async fn render(
         let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
             // The refused bytes are zeroed, not just dropped.
             drop(zeroize::Zeroizing::new(e.into_bytes()));
-            ApiError::Invalid(
-                "the rendered text is not UTF-8 (a secret holds binary data)".into(),
-            )
+            ApiError::Invalid("the rendered text is not UTF-8 (a secret holds binary data)".into())
         })?;
         match name {
-            None => return Ok(Json(Rendered { text: Some(text), texts: None })),
+            None => {
+                return Ok(Json(Rendered {
+                    text: Some(text),
+                    texts: None,
+                }))
+            }
             Some(name) => {
                 out.insert(name.clone(), text);
             }

@@ -148,17 +148,29 @@ pub async fn reveal(
     let ctx = crate::resolve::Context::default();
     let action = crate::audit::Action::Reveal;
     let mut values = match caller.policy.as_deref() {
-        None => vec![state.vault.reveal(&reference, &ctx, &access, action).await?.1],
+        None => vec![
+            state
+                .vault
+                .reveal(&reference, &ctx, &access, action)
+                .await?
+                .1,
+        ],
         Some(policy) => {
             state
                 .vault
-                .reveal_all_within(std::slice::from_ref(&reference), &ctx, &access, action, policy)
+                .reveal_all_within(
+                    std::slice::from_ref(&reference),
+                    &ctx,
+                    &access,
+                    action,
+                    policy,
+                )
                 .await?
         }
     };
-    let value = values.pop().ok_or_else(|| {
-        ApiError::Invalid("the store answered no value".into())
-    })?;
+    let value = values
+        .pop()
+        .ok_or_else(|| ApiError::Invalid("the store answered no value".into()))?;
     Ok(Json(Revealed {
         scope: scope.to_string(),
         name: name.to_string(),

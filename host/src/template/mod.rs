@@ -81,11 +81,7 @@ pub async fn render_many(
         .collect();
     let values = match (refs.is_empty(), limit) {
         (true, _) => Vec::new(),
-        (false, None) => {
-            vault
-                .reveal_all(&refs, ctx, access, Action::Render)
-                .await?
-        }
+        (false, None) => vault.reveal_all(&refs, ctx, access, Action::Render).await?,
         (false, Some(limit)) => {
             vault
                 .reveal_all_within(&refs, ctx, access, Action::Render, limit)
