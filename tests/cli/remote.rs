@@ -263,6 +263,41 @@ fn tokens_and_agent_types_are_managed_remotely_and_policies_hold() {
     );
     // The agent's token renders its own secrets, not another agent's.
     assert_eq!(r.ok_as(&agent, &["render"], b"${SECRET:OWN}"), "mine");
+    // The walkthrough of docs/operations.md: the agent starts with its own
+    // forge token and secrets in its environment, and nothing else.
+    let out = r.run_as(
+        &agent,
+        &[
+            "run",
+            "--env",
+            "GITHUB_TOKEN=${SECRET:FORGE_TOKEN}",
+            "--env",
+            "OWN=${SECRET:OWN}",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s %s' \"$GITHUB_TOKEN\" \"$OWN\"",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "forge-token-1 mine");
+    // Asking for another agent's context is refused, whatever the request says.
+    let out = r.run_as(
+        &agent,
+        &[
+            "run",
+            "--context",
+            "agent_type=reviewer",
+            "--env",
+            "X=${SECRET:OTHER}",
+            "--",
+            "true",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
     let other = r.run_as(&agent, &["render"], b"${SECRET:agent_type:reviewer/OTHER}");
     assert_eq!(code(&other), 1, "{}", text(&other.stderr));
     assert!(
