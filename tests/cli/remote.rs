@@ -402,6 +402,30 @@ fn misconfigured_or_refused_clients_fail_clearly() {
         "{}",
         text(&out.stderr)
     );
+    // --help says which mode is in effect, never with a password.
+    let help = r.ok(&["--help"], b"");
+    assert!(
+        help.contains("Now: remote — KEYWARD_ADDR=http://127.0.0.1:"),
+        "{help}"
+    );
+    let mut cmd = r.cmd_as(&r.operator, &["--help"]);
+    cmd.env("KEYWARD_ADDR", "http://admin:hunter2@127.0.0.1:1");
+    let out = run_with(cmd, b"");
+    assert!(
+        !text(&out.stdout).contains("hunter2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let mut cmd = r.cmd_as(&r.operator, &["secret", "list"]);
+    cmd.env("KEYWARD_ADDR", "http://admin:hunter2@127.0.0.1:1");
+    let out = run_with(cmd, b"");
+    assert!(
+        !text(&out.stderr).contains("hunter2"),
+        "{}",
+        text(&out.stderr)
+    );
+    let local = r.kw.ok(&["--help"], b"");
+    assert!(local.contains("Now: local"), "{local}");
     // Commands that work on a store directly refuse rather than surprise.
     for args in [
         &["audit", "checkpoint"][..],

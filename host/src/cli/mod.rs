@@ -37,7 +37,7 @@ pub mod exit {
 
 /// Keyward: a sealed secret store with a hash-chained access log.
 #[derive(Parser, Debug)]
-#[command(name = "keyward", version, about, long_about = None, after_help = MODES)]
+#[command(name = "keyward", version, about, long_about = None)]
 pub struct Cli {
     /// Development mode: without KEYWARD_MASTER_KEY, use (and create) a local
     /// key file in the data folder. Never use it in production.
@@ -126,9 +126,34 @@ pub enum Command {
     Migrate(migrate::Command),
 }
 
+/// The mode `--help` reports, from the environment (`--local` is not
+/// parsed yet when help is printed, so it is mentioned, not applied).
+fn mode_in_effect() -> String {
+    match std::env::var(remote::ADDR_VAR) {
+        Ok(addr) if !addr.is_empty() => format!(
+            "remote — KEYWARD_ADDR={}{} (--local overrides it)",
+            crate::store::redact_url(&addr),
+            if std::env::var(remote::TOKEN_VAR).is_ok_and(|t| !t.trim().is_empty()) {
+                ", with KEYWARD_TOKEN"
+            } else {
+                ", but KEYWARD_TOKEN is not set"
+            }
+        ),
+        _ => "local — KEYWARD_ADDR is not set".to_owned(),
+    }
+}
+
 /// Parses the command line, runs it, and maps failures to exit codes.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // --help ends with the modes and the one in effect now.
+    let matches = Cli::command()
+        .after_help(format!("{MODES}\n\nNow: {}", mode_in_effect()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_tracing(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -72,6 +72,8 @@ impl RemoteError {
 
 /// A server to call.
 pub struct Remote {
+    /// `KEYWARD_ADDR` for messages (without a password).
+    shown: String,
     base: String,
     token: Zeroizing<String>,
     http: reqwest::Client,
@@ -98,9 +100,11 @@ impl Remote {
 
     /// A client for `addr` calling with `token`.
     pub fn new(addr: &str, token: Zeroizing<String>) -> Result<Remote, RemoteError> {
-        let url = url::Url::parse(addr).map_err(|_| RemoteError::BadAddr(addr.to_owned()))?;
+        // Messages show the address without any password it may hold.
+        let shown = crate::store::redact_url(addr);
+        let url = url::Url::parse(addr).map_err(|_| RemoteError::BadAddr(shown.clone()))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(RemoteError::BadAddr(addr.to_owned()));
+            return Err(RemoteError::BadAddr(shown));
         }
         if reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim())).is_err() {
             return Err(RemoteError::BadToken);
@@ -112,10 +116,11 @@ impl Remote {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| RemoteError::Unreachable {
-                addr: addr.to_owned(),
+                addr: shown.clone(),
                 problem: e.to_string(),
             })?;
         Ok(Remote {
+            shown,
             base: addr.trim_end_matches('/').to_owned(),
             token,
             http,
@@ -172,11 +177,11 @@ impl Remote {
         body: Option<&Value>,
     ) -> Result<Value, RemoteError> {
         let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
-            addr: self.base.clone(),
+            addr: self.shown.clone(),
             problem: e.without_url().to_string(),
         };
         let mut url = url::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|_| RemoteError::BadAddr(self.base.clone()))?;
+            .map_err(|_| RemoteError::BadAddr(self.shown.clone()))?;
         if !query.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
