@@ -9,6 +9,7 @@ mod database;
 mod keys;
 mod migrate;
 mod migrators;
+mod outage;
 mod python_migrator;
 mod remote;
 mod run;

@@ -4,6 +4,7 @@
 
 pub mod kw;
 pub mod log_capture;
+pub mod own_postgres;
 
 use std::path::PathBuf;
 

@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection};
 use tokio::sync::oneshot;
@@ -30,6 +31,17 @@ use crate::store::{now_ms, Backend, Db};
 
 /// Most jobs taken into one transaction.
 pub(super) const MAX_GROUP: usize = 256;
+/// The longest a caller waits for its answer from the writer (queueing
+/// included) before it gives up with [`AuditError::TimedOut`] (503): the
+/// bound on how long a render can hang on the log, whatever the database
+/// does. Far above a group's time under load (milliseconds).
+pub const LOG_WAIT: Duration = Duration::from_secs(2);
+/// The longest one PostgreSQL group may take (its statements and commit);
+/// past it the connection is dropped and the group answered 503.
+const GROUP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// While the database cannot be reached, the writer tries to connect again
+/// at most this often; groups in between are refused at once.
+pub const RECONNECT_EVERY: Duration = Duration::from_millis(100);
 /// Jobs that may wait before callers feel back-pressure.
 const QUEUE: usize = 8192;
 
@@ -153,21 +165,34 @@ impl GroupCommit {
             all_or_nothing,
             reply,
         });
-        self.jobs
-            .send_async(job)
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        answer.await.map_err(|_| AuditError::Closed)?
+        bounded(async {
+            self.jobs
+                .send_async(job)
+                .await
+                .map_err(|_| AuditError::Closed)?;
+            answer.await.map_err(|_| AuditError::Closed)?
+        })
+        .await
     }
 
     /// Appends entries that involve no read (e.g. a denied request).
     pub async fn record(&self, entries: Vec<AccessEntry>) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send_async(Job::Record(RecordJob { entries, reply }))
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        answer.await.map_err(|_| AuditError::Closed)?
+        bounded(async {
+            self.jobs
+                .send_async(Job::Record(RecordJob { entries, reply }))
+                .await
+                .map_err(|_| AuditError::Closed)?;
+            answer.await.map_err(|_| AuditError::Closed)?
+        })
+        .await
+    }
+
+    /// Whether the log can take entries now: an empty group through the
+    /// writer (it opens a transaction and locks the head, writing nothing),
+    /// for readiness checks.
+    pub async fn probe(&self) -> Result<(), AuditError> {
+        self.record(Vec::new()).await
     }
 
     /// Counters since start.
@@ -176,7 +201,24 @@ impl GroupCommit {
     }
 }
 
-/// The PostgreSQL writer: one group after another on a connection of its own.
+/// A caller's wait for the writer, bounded by [`LOG_WAIT`].
+async fn bounded<T>(
+    wait: impl std::future::Future<Output = Result<T, AuditError>>,
+) -> Result<T, AuditError> {
+    tokio::time::timeout(LOG_WAIT, wait)
+        .await
+        .unwrap_or(Err(AuditError::TimedOut))
+}
+
+/// The PostgreSQL writer: one group after another on a connection of its
+/// own, outside the pool.
+///
+/// Availability: a group that fails drops the connection; the next one
+/// connects again at once (bounded by `POSTGRES_CONNECT_TIMEOUT`). While
+/// the server cannot be reached, groups are refused without trying more
+/// often than every [`RECONNECT_EVERY`], so every caller gets a prompt 503
+/// and the first group after the server is back is served: recovery within
+/// that interval of the database, with no back-off to sleep out.
 async fn run_postgres(
     rx: flume::Receiver<Job>,
     db: Db,
@@ -185,6 +227,7 @@ async fn run_postgres(
     stats: Arc<Stats>,
 ) {
     let mut conn: Option<AnyConnection> = None;
+    let mut unreachable: Option<(Instant, String)> = None;
     let mut last_size = 0;
     let mut cache = RowCache::default();
     while let Ok(first) = rx.recv_async().await {
@@ -192,23 +235,74 @@ async fn run_postgres(
         group.push(first);
         gather_stragglers(&rx, &mut group, last_size).await;
         last_size = group.len();
-        // The writer's connection is put back only after a good group: a
-        // failed one is dropped, and the next group starts on a fresh one.
-        let result = match conn.take() {
-            Some(c) => Ok(c),
-            None => db.pool.acquire().await.map(|c| c.detach()),
-        };
-        let result = match result {
-            Ok(mut c) => {
-                let done = commit_postgres(&mut c, &keyring, &chain, &mut cache, &group).await;
-                if done.is_ok() {
-                    conn = Some(c);
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => {
+                if let Some((at, why)) = &unreachable {
+                    if at.elapsed() < RECONNECT_EVERY {
+                        refuse(group, why);
+                        continue;
+                    }
                 }
-                done
+                match db.connect_own().await {
+                    Ok(c) => {
+                        if unreachable.take().is_some() {
+                            tracing::info!("the access log's database is reachable again");
+                        }
+                        db.set_reachable(true);
+                        c
+                    }
+                    Err(error) => {
+                        db.set_reachable(false);
+                        let why = error.to_string();
+                        if unreachable.is_none() {
+                            tracing::error!(error = %why, "the access log's database cannot be reached; refusing reveals until it can");
+                        }
+                        refuse(group, &why);
+                        unreachable = Some((Instant::now(), why));
+                        continue;
+                    }
+                }
             }
-            Err(error) => Err(error),
         };
+        // The connection is kept only after a good group: a failed one is
+        // dropped (its transaction with it), and the next group connects
+        // afresh.
+        let result = match tokio::time::timeout(
+            GROUP_TIMEOUT,
+            commit_postgres(&mut c, &keyring, &chain, &mut cache, &group),
+        )
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the group did not commit within {} ms",
+                    GROUP_TIMEOUT.as_millis()
+                ),
+            ))),
+        };
+        if result.is_ok() {
+            conn = Some(c);
+        }
         finish_group(group, result, &stats, &mut cache);
+    }
+}
+
+/// Answers every job of a group that was not tried: the database cannot be
+/// reached (nothing was written, no value leaves the writer).
+fn refuse(jobs: Vec<Job>, why: &str) {
+    for job in jobs {
+        let refused = || AuditError::Unavailable(why.to_owned());
+        match job {
+            Job::Lookup(job) => {
+                let _ = job.reply.send(Err(refused()));
+            }
+            Job::Record(job) => {
+                let _ = job.reply.send(Err(refused()));
+            }
+        }
     }
 }
 

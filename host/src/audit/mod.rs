@@ -25,6 +25,15 @@ pub enum AuditError {
     /// The SQLite writer's thread could not be started (start-up only).
     #[error("cannot start the access-log writer thread: {0}")]
     Start(std::io::Error),
+    /// The database behind the log cannot be reached now (nothing was
+    /// written or revealed); the writer tries again at once when asked, at
+    /// most every [`group_commit::RECONNECT_EVERY`].
+    #[error("the access log's database cannot be reached, so nothing was revealed: {0}")]
+    Unavailable(String),
+    /// The writer did not answer within [`group_commit::LOG_WAIT`]: whether
+    /// the rows were written is not known, and no value was returned.
+    #[error("the access log did not answer within {} ms, so nothing was revealed", group_commit::LOG_WAIT.as_millis())]
+    TimedOut,
     /// The group-commit writer has stopped (the host is shutting down).
     #[error("the access log is not accepting entries (shutting down)")]
     Closed,

@@ -119,8 +119,7 @@ fn run(
         last_size = group.len();
 
         // The connection is kept only after a good group: a failed one is
-        // dropped (closing it rolls back too), and the next group opens a
-        // fresh one.
+        // dropped (closing it rolls back too), and a fresh one opened.
         let result = match conn.take() {
             Some(c) => Ok(c),
             None => open(path),
@@ -132,8 +131,22 @@ fn run(
             }
             done
         });
+        let failed = result.is_err();
         finish_group(group, result, stats, &mut cache);
         dirty = true;
+        if failed {
+            // A full disk: the WAL may be what filled it. Checkpoint it
+            // back to nothing now, on a fresh connection, so that the moment
+            // space is there again the next group has room — rather than
+            // the WAL refilling the disk before a checkpoint ever runs.
+            conn = open(path).ok();
+            if let Some(c) = conn.as_ref() {
+                truncate_wal(c);
+                dirty = false;
+                last_checkpoint = Instant::now();
+            }
+            continue;
+        }
 
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             if let Some(conn) = conn.as_ref() {
@@ -218,6 +231,16 @@ fn checkpoint(conn: &Connection) {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     if let Err(error) = done {
         tracing::debug!(%error, "WAL checkpoint skipped");
+    }
+}
+
+/// A checkpoint that copies the whole WAL into the database and truncates
+/// it to nothing, giving its disk space back (after a failed group). A
+/// failure is logged: the next failed group tries again.
+fn truncate_wal(conn: &Connection) {
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    if let Err(error) = done {
+        tracing::warn!(%error, "cannot truncate the WAL after a failed access-log group");
     }
 }
 

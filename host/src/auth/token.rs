@@ -454,12 +454,16 @@ impl Tokens {
         let (epoch, checked) = match self.remembered(id, &presented_hash) {
             Remembered::Valid(caller, None) => return Ok(caller),
             Remembered::Valid(caller, Some(now)) => {
-                self.touch(&caller.token_id, now).await;
+                // Recording the last use must not hold a request up while
+                // the database is unreachable: it is skipped then.
+                if !self.db.seems_unreachable() {
+                    self.touch(&caller.token_id, now).await;
+                }
                 return Ok(caller);
             }
             Remembered::Unknown { epoch, checked } => (epoch, checked),
         };
-        let Some((row, stored)) = tokens::get(&self.db.pool, id).await? else {
+        let Some((row, stored)) = self.db.bounded(tokens::get(&self.db.pool, id)).await? else {
             return Err(AuthError::Invalid);
         };
         let now = now_ms();

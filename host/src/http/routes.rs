@@ -17,23 +17,46 @@ use crate::audit::Access;
 use crate::auth::AuthError;
 use crate::resolve::Context;
 
-/// `GET /healthz`: 200 `{"status":"ok"}` when the database answers, 503
+/// `GET /healthz`: liveness. 200 `{"status":"ok"}` whenever the process
+/// answers; it never waits on the database (a load balancer's or
+/// supervisor's check must not hang with it). Readiness is `/readyz`.
+pub async fn healthz() -> (StatusCode, Json<Value>) {
+    (StatusCode::OK, Json(json!({"status": "ok"})))
+}
+
+/// How long `/readyz` waits for each of its checks.
+pub const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /readyz`: readiness. 200 `{"status":"ready"}` when the database
+/// answers a query and the access log takes a group (an empty one: nothing
+/// is written), each within [`READY_WAIT`]; 503 naming what is not ready
 /// otherwise. No credentials: load balancers call it.
-pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match sqlx::query("SELECT 1")
-        .execute(&state.vault.db().pool)
-        .await
-    {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Err(error) => {
-            tracing::warn!(%error, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({"error": {"code": "unavailable", "message": "the database is not answering"}}),
-                ),
-            )
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let query = tokio::time::timeout(
+        READY_WAIT,
+        sqlx::query("SELECT 1").execute(&state.vault.db().pool),
+    );
+    let problem = match query.await {
+        Err(_) => Some("the database did not answer in time".to_owned()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: database unavailable");
+            Some("the database is not answering".to_owned())
         }
+        Ok(Ok(_)) => match tokio::time::timeout(READY_WAIT, state.vault.probe_log()).await {
+            Err(_) => Some("the access log did not answer in time".to_owned()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "readiness: access log unavailable");
+                Some("the access log cannot be written".to_owned())
+            }
+            Ok(Ok(())) => None,
+        },
+    };
+    match problem {
+        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Some(message) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": "unavailable", "message": message}})),
+        ),
     }
 }
 

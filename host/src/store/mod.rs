@@ -94,6 +94,10 @@ pub struct Db {
     raw_url: String,
     /// The URL with any password removed.
     shown_url: String,
+    /// Set while the access-log writer cannot reach the database (shared
+    /// by every clone): request-path reads then wait briefly, not for the
+    /// pool's whole acquire timeout (see [`Db::bounded`]).
+    unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Db {
@@ -164,7 +168,14 @@ impl Db {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             })
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(match backend {
+                // A local file: a connection is only ever waited for while
+                // the others are busy.
+                Backend::Sqlite => SQLITE_ACQUIRE_TIMEOUT,
+                // A server that is gone must give a prompt 503, not a
+                // request parked in the pool's connect back-off.
+                Backend::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
+            });
         let options = match backend {
             // synchronous=FULL: a WAL commit is fsync'd before COMMIT returns,
             // which is what "durably logged before the plaintext" rests on.
@@ -199,6 +210,7 @@ impl Db {
             backend,
             raw_url: pool_url,
             shown_url: shown,
+            unreachable: Default::default(),
         })
     }
 
@@ -245,6 +257,61 @@ impl Db {
         }
     }
 
+    /// A connection of its own, outside the pool, with the settings every
+    /// connection of the store has (the access-log writer's): connecting
+    /// gives up after [`POSTGRES_CONNECT_TIMEOUT`] on PostgreSQL, so a
+    /// server that is gone is noticed at once rather than after the pool's
+    /// back-off.
+    pub async fn connect_own(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        use sqlx::Connection as _;
+        let connect = async {
+            let mut conn = sqlx::AnyConnection::connect(&self.raw_url).await?;
+            if self.backend == Backend::Postgres {
+                conn.execute("SET synchronous_commit = on").await?;
+            }
+            Ok(conn)
+        };
+        match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
+            Ok(done) => done,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection to the database within {} ms",
+                    POSTGRES_CONNECT_TIMEOUT.as_millis()
+                ),
+            ))),
+        }
+    }
+
+    /// Records whether the database can be reached (the access-log writer
+    /// says so after each try).
+    pub fn set_reachable(&self, reachable: bool) {
+        self.unreachable
+            .store(!reachable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the database was last found unreachable.
+    pub fn seems_unreachable(&self) -> bool {
+        self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs a request-path database call; while the database is known to
+    /// be unreachable, gives up after [`DOWN_WAIT`] (a timeout error)
+    /// rather than the pool's acquire timeout, so the request's 503 is
+    /// prompt — and a call that succeeds shows the database is back.
+    pub async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        if !self.seems_unreachable() {
+            return call.await;
+        }
+        match tokio::time::timeout(DOWN_WAIT, call).await {
+            Ok(done) => done,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+
     /// The URL with any password removed, for messages.
     pub fn display_url(&self) -> &str {
         &self.shown_url
@@ -255,6 +322,17 @@ impl Db {
         self.pool.close().await;
     }
 }
+
+/// The longest a request waits for an SQLite connection of the pool.
+pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a request waits for a PostgreSQL connection of the pool,
+/// including connecting to a server that does not answer (then: 503).
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a request-path call waits for a database known to be
+/// unreachable (see [`Db::bounded`]).
+pub const DOWN_WAIT: Duration = Duration::from_millis(200);
+/// The longest the access-log writer's own PostgreSQL connect may take.
+pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long the first PostgreSQL connection may take before it is reported.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -128,6 +128,12 @@ impl Vault {
         &self.keyring
     }
 
+    /// Whether the access log can take entries now (an empty group through
+    /// its writer), for readiness checks.
+    pub async fn probe_log(&self) -> Result<(), VaultError> {
+        Ok(self.log.probe().await?)
+    }
+
     /// Group-commit counters.
     pub fn log_stats(&self) -> &crate::audit::group_commit::Stats {
         self.log.stats()
