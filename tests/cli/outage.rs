@@ -377,3 +377,39 @@ async fn a_full_disk_gives_503s_and_renders_come_back_when_space_is_freed() {
         during.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_hosts_under_load_loses_no_row_and_the_other_serves_on() {
+    let pg = OwnPostgres::start();
+    let kw = Kw {
+        database_url: Some(pg.url.clone()),
+        ..Kw::new()
+    };
+    let (mut first, token) = serve(&kw);
+    let second = Served::spawn(
+        kw.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+        &kw.dir.path().join("serve-2.log"),
+    );
+    let on_first = Load::start(&first.addr, &token);
+    let on_second = Load::start(&second.addr, &token);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.child.kill().expect("kill -9 the first host");
+    let killed = Instant::now();
+    first.child.wait().expect("reaped");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut samples = on_first.finish().await;
+    let others = on_second.finish().await;
+    // The other host never stopped serving.
+    let after: Vec<&Sample> = others.iter().filter(|s| s.sent > killed).collect();
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|s| s.status == 200),
+        "the surviving host refused: {:?}",
+        after.iter().map(|s| s.status).collect::<Vec<_>>()
+    );
+    samples.extend(others);
+    drop(second);
+    // Every 200 either host gave has its row; the chain is whole although
+    // a host died in the middle of its groups.
+    assert_log_matches(&kw, &samples);
+}
