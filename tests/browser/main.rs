@@ -293,6 +293,10 @@ async fn an_operator_sets_up_an_agent_type_and_a_bound_token_in_chromium() {
     )
     .await;
     assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(
+        page.contains("failed (424)"),
+        "the forge refused the token: {page}"
+    );
 
     // Rotate to the forge's real token; the next dispatch uses it.
     let token = b.find("#type-token").await;

@@ -919,7 +919,7 @@ async fn hostile_token_forms_are_shown_again_with_why_and_create_nothing() {
         f.extend_from_slice(extra);
         f
     };
-    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<(Fields, &str)> = vec![
         (
             resolver(&[
                 ("can", "render"),
@@ -1252,7 +1252,7 @@ async fn hostile_agent_type_forms_are_refused_and_change_nothing() {
         f.extend_from_slice(extra);
         f
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+    let cases: Vec<(&str, Fields, u16)> = vec![
         ("/settings/agent-types", add(&[("name", "a/b")]), 400),
         ("/settings/agent-types", add(&[("name", "")]), 400),
         ("/settings/agent-types", add(&[("name", "<b>x</b>")]), 400),
