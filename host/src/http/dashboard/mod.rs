@@ -18,7 +18,6 @@ pub use agent_type::{agent_type_dispatch, agent_type_page, agent_type_token, ins
 pub use agents::{
     agent_type_create, agent_type_delete, agent_type_delete_confirm, agent_types_page,
 };
-
 pub use login::{login_confirm, login_page, login_submit, logout};
 pub use secrets::{
     secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_page,

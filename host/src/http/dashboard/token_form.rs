@@ -64,10 +64,14 @@ impl Draft {
             instance: take("instance"),
             resolve: take("resolve"),
             networks: take("networks"),
-            // Only known names are kept for the page; an unknown one is
-            // refused by the policy's check below, by name.
+            // An unknown name is refused by the policy's check, by name
+            // (clipped).
             can: fields.all("can").take(16).map(str::to_owned).collect(),
         };
+        // Six boxes: more than 16 ticks is not this form.
+        if fields.all("can").nth(16).is_some() {
+            too_long.get_or_insert("can");
+        }
         (draft, too_long)
     }
 
@@ -312,5 +316,8 @@ mod tests {
         let (draft, long) = Draft::sent(&fields(&[("resolve", &huge)]));
         assert_eq!(long, Some("resolve"));
         assert!(draft.resolve.is_empty());
+        let ticks = vec![("can", "render"); 17];
+        assert_eq!(Draft::sent(&fields(&ticks)).1, Some("can"));
+        assert_eq!(Draft::sent(&fields(&ticks[..16])).1, None);
     }
 }
