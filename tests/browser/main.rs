@@ -1,9 +1,10 @@
 //! The dashboard in a real headless Chromium (Debian's, driven through
 //! ChromeDriver): sign in with a one-time link, add a secret and see it
 //! masked, rotate it, read its access log, create and revoke an API token,
-//! delete the secret — using the keyboard where a person would. Every page
-//! is searched for the stored values, and screenshots are saved under
-//! target/test-artifacts/.
+//! delete the secret — using the keyboard where a person would; and set up
+//! an agent type against an emulated Forgejo, test-dispatch with its token
+//! and make a token bound to it. Every page is searched for the stored
+//! values, and screenshots are saved under target/test-artifacts/.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -147,6 +148,11 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     b.wait_for("Create a token").await;
     b.type_into(&b.find("#token-name").await, "browser bot")
         .await;
+    // Narrow by default: only render is ticked. This one lists secrets.
+    let metadata = b.find("input[name='can'][value='metadata']").await;
+    assert_eq!(b.property(&metadata, "checked").await, "false");
+    b.click(&metadata).await;
+    b.type_into(&b.find("#token-resolve").await, "*/*").await;
     b.click(
         &b.find("form[action='/settings/tokens'] button[type='submit']")
             .await,
@@ -208,4 +214,149 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     assert_eq!(b.url().await, format!("{base}/login"));
     b.quit().await;
     assert!(vault.list(None).await.expect("list").is_empty());
+}
+
+/// What the agent-type test types in as forge tokens: never on a page.
+const FORGE_FIRST: &str = "agent-token-in-browser-1111";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sets_up_an_agent_type_and_a_bound_token_in_chromium() {
+    use forge_emulator::{Emulator, Flavor};
+    use keyward::runtime::{Options, Runtime};
+
+    let emu = Emulator::start(Flavor::Forgejo).await;
+    emu.add_user("bot", 1003);
+    let forge_token = emu.personal_token("bot");
+    let db = TestDb::sqlite().await;
+    let vault = db.open(&TestKey::new()).await;
+    // The built-in forge plugins, compiled once into the cache the forge
+    // tests share.
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join("plugin-test-cache");
+    let rt = Runtime::start(Options {
+        cache_dir: Some(cache),
+        builtins: true,
+        ..Default::default()
+    })
+    .expect("runtime starts");
+    let forges = keyward::forge::Forges::new(vault.clone(), Some(rt.clone()), Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = keyward::http::router_with(vault.clone(), Some(rt), Some(forges), Default::default());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let link = Sessions::new(vault.db().clone())
+        .link("dev")
+        .await
+        .expect("link");
+
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    let values = [forge_token.as_str(), FORGE_FIRST];
+    b.goto(&format!("{base}/login/{}", link.expose())).await;
+    b.click(&b.active().await).await;
+    b.wait_for("Signed in as dev").await;
+
+    // Add the type, its token typed into a password input.
+    b.click(&b.find("nav a[href='/settings/agent-types']").await)
+        .await;
+    checkpoint(&b, "agent-1-list", "No agent types yet.", &values).await;
+    b.type_into(&b.find("#type-name").await, "coder").await;
+    b.type_into(&b.find("#type-forge").await, "forgejo").await;
+    b.type_into(&b.find("#type-base").await, &emu.base_url())
+        .await;
+    let token = b.find("#type-token").await;
+    assert_eq!(b.property(&token, "type").await, "password");
+    assert_eq!(b.property(&token, "autocomplete").await, "off");
+    b.type_into(&token, FORGE_FIRST).await;
+    b.click(
+        &b.find("form[action='/settings/agent-types'] button[type='submit']")
+            .await,
+    )
+    .await;
+    checkpoint(&b, "agent-2-added", "Agent type added.", &values).await;
+    assert_eq!(
+        b.url().await,
+        format!("{base}/settings/agent-types/coder?notice=agent-created")
+    );
+
+    // A test dispatch with a token the forge does not know: its error.
+    b.click(&b.find("form[action$='/dispatch'] button").await)
+        .await;
+    let page = checkpoint(
+        &b,
+        "agent-3-dispatch-refused",
+        "The test dispatch failed",
+        &values,
+    )
+    .await;
+    assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(
+        page.contains("failed (424)"),
+        "the forge refused the token: {page}"
+    );
+
+    // Rotate to the forge's real token; the next dispatch uses it.
+    let token = b.find("#type-token").await;
+    assert_eq!(b.property(&token, "type").await, "password");
+    b.type_into(&token, &forge_token).await;
+    b.type_into(&token, "\u{E007}").await; // Enter
+    checkpoint(&b, "agent-4-rotated", "Token saved", &values).await;
+    b.click(&b.find("form[action$='/dispatch'] button").await)
+        .await;
+    let page = checkpoint(&b, "agent-5-dispatch", "the token belongs to", &values).await;
+    assert!(page.contains("<strong>bot</strong>"), "{page}");
+
+    // An instance override, then a token made from the agent's page.
+    b.type_into(&b.find("#override-instance").await, "i-1")
+        .await;
+    b.type_into(&b.find("#override-token").await, FORGE_FIRST)
+        .await;
+    b.click(&b.find("#override-token ~ button").await).await;
+    let page = checkpoint(&b, "agent-6-override", "Token saved", &values).await;
+    assert!(page.contains("<code>i-1</code>"), "{page}");
+    b.click(
+        &b.find("a[href='/settings/tokens?agent_type=coder#new-token']")
+            .await,
+    )
+    .await;
+    b.wait_for("Create a token").await;
+    let agent = b.find("#token-agent").await;
+    assert_eq!(b.property(&agent, "value").await, "coder", "pre-bound");
+    b.type_into(&b.find("#token-name").await, "coder bot").await;
+    b.click(
+        &b.find("form[action='/settings/tokens'] button[type='submit']")
+            .await,
+    )
+    .await;
+    checkpoint(&b, "agent-7-token-shown-once", "shown this once", &values).await;
+    let bound = b.property(&b.find("#new-token-value").await, "value").await;
+    assert!(bound.starts_with("kw_"), "{bound}");
+    let page = b.wait_for("Bound to").await;
+    assert!(page.contains("agent type <strong>coder</strong>"), "{page}");
+    let http = reqwest::Client::new();
+    // Render only: it may render, not list secrets.
+    let render = http
+        .post(format!("{base}/render"))
+        .bearer_auth(&bound)
+        .header("content-type", "application/json")
+        .body(r#"{"template": "hello", "reason": "browser test"}"#)
+        .send()
+        .await
+        .expect("render");
+    assert_eq!(render.status().as_u16(), 200);
+    let list = http
+        .get(format!("{base}/secrets"))
+        .bearer_auth(&bound)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status().as_u16(), 403, "narrow: no metadata");
+    b.goto(&format!("{base}/settings/tokens")).await;
+    let page = checkpoint(&b, "agent-8-token-list", "Revoke token coder bot", &values).await;
+    assert!(!page.contains(&bound), "shown once only");
+    assert!(page.contains("agent type <strong>coder</strong>"), "{page}");
+    b.quit().await;
 }

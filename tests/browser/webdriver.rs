@@ -275,7 +275,8 @@ impl Browser {
                 None,
             )
             .await;
-        v.as_str().unwrap_or_default().to_owned()
+        // A boolean (`checked`) or a number comes back as its JSON text.
+        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
     }
 
     /// A PNG of the viewport.

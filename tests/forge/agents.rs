@@ -492,3 +492,135 @@ async fn a_dispatch_names_the_resolver_token_and_writes_only_log_rows() {
         .iter()
         .any(|r| r.accessor.starts_with("token:agent#") && r.reason == "write agent.env"));
 }
+
+/// A form of the dashboard, posted with `cookie` and the CSRF token of the
+/// page at `page`: the status and the answer page.
+async fn dashboard_post(
+    host: &Host,
+    cookie: &str,
+    page: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let html = host
+        .client
+        .get(format!("{}{page}", host.base))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &csrf)
+        .extend_pairs(fields)
+        .finish();
+    let resp = host
+        .client
+        .post(format!("{}{path}", host.base))
+        .header(reqwest::header::COOKIE, cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    (resp.status(), resp.text().await.expect("text"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_test_dispatch_shows_the_account_or_the_forges_error() {
+    let emu = emulator(Flavor::Forgejo, "alice").await;
+    let db = TestDb::sqlite().await;
+    let host = host_for(&emu, &db).await;
+    let (status, cookie, _) = host.sign_in("forgejo").await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = cookie.expect("cookie");
+    let page = "/settings/agent-types";
+    // Made in the dashboard, with the forge's default base URL from the
+    // plugin replaced by the emulator's.
+    let token = emu.personal_token("bot");
+    let (status, body) = dashboard_post(
+        &host,
+        &cookie,
+        page,
+        "/settings/agent-types",
+        &[
+            ("name", "coder"),
+            ("forge", "forgejo"),
+            ("base_url", &emu.base_url()),
+            ("token", &token),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let dispatch = |instance: &'static str| {
+        let (host, cookie) = (&host, &cookie);
+        async move {
+            dashboard_post(
+                host,
+                cookie,
+                "/settings/agent-types/coder",
+                "/settings/agent-types/coder/dispatch",
+                &[("instance", instance)],
+            )
+            .await
+        }
+    };
+    let (status, body) = dispatch("").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("the token belongs to <strong>bot</strong>"),
+        "{body}"
+    );
+    assert!(body.contains("<code>1003</code>"), "the account id: {body}");
+    assert!(!body.contains(&token), "never the token");
+    assert!(last_user_auth(&emu).ends_with(&token));
+    // Logged: the plugin's egress, naming the session and the reason.
+    let rows = host.vault.log_tail(1000).await.expect("log");
+    assert!(
+        rows.iter().any(|r| r.accessor == "plugin:forgejo"
+            && r.action == "egress"
+            && r.scope == "agent_type:coder"
+            && r.reason.contains("dashboard test dispatch")
+            && r.reason.contains("session:")),
+        "{:?}",
+        rows.iter()
+            .map(|r| (&r.accessor, &r.action, &r.reason))
+            .collect::<Vec<_>>()
+    );
+
+    // An instance with a token the forge does not take: its error, clearly.
+    let (status, body) = dashboard_post(
+        &host,
+        &cookie,
+        "/settings/agent-types/coder",
+        "/settings/agent-types/coder/token",
+        &[("instance", "i-9"), ("value", "not-a-forge-token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (status, body) = dispatch("i-9").await;
+    // 424: the forge no longer accepts what Keyward holds for it.
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
+    assert!(body.contains("The test dispatch failed (424)"), "{body}");
+    assert!(body.contains("role=\"alert\""), "{body}");
+    assert!(body.contains("forgejo"), "names the plugin: {body}");
+    assert!(
+        !body.contains("not-a-forge-token"),
+        "never the token: {body}"
+    );
+    // The type's own token still works for another instance.
+    let (status, body) = dispatch("i-1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("<strong>bot</strong>"), "{body}");
+}

@@ -466,6 +466,8 @@ async fn the_dashboard_round_trip_never_shows_a_value() {
                 ("name", "deploy bot"),
                 ("role", "resolver"),
                 ("ttl_days", "90"),
+                ("can", "metadata"),
+                ("resolve", "*/*"),
             ],
         )
         .await;
@@ -696,4 +698,689 @@ async fn hostile_form_input_is_refused_and_writes_nothing() {
         .await
         .expect("reveal");
     assert_eq!(value.expose(), VALUE.as_bytes(), "the secret is untouched");
+}
+
+/// The API tokens, newest first, as the store lists them.
+async fn token_rows(api: &Api) -> Vec<keyward::store::tokens::TokenRow> {
+    keyward::auth::Tokens::new(api.vault.db().clone())
+        .list()
+        .await
+        .expect("list")
+}
+
+/// The `kw_…` value a page shows once.
+fn shown_token(body: &str) -> String {
+    body.split("value=\"kw_")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map(|t| format!("kw_{t}"))
+        .unwrap_or_else(|| panic!("a token on the page: {body}"))
+}
+
+/// An agent type made in the dashboard (no plugin runtime here, so with
+/// a base URL), with `token` as its forge token.
+async fn add_agent_type(api: &Api, who: &Operator, name: &str, token: &str) {
+    let a = who
+        .post(
+            api,
+            "/settings/agent-types",
+            &[
+                ("name", name),
+                ("forge", "forgejo"),
+                ("base_url", "https://forge.example"),
+                ("description", "made in the dashboard"),
+                ("token", token),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(
+        a.location.as_deref(),
+        Some(format!("/settings/agent-types/{name}?notice=agent-created").as_str())
+    );
+}
+
+#[tokio::test]
+async fn tokens_made_in_the_form_carry_the_policy_and_the_list_shows_it() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let who = sign_in(&api).await;
+    add_agent_type(&api, &who, "coder", "forge-token-CODER-51ab").await;
+
+    // From the agent's page: the form comes bound to it, and narrow.
+    let form = who
+        .get(&api, "/settings/tokens?agent_type=coder&instance=i-1")
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    assert!(
+        form.body.contains("<option value=\"coder\" selected>"),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("name=\"instance\""));
+    assert!(form.body.contains("value=\"i-1\""), "{}", form.body);
+    assert!(
+        form.body.contains("name=\"can\" value=\"render\" checked")
+            && !form
+                .body
+                .contains("name=\"can\" value=\"metadata\" checked"),
+        "only render is ticked: {}",
+        form.body
+    );
+
+    // Bound to coder/i-1, render and agent-token.
+    let made = who
+        .post(
+            &api,
+            "/settings/tokens",
+            &[
+                ("name", "coder i-1"),
+                ("role", "resolver"),
+                ("ttl_days", "7"),
+                ("agent_type", "coder"),
+                ("instance", "i-1"),
+                ("can", "render"),
+                ("can", "agent-token"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let bound = shown_token(&made.body);
+    // From given networks only. (This test's server passes no peer
+    // addresses, so it is not used: tests/http/policies covers networks.)
+    let made = who
+        .post(
+            &api,
+            "/settings/tokens",
+            &[
+                ("name", "netted"),
+                ("role", "resolver"),
+                ("can", "render"),
+                ("resolve", "global/*"),
+                ("networks", "127.0.0.0/8\n::1/128"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let rows = token_rows(&api).await;
+    let row = rows.iter().find(|r| r.name == "coder i-1").expect("made");
+    let policy: Value =
+        serde_json::from_str(row.policy.as_deref().expect("a policy")).expect("json");
+    assert_eq!(
+        policy["agent"],
+        serde_json::json!({"agent_type": "coder", "instance": "i-1"})
+    );
+    assert_eq!(
+        policy["capabilities"],
+        serde_json::json!(["render", "agent-token"])
+    );
+    assert!(policy.get("networks").is_none(), "any network: {policy}");
+    let netted = rows.iter().find(|r| r.name == "netted").expect("made");
+    let netted: Value =
+        serde_json::from_str(netted.policy.as_deref().expect("a policy")).expect("json");
+    assert_eq!(
+        netted["networks"],
+        serde_json::json!(["127.0.0.0/8", "::1/128"])
+    );
+    assert!(netted.get("agent").is_none());
+    let week = 7 * 86_400_000;
+    assert!(row
+        .expires_at
+        .is_some_and(|at| (at - row.created_at - week).abs() < 5_000));
+    // It renders along its agent's chain and may not list secrets.
+    let (status, body, raw) = api
+        .call(
+            Method::POST,
+            "/render",
+            Some(&bound),
+            Some(
+                serde_json::json!({"template": "${SECRET:GITHUB_TOKEN}", "reason": "policy test"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    assert_eq!(body["text"].as_str(), Some(VALUE), "{raw}");
+    let (status, _, raw) = api.call(Method::GET, "/secrets", Some(&bound), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no metadata: {raw}");
+
+    // Narrow, unbound: metadata of global/GITHUB_* only.
+    let made = who
+        .post(
+            &api,
+            "/settings/tokens",
+            &[
+                ("name", "lister"),
+                ("role", "resolver"),
+                ("ttl_days", ""),
+                ("can", "metadata"),
+                ("resolve", "  global/GITHUB_*  \r\n\r\n"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let lister = shown_token(&made.body);
+    let (status, body, raw) = api.call(Method::GET, "/secrets", Some(&lister), None).await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    assert!(raw.contains("GITHUB_TOKEN"), "{body}");
+    assert!(!raw.contains("FORGE_TOKEN"), "outside its pattern: {raw}");
+
+    // The list says what each may do, when it expires, when it was used.
+    let list = who.get(&api, "/settings/tokens").await;
+    assert_eq!(list.status, StatusCode::OK);
+    for (token, shown) in [(&bound, "coder i-1"), (&lister, "lister")] {
+        assert!(!list.body.contains(token.as_str()), "shown once only");
+        assert!(list.body.contains(shown));
+    }
+    for words in [
+        "Bound to",
+        "agent type <strong>coder</strong>",
+        "instance <strong>i-1</strong>",
+        "render, agent-token",
+        "<code>instance:i-1/*</code>, <code>agent_type:coder/*</code>, <code>global/*</code>",
+        "<code>127.0.0.0/8</code>, <code>::1/128</code>",
+        "<code>global/GITHUB_*</code>",
+        "any network",
+        "everything a resolver may do (no policy)",
+        "every change",
+        "Last used",
+        "Expires",
+    ] {
+        assert!(list.body.contains(words), "{words:?} in {}", list.body);
+    }
+    // Last use: the bound token's (just now) is shown as a time; the
+    // fixture's tokens were never used.
+    let rows = token_rows(&api).await;
+    let used = rows
+        .iter()
+        .find(|r| r.name == "coder i-1")
+        .and_then(|r| r.last_used_at)
+        .expect("recorded");
+    assert!(
+        list.body.contains(&keyward::http::dashboard::when(used)),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("<td>never</td>"), "{}", list.body);
+}
+
+#[tokio::test]
+async fn hostile_token_forms_are_shown_again_with_why_and_create_nothing() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let who = sign_in(&api).await;
+    add_agent_type(&api, &who, "coder", "forge-token-HOSTILE-77cd").await;
+    let before = token_rows(&api).await.len();
+    // Leaked: the cases hold `'static` field lists.
+    let huge: &'static str = format!("global/{}", "X".repeat(200_000)).leak();
+    let many: &'static str = (0..65)
+        .map(|n| format!("global/N{n}\n"))
+        .collect::<String>()
+        .leak();
+    let resolver = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![("name", "hostile"), ("role", "resolver")];
+        f.extend_from_slice(extra);
+        f
+    };
+    let cases: Vec<(Fields, &str)> = vec![
+        (
+            resolver(&[
+                ("can", "render"),
+                ("resolve", "*/*"),
+                ("networks", "10.0.0.0/33"),
+            ]),
+            "invalid network",
+        ),
+        (
+            resolver(&[
+                ("can", "render"),
+                ("resolve", "*/*"),
+                ("networks", "not-a-cidr"),
+            ]),
+            "invalid network",
+        ),
+        (
+            resolver(&[("can", "render"), ("resolve", "no-slash")]),
+            "invalid pattern",
+        ),
+        (
+            resolver(&[("can", "render"), ("resolve", "global/${SECRET:x}")]),
+            "invalid pattern",
+        ),
+        (
+            resolver(&[("can", "render"), ("agent_type", "ghost")]),
+            "no agent type",
+        ),
+        (
+            resolver(&[("can", "render"), ("agent_type", "<b>x</b>")]),
+            "no agent type",
+        ),
+        (
+            resolver(&[("can", "render"), ("instance", "i-1"), ("resolve", "*/*")]),
+            "instance",
+        ),
+        (resolver(&[("can", "render")]), "what it may resolve"),
+        (resolver(&[("resolve", "*/*")]), "at least one capability"),
+        (
+            resolver(&[("can", "root"), ("resolve", "*/*")]),
+            "unknown capability",
+        ),
+        (
+            vec![
+                ("name", "op"),
+                ("role", "operator"),
+                ("agent_type", "coder"),
+            ],
+            "only resolver tokens",
+        ),
+        (
+            vec![
+                ("name", "op"),
+                ("role", "operator"),
+                ("networks", "10.0.0.0/8"),
+            ],
+            "only resolver tokens",
+        ),
+        (
+            resolver(&[("can", "render"), ("resolve", huge)]),
+            "far too long",
+        ),
+        (
+            resolver(&[("can", "render"), ("resolve", many)]),
+            "at most 64",
+        ),
+        (
+            vec![
+                ("name", "<b>x</b>"),
+                ("role", "resolver"),
+                ("can", "render"),
+                ("resolve", "*/*"),
+            ],
+            "invalid token name",
+        ),
+        (
+            resolver(&[("can", "render"), ("resolve", "*/*"), ("ttl_days", "soon")]),
+            "lifetime",
+        ),
+    ];
+    for (fields, says) in &cases {
+        let a = who.post(&api, "/settings/tokens", fields).await;
+        let short: Vec<_> = fields
+            .iter()
+            .map(|(k, v)| (k, &v[..v.len().min(40)]))
+            .collect();
+        assert_eq!(
+            a.status,
+            StatusCode::BAD_REQUEST,
+            "{short:?}: {}",
+            &a.body[..a.body.len().min(2000)]
+        );
+        assert!(a.body.contains("role=\"alert\""), "{short:?}");
+        assert!(
+            a.body.contains(says),
+            "{short:?} should say {says:?}: {}",
+            &a.body[..a.body.len().min(4000)]
+        );
+        // The form is there again, filled in, and nothing hostile echoed raw.
+        assert!(a.body.contains("action=\"/settings/tokens\""), "{short:?}");
+        assert!(!a.body.contains("<b>x</b>"), "escaped: {short:?}");
+        assert!(
+            !a.body.contains(&huge[..1000]),
+            "the huge field is not echoed"
+        );
+        assert!(!a.body.contains("value=\"kw_"), "no token shown: {short:?}");
+    }
+    // Typed values come back, so a typo costs one correction.
+    let a = who
+        .post(
+            &api,
+            "/settings/tokens",
+            &resolver(&[
+                ("can", "access-log"),
+                ("resolve", "global/KEEP_*\nbad"),
+                ("networks", "10.9.0.0/16"),
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    for kept in [
+        "value=\"hostile\"",
+        "global/KEEP_*\nbad",
+        "10.9.0.0/16",
+        "value=\"access-log\" checked",
+    ] {
+        assert!(a.body.contains(kept), "{kept:?} kept: {}", a.body);
+    }
+    // Without the CSRF field, or another session's: 403, nothing made.
+    let ok_fields = resolver(&[("can", "render"), ("resolve", "*/*")]);
+    let other = sign_in(&api).await;
+    for csrf in [None, Some(other.csrf.as_str()), Some("")] {
+        let mut fields = ok_fields.clone();
+        if let Some(c) = csrf {
+            fields.insert(0, ("csrf", c));
+        }
+        let a = send(
+            &api,
+            Method::POST,
+            "/settings/tokens",
+            Some(&who.cookie),
+            Some(&fields),
+            &[],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{csrf:?}: {}", a.body);
+    }
+    // A body over the limit is refused before it is read.
+    let body = format!(
+        "csrf={}&name=big&role=resolver&can=render&resolve={}",
+        who.csrf,
+        "x".repeat(keyward::http::MAX_BODY + 10)
+    );
+    let raw = plain()
+        .post(format!("{}/settings/tokens", api.base))
+        .header(COOKIE, &who.cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert!(raw.status().is_client_error(), "{}", raw.status());
+    assert_eq!(token_rows(&api).await.len(), before, "nothing was created");
+    // The same form, valid, works: the refusals above were the input's.
+    let a = who.post(&api, "/settings/tokens", &ok_fields).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(token_rows(&api).await.len(), before + 1);
+}
+
+#[tokio::test]
+async fn agent_types_are_managed_in_the_dashboard_and_no_page_shows_a_token() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let who = sign_in(&api).await;
+    let (type_token, rotated, instance_token) = (
+        "forge-token-TYPE-0a1b",
+        "forge-token-ROTATED-2c3d",
+        "forge-token-INSTANCE-4e5f",
+    );
+    let mut pages = vec![who.get(&api, "/settings/agent-types").await];
+    assert!(
+        pages[0].body.contains("No agent types yet."),
+        "{}",
+        pages[0].body
+    );
+    assert!(
+        pages[0].body.contains("href=\"/settings/agent-types\""),
+        "the nav links here"
+    );
+    assert!(
+        pages[0]
+            .body
+            .contains("id=\"type-token\" name=\"token\" type=\"password\" autocomplete=\"off\""),
+        "{}",
+        pages[0].body
+    );
+    add_agent_type(&api, &who, "coder", type_token).await;
+    let page = who
+        .get(&api, "/settings/agent-types/coder?notice=agent-created")
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Agent type added."));
+    assert!(page.body.contains("https://forge.example"));
+    assert!(
+        page.body
+            .contains("href=\"/settings/tokens?agent_type=coder#new-token\""),
+        "make a token for this agent: {}",
+        page.body
+    );
+    pages.push(page);
+    // Rotate the type's token, then give an instance its own.
+    for fields in [
+        vec![("value", rotated)],
+        vec![("value", instance_token), ("instance", "i-7")],
+    ] {
+        let a = who
+            .post(&api, "/settings/agent-types/coder/token", &fields)
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+        assert_eq!(
+            a.location.as_deref(),
+            Some("/settings/agent-types/coder?notice=token-set")
+        );
+        pages.push(
+            who.get(&api, a.location.as_deref().expect("location"))
+                .await,
+        );
+    }
+    let forges = keyward::forge::Forges::new(api.vault.clone(), None, Default::default());
+    let access = keyward::audit::Access::new("test:dashboard", "check").expect("access");
+    let value = |instance: Option<&'static str>| {
+        let (forges, access) = (forges.clone(), access.clone());
+        async move {
+            let v = forges
+                .agent_token("coder", instance, &access)
+                .await
+                .expect("token");
+            String::from_utf8(v.expose().to_vec()).expect("utf-8")
+        }
+    };
+    assert_eq!(value(None).await, rotated);
+    assert_eq!(value(Some("i-7")).await, instance_token);
+    let detail = pages.last().expect("page");
+    assert!(detail.body.contains("<code>i-7</code>"), "{}", detail.body);
+    assert!(
+        detail
+            .body
+            .contains("href=\"/settings/tokens?agent_type=coder&amp;instance=i-7#new-token\""),
+        "{}",
+        detail.body
+    );
+    pages.push(who.get(&api, "/settings/agent-types").await);
+    // Without a plugin runtime the test dispatch says so, clearly.
+    let a = who
+        .post(&api, "/settings/agent-types/coder/dispatch", &[])
+        .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert!(
+        a.body.contains("The test dispatch failed (503)"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("runs no plugin runtime"), "{}", a.body);
+    pages.push(a);
+    // Remove the override: the instance uses the type's token again.
+    let a = who
+        .post(
+            &api,
+            "/settings/agent-types/coder/instances/i-7/delete",
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    pages.push(
+        who.get(&api, a.location.as_deref().expect("location"))
+            .await,
+    );
+    assert_eq!(value(Some("i-7")).await, rotated);
+    for p in &pages {
+        for v in [type_token, rotated, instance_token] {
+            assert!(!p.body.contains(v), "a page holds a token: {}", p.body);
+        }
+    }
+    // No page read a token: the only reveals are this test's own.
+    let log = api
+        .vault
+        .history(
+            &keyward::names::Scope::parse("agent_type:coder").expect("scope"),
+            &keyward::names::SecretName::parse("FORGE_TOKEN").expect("name"),
+            &Default::default(),
+            100,
+        )
+        .await
+        .expect("history");
+    for row in &log {
+        assert!(
+            row.action != "reveal" || row.accessor == "test:dashboard",
+            "{} {} {}",
+            row.accessor,
+            row.action,
+            row.reason
+        );
+    }
+    // Delete, after the confirmation page.
+    let confirm = who.get(&api, "/settings/agent-types/coder/delete").await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("Delete for good"));
+    let a = who
+        .post(&api, "/settings/agent-types/coder/delete", &[])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(
+        a.location.as_deref(),
+        Some("/settings/agent-types?notice=agent-deleted")
+    );
+    assert_eq!(
+        who.get(&api, "/settings/agent-types/coder").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn hostile_agent_type_forms_are_refused_and_change_nothing() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let who = sign_in(&api).await;
+    add_agent_type(&api, &who, "coder", "forge-token-KEEP-9f9f").await;
+    let long: &'static str = "d".repeat(5000).leak();
+    let huge: &'static str = "n".repeat(100_000).leak();
+    let add = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![("forge", "forgejo"), ("base_url", "https://forge.example")];
+        f.extend_from_slice(extra);
+        f
+    };
+    let cases: Vec<(&str, Fields, u16)> = vec![
+        ("/settings/agent-types", add(&[("name", "a/b")]), 400),
+        ("/settings/agent-types", add(&[("name", "")]), 400),
+        ("/settings/agent-types", add(&[("name", "<b>x</b>")]), 400),
+        ("/settings/agent-types", add(&[("name", huge)]), 400),
+        ("/settings/agent-types", add(&[("name", "coder")]), 409),
+        (
+            "/settings/agent-types",
+            add(&[("name", "ok"), ("description", long)]),
+            422,
+        ),
+        (
+            "/settings/agent-types",
+            vec![
+                ("name", "ok"),
+                ("forge", "Not A Plugin"),
+                ("base_url", "https://forge.example"),
+            ],
+            400,
+        ),
+        (
+            "/settings/agent-types",
+            vec![
+                ("name", "ok"),
+                ("forge", "forgejo"),
+                ("base_url", "ftp://forge.example"),
+            ],
+            400,
+        ),
+        // No base URL needs the plugin's default: no runtime here.
+        (
+            "/settings/agent-types",
+            vec![("name", "ok"), ("forge", "forgejo")],
+            503,
+        ),
+        ("/settings/agent-types", vec![("forge", "forgejo")], 400),
+        (
+            "/settings/agent-types/coder/token",
+            vec![("value", "")],
+            400,
+        ),
+        ("/settings/agent-types/coder/token", vec![], 400),
+        (
+            "/settings/agent-types/coder/token",
+            vec![("value", "v"), ("instance", "bad id!")],
+            400,
+        ),
+        (
+            "/settings/agent-types/ghost/token",
+            vec![("value", "v")],
+            404,
+        ),
+        (
+            "/settings/agent-types/coder/instances/i-404/delete",
+            vec![],
+            404,
+        ),
+        ("/settings/agent-types/ghost/dispatch", vec![], 404),
+        ("/settings/agent-types/ghost/delete", vec![], 404),
+    ];
+    for (path, fields, want) in &cases {
+        let a = who.post(&api, path, fields).await;
+        let short: Vec<_> = fields
+            .iter()
+            .map(|(k, v)| (k, &v[..v.len().min(40)]))
+            .collect();
+        assert_eq!(
+            a.status.as_u16(),
+            *want,
+            "{path} {short:?}: {}",
+            &a.body[..a.body.len().min(3000)]
+        );
+        assert!(a.body.contains("role=\"alert\""), "{path} {short:?}");
+        assert!(!a.body.contains("<b>x</b>"), "escaped");
+        assert!(!a.body.contains(&huge[..1000]), "not echoed whole");
+        assert!(!a.body.contains("forge-token-KEEP-9f9f"));
+    }
+    // The refused add form comes back filled in, but never with the token.
+    let a = who
+        .post(
+            &api,
+            "/settings/agent-types",
+            &add(&[
+                ("name", "a/b"),
+                ("description", "kept"),
+                ("token", "typed-TOKEN-aa11"),
+            ]),
+        )
+        .await;
+    assert!(
+        a.body.contains("value=\"kept\"") && a.body.contains("value=\"a/b\""),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("typed-TOKEN-aa11"), "{}", a.body);
+    // Missing CSRF.
+    let a = send(
+        &api,
+        Method::POST,
+        "/settings/agent-types",
+        Some(&who.cookie),
+        Some(&add(&[("name", "sneaky")])),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    // Hostile paths.
+    for path in [
+        "/settings/agent-types/..%2F..%2Fetc",
+        "/settings/agent-types/%3Cscript%3E",
+        "/settings/agent-types/coder?notice=%3Cscript%3E",
+        "/settings/tokens?agent_type=%3Cscript%3E&instance=%22%3E",
+    ] {
+        let a = who.get(&api, path).await;
+        assert!(!a.status.is_server_error(), "{path}: {}", a.status);
+        assert!(!a.body.contains("<script>"), "{path}: {}", a.body);
+    }
+    let forges = keyward::forge::Forges::new(api.vault.clone(), None, Default::default());
+    let types = forges.agent_types().await.expect("types");
+    assert_eq!(types.len(), 1, "only coder");
+    assert!(types[0].instances.is_empty());
+    let access = keyward::audit::Access::new("test:hostile", "check").expect("access");
+    let v = forges
+        .agent_token("coder", None, &access)
+        .await
+        .expect("token");
+    assert_eq!(
+        v.expose(),
+        b"forge-token-KEEP-9f9f",
+        "the token is untouched"
+    );
 }

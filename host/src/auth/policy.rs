@@ -21,6 +21,9 @@ use crate::names::{Scope, SecretName};
 use crate::resolve::Context;
 use crate::runtime::addresses::Net;
 
+mod spec;
+pub use spec::PolicySpec;
+
 /// Most patterns, and most networks, one policy may hold.
 pub const MAX_RULES: usize = 64;
 /// Longest pattern accepted.
@@ -356,6 +359,14 @@ pub enum PolicyError {
     /// A bad agent binding.
     #[error("invalid agent binding: {0}")]
     Agent(String),
+    /// A policy that says neither what it may resolve nor whom it is for.
+    #[error(
+        "a policy needs what it may resolve: a SCOPE/NAME pattern, or an agent type to bind it to"
+    )]
+    NothingToResolve,
+    /// A policy that may make no kind of request at all.
+    #[error("choose at least one capability: a token that may do nothing is of no use")]
+    NoCapability,
     /// Over [`MAX_RULES`] patterns or networks.
     #[error("a policy holds at most {MAX_RULES} patterns and {MAX_RULES} networks")]
     TooMany,

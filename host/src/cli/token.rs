@@ -5,12 +5,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use std::collections::BTreeSet;
-
 use super::remote::{self, Remote, RemoteError};
 use super::{open_vault, Cli};
-
-use crate::auth::policy::{Capability, Pattern, Policy};
+use crate::auth::policy::{Policy, PolicyError, PolicySpec};
 use crate::auth::{Grant, Role, Tokens};
 use crate::store::tokens::TokenRow;
 
@@ -42,60 +39,23 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    /// The policy these flags describe; none when no flag is given.
+    /// The policy these flags describe; none when no flag is given. The
+    /// rules are [`PolicySpec`]'s, shared with the dashboard's form.
     fn policy(&self) -> anyhow::Result<Option<Policy>> {
-        if self.can.is_empty()
-            && self.resolve.is_empty()
-            && self.network.is_empty()
-            && self.agent_type.is_none()
-        {
-            return Ok(None);
+        let spec = PolicySpec {
+            can: (!self.can.is_empty()).then(|| self.can.clone()),
+            resolve: self.resolve.clone(),
+            networks: self.network.clone(),
+            agent_type: self.agent_type.clone(),
+            instance: self.instance.clone(),
+        };
+        match spec.build() {
+            // Said in the flags' own words.
+            Err(PolicyError::NothingToResolve) => anyhow::bail!(
+                "a policy needs --resolve PATTERN (what it may resolve) or --agent-type"
+            ),
+            other => Ok(other?),
         }
-        let capabilities: BTreeSet<Capability> = if self.can.is_empty() {
-            let mut caps = vec![Capability::Render, Capability::Metadata];
-            if self.agent_type.is_some() {
-                caps.extend([Capability::AgentToken, Capability::Dispatch]);
-            }
-            caps.into_iter().collect()
-        } else {
-            self.can
-                .iter()
-                .map(|c| Capability::parse(c.trim()))
-                .collect::<Result<_, _>>()?
-        };
-        let resolve = self
-            .resolve
-            .iter()
-            .map(|p| Pattern::parse(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut policy = match &self.agent_type {
-            Some(agent_type) => {
-                Policy::for_agent(capabilities, agent_type, self.instance.as_deref(), resolve)?
-            }
-            None => {
-                if resolve.is_empty() {
-                    anyhow::bail!(
-                        "a policy needs --resolve PATTERN (what it may resolve) or --agent-type"
-                    );
-                }
-                Policy {
-                    capabilities,
-                    resolve,
-                    networks: Vec::new(),
-                    agent: None,
-                }
-            }
-        };
-        policy.networks = self
-            .network
-            .iter()
-            .map(|n| {
-                n.parse::<crate::runtime::addresses::Net>()
-                    .map_err(crate::auth::policy::PolicyError::Network)
-            })
-            .collect::<Result<_, _>>()?;
-        policy.check()?;
-        Ok(Some(policy))
     }
 }
 

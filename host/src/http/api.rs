@@ -147,10 +147,18 @@ pub fn table() -> Vec<Route> {
         route!(post "/settings/secrets/{name}/rotate", Session, 303, "Dashboard: re-seal (form)", query["scope"], body=true, dashboard::secret_rotate),
         route!(get "/settings/secrets/{name}/delete", Session, 200, "Dashboard: confirm a deletion", query["scope"], body=false, dashboard::secret_delete_confirm),
         route!(post "/settings/secrets/{name}/delete", Session, 303, "Dashboard: delete (form)", query["scope"], body=true, dashboard::secret_delete),
-        route!(get "/settings/tokens", Session, 200, "Dashboard: API tokens", query["notice"], body=false, dashboard::tokens_page),
-        route!(post "/settings/tokens", Session, 201, "Dashboard: create an API token (form: name, role, ttl_days); shown once", query[], body=true, dashboard::token_create),
+        route!(get "/settings/tokens", Session, 200, "Dashboard: API tokens with their policies; the create form, pre-bound by agent_type and instance", query["notice", "agent_type", "instance"], body=false, dashboard::tokens_page),
+        route!(post "/settings/tokens", Session, 201, "Dashboard: create an API token (form: name, role, ttl_days, agent_type, instance, can…, resolve, networks); shown once", query[], body=true, dashboard::token_create),
         route!(post "/settings/tokens/{id}/revoke", Session, 303, "Dashboard: revoke an API token (form)", query[], body=true, dashboard::token_revoke),
         route!(post "/settings/tokens/{id}/rotate", Session, 200, "Dashboard: rotate an API token (form: grace_minutes); the new value shown once", query[], body=true, dashboard::token_rotate),
+        route!(get "/settings/agent-types", Session, 200, "Dashboard: agent types (never a token) and the add form", query["notice"], body=false, dashboard::agent_types_page),
+        route!(post "/settings/agent-types", Session, 303, "Dashboard: add an agent type (form: name, forge, base_url, description, token)", query[], body=true, dashboard::agent_type_create),
+        route!(get "/settings/agent-types/{name}", Session, 200, "Dashboard: one agent type: its token, instance overrides, test dispatch", query["notice"], body=false, dashboard::agent_type_page),
+        route!(post "/settings/agent-types/{name}/token", Session, 303, "Dashboard: set or rotate the type's or an instance's token (form: value, instance)", query[], body=true, dashboard::agent_type_token),
+        route!(post "/settings/agent-types/{name}/instances/{id}/delete", Session, 303, "Dashboard: remove an instance's token override (form)", query[], body=true, dashboard::instance_delete),
+        route!(post "/settings/agent-types/{name}/dispatch", Session, 200, "Dashboard: a test dispatch (whoami) with the type's token (form: instance); shows the account or the forge's error", query[], body=true, dashboard::agent_type_dispatch),
+        route!(get "/settings/agent-types/{name}/delete", Session, 200, "Dashboard: confirm deleting an agent type", query[], body=false, dashboard::agent_type_delete_confirm),
+        route!(post "/settings/agent-types/{name}/delete", Session, 303, "Dashboard: delete an agent type (form)", query[], body=true, dashboard::agent_type_delete),
     ]
 }
 

@@ -7,10 +7,17 @@
 //! [`Submitted`], which also checks the form's CSRF token and that the
 //! request came from this origin: a route cannot forget either.
 
+mod agent_type;
+mod agents;
 mod login;
 mod secrets;
+mod token_form;
 mod tokens;
 
+pub use agent_type::{agent_type_dispatch, agent_type_page, agent_type_token, instance_delete};
+pub use agents::{
+    agent_type_create, agent_type_delete, agent_type_delete_confirm, agent_types_page,
+};
 pub use login::{login_confirm, login_page, login_submit, logout};
 pub use secrets::{
     secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_page,
@@ -25,6 +32,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
@@ -124,8 +132,32 @@ page_error_from!(
     AuthError,
     crate::vault::VaultError,
     crate::names::NameError,
-    crate::audit::AccessError
+    crate::audit::AccessError,
+    crate::forge::ForgeError
 );
+
+/// What an operator is told about a failure, and its status: the API's
+/// status and message, except that a server fault is logged in full and
+/// answered briefly, as the API does.
+pub fn problem(e: &ApiError) -> (StatusCode, String) {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::error!(error = %e, "dashboard request failed");
+        // A part of the service that is not running is the operator's to
+        // know about; a failure inside one is the log's.
+        let missing = matches!(
+            e,
+            ApiError::Unavailable(_) | ApiError::Forge(crate::forge::ForgeError::NoRuntime)
+        );
+        let brief = if missing {
+            e.to_string()
+        } else {
+            "The store is unavailable or failed; see the server log and try again.".to_owned()
+        };
+        return (status, brief);
+    }
+    (status, e.to_string())
+}
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -139,17 +171,7 @@ impl IntoResponse for PageError {
                 },
             ),
             PageError::Failed(e) => {
-                let status =
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                // Server faults are logged in full by the API's error type and
-                // answered briefly, as the API does.
-                let message = if status.is_server_error() {
-                    tracing::error!(error = %e, "dashboard request failed");
-                    "The store is unavailable or failed; see the server log and try again."
-                        .to_owned()
-                } else {
-                    e.to_string()
-                };
+                let (status, message) = problem(&e);
                 page_response(
                     status,
                     "Not done",
@@ -263,6 +285,32 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Submitted<T> {
     }
 }
 
+/// A form's fields as sent, repeated keys kept: a group of checkboxes
+/// sends one pair per box ticked, which a struct of fields cannot take.
+/// (No `Debug`: forms that carry a value use a struct with a zeroizing
+/// field instead.)
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    /// The first value of `key`.
+    pub fn one(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// A 303 to `to` (after a form: the browser then GETs the page).
 pub fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
@@ -306,6 +354,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                             ul {
                                 li { a href="/settings/secrets" { "Secrets" } }
                                 li { a href="/settings/tokens" { "API tokens" } }
+                                li { a href="/settings/agent-types" { "Agent types" } }
                                 li { a href="/api" { "API" } }
                             }
                         }
@@ -340,6 +389,12 @@ pub fn notice(key: Option<&str>) -> Markup {
         Some("rotated") => "Re-sealed under the current master key.",
         Some("deleted") => "Secret deleted. Its access log stays.",
         Some("revoked") => "Token revoked.",
+        Some("agent-created") => "Agent type added.",
+        Some("agent-deleted") => "Agent type deleted. Its token secrets stay in the store.",
+        Some("token-set") => "Token saved; the next dispatch uses it.",
+        Some("override-removed") => {
+            "Instance override removed; the instance uses its type's token."
+        }
         _ => return html! {},
     };
     html! { p class="notice" role="status" { (text) } }

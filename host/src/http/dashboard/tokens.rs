@@ -1,4 +1,5 @@
-//! `/settings/tokens`: API tokens — create (shown once), list, revoke.
+//! `/settings/tokens`: API tokens — create (shown once) with a policy,
+//! list with each token's policy, expiry and last use, rotate, revoke.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -6,12 +7,51 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::token_form::Draft;
 use super::{
-    csrf_field, html_response, notice, page, see_other, when, PageError, SignedIn, Submitted,
+    csrf_field, html_response, notice, page, problem, see_other, when, Fields, PageError, SignedIn,
+    Submitted,
 };
-use crate::auth::{ApiToken, Role, Session};
+use crate::auth::policy::Policy;
+use crate::auth::{ApiToken, Session};
+use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::store::tokens::TokenRow;
+
+/// What a token may do, in words: its role's preset, or its policy.
+fn policy_summary(t: &TokenRow) -> Markup {
+    let Some(stored) = &t.policy else {
+        return html! {
+            @if t.role == "operator" { "every change" } @else { "everything a resolver may do (no policy)" }
+        };
+    };
+    match Policy::from_json(stored) {
+        Ok(p) => {
+            let caps: Vec<&str> = p.capabilities.iter().map(|c| c.as_str()).collect();
+            html! {
+                dl class="policy" {
+                    @if let Some(agent) = &p.agent {
+                        dt { "Bound to" }
+                        dd {
+                            "agent type " strong { (agent.agent_type) }
+                            @if let Some(i) = &agent.instance { ", instance " strong { (i) } }
+                        }
+                    }
+                    dt { "May" } dd { (caps.join(", ")) }
+                    dt { "Resolves" }
+                    dd { @for (n, r) in p.resolve.iter().enumerate() { @if n > 0 { ", " } code { (r) } } }
+                    dt { "From" }
+                    dd {
+                        @if p.networks.is_empty() { "any network" }
+                        @for (n, net) in p.networks.iter().enumerate() { @if n > 0 { ", " } code { (net) } }
+                    }
+                }
+            }
+        }
+        // The token is refused (it never falls back to the preset); say so.
+        Err(_) => html! { "unreadable stored policy: the token is refused" },
+    }
+}
 
 fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
     html! {
@@ -24,7 +64,8 @@ fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
                     caption class="sr-only" { "API tokens, newest first" }
                     thead { tr {
                         th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Role" }
-                        th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "State" }
+                        th scope="col" { "Policy" } th scope="col" { "Created" } th scope="col" { "Last used" }
+                        th scope="col" { "Expires" } th scope="col" { "State" }
                     } }
                     tbody {
                         @for t in tokens {
@@ -32,8 +73,10 @@ fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
                                 td { (t.name) }
                                 td { code { (t.id) } }
                                 td { (t.role) }
+                                td { (policy_summary(t)) }
                                 td { (when(t.created_at)) }
                                 td { (t.last_used_at.map(when).unwrap_or_else(|| "never".into())) }
+                                td { (t.expires_at.map(when).unwrap_or_else(|| "never".into())) }
                                 td {
                                     @if let Some(at) = t.revoked_at {
                                         "revoked " (when(at))
@@ -69,78 +112,104 @@ fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
     }
 }
 
-fn create_form(session: &Session) -> Markup {
-    html! {
-        section aria-labelledby="new-token" {
-            h2 id="new-token" { "Create a token" }
-            form method="post" action="/settings/tokens" class="stack" {
-                (csrf_field(session))
-                label for="token-name" { "Name" }
-                input id="token-name" name="name" required maxlength="64" autocomplete="off";
-                fieldset {
-                    legend { "Role" }
-                    label { input type="radio" name="role" value="resolver" checked; " resolver — render templates, read metadata" }
-                    label { input type="radio" name="role" value="operator"; " operator — every change" }
-                }
-                label for="token-ttl" { "Expires" }
-                select id="token-ttl" name="ttl_days" {
-                    option value="1" { "after 1 day" }
-                    option value="30" { "after 30 days" }
-                    option value="90" selected { "after 90 days" }
-                    option value="365" { "after 1 year" }
-                    option value="" { "never" }
-                }
-                button type="submit" { "Create token" }
-            }
-        }
-    }
+/// The names of the agent types a token may be bound to.
+async fn agent_type_names(state: &AppState) -> Result<Vec<String>, PageError> {
+    let rows = crate::store::agents::list(&state.vault.db().pool)
+        .await
+        .map_err(crate::forge::ForgeError::from)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// The page's query.
+/// The page: `top` (a notice, an error, a value shown once), the form as
+/// `draft` holds it, the list.
+async fn tokens_view(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    top: Markup,
+    draft: &Draft,
+) -> Result<Response, PageError> {
+    let tokens = state.tokens.list().await?;
+    let agent_types = agent_type_names(state).await?;
+    let body = html! {
+        (top)
+        (draft.form(session, &agent_types))
+        (token_list(session, &tokens))
+    };
+    Ok(html_response(
+        status,
+        page("API tokens", Some(session), body),
+    ))
+}
+
+/// The page's query: a notice after a redirect, or the binding an agent
+/// type's page asks the form to start with.
 #[derive(Deserialize)]
 pub struct TokensQuery {
     notice: Option<String>,
+    agent_type: Option<String>,
+    instance: Option<String>,
 }
 
-/// `GET /settings/tokens`.
+/// `GET /settings/tokens?agent_type=&instance=`.
 pub async fn tokens_page(
     SignedIn(session): SignedIn,
     State(state): State<AppState>,
     params: Result<Query<TokensQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
-    let notice_key = params.ok().and_then(|Query(p)| p.notice);
-    let tokens = state.tokens.list().await?;
-    let body = html! {
-        (notice(notice_key.as_deref()))
-        (create_form(&session))
-        (token_list(&session, &tokens))
+    let params = params.ok().map(|Query(p)| p);
+    let param = |f: fn(&TokensQuery) -> &Option<String>| {
+        params
+            .as_ref()
+            .and_then(|p| f(p).as_deref())
+            .filter(|v| !v.is_empty())
     };
-    Ok(html_response(
-        StatusCode::OK,
-        page("API tokens", Some(&session), body),
-    ))
+    let draft = Draft::fresh(param(|p| &p.agent_type), param(|p| &p.instance));
+    let top = notice(param(|p| &p.notice));
+    tokens_view(&state, &session, StatusCode::OK, top, &draft).await
 }
 
-/// The create form.
-#[derive(Deserialize)]
-pub struct NewTokenForm {
-    name: String,
-    role: String,
-    /// Days until it expires; empty: never.
-    #[serde(default)]
-    ttl_days: String,
-}
-
-/// A form's day count: empty is none; anything else must be a whole number.
-fn days(text: &str) -> Result<Option<std::time::Duration>, crate::auth::AuthError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let days: u64 = text.parse().map_err(|_| crate::auth::AuthError::BadTtl)?;
-    Ok(Some(std::time::Duration::from_secs(
-        days.checked_mul(86_400)
-            .ok_or(crate::auth::AuthError::BadTtl)?,
-    )))
+/// `POST /settings/tokens`: creates a token and shows it this once (the
+/// answer is a page, not a redirect, so it is never in a URL or history).
+/// A refused form comes back filled in, with why, and nothing is created.
+pub async fn token_create(
+    State(state): State<AppState>,
+    Submitted { session, form }: Submitted<Fields>,
+) -> Result<Response, PageError> {
+    let (draft, too_long) = Draft::sent(&form);
+    let agent_types = agent_type_names(&state).await?;
+    let checked = match too_long {
+        Some(field) => Err(ApiError::Invalid(format!(
+            "the {field} field is far too long; it was cleared"
+        ))),
+        None => draft.grant(&agent_types),
+    };
+    let made = match checked {
+        Ok((role, grant)) => state
+            .tokens
+            .create_with(draft.name(), role, grant)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let (row, token) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            let (status, message) = problem(&e);
+            let top = html! { p role="alert" id="token-error" { "Not created: " (message) } };
+            return tokens_view(&state, &session, status, top, &draft).await;
+        }
+    };
+    tracing::info!(by = %session.accessor(), id = %row.id, role = %row.role, policy = row.policy.is_some(), "API token created in the dashboard");
+    showing_once(
+        &state,
+        &session,
+        &token,
+        &row,
+        "created",
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 /// The rotate form.
@@ -163,34 +232,6 @@ fn shown_once(token: &ApiToken, row: &TokenRow, what: &str) -> Markup {
     }
 }
 
-/// `POST /settings/tokens`: creates a token and shows it this once (the
-/// answer is a page, not a redirect, so it is never in a URL or history).
-pub async fn token_create(
-    State(state): State<AppState>,
-    Submitted { session, form }: Submitted<NewTokenForm>,
-) -> Result<Response, PageError> {
-    let role = Role::parse(&form.role)?;
-    let ttl = days(form.ttl_days.trim())?;
-    let (row, token) = state
-        .tokens
-        .create_with(
-            form.name.trim(),
-            role,
-            crate::auth::Grant { ttl, policy: None },
-        )
-        .await?;
-    tracing::info!(by = %session.accessor(), id = %row.id, role = %row.role, "API token created in the dashboard");
-    showing_once(
-        &state,
-        &session,
-        &token,
-        &row,
-        "created",
-        StatusCode::CREATED,
-    )
-    .await
-}
-
 /// The tokens page with a new value on it, this once: the answer to the
 /// form itself, never a redirect, so the value is in no URL or history.
 async fn showing_once(
@@ -201,16 +242,8 @@ async fn showing_once(
     what: &str,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let tokens = state.tokens.list().await?;
-    let body = html! {
-        (shown_once(token, row, what))
-        (create_form(session))
-        (token_list(session, &tokens))
-    };
-    Ok(html_response(
-        status,
-        page("API tokens", Some(session), body),
-    ))
+    let top = shown_once(token, row, what);
+    tokens_view(state, session, status, top, &Draft::fresh(None, None)).await
 }
 
 /// `POST /settings/tokens/{id}/revoke`.
