@@ -116,24 +116,42 @@ pub async fn append(
         return Ok(head);
     }
     let (rows, head) = chained(key, head, at, entries);
-    let sql = match backend {
-        Backend::Sqlite => INSERT_SQLITE,
-        Backend::Postgres => {
-            "INSERT INTO secret_access_log \
-             (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
-             SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, e->>3, e->>4, e->>5, \
-                    e->>6, e->>7, e->>8, decode(e->>9, 'hex') \
-             FROM jsonb_array_elements($1::jsonb) AS e"
+    match backend {
+        Backend::Sqlite => {
+            sqlx::query(INSERT_SQLITE)
+                .bind(rows)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE audit_head SET seq = $1, mac = $2 WHERE id = 1")
+                .bind(head.seq)
+                .bind(head.mac.clone())
+                .execute(&mut *conn)
+                .await?;
         }
-    };
-    sqlx::query(sql).bind(rows).execute(&mut *conn).await?;
-    sqlx::query("UPDATE audit_head SET seq = $1, mac = $2 WHERE id = 1")
-        .bind(head.seq)
-        .bind(head.mac.clone())
-        .execute(&mut *conn)
-        .await?;
+        // One round trip for both: the rows and the head's move in one
+        // statement (a data-modifying CTE runs whether or not the outer
+        // statement reads it).
+        Backend::Postgres => {
+            sqlx::query(APPEND_POSTGRES)
+                .bind(rows)
+                .bind(head.seq)
+                .bind(head.mac.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
     Ok(head)
 }
+
+/// The PostgreSQL append of a group: its rows, all in `$1` (a JSON array),
+/// and the head moved to `$2`/`$3`, in one statement.
+const APPEND_POSTGRES: &str = "WITH appended AS ( \
+     INSERT INTO secret_access_log \
+     (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
+     SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, e->>3, e->>4, e->>5, \
+            e->>6, e->>7, e->>8, decode(e->>9, 'hex') \
+     FROM jsonb_array_elements($1::jsonb) AS e) \
+     UPDATE audit_head SET seq = $2, mac = $3 WHERE id = 1";
 
 /// The SQLite insert of a group's rows, all in `$1` (a JSON array), for
 /// appends on a pool connection (the group commit has its own writer:
