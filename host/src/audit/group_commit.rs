@@ -316,7 +316,11 @@ pub(super) fn finish_group<E: std::fmt::Display>(
 ) {
     match result {
         Ok((answers, rows)) => {
-            stats.record_group(rows);
+            // An empty group (a readiness probe) wrote nothing: no commit
+            // worth counting.
+            if rows > 0 {
+                stats.record_group(rows);
+            }
             answer(group, Ok(answers));
         }
         Err(error) => {
