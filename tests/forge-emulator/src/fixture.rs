@@ -30,8 +30,16 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("github/user", include_str!("../fixtures/github/user.json")),
     (
+        "gitlab/api-error",
+        include_str!("../fixtures/gitlab/api-error.json"),
+    ),
+    (
         "gitlab/oauth-invalid-token",
         include_str!("../fixtures/gitlab/oauth-invalid-token.json"),
+    ),
+    (
+        "gitlab/oauth-token",
+        include_str!("../fixtures/gitlab/oauth-token.json"),
     ),
     (
         "gitlab/oauth-token-info",

@@ -49,19 +49,21 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) ->
     };
     match result {
         Ok(g) => {
-            let mut reply = json!({
-                "access_token": g.access_token,
-                "token_type": "Bearer",
-                "scope": g.scopes.join(" "),
-                "created_at": g.created_at,
-            });
-            if let Some(e) = g.expires_in {
-                reply["expires_in"] = e.into();
+            let mut reply = fixture::load("gitlab/oauth-token");
+            reply.body["access_token"] = g.access_token.into();
+            reply.body["created_at"] = g.created_at.into();
+            // Doorkeeper leaves out what a grant does not have.
+            if let Some(fields) = reply.body.as_object_mut() {
+                match g.expires_in {
+                    Some(e) => drop(fields.insert("expires_in".into(), e.into())),
+                    None => drop(fields.remove("expires_in")),
+                }
+                match g.refresh_token {
+                    Some(r) => drop(fields.insert("refresh_token".into(), r.into())),
+                    None => drop(fields.remove("refresh_token")),
+                }
             }
-            if let Some(r) = g.refresh_token {
-                reply["refresh_token"] = r.into();
-            }
-            Json(reply).into_response()
+            reply.into_response()
         }
         Err(f) => {
             let (status, code) = match f {
@@ -117,13 +119,7 @@ pub(crate) fn authenticate<'a>(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| authorization_token(headers, &["bearer"]));
-    let unauthorized = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "401 Unauthorized"})),
-        )
-            .into_response()
-    };
+    let unauthorized = || fixture::load("gitlab/api-error").into_response();
     let token = token.ok_or_else(unauthorized)?;
     match state.check_access(&token) {
         Ok(a) => {

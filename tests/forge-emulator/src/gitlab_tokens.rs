@@ -7,8 +7,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 
 use crate::clock::{iso, unix_now};
 use crate::fixture;
@@ -62,12 +60,11 @@ pub(crate) async fn personal_access_token_self(
     };
     let Some(pat) = access.pat.clone() else {
         // Not sourced: GitLab's docs do not say what an OAuth token gets
-        // here; the emulator answers GitLab's generic 404 body.
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"message": "404 Not Found"})),
-        )
-            .into_response();
+        // here; the emulator answers GitLab's generic 404 (not_found!).
+        let mut f = fixture::load("gitlab/api-error");
+        f.status = StatusCode::NOT_FOUND.as_u16();
+        f.body["message"] = "404 Not Found".into();
+        return f.into_response();
     };
     let mut f = fixture::load("gitlab/personal-access-token-self");
     f.body["id"] = pat.id.into();
