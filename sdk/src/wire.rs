@@ -17,10 +17,23 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The wait when a forge rate-limits without saying for how long: GitHub
+/// asks for "at least one minute" when a secondary limit names no wait
+/// (docs: rest/using-the-rest-api/rate-limits-for-the-rest-api), and the
+/// same is a sane floor for any forge.
+pub const DEFAULT_RETRY_AFTER: u32 = 60;
+
 /// The forge error for a non-2xx answer: 401 unauthorized, 403 forbidden
-/// (or rate-limited when the headers say so), 404 not-found, 429
-/// rate-limited, anything else upstream. `what` names the call, e.g.
-/// `GET /api/v1/user → 401`; `message` is the forge's own text, if any.
+/// (or rate-limited when the headers or the message say so), 404
+/// not-found, 429 rate-limited, anything else upstream. `what` names the
+/// call, e.g. `GET /api/v1/user → 401`; `message` is the forge's own text,
+/// if any.
+///
+/// Every shape GitHub documents is a rate limit, on 403 as on 429: the
+/// primary limit (`x-ratelimit-remaining: 0`), a secondary limit with
+/// `retry-after`, and a secondary limit with only its message and requests
+/// left. The wait is `retry-after`; else, with no requests left, the reset
+/// time less now; else [`DEFAULT_RETRY_AFTER`].
 pub fn status_error(
     status: u16,
     headers: &[(String, String)],
@@ -38,21 +51,31 @@ pub fn status_error(
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim())
     };
+    // GitHub's `x-ratelimit-*`, GitLab's `RateLimit-*`.
+    let exhausted = |prefix: &str| header(&format!("{prefix}remaining")) == Some("0");
     let limited = status == 429
         || (status == 403
-            && (header("x-ratelimit-remaining") == Some("0")
-                || header("ratelimit-remaining") == Some("0")
-                || header("retry-after").is_some()));
+            && (exhausted("x-ratelimit-")
+                || exhausted("ratelimit-")
+                || header("retry-after").is_some()
+                || message.is_some_and(says_rate_limited)));
     if limited {
+        let reset = |prefix: &str| {
+            // A reset is the primary window's end: it says when to retry
+            // only once that window is spent (a secondary limit leaves
+            // requests, and the hourly reset would be far too long).
+            let spent = exhausted(prefix) || header(&format!("{prefix}remaining")).is_none();
+            header(&format!("{prefix}reset"))
+                .filter(|_| spent)
+                .and_then(|reset| reset_seconds(reset, now))
+        };
         let retry_after = header("retry-after")
             .and_then(retry_after_seconds)
-            .or_else(|| {
-                header("x-ratelimit-reset")
-                    .or_else(|| header("ratelimit-reset"))
-                    .and_then(|reset| reset_seconds(reset, now))
-            });
+            .or_else(|| reset("x-ratelimit-"))
+            .or_else(|| reset("ratelimit-"))
+            .unwrap_or(DEFAULT_RETRY_AFTER);
         return ForgeError::RateLimited(RateLimit {
-            retry_after,
+            retry_after: Some(retry_after),
             message: text,
         });
     }
@@ -62,6 +85,16 @@ pub fn status_error(
         404 => ForgeError::NotFound(text),
         _ => ForgeError::Upstream(text),
     }
+}
+
+/// Whether a 403's message is GitHub's rate-limit text: "You have exceeded
+/// a secondary rate limit", the older "abuse detection mechanism", or the
+/// primary "API rate limit exceeded".
+fn says_rate_limited(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("secondary rate limit")
+        || m.contains("abuse detection")
+        || m.contains("api rate limit exceeded")
 }
 
 /// `Retry-After` as seconds. Only the delta-seconds form: forges send it;
@@ -265,18 +298,22 @@ mod tests {
             ForgeError::RateLimited(l) => l.retry_after,
             other => panic!("not rate-limited: {other:?}"),
         };
-        assert_eq!(limited(e(429, &[])), None);
+        // No wait given: a minute, as GitHub asks.
+        assert_eq!(limited(e(429, &[])), Some(60));
         assert_eq!(limited(e(429, &[("Retry-After", "30")])), Some(30));
-        assert_eq!(
-            limited(e(
-                403,
-                &[
-                    ("x-ratelimit-remaining", "0"),
-                    ("x-ratelimit-reset", "1060")
-                ]
-            )),
-            Some(60)
-        );
+        // GitHub's primary limit, on 403 or 429: until the reset.
+        for status in [403, 429] {
+            assert_eq!(
+                limited(e(
+                    status,
+                    &[
+                        ("x-ratelimit-remaining", "0"),
+                        ("x-ratelimit-reset", "1060")
+                    ]
+                )),
+                Some(60)
+            );
+        }
         // A reset in the past: retry now.
         assert_eq!(
             limited(e(
@@ -286,20 +323,77 @@ mod tests {
             Some(0)
         );
         assert_eq!(limited(e(403, &[("retry-after", "7")])), Some(7));
+        // GitHub's secondary limits: requests left, the hourly reset is
+        // not the wait; retry-after when given, else a minute.
+        let left = [
+            ("x-ratelimit-remaining", "4999"),
+            ("x-ratelimit-reset", "4600"),
+        ];
+        let secondary = |status, extra: &[(&str, &str)]| {
+            let mut headers = left.to_vec();
+            headers.extend_from_slice(extra);
+            status_error(
+                status,
+                &h(&headers),
+                "GET /user → x",
+                Some("You have exceeded a secondary rate limit. Please wait."),
+                1000,
+            )
+        };
+        for status in [403, 429] {
+            assert_eq!(limited(secondary(status, &[])), Some(60), "{status}");
+            assert_eq!(
+                limited(secondary(status, &[("retry-after", "30")])),
+                Some(30)
+            );
+        }
+        for m in [
+            "You have triggered an abuse detection mechanism.",
+            "API rate limit exceeded for user ID 1.",
+        ] {
+            assert!(matches!(
+                status_error(403, &[], "x", Some(m), 0),
+                ForgeError::RateLimited(_)
+            ));
+        }
+        // GitLab: RateLimit-Reset with RateLimit-Remaining 0.
+        assert_eq!(
+            limited(e(
+                429,
+                &[("ratelimit-remaining", "0"), ("ratelimit-reset", "1090")]
+            )),
+            Some(90)
+        );
         // Junk and huge values.
-        assert_eq!(limited(e(429, &[("retry-after", "soon")])), None);
+        assert_eq!(limited(e(429, &[("retry-after", "soon")])), Some(60));
         assert_eq!(
             limited(e(429, &[("retry-after", "99999999999999999999")])),
             Some(u32::MAX)
         );
         assert_eq!(
-            limited(e(429, &[("x-ratelimit-reset", "9223372036854775807")])),
+            limited(e(
+                429,
+                &[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", "9223372036854775807")
+                ]
+            )),
             Some(u32::MAX)
         );
-        assert_eq!(limited(e(429, &[("x-ratelimit-reset", "-1e9")])), None);
-        // 403 with requests left is a permission problem.
+        assert_eq!(limited(e(429, &[("x-ratelimit-reset", "-1e9")])), Some(60));
+        // 403 with requests left and no rate-limit text is a permission problem.
         assert!(matches!(
             e(403, &[("x-ratelimit-remaining", "12")]),
+            ForgeError::Forbidden(_)
+        ));
+        assert!(matches!(
+            status_error(
+                403,
+                &[],
+                "x",
+                Some("Resource not accessible by integration"),
+                0
+            ),
             ForgeError::Forbidden(_)
         ));
         assert_eq!(

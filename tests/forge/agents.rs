@@ -583,6 +583,7 @@ async fn the_dashboards_test_dispatch_shows_the_account_or_the_forges_error() {
         "{body}"
     );
     assert!(body.contains("<code>1003</code>"), "the account id: {body}");
+    assert!(body.contains("bot@example.test"), "the e-mail: {body}");
     assert!(!body.contains(&token), "never the token");
     assert!(last_user_auth(&emu).ends_with(&token));
     // Logged: the plugin's egress, naming the session and the reason.

@@ -14,6 +14,7 @@ mod fixtures;
 mod agents;
 mod refresh;
 mod signin;
+mod tokens;
 
 use std::time::Duration;
 

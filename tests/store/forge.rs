@@ -31,6 +31,7 @@ fn new_token(vault: &keyward::vault::Vault, forge_type: &str, login: &str) -> fo
         scopes: vec!["repo".into(), "read:user".into()],
         account_login: login.to_owned(),
         account_id: "42".into(),
+        account_email: None,
         base_url: "https://forge.example".into(),
         now: now_ms(),
     }

@@ -37,6 +37,7 @@ fn new_token(ring: &Keyring, forge_type: &str, refresh: bool, now: i64) -> NewTo
         scopes: vec!["repo".into(), "read:user".into()],
         account_login: "octocat".into(),
         account_id: "583231".into(),
+        account_email: Some("alice@example.com".into()),
         base_url: "https://github.example".into(),
         now,
     }

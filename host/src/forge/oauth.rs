@@ -273,6 +273,7 @@ impl Forges {
             scopes,
             account_login: account.login.clone(),
             account_id: account.id.clone(),
+            account_email: account.email.clone(),
             base_url: base.as_str().to_owned(),
             now,
         };

@@ -34,10 +34,16 @@ pub struct Me {
     pub forge_type: String,
     /// The operator's login there.
     pub account_login: String,
+    /// The operator's e-mail address there, when the forge showed it at
+    /// sign-in.
+    pub account_email: Option<String>,
     /// The forge's base URL.
     pub base_url: String,
     /// When this token row was last written (ms since the epoch).
     pub since: i64,
+    /// When the stored access token expires (ms since the epoch), when the
+    /// forge says; a refresh moves it on.
+    pub expires_at: Option<i64>,
 }
 
 /// The active forge and a usable token for it.
@@ -64,8 +70,10 @@ impl Forges {
         Ok(Me {
             forge_type: forge,
             account_login: row.account_login,
+            account_email: row.account_email,
             base_url: row.base_url,
             since: row.updated_at,
+            expires_at: row.expires_at,
         })
     }
 

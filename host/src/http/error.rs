@@ -167,6 +167,11 @@ fn forge_code(e: &ForgeError) -> &'static str {
     }
 }
 
+/// `Retry-After` for a forge's rate limit whose plugin named no wait: a
+/// 429 without one leaves the caller guessing, and a minute is what GitHub
+/// asks for when it names none.
+const FORGE_RETRY_AFTER: u32 = 60;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
@@ -193,7 +198,7 @@ impl IntoResponse for ApiError {
             ApiError::Forge(ForgeError::Plugin(PluginError::Returned {
                 error: ReturnedError::RateLimited { retry_after, .. },
                 ..
-            })) => *retry_after,
+            })) => Some(retry_after.unwrap_or(FORGE_RETRY_AFTER)),
             ApiError::TooMany { retry_after, .. } => Some(*retry_after),
             _ => None,
         };

@@ -453,6 +453,7 @@ pub async fn dispatch(
             "id": account.id,
             "login": account.login,
             "name": account.name,
+            "email": account.email,
             "scopes": account.scopes,
             "expires_at": account.expires_at,
         }

@@ -28,6 +28,8 @@ pub struct OAuthTokenRow {
     pub account_login: String,
     /// The account's id.
     pub account_id: String,
+    /// The account's e-mail address, when the forge showed it at sign-in.
+    pub account_email: Option<String>,
     /// The forge's base URL.
     pub base_url: String,
     /// Moves on every change of the tokens.
@@ -54,6 +56,8 @@ pub struct NewToken {
     pub account_login: String,
     /// The account's id.
     pub account_id: String,
+    /// The account's e-mail address, if the forge showed it.
+    pub account_email: Option<String>,
     /// The forge's base URL.
     pub base_url: String,
     /// Now (ms).
@@ -76,7 +80,7 @@ pub struct Refreshed {
 
 const COLUMNS: &str = "forge_type, access_key_id, access_nonce, access_ciphertext, access_tag, \
      refresh_key_id, refresh_nonce, refresh_ciphertext, refresh_tag, expires_at, scopes, \
-     account_login, account_id, base_url, generation, created_at, updated_at";
+     account_login, account_id, account_email, base_url, generation, created_at, updated_at";
 
 fn row_of(row: &AnyRow) -> Result<OAuthTokenRow, sqlx::Error> {
     let refresh_key: Option<String> = row.try_get("refresh_key_id")?;
@@ -109,6 +113,7 @@ fn row_of(row: &AnyRow) -> Result<OAuthTokenRow, sqlx::Error> {
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
         account_login: row.try_get("account_login")?,
         account_id: row.try_get("account_id")?,
+        account_email: row.try_get("account_email")?,
         base_url: row.try_get("base_url")?,
         generation: row.try_get("generation")?,
         created_at: row.try_get("created_at")?,
@@ -148,8 +153,8 @@ pub async fn upsert_token(conn: &mut AnyConnection, t: &NewToken) -> Result<(), 
         "INSERT INTO operator_oauth_tokens (forge_type, access_key_id, access_nonce, \
          access_ciphertext, access_tag, refresh_key_id, refresh_nonce, refresh_ciphertext, \
          refresh_tag, expires_at, scopes, account_login, account_id, base_url, generation, \
-         refresh_holder, refresh_until, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, NULL, NULL, $15, $15) \
+         refresh_holder, refresh_until, created_at, updated_at, account_email) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, NULL, NULL, $15, $15, $16) \
          ON CONFLICT (forge_type) DO UPDATE SET access_key_id = excluded.access_key_id, \
          access_nonce = excluded.access_nonce, access_ciphertext = excluded.access_ciphertext, \
          access_tag = excluded.access_tag, refresh_key_id = excluded.refresh_key_id, \
@@ -157,7 +162,7 @@ pub async fn upsert_token(conn: &mut AnyConnection, t: &NewToken) -> Result<(), 
          refresh_tag = excluded.refresh_tag, expires_at = excluded.expires_at, \
          scopes = excluded.scopes, account_login = excluded.account_login, \
          account_id = excluded.account_id, base_url = excluded.base_url, \
-         generation = operator_oauth_tokens.generation + 1, refresh_holder = NULL, \
+         account_email = excluded.account_email, generation = operator_oauth_tokens.generation + 1, refresh_holder = NULL, \
          refresh_until = NULL, updated_at = excluded.updated_at",
     )
     .bind(t.forge_type.clone())
@@ -175,6 +180,7 @@ pub async fn upsert_token(conn: &mut AnyConnection, t: &NewToken) -> Result<(), 
     .bind(t.account_id.clone())
     .bind(t.base_url.clone())
     .bind(t.now)
+    .bind(t.account_email.clone())
     .execute(&mut *conn)
     .await?;
     forget_refresh_answers(conn, &t.forge_type).await

@@ -10,7 +10,10 @@
 //! granted scopes from `X-OAuth-Scopes` and the expiry from
 //! `GitHub-Authentication-Token-Expiration`; repositories page by
 //! `per_page`/`page` with `Link` only (no total); revoking needs HTTP Basic
-//! client authentication.
+//! client authentication. Rate limits come as 403 or 429 in three shapes
+//! (primary: `x-ratelimit-remaining: 0`; secondary: `retry-after`, or only
+//! the message "You have exceeded a secondary rate limit"); the SDK's
+//! `wire::status_error` maps each to `rate-limited` with a wait.
 
 use keyward_plugin_sdk::http::{Request, Response};
 use keyward_plugin_sdk::oauth::{self, Form, TokenRules};
@@ -365,6 +368,20 @@ mod tests {
             r.check(),
             Err(ForgeError::RateLimited(l)) if l.retry_after == Some(60)
         ));
+        // github/docs content/rest/overview/resources-in-the-rest-api.md:
+        // a secondary limit with only its message and requests left.
+        for status in [403, 429] {
+            let r = Response::for_test(
+                "GET /user",
+                status,
+                &[("x-ratelimit-remaining", "4999"), ("x-ratelimit-reset", "99999999999")],
+                br#"{"message":"You have exceeded a secondary rate limit and have been temporarily blocked from content creation. Please retry your request again later.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
+            );
+            assert!(matches!(
+                r.check(),
+                Err(ForgeError::RateLimited(l)) if l.retry_after == Some(60)
+            ));
+        }
         let r = Response::for_test(
             "POST /login/oauth/access_token",
             200,

@@ -6,11 +6,17 @@
 //! `invalid_client`/`unauthorized_client` and 400 otherwise; the expiry is
 //! `created_at + expires_in`; a refresh must repeat the original
 //! `redirect_uri`. The API is at `{base}/api/v4` with `Authorization:
-//! Bearer X`; the token's scopes come from `GET /oauth/token/info`;
-//! projects page with `X-Next-Page` (empty on the last page) and
+//! Bearer X`, which takes OAuth tokens and personal, project and group
+//! access tokens alike. A token's scopes and expiry come from
+//! `GET /oauth/token/info` for an OAuth token and from `GET
+//! /api/v4/personal_access_tokens/self` for the others; each answers 401
+//! to the other kind (the adapter holds only a reference, so it cannot
+//! tell the kind by the `glpat-` prefix and asks both in turn). Projects
+//! page with `X-Next-Page` (empty on the last page) and
 //! `X-Total` (left out above 10,000).
 
 use keyward_plugin_sdk::http::{Request, Response};
+use keyward_plugin_sdk::log;
 use keyward_plugin_sdk::oauth::{self, Form, TokenRules};
 use keyward_plugin_sdk::{
     secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository,
@@ -66,6 +72,14 @@ fn parse_user(response: &Response) -> Result<Account, ForgeError> {
     })
 }
 
+/// What a token may do and until when; both unknown when GitLab will not
+/// say.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TokenDetails {
+    scopes: Vec<String>,
+    expires_at: Option<i64>,
+}
+
 /// The fields of `GET /oauth/token/info` read here.
 #[derive(Deserialize)]
 struct TokenInfo {
@@ -74,17 +88,84 @@ struct TokenInfo {
     expires_in: Option<i64>,
 }
 
-/// The token's scopes, and its expiry (`expires_in` counts from `now`).
-fn parse_token_info(
-    response: &Response,
-    now: i64,
-) -> Result<(Vec<String>, Option<i64>), ForgeError> {
+/// An OAuth token's scopes, and its expiry (`expires_in` counts from `now`).
+fn parse_token_info(response: &Response, now: i64) -> Result<TokenDetails, ForgeError> {
     let info: TokenInfo = response.parse()?;
     let expires_at = info
         .expires_in
         .filter(|s| *s >= 0)
         .and_then(|s| now.checked_add(s));
-    Ok((info.scope, expires_at))
+    Ok(TokenDetails {
+        scopes: info.scope,
+        expires_at,
+    })
+}
+
+/// The fields of `GET /api/v4/personal_access_tokens/self` read here.
+#[derive(Deserialize)]
+struct AccessTokenRecord {
+    #[serde(default)]
+    scopes: Vec<String>,
+    expires_at: Option<String>,
+}
+
+/// A personal, project or group access token's scopes and expiry. GitLab
+/// gives the expiry as a date; the token expires at midnight UTC at its
+/// start (doc/user/profile/personal_access_tokens.md).
+fn parse_access_token(response: &Response) -> Result<TokenDetails, ForgeError> {
+    let record: AccessTokenRecord = response.parse()?;
+    let expires_at = match record.expires_at.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(day) if day.len() == 10 => wire::parse_datetime(&format!("{day} 00:00:00 UTC")),
+        Some(other) => wire::parse_datetime(other),
+    };
+    Ok(TokenDetails {
+        scopes: record.scopes,
+        expires_at,
+    })
+}
+
+/// Whether an error of a token-details call means "not this kind of
+/// token" (GitLab: 401 `invalid_token` from Doorkeeper for an access
+/// token, 401/404 from the access-token API for an OAuth token; 403 for a
+/// token whose scopes do not reach it), rather than a failure.
+fn not_this_kind(error: &ForgeError) -> bool {
+    matches!(
+        error,
+        ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) | ForgeError::NotFound(_)
+    )
+}
+
+/// The token's scopes and expiry: from Doorkeeper for an OAuth token, else
+/// from the access-token API. `/user` has already accepted the token, so
+/// a refusal from both only leaves the details unknown; a rate limit, a
+/// server error or an unreachable forge still fails the call.
+fn token_details(base: &str, token: &str) -> Result<TokenDetails, ForgeError> {
+    let oauth = bearer(Request::get(format!("{base}/oauth/token/info")), token)
+        .send_forge()
+        .and_then(Response::check)
+        .and_then(|r| parse_token_info(&r, wire::now()));
+    match oauth {
+        Err(e) if not_this_kind(&e) => {}
+        other => return other,
+    }
+    let record = bearer(
+        Request::get(format!("{base}/api/v4/personal_access_tokens/self")),
+        token,
+    )
+    .send_forge()
+    .and_then(Response::check)
+    .and_then(|r| parse_access_token(&r));
+    match record {
+        Err(e) if not_this_kind(&e) => {
+            log::warn(&format!(
+                "gitlab: the token's scopes and expiry are unknown: {}",
+                e.message()
+            ));
+            Ok(TokenDetails::default())
+        }
+        other => other,
+    }
 }
 
 #[derive(Deserialize)]
@@ -196,14 +277,10 @@ impl ForgeAdapter for GitLab {
             .and_then(Response::check)
             .and_then(|r| parse_user(&r))
             .map_err(|e| e.context(LABEL))?;
-        let (scopes, expires_at) = bearer(Request::get(format!("{base}/oauth/token/info")), &token)
-            .send_forge()
-            .and_then(Response::check)
-            .and_then(|r| parse_token_info(&r, wire::now()))
-            .map_err(|e| e.context(LABEL))?;
+        let details = token_details(base, &token).map_err(|e| e.context(LABEL))?;
         Ok(Account {
-            scopes,
-            expires_at,
+            scopes: details.scopes,
+            expires_at: details.expires_at,
             ..account
         })
     }
@@ -285,7 +362,10 @@ mod tests {
         );
         assert_eq!(
             parse_token_info(&r, 100).expect("parses"),
-            (vec!["api".to_owned(), "read_user".to_owned()], Some(7100))
+            TokenDetails {
+                scopes: vec!["api".to_owned(), "read_user".to_owned()],
+                expires_at: Some(7100)
+            }
         );
         let r = Response::for_test(
             "GET /oauth/token/info",
@@ -293,7 +373,10 @@ mod tests {
             &[],
             br#"{"scope":[],"expires_in":null}"#,
         );
-        assert_eq!(parse_token_info(&r, 0).expect("parses"), (vec![], None));
+        assert_eq!(
+            parse_token_info(&r, 0).expect("parses"),
+            TokenDetails::default()
+        );
         for junk in [
             &br#"{"scope":"api"}"#[..],
             br#"{"expires_in":1e99}"#,
@@ -311,7 +394,66 @@ mod tests {
             &[],
             br#"{"expires_in":9223372036854775807}"#,
         );
-        assert_eq!(parse_token_info(&r, 10).expect("parses").1, None);
+        assert_eq!(parse_token_info(&r, 10).expect("parses").expires_at, None);
+    }
+
+    #[test]
+    fn access_token_records_give_scopes_and_a_midnight_expiry() {
+        // doc/api/personal_access_tokens.md's example, with an expiry date.
+        let r = Response::for_test(
+            "GET /api/v4/personal_access_tokens/self",
+            200,
+            &[],
+            br#"{"id":4,"name":"Test Token","revoked":false,"created_at":"2020-07-23T14:31:47.729Z","description":"Test Token description","scopes":["api","read_repository"],"user_id":3,"last_used_at":"2021-10-06T17:58:37.550Z","active":true,"expires_at":"2027-06-30"}"#,
+        );
+        assert_eq!(
+            parse_access_token(&r).expect("parses"),
+            TokenDetails {
+                scopes: vec!["api".to_owned(), "read_repository".to_owned()],
+                expires_at: Some(1_814_313_600),
+            }
+        );
+        let r = Response::for_test(
+            "GET /api/v4/personal_access_tokens/self",
+            200,
+            &[],
+            br#"{"id":4,"scopes":["api"],"expires_at":null}"#,
+        );
+        assert_eq!(parse_access_token(&r).expect("parses").expires_at, None);
+        for junk in [
+            &br#"{"scopes":"api"}"#[..],
+            br#"{"expires_at":5}"#,
+            b"<html>",
+        ] {
+            let r = Response::for_test("GET /x", 200, &[], junk);
+            assert!(matches!(
+                parse_access_token(&r),
+                Err(ForgeError::Upstream(_))
+            ));
+        }
+        let r = Response::for_test("GET /x", 200, &[], br#"{"expires_at":"soon"}"#);
+        assert_eq!(parse_access_token(&r).expect("parses").expires_at, None);
+    }
+
+    #[test]
+    fn only_refusals_mean_another_kind_of_token() {
+        for e in [
+            ForgeError::Unauthorized("401".into()),
+            ForgeError::Forbidden("403".into()),
+            ForgeError::NotFound("404".into()),
+        ] {
+            assert!(not_this_kind(&e), "{e:?}");
+        }
+        for e in [
+            ForgeError::Upstream("500".into()),
+            ForgeError::Transport("down".into()),
+            ForgeError::RateLimited(keyward_plugin_sdk::RateLimit {
+                retry_after: Some(1),
+                message: "slow".into(),
+            }),
+        ] {
+            assert!(!not_this_kind(&e), "{e:?}");
+        }
     }
 
     #[test]

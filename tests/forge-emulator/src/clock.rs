@@ -82,6 +82,27 @@ pub(crate) fn http_date(secs: u64) -> String {
     )
 }
 
+/// Midnight UTC at the start of `YYYY-MM-DD` (GitLab's token expiry dates).
+pub(crate) fn date_start(day: &str) -> Option<u64> {
+    let mut parts = day.split('-').map(|p| p.parse::<i64>().ok());
+    let (Some(Some(y)), Some(Some(m)), Some(Some(d)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +115,9 @@ mod tests {
         assert_eq!(github_expiration(t), "2026-12-02 18:00:00 UTC");
         assert_eq!(http_date(t), "Wed, 02 Dec 2026 18:00:00 GMT");
         assert_eq!(iso(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(date_start("2027-06-30"), Some(1_814_313_600));
+        assert_eq!(date_start("2000-02-29"), Some(951_782_400));
+        assert_eq!(date_start("2027-13-01"), None);
+        assert_eq!(date_start("2027-06"), None);
     }
 }

@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 
 use crate::authorize::authorize;
 use crate::clock::iso;
+use crate::fixture;
 use crate::oauth::{self, Failure};
 use crate::paging::{Linker, Window};
 use crate::params::{authorization_token, Params};
-use crate::state::{lock, Access, Shared, State as Emu, TokenProblem};
+use crate::state::{lock, Access, Shared, State as Emu};
 
 /// Forgejo's routes.
 pub(crate) fn router() -> Router<Shared> {
@@ -58,13 +59,13 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) ->
     }
 }
 
-/// The API error shape.
+/// The API error shape (fixture `forgejo/api-error`).
 pub(crate) fn api_error(base: &str, status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"message": message, "url": format!("{base}/api/swagger")})),
-    )
-        .into_response()
+    let mut f = fixture::load("forgejo/api-error");
+    f.status = status.as_u16();
+    f.body["message"] = message.into();
+    f.body["url"] = format!("{base}/api/swagger").into();
+    f.into_response()
 }
 
 fn authenticate<'a>(
@@ -79,13 +80,11 @@ fn authenticate<'a>(
             "token is required",
         ));
     };
-    let access = state.check_access(&token).map_err(|p| {
-        let message = match p {
-            TokenProblem::Unknown => "user does not exist [uid: 0, name: ]",
-            TokenProblem::Expired => "oauth2 token expired",
-        };
-        api_error(&state.base, StatusCode::UNAUTHORIZED, message)
-    })?;
+    // An unknown or expired token signs nobody in (services/auth/oauth2.go:
+    // userIDFromToken answers 0), so reqToken refuses it like no token.
+    let access = state
+        .check_access(&token)
+        .map_err(|_| api_error(&state.base, StatusCode::UNAUTHORIZED, "token is required"))?;
     let family = scope.split_once(':').map_or(scope, |(_, f)| f);
     let granted = access.scopes.is_empty()
         || access
@@ -105,26 +104,18 @@ async fn whoami(State(shared): State<Shared>, headers: HeaderMap) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let login = &access.login;
-    Json(json!({
-        "id": state.user_id(login),
-        "login": login,
-        "username": login,
-        "login_name": "",
-        "full_name": format!("{login} (emulated)"),
-        "email": format!("{login}@example.test"),
-        "avatar_url": format!("{}/avatars/{login}", state.base),
-        "html_url": format!("{}/{login}", state.base),
-        "language": "en-US",
-        "is_admin": false,
-        "created": iso(1_704_067_200),
-        "last_login": iso(access.created_at),
-        "restricted": false,
-        "active": true,
-        "prohibit_login": false,
-        "visibility": "public",
-    }))
-    .into_response()
+    let login = access.login.as_str();
+    let name = format!("{login} (emulated)");
+    let mut user = fixture::load("forgejo/user");
+    user.substitute(&[
+        ("Forgejo User", &name),
+        ("forgejo_user", login),
+        ("http://localhost:3000", &state.base),
+    ]);
+    user.body["id"] = state.user_id(login).into();
+    user.body["created"] = iso(1_704_067_200).into();
+    user.body["last_login"] = iso(access.created_at).into();
+    user.into_response()
 }
 
 async fn repos(

@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 
 use crate::authorize::authorize;
 use crate::clock::{github_expiration, iso, unix_now};
+use crate::fixture;
 use crate::oauth::{self, Failure};
 use crate::paging::{Linker, Window};
 use crate::params::{authorization_token, basic, Params};
-use crate::state::{lock, Access, Shared, State as Emu};
+use crate::state::{lock, Access, GithubLimit, Shared, State as Emu};
 use crate::Emulator;
 
 const DOCS: &str = "https://docs.github.com/rest";
@@ -161,23 +162,24 @@ async fn whoami(State(shared): State<Shared>, headers: HeaderMap) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let login = &access.login;
+    let login = access.login.as_str();
     let id = state.user_id(login);
-    let mut response = Json(json!({
-        "login": login,
-        "id": id,
-        "node_id": format!("U_emu{id}"),
-        "avatar_url": format!("{}/avatars/u/{id}", state.base),
-        "url": format!("{}/api/v3/users/{login}", state.base),
-        "html_url": format!("{}/{login}", state.base),
-        "type": "User",
-        "site_admin": false,
-        "name": format!("{login} (emulated)"),
-        "email": format!("{login}@example.test"),
-        "created_at": iso(1_704_067_200),
-        "updated_at": iso(1_704_067_200),
-    }))
-    .into_response();
+    let (email, name) = (
+        format!("{login}@example.test"),
+        format!("{login} (emulated)"),
+    );
+    let api = format!("{}/api/v3", state.base);
+    let mut user = fixture::load("github/user");
+    user.substitute(&[
+        ("octocat@github.com", &email),
+        ("monalisa octocat", &name),
+        ("octocat", login),
+        ("https://api.github.com", &api),
+        ("https://github.com", &state.base),
+    ]);
+    user.body["id"] = id.into();
+    user.body["node_id"] = format!("U_emu{id}").into();
+    let mut response = user.into_response();
     token_headers(&mut response, access);
     response
 }
@@ -296,21 +298,28 @@ pub(crate) fn add_rate_headers(response: &mut Response, used: u64) {
     h.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
 }
 
-/// GitHub's answer while rate limited (403 by default, 429 when configured).
-pub(crate) fn rate_limited(status: u16, retry_after: u64) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut r = api_error(status, "API rate limit exceeded for user. (But here's the good news: Authenticated requests get a higher rate limit.)");
-    let h = r.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from(LIMIT));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
-    h.insert("x-ratelimit-used", HeaderValue::from(LIMIT));
-    h.insert(
-        "x-ratelimit-reset",
-        HeaderValue::from(unix_now() + retry_after),
-    );
-    h.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
-    h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-    r
+/// GitHub's answer while rate limited, in one of its documented shapes
+/// (fixtures `github/rate-limit-*`), with status 403 or 429: the primary
+/// limit (no requests left, wait until `x-ratelimit-reset`), or a secondary
+/// limit, with `retry-after` or with only its message.
+pub(crate) fn rate_limited(shape: GithubLimit, status: u16, wait: u64) -> Response {
+    let mut f = match shape {
+        GithubLimit::Primary => {
+            let mut f = fixture::load("github/rate-limit-primary");
+            f.header("x-ratelimit-reset", unix_now() + wait);
+            f
+        }
+        GithubLimit::SecondaryRetryAfter | GithubLimit::SecondaryMessageOnly => {
+            let mut f = fixture::load("github/rate-limit-secondary");
+            f.header("x-ratelimit-reset", unix_now() + 3600);
+            if shape == GithubLimit::SecondaryRetryAfter {
+                f.header("retry-after", wait);
+            }
+            f
+        }
+    };
+    f.status = if status == 429 { 429 } else { 403 };
+    f.into_response()
 }
 
 /// GitHub's edge refusal of an API request without `User-Agent`.

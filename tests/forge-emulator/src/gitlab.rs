@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use crate::authorize::authorize;
 use crate::clock::{http_date, iso, unix_now};
+use crate::fixture;
+use crate::gitlab_tokens;
 use crate::oauth::{self, Failure};
 use crate::paging::{Linker, Window};
 use crate::params::{authorization_token, client_credentials, Params};
@@ -21,13 +23,17 @@ pub(crate) fn router() -> Router<Shared> {
     Router::new()
         .route("/oauth/authorize", get(authorize))
         .route("/oauth/token", post(token))
-        .route("/oauth/token/info", get(token_info))
+        .route("/oauth/token/info", get(gitlab_tokens::token_info))
         .route("/oauth/revoke", post(revoke))
         .route("/api/v4/user", get(whoami))
+        .route(
+            "/api/v4/personal_access_tokens/self",
+            get(gitlab_tokens::personal_access_token_self),
+        )
         .route("/api/v4/projects", get(projects))
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
         Json(json!({"error": error, "error_description": description})),
@@ -43,19 +49,21 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) ->
     };
     match result {
         Ok(g) => {
-            let mut reply = json!({
-                "access_token": g.access_token,
-                "token_type": "Bearer",
-                "scope": g.scopes.join(" "),
-                "created_at": g.created_at,
-            });
-            if let Some(e) = g.expires_in {
-                reply["expires_in"] = e.into();
+            let mut reply = fixture::load("gitlab/oauth-token");
+            reply.body["access_token"] = g.access_token.into();
+            reply.body["created_at"] = g.created_at.into();
+            // Doorkeeper leaves out what a grant does not have.
+            if let Some(fields) = reply.body.as_object_mut() {
+                match g.expires_in {
+                    Some(e) => drop(fields.insert("expires_in".into(), e.into())),
+                    None => drop(fields.remove("expires_in")),
+                }
+                match g.refresh_token {
+                    Some(r) => drop(fields.insert("refresh_token".into(), r.into())),
+                    None => drop(fields.remove("refresh_token")),
+                }
             }
-            if let Some(r) = g.refresh_token {
-                reply["refresh_token"] = r.into();
-            }
-            Json(reply).into_response()
+            reply.into_response()
         }
         Err(f) => {
             let (status, code) = match f {
@@ -70,39 +78,6 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) ->
             };
             oauth_error(status, code, &f.description())
         }
-    }
-}
-
-fn bearer_problem(p: TokenProblem) -> Response {
-    match p {
-        TokenProblem::Unknown => oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "The access token is invalid",
-        ),
-        TokenProblem::Expired => oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "The access token expired",
-        ),
-    }
-}
-
-async fn token_info(State(shared): State<Shared>, headers: HeaderMap) -> Response {
-    let state = lock(&shared);
-    let Some(token) = authorization_token(&headers, &["bearer"]) else {
-        return bearer_problem(TokenProblem::Unknown);
-    };
-    match state.check_access(&token) {
-        Err(p) => bearer_problem(p),
-        Ok(a) => Json(json!({
-            "resource_owner_id": state.user_id(&a.login),
-            "scope": a.scopes,
-            "expires_in": a.expires_at.map(|at| at.saturating_sub(unix_now())),
-            "application": {"uid": Emulator::CLIENT_ID},
-            "created_at": a.created_at,
-        }))
-        .into_response(),
     }
 }
 
@@ -135,19 +110,16 @@ async fn revoke(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
 }
 
 /// The API's 401 / 403 bodies.
-fn authenticate<'a>(state: &'a Emu, headers: &HeaderMap) -> Result<&'a Access, Response> {
+pub(crate) fn authenticate<'a>(
+    state: &'a Emu,
+    headers: &HeaderMap,
+) -> Result<&'a Access, Response> {
     let token = headers
         .get("private-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| authorization_token(headers, &["bearer"]));
-    let unauthorized = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "401 Unauthorized"})),
-        )
-            .into_response()
-    };
+    let unauthorized = || fixture::load("gitlab/api-error").into_response();
     let token = token.ok_or_else(unauthorized)?;
     match state.check_access(&token) {
         Ok(a) => {
@@ -181,20 +153,26 @@ async fn whoami(State(shared): State<Shared>, headers: HeaderMap) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let login = &access.login;
-    Json(json!({
-        "id": state.user_id(login),
-        "username": login,
-        "name": format!("{login} (emulated)"),
-        "state": "active",
-        "locked": false,
-        "avatar_url": format!("{}/uploads/-/system/user/avatar/{login}.png", state.base),
-        "web_url": format!("{}/{login}", state.base),
-        "created_at": "2024-01-01T00:00:00.000Z",
-        "email": format!("{login}@example.test"),
-        "bot": false,
-    }))
-    .into_response()
+    let login = access.login.as_str();
+    let bot = state.bots.contains(login);
+    let host = state.base.trim_start_matches("http://");
+    // GitLab gives a bot user a no-reply address.
+    let email = if bot {
+        format!("{login}@noreply.{host}")
+    } else {
+        format!("{login}@example.test")
+    };
+    let name = format!("{login} (emulated)");
+    let mut user = fixture::load("gitlab/user");
+    user.substitute(&[
+        ("john@example.com", &email),
+        ("john_smith", login),
+        ("John Smith", &name),
+        ("http://localhost:3000", &state.base),
+    ]);
+    user.body["id"] = state.user_id(login).into();
+    user.body["bot"] = bot.into();
+    user.into_response()
 }
 
 fn strict(value: Option<&str>, name: &str) -> Result<Option<usize>, Response> {

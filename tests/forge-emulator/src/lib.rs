@@ -6,9 +6,11 @@
 
 mod authorize;
 mod clock;
+mod fixture;
 mod forgejo;
 mod github;
 mod gitlab;
+mod gitlab_tokens;
 mod oauth;
 mod paging;
 mod params;
@@ -25,6 +27,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use pkce::s256 as pkce_s256;
+pub use state::GithubLimit;
 use state::{lock, Shared, State};
 
 /// Which forge an emulator plays.
@@ -36,6 +39,38 @@ pub enum Flavor {
     Github,
     /// GitLab: OAuth at `/oauth/*`, API at `/api/v4`.
     Gitlab,
+}
+
+/// The kinds of GitLab access token an agent may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitlabToken {
+    /// A personal access token: the user's own.
+    Personal,
+    /// A project access token: a bot user that is a member of one project.
+    Project,
+    /// A group access token: a bot user that is a member of one group.
+    Group,
+}
+
+impl GitlabToken {
+    fn name(self) -> &'static str {
+        match self {
+            GitlabToken::Personal => "personal token",
+            GitlabToken::Project => "project token",
+            GitlabToken::Group => "group token",
+        }
+    }
+}
+
+/// A token the emulator minted and the account it belongs to.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token.
+    pub token: String,
+    /// Its account's login (a bot's, for project and group tokens).
+    pub login: String,
+    /// Its account's id.
+    pub user_id: u64,
 }
 
 /// One request as the emulator received it.
@@ -176,6 +211,47 @@ impl Emulator {
         state.issue_access(login, scopes, true)
     }
 
+    /// GitLab only: mints a `kind` access token (`glpat-…`) with `scopes`,
+    /// expiring at midnight UTC at the start of `expires_on` (`YYYY-MM-DD`).
+    /// A personal token belongs to `owner`; a project or group token to a
+    /// new bot user (`project_<id>_bot_<hex>`, `group_<id>_bot_<hex>`, as
+    /// GitLab names them).
+    pub fn gitlab_access_token(
+        &self,
+        owner: &str,
+        kind: GitlabToken,
+        scopes: &[&str],
+        expires_on: Option<&str>,
+    ) -> IssuedToken {
+        let mut state = lock(&self.state);
+        let login = match kind {
+            GitlabToken::Personal => owner.to_owned(),
+            GitlabToken::Project => format!("project_42_bot_{}", state.random_hex(16)),
+            GitlabToken::Group => format!("group_7_bot_{}", state.random_hex(16)),
+        };
+        if kind != GitlabToken::Personal {
+            let id = 9000 + state.bots.len() as u64;
+            state.users.insert(login.clone(), id);
+            state.bots.insert(login.clone());
+        }
+        let expires_on = expires_on.map(|day| {
+            let at = clock::date_start(day).expect("expires_on is YYYY-MM-DD");
+            (day.to_owned(), at)
+        });
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let token = state.issue_gitlab_token(&login, kind.name(), scopes, expires_on);
+        IssuedToken {
+            user_id: state.user_id(&login),
+            token,
+            login,
+        }
+    }
+
+    /// GitHub only: the shape of the rate-limit answers `rate_limit_next` asks for.
+    pub fn set_github_limit(&self, shape: GithubLimit) {
+        lock(&self.state).github_limit = shape;
+    }
+
     /// Gives `login` `count` more repositories, named `repo-000`, `repo-001`, …
     pub fn add_repos(&self, login: &str, count: usize) {
         *lock(&self.state).repos.entry(login.to_owned()).or_default() += count;
@@ -192,7 +268,8 @@ impl Emulator {
         }
     }
 
-    /// The next `n` API requests get the forge's rate-limit answer.
+    /// The next `n` API requests get the forge's rate-limit answer, saying
+    /// to wait `retry_after_secs` (GitHub: per [`Emulator::set_github_limit`]).
     pub fn rate_limit_next(&self, n: usize, retry_after_secs: u64) {
         let mut state = lock(&self.state);
         state.rate_limited = n;

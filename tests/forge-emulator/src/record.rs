@@ -49,7 +49,11 @@ pub(crate) async fn layer(State(shared): State<Shared>, request: Request, next: 
             state.api_calls += 1;
             if state.rate_limited > 0 {
                 state.rate_limited -= 1;
-                limited = Some((state.retry_after, state.rate_limit_status));
+                limited = Some((
+                    state.retry_after,
+                    state.rate_limit_status,
+                    state.github_limit,
+                ));
             }
         }
         (state.flavor, state.base.clone(), limited, state.api_calls)
@@ -60,10 +64,10 @@ pub(crate) async fn layer(State(shared): State<Shared>, request: Request, next: 
     if flavor == Flavor::Github && is_api && header("user-agent").is_none() {
         return github::no_user_agent();
     }
-    if let Some((retry_after, status)) = limited {
+    if let Some((retry_after, status, shape)) = limited {
         return match flavor {
             Flavor::Forgejo => forgejo::rate_limited(&base, retry_after),
-            Flavor::Github => github::rate_limited(status, retry_after),
+            Flavor::Github => github::rate_limited(shape, status, retry_after),
             Flavor::Gitlab => gitlab::rate_limited(retry_after),
         };
     }

@@ -46,6 +46,28 @@ pub(crate) struct Access {
     pub personal: bool,
     pub expired: bool,
     pub seq: u64,
+    /// GitLab's record of a personal, project or group access token.
+    pub pat: Option<PatRecord>,
+}
+
+/// What GitLab's `/personal_access_tokens/self` tells about a token.
+#[derive(Clone)]
+pub(crate) struct PatRecord {
+    pub id: u64,
+    pub name: String,
+    /// The expiry date as GitLab gives it (`YYYY-MM-DD`), if any.
+    pub expires_on: Option<String>,
+}
+
+/// The shape of GitHub's next rate-limit answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GithubLimit {
+    /// Primary: `x-ratelimit-remaining: 0` and `x-ratelimit-reset` (now + the wait).
+    Primary,
+    /// Secondary with `retry-after` (the wait).
+    SecondaryRetryAfter,
+    /// Secondary with only its message: requests left, no `retry-after`.
+    SecondaryMessageOnly,
 }
 
 /// A refresh token and what it was issued with.
@@ -87,6 +109,8 @@ pub(crate) struct State {
     pub rate_limited: usize,
     pub retry_after: u64,
     pub rate_limit_status: u16,
+    pub github_limit: GithubLimit,
+    pub bots: std::collections::BTreeSet<String>,
     pub token_delay: Duration,
     pub requests: Vec<Recorded>,
     pub refresh_requests: usize,
@@ -117,6 +141,8 @@ impl State {
             rate_limited: 0,
             retry_after: 0,
             rate_limit_status: 403,
+            github_limit: GithubLimit::Primary,
+            bots: Default::default(),
             token_delay: Duration::ZERO,
             requests: Vec::new(),
             refresh_requests: 0,
@@ -181,8 +207,35 @@ impl State {
                 personal,
                 expired: false,
                 seq,
+                // GitLab keeps a record of every non-OAuth token.
+                pat: (personal && self.flavor == Flavor::Gitlab).then(|| PatRecord {
+                    id: seq,
+                    name: "emulated token".to_owned(),
+                    expires_on: None,
+                }),
             },
         );
+        token
+    }
+
+    /// Mints a GitLab personal, project or group access token for `login`
+    /// with `scopes`, expiring at midnight UTC at the start of `expires_on`
+    /// (`YYYY-MM-DD`, at `expires_at` Unix seconds), as GitLab's do.
+    pub fn issue_gitlab_token(
+        &mut self,
+        login: &str,
+        name: &str,
+        scopes: Vec<String>,
+        expires_on: Option<(String, u64)>,
+    ) -> String {
+        let token = self.issue_access(login, scopes, true);
+        if let Some(access) = self.access.get_mut(&token) {
+            access.expires_at = expires_on.as_ref().map(|(_, at)| *at);
+            if let Some(pat) = access.pat.as_mut() {
+                pat.name = name.to_owned();
+                pat.expires_on = expires_on.map(|(day, _)| day);
+            }
+        }
         token
     }
 

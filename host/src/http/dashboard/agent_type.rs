@@ -256,6 +256,7 @@ fn account(a: &Account) -> Markup {
                 dt { "Login" } dd { (a.login) }
                 dt { "Account id" } dd { code { (a.id) } }
                 @if let Some(n) = &a.name { dt { "Name" } dd { (n) } }
+                @if let Some(e) = &a.email { dt { "E-mail" } dd { (e) } }
                 dt { "Scopes" }
                 dd { @if a.scopes.is_empty() { "not reported" } @else { (a.scopes.join(", ")) } }
                 dt { "Token expires" }

@@ -66,16 +66,26 @@ async fn rate_limits_then_recovers() {
         for _ in 0..2 {
             let r = api_get(&emu, "/user", &pat).await;
             let h = r.headers();
-            assert_eq!(h["retry-after"], "17", "{flavor:?}");
             match flavor {
-                Flavor::Forgejo => assert_eq!(r.status(), 429),
+                Flavor::Forgejo => {
+                    assert_eq!(r.status(), 429);
+                    assert_eq!(h["retry-after"], "17");
+                }
                 Flavor::Github => {
+                    // The primary limit: no retry-after, the reset says when.
                     assert_eq!(r.status(), 403);
                     assert_eq!(h["x-ratelimit-remaining"], "0");
-                    assert!(h.contains_key("x-ratelimit-reset"));
+                    assert!(!h.contains_key("retry-after"));
+                    let reset: u64 = h["x-ratelimit-reset"]
+                        .to_str()
+                        .expect("a")
+                        .parse()
+                        .expect("n");
+                    assert!(reset > 1_700_000_000);
                 }
                 Flavor::Gitlab => {
                     assert_eq!(r.status(), 429);
+                    assert_eq!(h["retry-after"], "17");
                     assert_eq!(h["ratelimit-remaining"], "0");
                     assert!(h["ratelimit-resettime"]
                         .to_str()
@@ -99,6 +109,76 @@ async fn rate_limits_then_recovers() {
             .status(),
         429
     );
+}
+
+#[tokio::test]
+async fn github_secondary_limits_come_in_both_documented_shapes() {
+    use forge_emulator::GithubLimit;
+    let emu = ready(Flavor::Github).await;
+    let pat = emu.personal_token("alice");
+    for (shape, status) in [
+        (GithubLimit::SecondaryRetryAfter, 403),
+        (GithubLimit::SecondaryMessageOnly, 403),
+        (GithubLimit::SecondaryMessageOnly, 429),
+    ] {
+        emu.set_github_limit(shape);
+        emu.set_rate_limit_status(status);
+        emu.rate_limit_next(1, 30);
+        let r = api_get(&emu, "/user", &pat).await;
+        assert_eq!(r.status(), status);
+        let h = r.headers().clone();
+        assert_ne!(h["x-ratelimit-remaining"], "0", "requests are left");
+        assert_eq!(
+            h.get("retry-after")
+                .map(|v| v.to_str().expect("a").to_owned()),
+            (shape == GithubLimit::SecondaryRetryAfter).then(|| "30".to_owned())
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.bytes().await.expect("b")).expect("json");
+        assert!(str_of(&body, "message").contains("secondary rate limit"));
+    }
+}
+
+#[tokio::test]
+async fn gitlab_describes_each_token_where_gitlab_does() {
+    use forge_emulator::GitlabToken;
+    let emu = ready(Flavor::Gitlab).await;
+    let info = |token: String| {
+        let emu = &emu;
+        async move {
+            client()
+                .get(format!("{}/oauth/token/info", emu.base_url()))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("info")
+        }
+    };
+    for kind in [
+        GitlabToken::Personal,
+        GitlabToken::Project,
+        GitlabToken::Group,
+    ] {
+        let t = emu.gitlab_access_token("alice", kind, &["read_api"], Some("2027-06-30"));
+        // Doorkeeper knows only OAuth tokens.
+        let r = info(t.token.clone()).await;
+        assert_eq!(r.status(), 401, "{kind:?}");
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.bytes().await.expect("b")).expect("json");
+        assert_eq!(str_of(&body, "error"), "invalid_token");
+        let r = api_get(&emu, "/user", &t.token).await;
+        let me: serde_json::Value =
+            serde_json::from_slice(&r.bytes().await.expect("b")).expect("json");
+        assert_eq!(str_of(&me, "username"), t.login);
+        assert_eq!(me["bot"], kind != GitlabToken::Personal);
+        let r = api_get(&emu, "/personal_access_tokens/self", &t.token).await;
+        assert_eq!(r.status(), 200);
+        let pat: serde_json::Value =
+            serde_json::from_slice(&r.bytes().await.expect("b")).expect("json");
+        assert_eq!(pat["scopes"], serde_json::json!(["read_api"]));
+        assert_eq!(pat["expires_at"], "2027-06-30");
+        assert_eq!(pat["user_id"], t.user_id);
+    }
 }
 
 fn next_link(link: &str) -> Option<String> {
