@@ -15,4 +15,5 @@ pub mod resolve;
 pub mod runtime;
 pub mod store;
 pub mod template;
+pub mod text;
 pub mod vault;

@@ -155,15 +155,7 @@ impl fmt::Display for SecretRef {
 
 /// Echoing hostile input back in full would let one bad request flood a log.
 fn truncate(text: &str) -> String {
-    const MAX: usize = 80;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    crate::text::clip(text, 80)
 }
 
 #[cfg(test)]

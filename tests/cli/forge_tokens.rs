@@ -7,7 +7,6 @@
 use forge_emulator::{Emulator, Flavor, GithubLimit, GitlabToken};
 use serde_json::{json, Value};
 
-use crate::support::kw::Served;
 use crate::Kw;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,17 +14,8 @@ async fn gitlab_access_tokens_dispatch_through_the_binary() {
     let emu = Emulator::start(Flavor::Gitlab).await;
     emu.add_user("bot", 1003);
     let kw = Kw::new();
-    let operator = kw
-        .ok(
-            &["token", "create", "--name", "ops", "--role", "operator"],
-            b"",
-        )
-        .trim()
-        .to_owned();
-    let served = Served::spawn(
-        kw.cmd(&["serve", "--listen", "127.0.0.1:0"]),
-        &kw.dir.path().join("serve.log"),
-    );
+    let operator = kw.token("ops", "operator");
+    let served = kw.serve("serve.log");
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Value| {
         client
@@ -80,17 +70,8 @@ async fn every_github_rate_limit_shape_is_a_429_through_the_binary() {
     let emu = Emulator::start(Flavor::Github).await;
     emu.add_user("bot", 1003);
     let kw = Kw::new();
-    let operator = kw
-        .ok(
-            &["token", "create", "--name", "ops", "--role", "operator"],
-            b"",
-        )
-        .trim()
-        .to_owned();
-    let served = Served::spawn(
-        kw.cmd(&["serve", "--listen", "127.0.0.1:0"]),
-        &kw.dir.path().join("serve.log"),
-    );
+    let operator = kw.token("ops", "operator");
+    let served = kw.serve("serve.log");
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{}{path}", served.addr);
     let created = client

@@ -20,17 +20,8 @@ struct Remote {
 impl Remote {
     fn start() -> Remote {
         let kw = Kw::new();
-        let operator = kw
-            .ok(
-                &["token", "create", "--name", "laptop", "--role", "operator"],
-                b"",
-            )
-            .trim()
-            .to_owned();
-        let served = Served::spawn(
-            kw.cmd(&["serve", "--listen", "127.0.0.1:0"]),
-            &kw.dir.path().join("serve.log"),
-        );
+        let operator = kw.token("laptop", "operator");
+        let served = kw.serve("serve.log");
         Remote {
             kw,
             served,

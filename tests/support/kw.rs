@@ -85,6 +85,22 @@ impl Kw {
         self.run(&all, b"")
     }
 
+    /// `token create --name NAME --role ROLE`: the token.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        self.ok(&["token", "create", "--name", name, "--role", role], b"")
+            .trim()
+            .to_owned()
+    }
+
+    /// `keyward serve` on a free port of 127.0.0.1, its stderr in
+    /// `<data dir>/<log>`.
+    pub fn serve(&self, log: &str) -> Served {
+        Served::spawn(
+            self.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+            &self.dir.path().join(log),
+        )
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         let out = self.run(args, stdin);

@@ -62,18 +62,7 @@ impl Action {
 /// name, an origin, a reason, a detail); longer text is cut (docs/access-log.md).
 pub const MAX_LOGGED_TEXT: usize = 256;
 
-/// At most `max` bytes of `text`, cut at a character boundary, with `…`
-/// marking a cut.
-pub fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
+pub use crate::text::clip;
 
 /// How an access ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

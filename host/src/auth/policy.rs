@@ -376,7 +376,7 @@ pub enum PolicyError {
 }
 
 fn clip(text: &str) -> String {
-    text.chars().take(64).collect()
+    crate::text::clip(text, 64)
 }
 
 #[cfg(test)]

@@ -108,16 +108,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let view = forges
                 .create_agent_type(name, forge, base_url.as_deref(), description)
                 .await?;
-            writeln!(
-                out,
-                "created agent type {} (forge {}, {}); token: {}",
-                view.name,
-                view.forge,
-                view.base_url,
-                view.token
-                    .as_deref()
-                    .unwrap_or("none yet: use `keyward agent-type set-token`")
-            )?;
+            print_created(&mut out, &view)?;
         }
         Command::List { json } => print_list(&forges.agent_types().await?, *json)?,
         Command::Rm { name } => {
@@ -156,6 +147,19 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_created(out: &mut impl Write, view: &AgentTypeView) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "created agent type {} (forge {}, {}); token: {}",
+        view.name,
+        view.forge,
+        view.base_url,
+        view.token
+            .as_deref()
+            .unwrap_or("none yet: use `keyward agent-type set-token`")
+    )
 }
 
 fn print_list(all: &[AgentTypeView], json: bool) -> anyhow::Result<()> {
@@ -210,16 +214,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                     .await?,
             )
             .map_err(|e| RemoteError::BadAnswer(e.to_string()))?;
-            writeln!(
-                out,
-                "created agent type {} (forge {}, {}); token: {}",
-                view.name,
-                view.forge,
-                view.base_url,
-                view.token
-                    .as_deref()
-                    .unwrap_or("none yet: use `keyward agent-type set-token`")
-            )?;
+            print_created(&mut out, &view)?;
         }
         Command::List { json } => {
             drop(out);

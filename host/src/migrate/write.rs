@@ -409,14 +409,4 @@ fn description(text: &str) -> String {
     clip(clean.trim(), MAX_DESCRIPTION_LEN)
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary.
-pub(super) fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
+pub(super) use crate::text::clip;

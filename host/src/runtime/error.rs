@@ -241,15 +241,9 @@ impl ReturnedError {
 /// errors or logs through them.
 pub const MAX_GUEST_MESSAGE: usize = 1024;
 
+/// A guest's text cut to [`MAX_GUEST_MESSAGE`] ([`crate::text::clip`]).
 pub(crate) fn clip(text: &str) -> String {
-    if text.len() <= MAX_GUEST_MESSAGE {
-        return text.to_owned();
-    }
-    let mut end = MAX_GUEST_MESSAGE;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    crate::text::clip(text, MAX_GUEST_MESSAGE)
 }
 
 /// Unclipped: the host redacts a returned message first and clips it after
