@@ -4,15 +4,15 @@
 # longest duration; the worse host's percentiles), then one HOST line per
 # host, so bench/http/run reads two hosts like one.
 #
-#   both.sh URL1 URL2 -- WRK ARGS…   (the URL is appended to each wrk)
+#   both.sh URL1 URL2 -- wrk ARGS…   (each URL is appended to one wrk)
 set -euo pipefail
 url1=$1 url2=$2
 shift 3
 out1=$(mktemp) out2=$(mktemp)
 trap 'rm -f "$out1" "$out2"' EXIT
-wrk "$@" "$url1" >"$out1" &
+"$@" "$url1" >"$out1" &
 pid1=$!
-wrk "$@" "$url2" >"$out2" &
+"$@" "$url2" >"$out2" &
 pid2=$!
 wait "$pid1"
 wait "$pid2"
