@@ -293,14 +293,18 @@ async fn run_postgres(
 /// Answers every job of a group that was not tried: the database cannot be
 /// reached (nothing was written, no value leaves the writer).
 fn refuse(jobs: Vec<Job>, why: &str) {
+    fail_all(jobs, || AuditError::Unavailable(why.to_owned()));
+}
+
+/// Answers every job of a group with the error `failed` makes.
+fn fail_all(jobs: Vec<Job>, failed: impl Fn() -> AuditError) {
     for job in jobs {
-        let refused = || AuditError::Unavailable(why.to_owned());
         match job {
             Job::Lookup(job) => {
-                let _ = job.reply.send(Err(refused()));
+                let _ = job.reply.send(Err(failed()));
             }
             Job::Record(job) => {
-                let _ = job.reply.send(Err(refused()));
+                let _ = job.reply.send(Err(failed()));
             }
         }
     }
@@ -353,17 +357,7 @@ fn answer(jobs: Vec<Job>, result: Result<Answers, String>) {
         }
         Err(message) => {
             tracing::error!(error = %message, jobs = jobs.len(), "access-log group commit failed; no value returned");
-            for job in jobs {
-                let failed = || AuditError::Write(message.clone());
-                match job {
-                    Job::Lookup(job) => {
-                        let _ = job.reply.send(Err(failed()));
-                    }
-                    Job::Record(job) => {
-                        let _ = job.reply.send(Err(failed()));
-                    }
-                }
-            }
+            fail_all(jobs, || AuditError::Write(message.clone()));
         }
     }
 }

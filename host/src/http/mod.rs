@@ -47,6 +47,8 @@ pub struct AppState {
     /// Forge sign-in, the active-forge router and agent types, when the
     /// server runs a plugin runtime.
     pub forges: Option<crate::forge::Forges>,
+    /// `/readyz`'s last verdict (see [`routes::ReadyCache`]).
+    pub ready: routes::ReadyCache,
     /// The limits on unauthenticated sign-in.
     pub sign_in: std::sync::Arc<throttle::SignInGate>,
     /// Request counts for `/metrics`.
@@ -93,6 +95,7 @@ pub fn router_with_limits(
         vault,
         plugins,
         http: Default::default(),
+        ready: Default::default(),
     };
     api::register(Router::new())
         .route_layer(middleware::from_fn_with_state(

@@ -27,16 +27,48 @@ pub async fn healthz() -> (StatusCode, Json<Value>) {
 /// How long `/readyz` waits for each of its checks.
 pub const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long a `/readyz` verdict is reused.
+const READY_FRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `/readyz`'s last verdict and when it was reached (`None`: ready, or
+/// what is not). Behind an async mutex: concurrent checks wait for the one
+/// in flight rather than each probing, so an unauthenticated caller
+/// hammering `/readyz` costs the store at most ten probes a second — a
+/// probe takes the SQLite write lock for an empty group.
+pub type ReadyCache =
+    std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>>;
+
 /// `GET /readyz`: readiness. 200 `{"status":"ready"}` when the database
 /// answers a query and the access log takes a group (an empty one: nothing
 /// is written), each within [`READY_WAIT`]; 503 naming what is not ready
 /// otherwise. No credentials: load balancers call it.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let mut last = state.ready.lock().await;
+    let problem = match last.as_ref() {
+        Some((at, verdict)) if at.elapsed() < READY_FRESH => verdict.clone(),
+        _ => {
+            let verdict = probe(&state).await;
+            *last = Some((std::time::Instant::now(), verdict.clone()));
+            verdict
+        }
+    };
+    drop(last);
+    match problem {
+        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Some(message) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": "unavailable", "message": message}})),
+        ),
+    }
+}
+
+/// What is not ready, if anything: the database, then the access log.
+async fn probe(state: &AppState) -> Option<String> {
     let query = tokio::time::timeout(
         READY_WAIT,
         sqlx::query("SELECT 1").execute(&state.vault.db().pool),
     );
-    let problem = match query.await {
+    match query.await {
         Err(_) => Some("the database did not answer in time".to_owned()),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness: database unavailable");
@@ -50,13 +82,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             }
             Ok(Ok(())) => None,
         },
-    };
-    match problem {
-        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Some(message) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": {"code": "unavailable", "message": message}})),
-        ),
     }
 }
 
