@@ -20,6 +20,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=KEYWARD_PLUGINS_TARGET_DIR");
+    git_commit(&root);
 
     if env::var_os("CARGO_FEATURE_BUILTIN_PLUGINS").is_none() {
         std::fs::write(&dest, "pub static BUILTIN: &[Builtin] = &[];\n").expect("writing OUT_DIR");
@@ -116,4 +117,44 @@ fn package_name(cargo_toml: &Path) -> String {
         }
     }
     panic!("no [package] name in {}", cargo_toml.display());
+}
+
+/// Sets `KEYWARD_GIT_COMMIT` for `keyward version` and `keyward_build_info`:
+/// the variable if set (a build from a source archive), else the checkout's
+/// HEAD, else `unknown`. Rebuilt when HEAD moves.
+fn git_commit(root: &Path) {
+    println!("cargo:rerun-if-env-changed=KEYWARD_GIT_COMMIT");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = env::var("KEYWARD_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=KEYWARD_GIT_COMMIT={commit}");
+    // HEAD names the branch; the branch's file (or packed-refs) holds the
+    // commit. Only files that exist are watched: a missing one would make
+    // cargo run this script on every build.
+    let mut watched = Vec::new();
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        watched.push(PathBuf::from(dir).join("HEAD"));
+    }
+    if let Some(common) = git(&["rev-parse", "--git-common-dir"]) {
+        let common = root.join(common);
+        watched.push(common.join("packed-refs"));
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(common.join(branch));
+        }
+    }
+    for path in watched.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 }

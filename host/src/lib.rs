@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod forge;
 pub mod http;
+pub mod metrics;
 pub mod migrate;
 pub mod names;
 pub mod resolve;

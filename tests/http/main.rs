@@ -6,6 +6,8 @@ mod support;
 
 mod cli_routes;
 mod dashboard;
+mod logs;
+mod ops;
 mod policies;
 mod races;
 

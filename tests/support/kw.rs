@@ -46,6 +46,7 @@ impl Kw {
             .env_remove("KEYWARD_MASTER_KEY_PREVIOUS")
             .env_remove("KEYWARD_LISTEN")
             .env_remove("KEYWARD_LOG")
+            .env_remove("KEYWARD_LOG_FORMAT")
             .env_remove("KEYWARD_AUDIT_CHECKPOINT")
             .env_remove("KEYWARD_AUDIT_CHECKPOINT_EVERY");
         match &self.database_url {

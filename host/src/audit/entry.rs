@@ -98,11 +98,25 @@ pub const MAX_ACCESSOR_LEN: usize = 128;
 /// Longest reason accepted.
 pub const MAX_REASON_LEN: usize = 512;
 
+tokio::task_local! {
+    /// The HTTP request the current task answers (set by http/trace.rs).
+    static REQUEST: std::sync::Arc<str>;
+}
+
+/// Runs `work` as the answer to request `id`: every [`Access`] made inside
+/// it carries the id into its rows' detail (`request <id>`), so a row can be
+/// matched with the request's log line.
+pub async fn in_request<F: std::future::Future>(id: std::sync::Arc<str>, work: F) -> F::Output {
+    REQUEST.scope(id, work).await
+}
+
 /// A caller's identity and stated reason, validated so the log stays readable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
     accessor: String,
     reason: String,
+    /// The HTTP request made in, if any ([`in_request`]).
+    request: Option<std::sync::Arc<str>>,
 }
 
 /// Why an accessor or reason was refused.
@@ -133,7 +147,12 @@ impl Access {
         if !printable(&reason, MAX_REASON_LEN) {
             return Err(AccessError::Reason);
         }
-        Ok(Access { accessor, reason })
+        let request = REQUEST.try_with(std::sync::Arc::clone).ok();
+        Ok(Access {
+            accessor,
+            reason,
+            request,
+        })
     }
 
     /// Who asks.
@@ -144,6 +163,11 @@ impl Access {
     /// Why.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+
+    /// The HTTP request this access is part of, if any.
+    pub fn request(&self) -> Option<&str> {
+        self.request.as_deref()
     }
 }
 
@@ -162,8 +186,11 @@ pub struct AccessEntry {
     pub scope: String,
     /// The secret's name.
     pub name: String,
-    /// Extra context (the scopes searched, the key ids of a re-seal); never a value.
+    /// Extra context (the scopes searched, the key ids of a re-seal, the
+    /// HTTP request id); never a value.
     pub detail: String,
+    /// The HTTP request id, kept at the end of `detail` by [`Self::with_detail`].
+    pub request: Option<std::sync::Arc<str>>,
 }
 
 impl AccessEntry {
@@ -177,12 +204,20 @@ impl AccessEntry {
             scope: scope.to_owned(),
             name: name.to_owned(),
             detail: String::new(),
+            request: access.request.clone(),
         }
+        .with_detail(String::new())
     }
 
-    /// The same entry with `detail` set.
+    /// The same entry with `detail` set (followed by `request <id>` when it
+    /// was made for an HTTP request).
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = detail.into();
+        let detail = detail.into();
+        self.detail = match &self.request {
+            None => detail,
+            Some(id) if detail.is_empty() => format!("request {id}"),
+            Some(id) => format!("{detail}; request {id}"),
+        };
         self
     }
 }
@@ -205,5 +240,20 @@ mod tests {
             Access::new("a", "x".repeat(513)).err(),
             Some(AccessError::Reason)
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_id_ends_every_detail_made_for_it() {
+        let outside = Access::new("a", "x").expect("access");
+        assert_eq!(outside.request(), None);
+        let entry = AccessEntry::new(&outside, Action::Render, Outcome::Ok, "global", "N");
+        assert_eq!(entry.with_detail("searched global").detail, "searched global");
+        let inside = in_request("r-1".into(), async { Access::new("a", "x") })
+            .await
+            .expect("access");
+        assert_eq!(inside.request(), Some("r-1"));
+        let entry = AccessEntry::new(&inside, Action::Render, Outcome::Ok, "global", "N");
+        assert_eq!(entry.detail, "request r-1");
+        assert_eq!(entry.with_detail("version 2").detail, "version 2; request r-1");
     }
 }

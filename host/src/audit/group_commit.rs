@@ -106,13 +106,17 @@ pub struct Stats {
     pub revealed: AtomicU64,
     /// Refusals written to the log (a caller asked for what it may not).
     pub denied: AtomicU64,
+    /// Seconds from a group's start (its transaction, or the connection it
+    /// opened first) to its commit, for groups that wrote rows.
+    pub commit_seconds: crate::metrics::Histogram,
 }
 
 /// Upper bounds of the batch-size buckets of [`Stats::batches`].
 pub const BATCH_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 
 impl Stats {
-    pub(super) fn record_group(&self, rows: u64) {
+    pub(super) fn record_group(&self, rows: u64, took: std::time::Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
         self.groups.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
         let bucket = BATCH_BUCKETS
@@ -268,6 +272,7 @@ async fn run_postgres(
         // The connection is kept only after a good group: a failed one is
         // dropped (its transaction with it), and the next group connects
         // afresh.
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(
             GROUP_TIMEOUT,
             commit_postgres(&mut c, &keyring, &chain, &mut cache, &group),
@@ -286,7 +291,7 @@ async fn run_postgres(
         if result.is_ok() {
             conn = Some(c);
         }
-        finish_group(group, result, &stats, &mut cache);
+        finish_group(group, started, result, &stats, &mut cache);
     }
 }
 
@@ -314,6 +319,7 @@ fn fail_all(jobs: Vec<Job>, failed: impl Fn() -> AuditError) {
 /// forgets what the group cached and answers every job with the failure.
 pub(super) fn finish_group<E: std::fmt::Display>(
     group: Vec<Job>,
+    started: std::time::Instant,
     result: Result<(Answers, u64), E>,
     stats: &Stats,
     cache: &mut RowCache,
@@ -323,7 +329,7 @@ pub(super) fn finish_group<E: std::fmt::Display>(
             // An empty group (a readiness probe) wrote nothing: no commit
             // worth counting.
             if rows > 0 {
-                stats.record_group(rows);
+                stats.record_group(rows, started.elapsed());
             }
             answer(group, Ok(answers));
         }

@@ -13,7 +13,9 @@ mod row_cache;
 mod sqlite_writer;
 
 pub use chain::{ChainKey, LogRow, VerifyReport};
-pub use entry::{clip, Access, AccessEntry, AccessError, Action, Outcome, MAX_LOGGED_TEXT};
+pub use entry::{
+    clip, in_request, Access, AccessEntry, AccessError, Action, Outcome, MAX_LOGGED_TEXT,
+};
 
 /// Why the access log could not take an entry. When a reveal gets this, no
 /// plaintext is returned.

@@ -120,6 +120,7 @@ fn run(
 
         // The connection is kept only after a good group: a failed one is
         // dropped (closing it rolls back too), and a fresh one opened.
+        let started = std::time::Instant::now();
         let result = match conn.take() {
             Some(c) => Ok(c),
             None => open(path),
@@ -132,7 +133,7 @@ fn run(
             done
         });
         let failed = result.is_err();
-        finish_group(group, result, stats, &mut cache);
+        finish_group(group, started, result, stats, &mut cache);
         dirty = true;
         if failed {
             // A full disk: the WAL may be what filled it. Checkpoint it

@@ -3,8 +3,11 @@
 mod agent;
 mod audit;
 mod checkpoint_file;
+mod config_file;
 mod key;
+mod meta;
 mod migrate;
+mod notify;
 mod plugin;
 mod remote;
 mod render;
@@ -37,7 +40,7 @@ pub mod exit {
 
 /// Keyward: a sealed secret store with a hash-chained access log.
 #[derive(Parser, Debug)]
-#[command(name = "keyward", version, about, long_about = None)]
+#[command(name = "keyward", version, long_version = meta::LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     /// Development mode: without KEYWARD_MASTER_KEY, use (and create) a local
     /// key file in the data folder. Never use it in production.
@@ -68,8 +71,35 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub local: bool,
 
+    /// Configuration file (TOML; docs/operations.md, "Configuration
+    /// file"): fills in what neither a flag nor the environment says.
+    #[arg(long, global = true, env = "KEYWARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr: text (for people) or json (one object per
+    /// line, for log shippers). KEYWARD_LOG sets the filter.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event (colours on a terminal).
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `target`, the
+    /// event's fields, and `span`/`spans` with the fields of the spans it
+    /// is in (a request's method, route, request_id, accessor).
+    Json,
 }
 
 /// How the CLI chooses between the store and a server (shown by --help).
@@ -83,7 +113,8 @@ Local or remote:
     token create|list|rotate|revoke, agent-type …, plugin list|reload,
     migrate list.
   The server checks the token's role and policy and logs every read under
-  the token's name. serve, key and plugin check always work here.
+  the token's name. serve, key, plugin check, version, completions
+  and man always work here.
   audit checkpoint and migrate plan|run work on the store directly: with
   KEYWARD_ADDR set they refuse unless --local is given, so that a store
   is never touched by surprise. --local ignores KEYWARD_ADDR.";
@@ -124,6 +155,28 @@ pub enum Command {
     /// one-shot.
     #[command(subcommand)]
     Migrate(migrate::Command),
+    /// Print the version and the git commit it was built from.
+    Version(meta::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to stdout; e.g. `keyward completions bash >
+    /// /etc/bash_completion.d/keyward`.
+    Completions(meta::CompletionsArgs),
+    /// Print the manual page (roff) to stdout, or write one page per
+    /// command into --dir.
+    Man(meta::ManArgs),
+    /// The configuration: `config check` validates it and prints the
+    /// effective settings, with where each came from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `keyward config …`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the settings `serve` would run with (flags, environment,
+    /// --config file, defaults) and print them with their source; URL
+    /// passwords and the master key are masked. Exit 78 if one is invalid.
+    Check(config_file::CheckArgs),
 }
 
 /// The mode `--help` reports, from the environment (`--local` is not
@@ -146,15 +199,28 @@ fn mode_in_effect() -> String {
 /// Parses the command line, runs it, and maps failures to exit codes.
 pub fn run() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The file fills the environment in before clap reads it (flag > env
+    // > file > default), while this is the only thread.
+    let loaded = match config_file::load(&args) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("keyward: {error}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
     // --help ends with the modes and the one in effect now.
     let matches = Cli::command()
         .after_help(format!("{MODES}\n\nNow: {}", mode_in_effect()))
-        .get_matches();
+        .get_matches_from(args);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_tracing(matches!(cli.command, Command::Serve(_)));
+    init_tracing(matches!(cli.command, Command::Serve(_)), cli.log_format);
+    if let Command::Config(ConfigCommand::Check(args)) = &cli.command {
+        return finish(config_file::check(&loaded, &matches, args));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,7 +231,12 @@ pub fn run() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    finish(runtime.block_on(dispatch(cli)))
+}
+
+/// The exit code of a command's result, its error printed.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("keyward: {error:#}");
@@ -187,6 +258,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token::run(&cli, command).await,
         Command::AgentType(command) => agent::run(&cli, command).await,
         Command::Migrate(command) => migrate::run(&cli, command).await,
+        Command::Version(args) => meta::version(args),
+        Command::Completions(args) => meta::completions(args),
+        Command::Man(args) => meta::man(args),
+        // Answered by `run`, which has the parsed matches it reports on.
+        Command::Config(_) => Err(anyhow::anyhow!("config check runs before the store opens")),
     }
 }
 
@@ -247,6 +323,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::crypto::KeyError>().is_some()
             || cause.downcast_ref::<config::ConfigError>().is_some()
+            || cause.downcast_ref::<config_file::ConfigFileError>().is_some()
         {
             return exit::CONFIG;
         }
@@ -270,13 +347,21 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-fn init_tracing(serving: bool) {
+fn init_tracing(serving: bool, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .try_init(),
+    };
 }

@@ -131,6 +131,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .as_ref()
             .is_some_and(|u| u.scheme() == "https"),
     };
+    // Everything is up and the socket is bound: systemd (Type=notify) may
+    // start what depends on this service.
+    super::notify::notify(&format!("READY=1\nSTATUS=listening on {addr}"));
     axum::serve(
         listener,
         crate::http::router_with(vault, Some(plugins.clone()), Some(forges), web)
@@ -252,5 +255,6 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    super::notify::notify("STOPPING=1");
     tracing::info!("shutting down");
 }

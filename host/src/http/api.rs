@@ -99,7 +99,7 @@ const fn method_name(method: &'static str) -> &'static str {
 pub fn table() -> Vec<Route> {
     vec![
         route!(get "/healthz", Public, 200, "Liveness: 200 while the process answers; never waits on the database", query[], body=false, routes::healthz),
-        route!(get "/readyz", Public, 200, "Readiness: 200 when the database and the access log answer (within 500 ms each), 503 otherwise", query[], body=false, routes::readyz),
+        route!(get "/readyz", Public, 200, "Readiness: 200 when the database and the access log answer (within 500 ms each) and the plugin runtime can serve calls; 503 naming the part that failed", query[], body=false, routes::readyz),
         route!(get "/openapi.json", Public, 200, "This document", query[], body=false, openapi_json),
         route!(get "/api", Public, 200, "This document as a page", query[], body=false, api_page),
         route!(get "/secrets", Resolver(Metadata), 200, "Metadata of every secret; never a value", query["scope"], body=false, secrets::list),

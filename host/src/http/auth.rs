@@ -25,6 +25,7 @@ async fn caller(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller,
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or(AuthError::Invalid)?;
     let caller = state.tokens.authenticate(token.trim()).await?;
+    super::trace::record_accessor(&caller.accessor());
     caller.require(needed)?;
     if let Some(policy) = caller.policy.clone() {
         let route = parts
@@ -110,6 +111,8 @@ impl FromRequestParts<AppState> for SessionCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret =
             super::dashboard::cookie(&parts.headers, state.web.name()).ok_or(AuthError::Missing)?;
-        Ok(SessionCaller(state.sessions.get(secret).await?))
+        let session = state.sessions.get(secret).await?;
+        super::trace::record_accessor(&session.accessor());
+        Ok(SessionCaller(session))
     }
 }

@@ -14,6 +14,7 @@ mod routes;
 pub(crate) mod secrets;
 pub mod throttle;
 mod tokens;
+pub mod trace;
 
 pub use log::MAX_ROWS as MAX_LOG_ROWS;
 
@@ -105,5 +106,8 @@ pub fn router_with_limits(
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // Outermost first: the id is known before the request's span opens.
+        .layer(trace::layer())
+        .layer(middleware::from_fn(trace::request_id))
         .with_state(state)
 }

@@ -30,21 +30,33 @@ pub const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500
 /// How long a `/readyz` verdict is reused.
 const READY_FRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// `/readyz`'s last verdict and when it was reached (`None`: ready, or
-/// what is not). Behind an async mutex: concurrent checks wait for the one
-/// in flight rather than each probing, so an unauthenticated caller
-/// hammering `/readyz` costs the store at most ten probes a second — a
-/// probe takes the SQLite write lock for an empty group.
-pub type ReadyCache =
-    std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>>;
+/// `/readyz`'s last verdict and when it was reached. Behind an async
+/// mutex: concurrent checks wait for the one in flight rather than each
+/// probing, so an unauthenticated caller hammering `/readyz` costs the
+/// store at most ten probes a second — a probe takes the SQLite write lock
+/// for an empty group.
+pub type ReadyCache = std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, Verdict)>>>;
 
-/// `GET /readyz`: readiness. 200 `{"status":"ready"}` when the database
-/// answers a query and the access log takes a group (an empty one: nothing
-/// is written), each within [`READY_WAIT`]; 503 naming what is not ready
-/// otherwise. No credentials: load balancers call it.
+/// The parts `/readyz` checks, in order.
+const PARTS: [&str; 3] = ["database", "access_log", "plugins"];
+
+/// What `/readyz` found: each part's state (`ok`, `failed`, `skipped`
+/// when the database it needs failed, `none` for a server without a
+/// plugin runtime), and the first part that failed, with why.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    states: [&'static str; 3],
+    failed: Option<(&'static str, String)>,
+}
+
+/// `GET /readyz`: readiness. 200 `{"status":"ready","checks":{…}}` when
+/// the database answers a query, the access log takes a group (an empty
+/// one: nothing is written), each within [`READY_WAIT`], and the plugin
+/// runtime can serve calls; 503 with the error shape plus `failed` (the
+/// part) and `checks` otherwise. No credentials: load balancers call it.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let mut last = state.ready.lock().await;
-    let problem = match last.as_ref() {
+    let verdict = match last.as_ref() {
         Some((at, verdict)) if at.elapsed() < READY_FRESH => verdict.clone(),
         _ => {
             let verdict = probe(&state).await;
@@ -53,36 +65,72 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         }
     };
     drop(last);
-    match problem {
-        None => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Some(message) => (
+    let checks: serde_json::Map<String, Value> = PARTS
+        .iter()
+        .zip(verdict.states)
+        .map(|(part, state)| ((*part).to_owned(), Value::from(state)))
+        .collect();
+    match verdict.failed {
+        None => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": checks})),
+        ),
+        Some((part, message)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": {"code": "unavailable", "message": message}})),
+            Json(json!({
+                "error": {"code": "unavailable", "message": message},
+                "failed": part,
+                "checks": checks,
+            })),
         ),
     }
 }
 
-/// What is not ready, if anything: the database, then the access log.
-async fn probe(state: &AppState) -> Option<String> {
+/// Checks the database, then the access log (which needs it), and the
+/// plugin runtime.
+async fn probe(state: &AppState) -> Verdict {
+    let mut failed = None;
     let query = tokio::time::timeout(
         READY_WAIT,
         sqlx::query("SELECT 1").execute(&state.vault.db().pool),
     );
-    match query.await {
-        Err(_) => Some("the database did not answer in time".to_owned()),
+    let database = match query.await {
+        Err(_) => Some("the database did not answer in time"),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness: database unavailable");
-            Some("the database is not answering".to_owned())
+            Some("the database is not answering")
         }
-        Ok(Ok(_)) => match tokio::time::timeout(READY_WAIT, state.vault.probe_log()).await {
-            Err(_) => Some("the access log did not answer in time".to_owned()),
+        Ok(Ok(_)) => None,
+    };
+    let log = match database {
+        Some(_) => None,
+        None => match tokio::time::timeout(READY_WAIT, state.vault.probe_log()).await {
+            Err(_) => Some("the access log did not answer in time"),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "readiness: access log unavailable");
-                Some("the access log cannot be written".to_owned())
+                Some("the access log cannot be written")
             }
             Ok(Ok(())) => None,
         },
+    };
+    let plugins = state.plugins.as_ref().map(|p| p.not_ready());
+    if let Some(Some(problem)) = plugins {
+        tracing::warn!(problem, "readiness: plugin runtime unavailable");
     }
+    let mut states = ["ok"; 3];
+    for (i, problem) in [database, log, plugins.flatten()].into_iter().enumerate() {
+        if let Some(problem) = problem {
+            states[i] = "failed";
+            failed = failed.or(Some((PARTS[i], problem.to_owned())));
+        }
+    }
+    if database.is_some() {
+        states[1] = "skipped";
+    }
+    if plugins.is_none() {
+        states[2] = "none";
+    }
+    Verdict { states, failed }
 }
 
 /// Anything not routed: 404 in the API's shape.

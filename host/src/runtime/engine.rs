@@ -80,6 +80,7 @@ pub fn build() -> wasmtime::Result<(Engine, EpochTicker)> {
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl EpochTicker {
@@ -87,7 +88,7 @@ impl EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("keyward-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
@@ -99,7 +100,19 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch thread");
-        EpochTicker { stop }
+        EpochTicker { stop, thread }
+    }
+
+    /// Whether the clock still ticks: without it no wall-time limit ends a
+    /// plugin call.
+    pub fn running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    /// Stops the clock (the readiness test's fault; test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -189,7 +189,7 @@ impl Runtime {
         run: &MigrationSource,
         op: Op,
     ) -> Result<Reply, PluginError> {
-        self.counted(self.migration_op_once(vault, name, run, op))
+        self.counted(name, self.migration_op_once(vault, name, run, op))
             .await
     }
 

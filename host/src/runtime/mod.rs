@@ -222,7 +222,7 @@ struct Inner {
     egress: Egress,
     registry: RwLock<Arc<Registry>>,
     stats: CallStats,
-    _ticker: engine::EpochTicker,
+    ticker: engine::EpochTicker,
 }
 
 /// Counts of plugin calls, for metrics.
@@ -232,10 +232,20 @@ pub struct CallStats {
     pub calls: std::sync::atomic::AtomicU64,
     /// Failed calls by [`PluginError::kind`].
     pub failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Seconds per call by plugin and outcome (`ok` or the error's kind);
+    /// a call to a plugin that is not loaded counts as plugin `unknown`,
+    /// so a caller cannot make series at will.
+    pub durations: crate::metrics::Family<&'static str>,
 }
 
 impl CallStats {
-    fn count<T>(&self, result: &Result<T, PluginError>) {
+    fn count<T>(&self, plugin: &str, took: std::time::Duration, result: &Result<T, PluginError>) {
+        let (plugin, outcome) = match result {
+            Ok(_) => (plugin, "ok"),
+            Err(PluginError::NotFound(_)) => ("unknown", "not_found"),
+            Err(e) => (plugin, e.kind()),
+        };
+        self.durations.observe(plugin, outcome, took.as_secs_f64());
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = result {
@@ -263,7 +273,7 @@ impl Runtime {
                 egress: Egress::new(options.hosts)?,
                 registry: RwLock::new(registry),
                 stats: CallStats::default(),
-                _ticker: ticker,
+                ticker,
             }),
         })
     }
@@ -271,6 +281,26 @@ impl Runtime {
     /// Counts of calls and failures since start.
     pub fn stats(&self) -> &CallStats {
         &self.inner.stats
+    }
+
+    /// Why plugin calls cannot be served now, if they cannot: the clock
+    /// that enforces wall-time limits has stopped, or a reload panicked and
+    /// left the registry unusable. `/readyz` asks.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if !self.inner.ticker.running() {
+            return Some("the plugin runtime's clock (wall-time limits) has stopped");
+        }
+        if self.inner.registry.is_poisoned() {
+            return Some("the plugin registry is unusable (a reload panicked)");
+        }
+        None
+    }
+
+    /// Stops the runtime's clock, so that [`Self::not_ready`] says so (the
+    /// readiness test's fault; builds with `fault-injection` only).
+    #[cfg(feature = "fault-injection")]
+    pub fn stop_clock(&self) {
+        self.inner.ticker.stop();
     }
 
     /// What is loaded now (and what was refused at the last load).
@@ -544,23 +574,26 @@ impl Runtime {
         op: ForgeOp,
         extra: ForgeCallExtra,
     ) -> Result<ForgeReply, PluginError> {
-        self.counted(self.forge_op_once(vault, name, base_url, app, token, op, extra))
+        self.counted(name, self.forge_op_once(vault, name, base_url, app, token, op, extra))
             .await
     }
 
-    /// Awaits one call and counts it (and its failure) for metrics.
+    /// Awaits one call of plugin `name` and counts it (its time, and its
+    /// failure) for metrics.
     async fn counted<T>(
         &self,
+        name: &str,
         call: impl std::future::Future<Output = Result<T, PluginError>>,
     ) -> Result<T, PluginError> {
+        let started = std::time::Instant::now();
         let result = call.await;
-        self.inner.stats.count(&result);
+        self.inner.stats.count(name, started.elapsed(), &result);
         result
     }
 
     /// `forge.info` of the forge adapter `name`.
     pub async fn forge_info(&self, vault: &Vault, name: &str) -> Result<ForgeInfo, PluginError> {
-        self.counted(self.forge_info_once(vault, name)).await
+        self.counted(name, self.forge_info_once(vault, name)).await
     }
 
     /// `migration.info` of the migrator `name`.
@@ -569,7 +602,7 @@ impl Runtime {
         vault: &Vault,
         name: &str,
     ) -> Result<MigratorInfo, PluginError> {
-        self.counted(self.migrator_info_once(vault, name)).await
+        self.counted(name, self.migrator_info_once(vault, name)).await
     }
 
     /// `forge.whoami` of the forge adapter `name`: who `token` (a secret

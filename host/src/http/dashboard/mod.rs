@@ -204,7 +204,10 @@ async fn session_of(parts: &Parts, state: &AppState) -> Result<Session, PageErro
     let page = parts.method == Method::GET || parts.method == Method::HEAD;
     let secret = cookie(&parts.headers, state.web.name()).ok_or(PageError::SignIn { page })?;
     match state.sessions.get(secret).await {
-        Ok(session) => Ok(session),
+        Ok(session) => {
+            super::trace::record_accessor(&session.accessor());
+            Ok(session)
+        }
         Err(AuthError::Invalid) => Err(PageError::SignIn { page }),
         Err(e) => Err(e.into()),
     }
