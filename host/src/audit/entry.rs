@@ -247,13 +247,19 @@ mod tests {
         let outside = Access::new("a", "x").expect("access");
         assert_eq!(outside.request(), None);
         let entry = AccessEntry::new(&outside, Action::Render, Outcome::Ok, "global", "N");
-        assert_eq!(entry.with_detail("searched global").detail, "searched global");
+        assert_eq!(
+            entry.with_detail("searched global").detail,
+            "searched global"
+        );
         let inside = in_request("r-1".into(), async { Access::new("a", "x") })
             .await
             .expect("access");
         assert_eq!(inside.request(), Some("r-1"));
         let entry = AccessEntry::new(&inside, Action::Render, Outcome::Ok, "global", "N");
         assert_eq!(entry.detail, "request r-1");
-        assert_eq!(entry.with_detail("version 2").detail, "version 2; request r-1");
+        assert_eq!(
+            entry.with_detail("version 2").detail,
+            "version 2; request r-1"
+        );
     }
 }

@@ -113,16 +113,17 @@ pub fn parse(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigFileError
                 known.join(", ")
             )));
         };
+        let seconds = key == "audit_checkpoint_every";
         let text = match value {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(n) if key == "audit_checkpoint_every" => n.to_string(),
+            toml::Value::Integer(n) if seconds => n.to_string(),
+            toml::Value::String(s) if !seconds => s.clone(),
             other => {
                 return Err(fail(format!(
-                    "`{key}` must be a {}, not a {}",
-                    if key == "audit_checkpoint_every" {
-                        "number of seconds"
+                    "`{key}` must be {} (found {})",
+                    if seconds {
+                        "a whole number of seconds"
                     } else {
-                        "string"
+                        "a string"
                     },
                     other.type_str()
                 )))
@@ -199,11 +200,7 @@ pub fn check(
             .and_then(|mut v| v.next())
             .map(|v| v.to_string_lossy().into_owned())
     };
-    let var_of = |key: &str| {
-        KEYS.iter()
-            .find(|(k, _)| *k == key)
-            .map_or("", |(_, v)| *v)
-    };
+    let var_of = |key: &str| KEYS.iter().find(|(k, _)| *k == key).map_or("", |(_, v)| *v);
     // The global flags, as this command line gave them.
     for (key, id) in [
         ("database_url", "database_url"),
@@ -227,16 +224,19 @@ pub fn check(
     // The settings only the environment (or the file) gives.
     let filter = std::env::var("KEYWARD_LOG").unwrap_or_default();
     if !filter.is_empty() {
-        tracing_subscriber::EnvFilter::try_new(&filter)
-            .map_err(|e| ConfigFileError {
-                path: "KEYWARD_LOG".into(),
-                problem: format!("not a log filter: {e}"),
-            })?;
+        tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| ConfigFileError {
+            path: "KEYWARD_LOG".into(),
+            problem: format!("not a log filter: {e}"),
+        })?;
     }
     rows.insert(
         "log",
         (
-            if filter.is_empty() { "info".to_owned() } else { filter },
+            if filter.is_empty() {
+                "info".to_owned()
+            } else {
+                filter
+            },
             source_of(loaded, "KEYWARD_LOG", None),
         ),
     );
@@ -280,7 +280,11 @@ pub fn check(
         crate::crypto::MasterKey::from_base64(crate::crypto::MASTER_KEY_VAR, &key)?;
         "set (masked)".to_owned()
     };
-    let key_source = if key.trim().is_empty() { "default" } else { "env" };
+    let key_source = if key.trim().is_empty() {
+        "default"
+    } else {
+        "env"
+    };
     rows.insert("master_key", (key_state, key_source));
 
     let mut out = String::new();
@@ -293,14 +297,21 @@ pub fn check(
                 .map_or_else(|| "none".to_owned(), |p| p.display().to_string());
             let _ = writeln!(out, "# configuration file: {file}");
             for (key, (value, source)) in &rows {
-                let _ = writeln!(out, "{key} = {}  # {source}", toml::Value::from(value.as_str()));
+                let _ = writeln!(
+                    out,
+                    "{key} = {}  # {source}",
+                    toml::Value::from(value.as_str())
+                );
             }
         }
         super::meta::Output::Json => {
             let map: serde_json::Map<String, serde_json::Value> = rows
                 .iter()
                 .map(|(k, (v, s))| {
-                    ((*k).to_owned(), serde_json::json!({"value": v, "source": s}))
+                    (
+                        (*k).to_owned(),
+                        serde_json::json!({"value": v, "source": s}),
+                    )
                 })
                 .collect();
             out = serde_json::json!({
@@ -360,8 +371,11 @@ mod tests {
         for (text, says) in [
             ("lissen = \"x\"", "unknown key `lissen`"),
             ("master_key = \"x\"", "KEYWARD_MASTER_KEY"),
-            ("listen = 8080", "must be a string, not a integer"),
-            ("audit_checkpoint_every = \"soon\"", "number of seconds"),
+            ("listen = 8080", "`listen` must be a string (found integer)"),
+            (
+                "audit_checkpoint_every = \"soon\"",
+                "whole number of seconds",
+            ),
             ("listen = ", "not valid TOML"),
             ("[serve]\nlisten = \"x\"", "unknown key `serve`"),
         ] {

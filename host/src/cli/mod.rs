@@ -323,7 +323,9 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::crypto::KeyError>().is_some()
             || cause.downcast_ref::<config::ConfigError>().is_some()
-            || cause.downcast_ref::<config_file::ConfigFileError>().is_some()
+            || cause
+                .downcast_ref::<config_file::ConfigFileError>()
+                .is_some()
         {
             return exit::CONFIG;
         }

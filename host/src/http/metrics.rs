@@ -216,14 +216,12 @@ impl Collector for Everything {
             ("version", env!("CARGO_PKG_VERSION")),
             ("commit", env!("KEYWARD_GIT_COMMIT")),
         ]);
-        info.encode(
-            out.encode_descriptor(
-                "keyward_build",
-                "The running build: version and git commit",
-                None,
-                info.metric_type(),
-            )?,
-        )?;
+        info.encode(out.encode_descriptor(
+            "keyward_build",
+            "The running build: version and git commit",
+            None,
+            info.metric_type(),
+        )?)?;
 
         process(&mut out)
     }
@@ -263,7 +261,12 @@ fn process(out: &mut DescriptorEncoder) -> std::fmt::Result {
     )?;
     gauge(out, "process_open_fds", "Open file descriptors", p.open_fds)?;
     if let Some(max) = p.max_fds {
-        gauge(out, "process_max_fds", "Most file descriptors the process may open", max)?;
+        gauge(
+            out,
+            "process_max_fds",
+            "Most file descriptors the process may open",
+            max,
+        )?;
     }
     gauge(out, "process_threads", "Threads of the process", p.threads)
 }

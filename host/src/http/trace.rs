@@ -42,7 +42,11 @@ impl RequestId {
         let ok = !given.is_empty()
             && given.len() <= MAX_REQUEST_ID_LEN
             && given.iter().all(|&b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@' | b'~')
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@' | b'~'
+                    )
             });
         if !ok {
             return None;
@@ -101,7 +105,9 @@ pub fn record_accessor(accessor: &str) {
 }
 
 /// The trace layer: a `request` span per request, one line when it is answered.
-pub fn layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), RequestLine, (), (), ()> {
+pub fn layer(
+) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), RequestLine, (), (), ()>
+{
     TraceLayer::new_for_http()
         .make_span_with(RequestSpan)
         .on_request(())
@@ -121,7 +127,10 @@ impl<B> MakeSpan<B> for RequestSpan {
             .extensions()
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        let id = req.extensions().get::<RequestId>().map_or("", RequestId::as_str);
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or("", RequestId::as_str);
         tracing::info_span!(
             target: TARGET,
             "request",
@@ -154,8 +163,15 @@ mod tests {
 
     #[test]
     fn request_ids_are_bounded_and_plain() {
-        for ok in ["a", "0f8fad5b-d9cb-469f-a165-70867728950e", "a/b:c=d+e@f~g_h.i"] {
-            assert_eq!(RequestId::parse(ok.as_bytes()).map(|i| i.0), Some(ok.into()));
+        for ok in [
+            "a",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "a/b:c=d+e@f~g_h.i",
+        ] {
+            assert_eq!(
+                RequestId::parse(ok.as_bytes()).map(|i| i.0),
+                Some(ok.into())
+            );
         }
         let long = "x".repeat(MAX_REQUEST_ID_LEN);
         assert!(RequestId::parse(long.as_bytes()).is_some());

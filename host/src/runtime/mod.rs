@@ -574,8 +574,11 @@ impl Runtime {
         op: ForgeOp,
         extra: ForgeCallExtra,
     ) -> Result<ForgeReply, PluginError> {
-        self.counted(name, self.forge_op_once(vault, name, base_url, app, token, op, extra))
-            .await
+        self.counted(
+            name,
+            self.forge_op_once(vault, name, base_url, app, token, op, extra),
+        )
+        .await
     }
 
     /// Awaits one call of plugin `name` and counts it (its time, and its
@@ -602,7 +605,8 @@ impl Runtime {
         vault: &Vault,
         name: &str,
     ) -> Result<MigratorInfo, PluginError> {
-        self.counted(name, self.migrator_info_once(vault, name)).await
+        self.counted(name, self.migrator_info_once(vault, name))
+            .await
     }
 
     /// `forge.whoami` of the forge adapter `name`: who `token` (a secret
