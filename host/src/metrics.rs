@@ -77,11 +77,14 @@ impl Histogram {
     }
 }
 
+/// The series of a [`Family`]: by the first label, each second label's.
+type Series<L> = HashMap<Box<str>, Vec<(L, Arc<Histogram>)>>;
+
 /// Histograms by two labels: a text one (a route, a plugin) and a small
 /// copyable one (a status, an outcome).
 pub struct Family<L> {
     bounds: &'static [f64],
-    series: RwLock<HashMap<Box<str>, Vec<(L, Arc<Histogram>)>>>,
+    series: RwLock<Series<L>>,
 }
 
 impl<L: Copy + Eq> Default for Family<L> {
