@@ -1,6 +1,6 @@
-//! Latency histograms that cost a request no lock: fixed buckets of
-//! atomics, and families keyed by two labels behind a read-mostly lock
-//! (readers share it; it is written once per new series). `/metrics`
+//! Latency histograms that cost a request no mutex: fixed buckets of
+//! atomics, and families keyed by two labels behind a read-write lock that
+//! readers share (it is written once per new series). `/metrics`
 //! (http/metrics.rs) renders them with prometheus-client.
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the Prometheus text format (0.0.4), encoded by
 //! prometheus-client from what the server counts anyway: request
-//! latencies (no lock per request: [`crate::metrics`]), the access log's
+//! latencies (no mutex per request: [`crate::metrics`]), the access log's
 //! counters and commits, plugin calls, the build and the process.
 
 use std::sync::atomic::Ordering;
