@@ -47,6 +47,9 @@ impl Kw {
             .env_remove("KEYWARD_LISTEN")
             .env_remove("KEYWARD_LOG")
             .env_remove("KEYWARD_LOG_FORMAT")
+            .env_remove("KEYWARD_CONFIG")
+            // A test server must never tell a real systemd it is ready.
+            .env_remove("NOTIFY_SOCKET")
             .env_remove("KEYWARD_AUDIT_CHECKPOINT")
             .env_remove("KEYWARD_AUDIT_CHECKPOINT_EVERY");
         match &self.database_url {
