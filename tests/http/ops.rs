@@ -114,13 +114,30 @@ async fn metrics_have_latency_histograms_build_and_process_metrics() {
             .expect("render");
         assert_eq!(res.status(), 200);
     }
-    // A forge login for a plugin that does not exist: a plugin call by an
-    // unauthenticated caller, which must not make a series of its own.
-    let _ = client
-        .get(format!("{base}/auth/no-such-forge-xyz/login"))
-        .send()
-        .await
-        .expect("login");
+    // Plugin calls: an agent type without a base URL asks its forge plugin
+    // for the default one; a forge that is not loaded is one call of
+    // plugin `unknown`, not a series named by the caller.
+    let operator = kw.token("ops", "operator");
+    for (name, forge, want) in [
+        ("coder", "forgejo", 201),
+        ("ghost", "no-such-forge-xyz", 404),
+    ] {
+        let res = client
+            .post(format!("{base}/agent-types"))
+            .bearer_auth(&operator)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"name": name, "forge": forge}).to_string())
+            .send()
+            .await
+            .expect("agent type");
+        let status = res.status().as_u16();
+        assert_eq!(
+            status,
+            want,
+            "{forge}: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
     let res = client
         .get(format!("{base}/metrics"))
         .bearer_auth(&resolver)
@@ -142,6 +159,9 @@ async fn metrics_have_latency_histograms_build_and_process_metrics() {
         "# TYPE keyward_access_log_commit_duration_seconds histogram",
         "keyward_access_log_commit_duration_seconds_count ",
         "# TYPE keyward_plugin_call_duration_seconds histogram",
+        r#"keyward_plugin_call_duration_seconds_count{plugin="forgejo",outcome="ok"} 1"#,
+        r#"keyward_plugin_call_duration_seconds_count{plugin="unknown",outcome="not_found"} 1"#,
+        "keyward_plugin_calls_total 2",
         "# TYPE keyward_access_log_batch_rows histogram",
         "process_resident_memory_bytes ",
         "process_cpu_seconds_total ",
