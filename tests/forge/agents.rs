@@ -410,7 +410,7 @@ async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
 /// The agent-type rows as they stand (what a resolver must never change).
 async fn agent_rows(host: &Host) -> Vec<(String, Option<i64>, i64)> {
     sqlx::query_as("SELECT name, token_secret_id, updated_at FROM agent_type ORDER BY name")
-        .fetch_all(&host.vault.db().pool)
+        .fetch_all(host.vault.db().reader())
         .await
         .expect("agent types")
 }

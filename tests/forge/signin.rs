@@ -238,7 +238,7 @@ async fn signing_in_with_another_forge_switches_and_keeps_the_first() {
     assert_eq!(status, StatusCode::OK);
     let (_, me) = host.me(cookie.as_deref()).await;
     assert_eq!(me["forge_type"], "github");
-    let rows = keyward::store::forge::list_tokens(&host.vault.db().pool)
+    let rows = keyward::store::forge::list_tokens(host.vault.db().reader())
         .await
         .expect("rows");
     let mut kinds: Vec<_> = rows.iter().map(|r| r.forge_type.as_str()).collect();
@@ -383,7 +383,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
         )
         .await
         .expect("replace");
-    let before = keyward::store::forge::get_token(&host.vault.db().pool, "gitlab")
+    let before = keyward::store::forge::get_token(host.vault.db().reader(), "gitlab")
         .await
         .expect("row")
         .expect("present");
@@ -395,7 +395,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
         status == StatusCode::FAILED_DEPENDENCY || status == StatusCode::BAD_GATEWAY,
         "{status} {body}"
     );
-    let after = keyward::store::forge::get_token(&host.vault.db().pool, "gitlab")
+    let after = keyward::store::forge::get_token(host.vault.db().reader(), "gitlab")
         .await
         .expect("row")
         .expect("still present");

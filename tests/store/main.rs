@@ -8,6 +8,7 @@ mod access_log;
 mod agents;
 mod crud;
 mod forge;
+mod handles;
 mod keyring;
 mod migrate;
 mod oauth;

@@ -66,7 +66,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 async fn probe(state: &AppState) -> Option<String> {
     let query = tokio::time::timeout(
         READY_WAIT,
-        sqlx::query("SELECT 1").execute(&state.vault.db().pool),
+        sqlx::query("SELECT 1").execute(state.vault.db().reader()),
     );
     match query.await {
         Err(_) => Some("the database did not answer in time".to_owned()),
@@ -230,7 +230,7 @@ pub async fn list_plugins(
         ));
     };
     let registry = plugins.registry();
-    let runs = crate::store::migrate::last_runs(&state.vault.db().pool)
+    let runs = crate::store::migrate::last_runs(state.vault.db().reader())
         .await
         .map_err(|e| ApiError::Vault(e.into()))?;
     let strings = |items: Vec<String>| Value::from(items);

@@ -89,7 +89,7 @@ impl Vault {
         }
         let (mut tx, head) = self.begin_logged().await?;
         let now = now_ms();
-        let existing = secrets::get(&mut tx, scope.as_str(), name.as_str()).await?;
+        let existing = secrets::get(&mut *tx, scope.as_str(), name.as_str()).await?;
         let (outcome, entries) = match existing {
             None if mode == PutMode::Replace => {
                 return Err(VaultError::NotFound {
