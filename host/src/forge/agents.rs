@@ -298,7 +298,13 @@ impl Forges {
         tracing::info!(agent_type = %name, instance = ?instance, caller = %caller.accessor(), forge = %row.forge, "dispatch");
         Ok(self
             .runtime()?
-            .forge_whoami_for(self.vault(), &row.forge, &base, &reference, caller)
+            .forge_whoami_with(
+                self.vault(),
+                &row.forge,
+                &base,
+                crate::runtime::TokenRef::Stored(reference.clone()),
+                Some(caller),
+            )
             .await?)
     }
 }

@@ -261,6 +261,7 @@ impl Forges {
                 forge,
                 &base,
                 TokenRef::Bound(access_ref(forge), access),
+                None,
             )
             .await?;
         self.admit(&app, &account).await?;

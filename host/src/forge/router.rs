@@ -155,7 +155,7 @@ impl Forges {
             let (runtime, vault) = (runtime.clone(), vault.clone());
             async move {
                 runtime
-                    .forge_whoami_with(&vault, &forge, &base, token)
+                    .forge_whoami_with(&vault, &forge, &base, token, None)
                     .await
             }
         })

@@ -269,19 +269,10 @@ impl StdoutStream for Capture {
     }
 }
 
-/// Builds the store for one call, with a WASI context from `pool`.
+/// Builds the store for one call: a WASI context from `pool`, or, for a
+/// migrator call with a `source` folder, one of its own with the folder
+/// preopened.
 pub(crate) fn new_store(
-    engine: &wasmtime::Engine,
-    call: CallCtx,
-    pool: &WasiPool,
-) -> (Store<CallState>, Stdio, Instant) {
-    let wasi = pool.take();
-    store_with(engine, call, wasi)
-}
-
-/// Builds the store for one migrator call, with `source` (if any)
-/// preopened in a WASI context of its own.
-pub(crate) fn new_store_sourced(
     engine: &wasmtime::Engine,
     call: CallCtx,
     pool: &WasiPool,

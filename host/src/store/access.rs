@@ -28,8 +28,8 @@ impl<'p> Reader<'p> {
     }
 }
 
-/// Whether `sql` only reads: a `SELECT`, or a `WITH` that modifies
-/// nothing. A lock (`FOR UPDATE`) is a write's business, so it is refused
+/// Whether `sql` only reads: a `SELECT`, a `WITH` that modifies
+/// nothing, or a setting read (`SHOW x`, `PRAGMA x`). A lock (`FOR UPDATE`) is a write's business, so it is refused
 /// too. Deliberately strict: a false "no" is a loud bug in a test, a false
 /// "yes" a silent starvation.
 fn reads_only(sql: &str) -> bool {
@@ -53,13 +53,19 @@ fn reads_only(sql: &str) -> bool {
             .filter(|w| !w.is_empty())
     };
     let first = words().next().unwrap_or("");
-    (first == "select" || first == "with")
-        && !words().any(|w| {
+    match first {
+        // A setting read (PostgreSQL's SHOW, SQLite's PRAGMA without an
+        // argument); `PRAGMA x = …` and `PRAGMA f(…)` may change things.
+        "show" => !lower.contains('='),
+        "pragma" => !lower.contains('=') && !lower.contains('('),
+        "select" | "with" => !words().any(|w| {
             matches!(
                 w,
                 "insert" | "update" | "delete" | "replace" | "create" | "drop" | "alter" | "pragma"
             )
-        })
+        }),
+        _ => false,
+    }
 }
 
 fn refused(sql: &str) -> sqlx::Error {
@@ -204,6 +210,8 @@ mod tests {
             "WITH t AS (SELECT 1) SELECT * FROM t",
             "SELECT updated_at FROM secret", // a column name is not a keyword
             "SELECT seq FROM access_log WHERE action = 'delete'",
+            "SHOW synchronous_commit",
+            "PRAGMA synchronous",
         ] {
             assert!(reads_only(sql), "{sql}");
         }
@@ -214,6 +222,8 @@ mod tests {
             "WITH x AS (DELETE FROM session RETURNING 1) SELECT * FROM x",
             "SELECT * FROM audit_head FOR UPDATE",
             "PRAGMA wal_checkpoint(TRUNCATE)",
+            "PRAGMA synchronous = OFF",
+            "SET synchronous_commit = off",
             "BEGIN",
             "",
         ] {
