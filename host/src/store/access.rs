@@ -29,9 +29,10 @@ impl<'p> Reader<'p> {
 }
 
 /// Whether `sql` only reads: a `SELECT`, a `WITH` that modifies
-/// nothing, or a setting read (`SHOW x`, `PRAGMA x`). A lock (`FOR UPDATE`) is a write's business, so it is refused
-/// too. Deliberately strict: a false "no" is a loud bug in a test, a false
-/// "yes" a silent starvation.
+/// nothing, or a setting read (`SHOW x`, `PRAGMA x`). A lock (`FOR
+/// UPDATE`) is a write's business, so it is refused too. Deliberately
+/// strict: a false "no" is a loud bug in a test, a false "yes" a silent
+/// starvation.
 fn reads_only(sql: &str) -> bool {
     // Keywords inside string literals ('delete' as a value) do not count.
     let mut in_literal = false;
