@@ -11,6 +11,7 @@ mod call;
 pub mod egress;
 mod engine;
 pub mod error;
+mod expand;
 mod export;
 mod forge_calls;
 pub mod grants;
