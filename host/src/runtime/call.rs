@@ -1,6 +1,9 @@
 //! One call into one plugin: a fresh `Store` (nothing survives between
 //! calls), the plugin's limits, its grants plus the call's own, and the
 //! mapping of every way a call can end onto [`PluginError`].
+//!
+//! (Over 500 lines: the store, its limits, its WASI context and the mapping
+//! of every ending of a call are one life cycle, read together.)
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};

@@ -2,6 +2,9 @@
 //! operators' forge tokens (sealed by the caller), the active forge, and
 //! sign-ins in progress. Functions that must share a transaction take a
 //! connection.
+//!
+//! (Over 500 lines: three small tables that the sign-in and refresh code
+//! changes together, in shared transactions.)
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Connection, Row};
