@@ -6,6 +6,7 @@ mod support;
 
 mod access_log;
 mod agents;
+mod cas;
 mod crud;
 mod forge;
 mod handles;
