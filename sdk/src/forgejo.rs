@@ -69,12 +69,8 @@ pub fn authorize_url(
 }
 
 fn token(label: &str, base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
-    Request::post(format!("{}/login/oauth/access_token", root(base_url)))
-        .header("accept", "application/json")
-        .form(form)
-        .send_forge()
-        .and_then(|r| r.token_set(TOKEN_RULES))
-        .map_err(|e| e.context(label))
+    let url = format!("{}/login/oauth/access_token", root(base_url));
+    oauth::request_tokens(label, url, form, TOKEN_RULES)
 }
 
 /// Trades a code for tokens.
@@ -85,16 +81,7 @@ pub fn exchange_code(
     code: &str,
     code_verifier: &str,
 ) -> Result<TokenSet, ForgeError> {
-    token(label, base_url, exchange_form(app, code, code_verifier))
-}
-
-fn exchange_form(app: &OauthApp, code: &str, code_verifier: &str) -> Form {
-    Form::new()
-        .text("grant_type", "authorization_code")
-        .text("code", code)
-        .text("redirect_uri", &app.redirect_uri)
-        .text("code_verifier", code_verifier)
-        .client(app)
+    token(label, base_url, oauth::code_grant(app, code, code_verifier))
 }
 
 /// Trades the refresh token behind `refresh_token` (a reference) for new
@@ -105,14 +92,7 @@ pub fn refresh(
     app: &OauthApp,
     refresh_token: &str,
 ) -> Result<TokenSet, ForgeError> {
-    token(label, base_url, refresh_form(app, refresh_token))
-}
-
-fn refresh_form(app: &OauthApp, refresh_token: &str) -> Form {
-    Form::new()
-        .text("grant_type", "refresh_token")
-        .secret("refresh_token", refresh_token)
-        .client(app)
+    token(label, base_url, oauth::refresh_grant(app, refresh_token))
 }
 
 /// The fields of `GET /api/v1/user` read here.
@@ -249,12 +229,12 @@ mod tests {
     #[test]
     fn token_forms_carry_references_not_values() {
         assert_eq!(
-            exchange_form(&app(), "co de", "ver").into_body(),
+            oauth::code_grant(&app(), "co de", "ver").into_body(),
             "grant_type=authorization_code&code=co%20de&redirect_uri=https%3A%2F%2Fk.example%2Fcb\
              &code_verifier=ver&client_id=cid&client_secret=${SECRET:plugin:forgejo/secret}"
         );
         assert_eq!(
-            refresh_form(&app(), "operator:alice/forgejo-refresh").into_body(),
+            oauth::refresh_grant(&app(), "operator:alice/forgejo-refresh").into_body(),
             "grant_type=refresh_token&refresh_token=${SECRET:operator:alice/forgejo-refresh}\
              &client_id=cid&client_secret=${SECRET:plugin:forgejo/secret}"
         );

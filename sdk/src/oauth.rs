@@ -64,6 +64,56 @@ pub fn authorize_url(
     url_with_query(endpoint, &params)
 }
 
+/// `scopes`, or the adapter's `defaults` when the host asked for none:
+/// every adapter's rule for [`ForgeAdapter::authorize_url`](crate::ForgeAdapter::authorize_url).
+pub fn scopes_or(scopes: Vec<String>, defaults: &[&str]) -> Vec<String> {
+    if scopes.is_empty() {
+        defaults.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        scopes
+    }
+}
+
+/// The form of an authorization-code grant with PKCE (RFC 6749 §4.1.3,
+/// RFC 7636 §4.5): `grant_type=authorization_code`, `code`,
+/// `redirect_uri`, `code_verifier` and the client's credentials.
+pub fn code_grant(app: &OauthApp, code: &str, code_verifier: &str) -> Form {
+    Form::new()
+        .text("grant_type", "authorization_code")
+        .text("code", code)
+        .text("redirect_uri", &app.redirect_uri)
+        .text("code_verifier", code_verifier)
+        .client(app)
+}
+
+/// The form of a refresh grant (RFC 6749 §6): `grant_type=refresh_token`,
+/// the refresh token behind `refresh_token` (a reference the host expands
+/// at egress) and the client's credentials.
+pub fn refresh_grant(app: &OauthApp, refresh_token: &str) -> Form {
+    Form::new()
+        .text("grant_type", "refresh_token")
+        .secret("refresh_token", refresh_token)
+        .client(app)
+}
+
+/// Posts `form` to the token endpoint `url`, asking for JSON, and reads
+/// the answer by `rules` (errors prefixed with `label`).
+pub fn request_tokens(
+    label: &str,
+    url: String,
+    form: Form,
+    rules: TokenRules<'_>,
+) -> Result<TokenSet, ForgeError> {
+    crate::http::Request::post(url)
+        .header("accept", "application/json")
+        // GitHub refuses API calls without one; harmless elsewhere.
+        .header("user-agent", "keyward")
+        .form(form)
+        .send_forge()
+        .and_then(|r| r.token_set(rules))
+        .map_err(|e| e.context(label))
+}
+
 /// An `application/x-www-form-urlencoded` body being built.
 ///
 /// Values are percent-encoded, except a secret reference

@@ -328,9 +328,9 @@ mod sign_in {
         (r.status(), retry)
     }
 
-    async fn pending_rows(pool: &sqlx::AnyPool) -> i64 {
+    async fn pending_rows(kdb: &keyward::store::Db) -> i64 {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_pending")
-            .fetch_one(pool)
+            .fetch_one(kdb.reader())
             .await
             .expect("count pending")
     }
@@ -413,7 +413,7 @@ mod sign_in {
             started <= SIGN_IN_BURST as usize,
             "{started} sign-ins started"
         );
-        assert!(pending_rows(&sandbox.vault.db().pool).await <= i64::from(SIGN_IN_BURST));
+        assert!(pending_rows(sandbox.vault.db()).await <= i64::from(SIGN_IN_BURST));
     }
 
     #[tokio::test]
@@ -459,7 +459,7 @@ mod sign_in {
                 );
             }
         }
-        assert_eq!(pending_rows(&vaults[0].db().pool).await, 10);
+        assert_eq!(pending_rows(vaults[0].db()).await, 10);
     }
 }
 

@@ -2,12 +2,13 @@
 //! the real binary: `agents-json`, `account-credentials`, `key-prefix` and
 //! `openbao-kv` (against a real OpenBao dev server).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::kw::http;
 use crate::{code, text, Kw};
 
 fn get(kw: &Kw, scope: &str, name: &str) -> Option<String> {
@@ -19,6 +20,16 @@ fn migrate(kw: &Kw, args: &[&str]) -> Output {
 }
 
 /// A fresh legacy folder `name` under the test's data folder.
+/// `keyward migrate run ARGS…`, which must succeed with `summary` (`NAME: N
+/// migrated, N skipped, N failed`) in its output; the output.
+fn migrate_ok(kw: &Kw, args: &[&str], summary: &str) -> String {
+    let mut full = vec!["migrate", "run"];
+    full.extend_from_slice(args);
+    let out = kw.ok(&full, b"");
+    assert!(out.contains(summary), "{out}");
+    out
+}
+
 fn legacy(kw: &Kw, name: &str) -> PathBuf {
     let dir = kw.dir.path().join(name);
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -88,13 +99,10 @@ fn agents_json_migrates_token_files_and_runs_once() {
     write(&src.join("tokens/reviewer"), "  reviewer-token-abcdef  \n");
     let agents_before = std::fs::read(src.join("agents.json")).expect("read");
 
-    let out = kw.ok(
-        &["migrate", "run", "agents-json", "--source", utf8(&src)],
-        b"",
-    );
-    assert!(
-        out.contains("agents-json: 2 migrated, 0 skipped, 0 failed"),
-        "{out}"
+    let out = migrate_ok(
+        &kw,
+        &["agents-json", "--source", utf8(&src)],
+        "agents-json: 2 migrated, 0 skipped, 0 failed",
     );
     assert!(
         line_of(&out, "tokens/coder").contains("agent_type:coder/FORGE_TOKEN"),
@@ -130,20 +138,10 @@ fn agents_json_migrates_token_files_and_runs_once() {
         b"",
     );
     assert!(again.contains("finished before"), "{again}");
-    let forced = kw.ok(
-        &[
-            "migrate",
-            "run",
-            "agents-json",
-            "--source",
-            utf8(&src),
-            "--again",
-        ],
-        b"",
-    );
-    assert!(
-        forced.contains("0 migrated, 0 skipped, 0 failed"),
-        "{forced}"
+    migrate_ok(
+        &kw,
+        &["agents-json", "--source", utf8(&src), "--again"],
+        "0 migrated, 0 skipped, 0 failed",
     );
 }
 
@@ -271,45 +269,6 @@ fn agents_json_malformed_or_missing_changes_nothing() {
 
 const LEGACY_KEY: &str = "legacy-client-key-0123456789abcdef";
 
-/// Sends one HTTP/1.1 request and returns the whole response.
-fn http(addr: &str, method: &str, path: &str, bearer: Option<&str>) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let auth = bearer.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-}
-
-/// `keyward serve` on a free port; the guard and its address.
-fn serve(kw: &Kw) -> (Killed, String) {
-    let mut child = kw
-        .cmd(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let guard = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches('/')
-        .to_owned();
-    (guard, addr)
-}
-
 #[test]
 fn account_credentials_migrate_tokens_with_metadata_and_client_keys_authenticate() {
     let kw = Kw::new();
@@ -334,19 +293,10 @@ fn account_credentials_migrate_tokens_with_metadata_and_client_keys_authenticate
         ),
     );
 
-    let out = kw.ok(
-        &[
-            "migrate",
-            "run",
-            "account-credentials",
-            "--source",
-            utf8(&src),
-        ],
-        b"",
-    );
-    assert!(
-        out.contains("account-credentials: 4 migrated, 0 skipped, 0 failed"),
-        "{out}"
+    let out = migrate_ok(
+        &kw,
+        &["account-credentials", "--source", utf8(&src)],
+        "account-credentials: 4 migrated, 0 skipped, 0 failed",
     );
     assert!(
         line_of(&out, "alice.credentials.json#oauth/access_token")
@@ -423,7 +373,8 @@ fn account_credentials_migrate_tokens_with_metadata_and_client_keys_authenticate
     assert!(!tokens.contains(LEGACY_KEY));
 
     // Clients keep authenticating with the legacy key.
-    let (_server, addr) = serve(&kw);
+    let served = kw.serve("serve.log");
+    let addr = served.addr.clone();
     let ok = http(&addr, "GET", "/secrets", Some(LEGACY_KEY));
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert!(
@@ -881,21 +832,16 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
     );
     assert_eq!(get(&kw, "openbao:secret", "apps.github.token"), None);
 
-    let out = kw.ok(
+    let out = migrate_ok(
+        &kw,
         &[
-            "migrate",
-            "run",
             "openbao-kv",
             "--source",
             &url,
             "--option",
             "token_ref=global/BAO_TOKEN",
         ],
-        b"",
-    );
-    assert!(
-        out.contains("openbao-kv: 4 migrated, 0 skipped, 0 failed"),
-        "{out}"
+        "openbao-kv: 4 migrated, 0 skipped, 0 failed",
     );
     assert!(
         line_of(&out, "apps/github#token").contains("openbao:secret/apps.github.token"),

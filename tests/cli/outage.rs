@@ -158,7 +158,9 @@ async fn postgres_outage(mode: &str) {
     );
     let (health, took) = status_of(&addr, "/healthz").await;
     assert_eq!(health, 200);
-    assert!(took < Duration::from_millis(200), "/healthz took {took:?}");
+    // Under the bound of anything that touches the database (a connect
+    // gives up after 500 ms), with room for a busy CI machine.
+    assert!(took < Duration::from_millis(450), "/healthz took {took:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The server may take connections a little before `pg_ctl start`
@@ -320,7 +322,9 @@ async fn a_full_disk_gives_503s_and_renders_come_back_when_space_is_freed() {
     }
     let (health, took) = status_of(&addr, "/healthz").await;
     assert_eq!(health, 200);
-    assert!(took < Duration::from_millis(200), "/healthz took {took:?}");
+    // Under the bound of anything that touches the database (a connect
+    // gives up after 500 ms), with room for a busy CI machine.
+    assert!(took < Duration::from_millis(450), "/healthz took {took:?}");
 
     std::fs::remove_file(&filler).expect("free the space");
     let freed = Instant::now();

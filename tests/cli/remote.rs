@@ -453,3 +453,70 @@ fn misconfigured_or_refused_clients_fail_clearly() {
     );
     r.assert_client_untouched();
 }
+
+/// `secret set --cas N`, locally and through the server: a stale version
+/// writes nothing and says which version is current; 0 means "only if it
+/// does not exist yet"; `--cas` with `--create-only` is a usage error.
+#[test]
+fn secret_set_cas_checks_the_version_locally_and_remotely() {
+    let r = Remote::start();
+    let local = &r.kw;
+    assert!(local
+        .ok(
+            &["secret", "set", "CAS_ME", "--local", "--cas", "0"],
+            b"one"
+        )
+        .contains("created global/CAS_ME (version 1)"));
+    let stale = local.run(
+        &["secret", "set", "CAS_ME", "--local", "--cas", "0"],
+        b"two",
+    );
+    assert_eq!(code(&stale), 1, "{}", text(&stale.stderr));
+    assert!(
+        text(&stale.stderr).contains("is at version 1, not 0"),
+        "{}",
+        text(&stale.stderr)
+    );
+    assert!(local
+        .ok(
+            &["secret", "set", "CAS_ME", "--local", "--cas", "1"],
+            b"two"
+        )
+        .contains("(version 2)"));
+    let stale = local.run(
+        &["secret", "set", "CAS_ME", "--local", "--cas", "1"],
+        b"three",
+    );
+    assert_eq!(code(&stale), 1);
+    assert!(text(&stale.stderr).contains("is at version 2, not 1"));
+
+    // Through the server.
+    let stale = r.run(&["secret", "set", "CAS_ME", "--cas", "1"], b"three");
+    assert_eq!(code(&stale), 1, "{}", text(&stale.stderr));
+    assert!(
+        text(&stale.stderr).contains("409") && text(&stale.stderr).contains("is at version 2"),
+        "{}",
+        text(&stale.stderr)
+    );
+    assert!(r
+        .ok(&["secret", "set", "CAS_ME", "--cas", "2"], b"three")
+        .contains("(version 3)"));
+    // A check-and-set never creates what is not there (but 0 does).
+    let absent = r.run(&["secret", "set", "NOT_THERE", "--cas", "4"], b"x");
+    assert_ne!(code(&absent), 0);
+    assert!(r
+        .ok(&["secret", "set", "NOT_THERE", "--cas", "0"], b"x")
+        .contains("(version 1)"));
+    let both = r.run(&["secret", "set", "X", "--cas", "1", "--create-only"], b"x");
+    assert_eq!(code(&both), 2, "{}", text(&both.stderr));
+    let bad = r.run(&["secret", "set", "X", "--cas", "-1"], b"x");
+    assert_eq!(code(&bad), 2, "{}", text(&bad.stderr));
+    assert_eq!(
+        local.ok(
+            &["secret", "get", "CAS_ME", "--local", "--reason", "check"],
+            b""
+        ),
+        "three"
+    );
+    r.assert_client_untouched();
+}

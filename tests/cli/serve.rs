@@ -4,24 +4,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 
-use crate::support::kw::Served;
+use crate::support::kw::{http, Served};
 use crate::Kw;
 
 pub(crate) fn get(addr: &str, path: &str) -> String {
-    request(addr, "GET", path, None)
-}
-
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    http(addr, "GET", path, None)
 }
 
 #[test]
@@ -45,8 +32,8 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     assert!(health.ends_with("{\"status\":\"ok\"}"), "{health}");
     assert!(get(&addr, "/nope").starts_with("HTTP/1.1 404"));
     // The served API has the plugin runtime behind it.
-    assert!(request(&addr, "POST", "/plugins/reload", None).starts_with("HTTP/1.1 401"));
-    let reload = request(&addr, "POST", "/plugins/reload", Some(&token));
+    assert!(http(&addr, "POST", "/plugins/reload", None).starts_with("HTTP/1.1 401"));
+    let reload = http(&addr, "POST", "/plugins/reload", Some(&token));
     assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
     assert!(
         reload.contains(
@@ -55,7 +42,7 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
             && reload.contains(r#""refused":[]"#),
         "{reload}"
     );
-    let metrics = request(&addr, "GET", "/metrics", Some(&token));
+    let metrics = http(&addr, "GET", "/metrics", Some(&token));
     assert!(
         metrics.contains("keyward_plugin_calls_total 0")
             && metrics

@@ -7,8 +7,8 @@ use forge_emulator::{Emulator, Flavor};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::support::{TestDb, TestKey};
-use super::{emulator, ForgeSetup, Host};
+use super::support::TestDb;
+use super::{emulator, Host};
 
 fn last_user_auth(emu: &Emulator) -> String {
     emu.requests()
@@ -20,16 +20,7 @@ fn last_user_auth(emu: &Emulator) -> String {
 }
 
 async fn host_for(emu: &Emulator, db: &TestDb) -> Host {
-    Host::start(
-        db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: "forgejo",
-            emulator: emu,
-            operators: &["alice"],
-        }],
-    )
-    .await
+    Host::one_forge(db, "forgejo", emu, &["alice"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,47 +172,16 @@ async fn a_token_rotated_in_the_dashboard_reaches_the_next_dispatch() {
     let (status, cookie, _) = host.sign_in("forgejo").await;
     assert_eq!(status, StatusCode::OK);
     let cookie = cookie.expect("cookie");
-    let page = host
-        .client
-        .get(format!(
-            "{}/settings/secrets/FORGE_TOKEN?scope=agent_type:reviewer",
-            host.base
-        ))
-        .header(reqwest::header::COOKIE, &cookie)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF field")
-        .to_owned();
     let second = emu.personal_token("bot");
-    let resp = host
-        .client
-        .post(format!(
-            "{}/settings/secrets/FORGE_TOKEN/replace?scope=agent_type:reviewer",
-            host.base
-        ))
-        .header(reqwest::header::COOKIE, &cookie)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("csrf", &csrf)
-                .append_pair("value", &second)
-                .finish(),
-        )
-        .send()
-        .await
-        .expect("replace");
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (status, body) = dashboard_post(
+        &host,
+        &cookie,
+        "/settings/secrets/FORGE_TOKEN?scope=agent_type:reviewer",
+        "/settings/secrets/FORGE_TOKEN/replace?scope=agent_type:reviewer",
+        &[("value", &second)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let (status, body, _) = host
         .call(
             Method::POST,
@@ -344,16 +304,7 @@ async fn hostile_agent_type_requests_are_refused_and_change_nothing() {
 async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
     let emu = emulator(Flavor::Forgejo, "alice").await;
     let db = TestDb::sqlite().await;
-    let host = Host::start(
-        &db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: "codeberg",
-            emulator: &emu,
-            operators: &["alice"],
-        }],
-    )
-    .await;
+    let host = Host::one_forge(&db, "codeberg", &emu, &["alice"]).await;
     // Not there yet.
     let resp = host
         .client
@@ -410,7 +361,7 @@ async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
 /// The agent-type rows as they stand (what a resolver must never change).
 async fn agent_rows(host: &Host) -> Vec<(String, Option<i64>, i64)> {
     sqlx::query_as("SELECT name, token_secret_id, updated_at FROM agent_type ORDER BY name")
-        .fetch_all(&host.vault.db().pool)
+        .fetch_all(host.vault.db().reader())
         .await
         .expect("agent types")
 }

@@ -69,6 +69,22 @@ pub fn access() -> Access {
 }
 
 impl Host {
+    /// A host over `db` with one forge, `name` (a plugin) against
+    /// `emulator`, signing in `operators`: what most tests need.
+    pub async fn one_forge(
+        db: &TestDb,
+        name: &str,
+        emulator: &Emulator,
+        operators: &[&str],
+    ) -> Host {
+        let setup = ForgeSetup {
+            name,
+            emulator,
+            operators,
+        };
+        Host::start(db, &TestKey::new(), &[setup]).await
+    }
+
     /// A host over `db` (a fresh vault opened with `key`).
     pub async fn start(db: &TestDb, key: &TestKey, setups: &[ForgeSetup<'_>]) -> Host {
         let vault = db.open(key).await;

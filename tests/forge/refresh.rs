@@ -28,7 +28,7 @@ async fn lease_taken(host: &Host, forge: &str) {
             "SELECT refresh_holder FROM operator_oauth_tokens WHERE forge_type = $1",
         )
         .bind(forge.to_owned())
-        .fetch_one(&host.vault.db().pool)
+        .fetch_one(host.vault.db().reader())
         .await
         .expect("row");
         if held.is_some() {
@@ -49,7 +49,7 @@ async fn set_lease(host: &Host, forge: &str, holder: Option<&str>, until: Option
     .bind(holder.map(str::to_owned))
     .bind(until)
     .bind(forge.to_owned())
-    .execute(&host.vault.db().pool)
+    .execute(&mut *host.vault.db().writer().await.expect("writer"))
     .await
     .expect("lease");
 }

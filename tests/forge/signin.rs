@@ -14,16 +14,7 @@ async fn signs_in_and_lists_repositories(flavor: Flavor) {
     emu.set_access_token_lifetime(Some(7200));
     emu.add_repos("alice", 7);
     let db = TestDb::sqlite().await;
-    let host = Host::start(
-        &db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: forge,
-            emulator: &emu,
-            operators: &["ALICE"],
-        }],
-    )
-    .await;
+    let host = Host::one_forge(&db, forge, &emu, &["ALICE"]).await;
     // Nothing is active before anyone signs in.
     let (status, body, _) = host
         .call(Method::GET, "/forge/repos", &host.operator, None)
@@ -74,6 +65,11 @@ async fn signs_in_and_lists_repositories(flavor: Flavor) {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 7, "{names:?}");
+    // A query the route does not know is a 400 naming it, not ignored.
+    for path in ["/forge/repos?page=2", "/forge/repos?cursor=a&cursor=b"] {
+        let (status, body, _) = host.call(Method::GET, path, &host.operator, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
     // Resolvers may not list an operator's repositories.
     let (status, _, _) = host
         .call(Method::GET, "/forge/repos", &host.resolver, None)
@@ -128,16 +124,7 @@ async fn gitlab_sign_in_and_repositories() {
 async fn only_allow_listed_accounts_get_in_and_callbacks_work_once() {
     let emu = emulator(Flavor::Forgejo, "eve").await;
     let db = TestDb::sqlite().await;
-    let host = Host::start(
-        &db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: "forgejo",
-            emulator: &emu,
-            operators: &["alice"],
-        }],
-    )
-    .await;
+    let host = Host::one_forge(&db, "forgejo", &emu, &["alice"]).await;
     let (status, cookie, page) = host.sign_in("forgejo").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
     assert!(cookie.is_none());
@@ -182,6 +169,7 @@ async fn only_allow_listed_accounts_get_in_and_callbacks_work_once() {
         "code=x".to_owned(),
         "state=x".to_owned(),
         "code=x&state=not-a-state-we-issued".to_owned(),
+        "code=x&code=y&state=z".to_owned(),
         format!("code={huge}&state={huge}"),
         "code=%00%ff&state=%00".to_owned(),
         "error=access_denied&error_description=The+user+said+no%0A%1b[31m".to_owned(),
@@ -238,7 +226,7 @@ async fn signing_in_with_another_forge_switches_and_keeps_the_first() {
     assert_eq!(status, StatusCode::OK);
     let (_, me) = host.me(cookie.as_deref()).await;
     assert_eq!(me["forge_type"], "github");
-    let rows = keyward::store::forge::list_tokens(&host.vault.db().pool)
+    let rows = keyward::store::forge::list_tokens(host.vault.db().reader())
         .await
         .expect("rows");
     let mut kinds: Vec<_> = rows.iter().map(|r| r.forge_type.as_str()).collect();
@@ -267,16 +255,7 @@ async fn one_refresh_for_many_callers(flavor: Flavor) {
     emu.set_access_token_lifetime(Some(30));
     emu.add_repos("alice", 1);
     let db = TestDb::sqlite().await;
-    let host = Host::start(
-        &db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: forge,
-            emulator: &emu,
-            operators: &["alice"],
-        }],
-    )
-    .await;
+    let host = Host::one_forge(&db, forge, &emu, &["alice"]).await;
     assert_eq!(host.sign_in(forge).await.0, StatusCode::OK);
     emu.set_token_endpoint_delay(std::time::Duration::from_millis(300));
     let mut calls = Vec::new();
@@ -350,16 +329,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
     emu.set_access_token_lifetime(Some(7200));
     emu.add_repos("alice", 2);
     let db = TestDb::sqlite().await;
-    let host = Host::start(
-        &db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: "gitlab",
-            emulator: &emu,
-            operators: &["alice"],
-        }],
-    )
-    .await;
+    let host = Host::one_forge(&db, "gitlab", &emu, &["alice"]).await;
     assert_eq!(host.sign_in("gitlab").await.0, StatusCode::OK);
     // The forge stops taking the access token: the router refreshes once
     // and the call goes through.
@@ -383,7 +353,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
         )
         .await
         .expect("replace");
-    let before = keyward::store::forge::get_token(&host.vault.db().pool, "gitlab")
+    let before = keyward::store::forge::get_token(host.vault.db().reader(), "gitlab")
         .await
         .expect("row")
         .expect("present");
@@ -395,7 +365,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
         status == StatusCode::FAILED_DEPENDENCY || status == StatusCode::BAD_GATEWAY,
         "{status} {body}"
     );
-    let after = keyward::store::forge::get_token(&host.vault.db().pool, "gitlab")
+    let after = keyward::store::forge::get_token(host.vault.db().reader(), "gitlab")
         .await
         .expect("row")
         .expect("still present");
@@ -410,16 +380,7 @@ async fn a_forge_rate_limit_reaches_the_caller_with_retry_after() {
         let emu = emulator(flavor, "alice").await;
         emu.add_repos("alice", 1);
         let db = TestDb::sqlite().await;
-        let host = Host::start(
-            &db,
-            &TestKey::new(),
-            &[ForgeSetup {
-                name: forge,
-                emulator: &emu,
-                operators: &["alice"],
-            }],
-        )
-        .await;
+        let host = Host::one_forge(&db, forge, &emu, &["alice"]).await;
         assert_eq!(host.sign_in(forge).await.0, StatusCode::OK);
         emu.rate_limit_next(1, 7);
         let (status, body, headers) = host
@@ -449,16 +410,7 @@ async fn revoke_where_the_forge_has_it_and_unsupported_where_not() {
         let forge = plugin_of(flavor);
         let emu = emulator(flavor, "alice").await;
         let db = TestDb::sqlite().await;
-        let host = Host::start(
-            &db,
-            &TestKey::new(),
-            &[ForgeSetup {
-                name: forge,
-                emulator: &emu,
-                operators: &["alice"],
-            }],
-        )
-        .await;
+        let host = Host::one_forge(&db, forge, &emu, &["alice"]).await;
         assert_eq!(host.sign_in(forge).await.0, StatusCode::OK);
         let token = emu.live_access_tokens("alice").pop().expect("a token");
         let app = OAuthApp {

@@ -8,24 +8,15 @@ use forge_emulator::{Emulator, Flavor, GithubLimit, GitlabToken};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::support::{TestDb, TestKey};
-use super::{emulator, plugin_of, ForgeSetup, Host};
+use super::support::TestDb;
+use super::{emulator, plugin_of, Host};
 
 /// 2027-06-30T00:00:00Z: GitLab tokens expire at midnight UTC at the start
 /// of their expiry date.
 const JUNE_30_2027: i64 = 1_814_313_600;
 
 async fn host_for(flavor: Flavor, emu: &Emulator, db: &TestDb) -> Host {
-    Host::start(
-        db,
-        &TestKey::new(),
-        &[ForgeSetup {
-            name: plugin_of(flavor),
-            emulator: emu,
-            operators: &["alice"],
-        }],
-    )
-    .await
+    Host::one_forge(db, plugin_of(flavor), emu, &["alice"]).await
 }
 
 /// Creates agent type `name` on `emu` with `token`, then dispatches it.

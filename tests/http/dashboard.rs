@@ -1384,3 +1384,56 @@ async fn hostile_agent_type_forms_are_refused_and_change_nothing() {
         "the token is untouched"
     );
 }
+
+/// Two operators edit one secret: the form of the one who saves second
+/// was rendered from an older version, so saving it is a clear conflict
+/// and the first operator's change stands.
+#[tokio::test]
+async fn a_form_from_an_older_version_is_a_conflict_not_an_overwrite() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let (alice, bob) = (sign_in(&api).await, sign_in(&api).await);
+    let page = "/settings/secrets/GITHUB_TOKEN?scope=global";
+    let seen = alice.get(&api, page).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body.contains(r#"name="version" value="1""#),
+        "the forms carry the version shown: {}",
+        seen.body
+    );
+    // Bob saves first, from his own page at version 1.
+    let done = bob
+        .post(
+            &api,
+            "/settings/secrets/GITHUB_TOKEN/replace?scope=global",
+            &[("value", "bobs-value-123"), ("version", "1")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    // Alice's forms still say version 1.
+    for (action, field) in [
+        ("replace", ("value", "alices-value")),
+        ("describe", ("description", "alice's words")),
+    ] {
+        let refused = alice
+            .post(
+                &api,
+                &format!("/settings/secrets/GITHUB_TOKEN/{action}?scope=global"),
+                &[field, ("version", "1")],
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::CONFLICT,
+            "{action}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains("is at version 2"), "{}", refused.body);
+    }
+    let body = serde_json::json!({"template": "${SECRET:GITHUB_TOKEN}", "reason": "check"});
+    let (_, rendered, _) = api
+        .call(Method::POST, "/render", Some(&api.resolver), Some(body))
+        .await;
+    assert_eq!(rendered["text"], "bobs-value-123");
+    let meta = alice.get(&api, page).await;
+    assert!(!meta.body.contains("alice&#39;s words") && !meta.body.contains("alice's words"));
+}

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cas;
 mod cli_routes;
 mod dashboard;
 mod logs;

@@ -360,7 +360,7 @@ async fn commits_wait_for_durable_storage(db: TestDb) {
     for _ in 0..3 {
         use sqlx::Row;
         let row = sqlx::query(query)
-            .fetch_one(&vault.db().pool)
+            .fetch_one(vault.db().reader())
             .await
             .expect("query");
         let value: String = row

@@ -39,12 +39,12 @@ fn new_token(vault: &keyward::vault::Vault, forge_type: &str, login: &str) -> fo
 
 async fn tokens_round_trip_sealed_and_generations_move(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = &vault.db().pool;
-    assert!(forge::get_token(pool, "github")
+    let kdb = vault.db().clone();
+    assert!(forge::get_token(kdb.reader(), "github")
         .await
         .expect("get")
         .is_none());
-    let mut conn = pool.acquire().await.expect("conn");
+    let mut conn = kdb.writer().await.expect("conn");
     forge::upsert_token(&mut conn, &new_token(&vault, "github", "alice"))
         .await
         .expect("upsert");
@@ -52,7 +52,7 @@ async fn tokens_round_trip_sealed_and_generations_move(db: TestDb) {
         .await
         .expect("set");
     drop(conn);
-    let row = forge::get_token(pool, "github")
+    let row = forge::get_token(kdb.reader(), "github")
         .await
         .expect("get")
         .expect("row");
@@ -70,34 +70,37 @@ async fn tokens_round_trip_sealed_and_generations_move(db: TestDb) {
         .is_err());
     assert!(!contains(&db.raw_bytes(), ACCESS) && !contains(&db.raw_bytes(), REFRESH));
     // A second sign-in replaces the tokens and moves the generation.
-    let mut conn = pool.acquire().await.expect("conn");
+    let mut conn = kdb.writer().await.expect("conn");
     let mut again = new_token(&vault, "github", "alice");
     again.refresh = None;
     forge::upsert_token(&mut conn, &again)
         .await
         .expect("upsert");
     drop(conn);
-    let row = forge::get_token(pool, "github")
+    let row = forge::get_token(kdb.reader(), "github")
         .await
         .expect("get")
         .expect("row");
     assert_eq!((row.generation, row.refresh.is_none()), (2, true));
     assert_eq!(
-        forge::get_setting(pool, forge::ACTIVE_FORGE)
+        forge::get_setting(kdb.reader(), forge::ACTIVE_FORGE)
             .await
             .expect("get")
             .as_deref(),
         Some("github")
     );
-    forge::clear_setting(pool, forge::ACTIVE_FORGE)
-        .await
-        .expect("clear");
-    assert!(forge::get_setting(pool, forge::ACTIVE_FORGE)
+    forge::clear_setting(
+        &mut kdb.writer().await.expect("writer"),
+        forge::ACTIVE_FORGE,
+    )
+    .await
+    .expect("clear");
+    assert!(forge::get_setting(kdb.reader(), forge::ACTIVE_FORGE)
         .await
         .expect("get")
         .is_none());
     // Hostile text is stored as data.
-    let mut conn = pool.acquire().await.expect("conn");
+    let mut conn = kdb.writer().await.expect("conn");
     let odd = new_token(
         &vault,
         "x",
@@ -105,15 +108,26 @@ async fn tokens_round_trip_sealed_and_generations_move(db: TestDb) {
     );
     forge::upsert_token(&mut conn, &odd).await.expect("upsert");
     drop(conn);
-    assert_eq!(forge::list_tokens(pool).await.expect("list").len(), 2);
-    assert!(forge::delete_token(pool, "x").await.expect("delete"));
-    assert!(!forge::delete_token(pool, "x").await.expect("delete"));
+    assert_eq!(
+        forge::list_tokens(kdb.reader()).await.expect("list").len(),
+        2
+    );
+    assert!(
+        forge::delete_token(&mut kdb.writer().await.expect("writer"), "x")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !forge::delete_token(&mut kdb.writer().await.expect("writer"), "x")
+            .await
+            .expect("delete")
+    );
 }
 
 async fn one_of_many_racers_takes_the_refresh_lease(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = vault.db().pool.clone();
-    let mut conn = pool.acquire().await.expect("conn");
+    let kdb = vault.db().clone();
+    let mut conn = kdb.writer().await.expect("conn");
     forge::upsert_token(&mut conn, &new_token(&vault, "gitlab", "alice"))
         .await
         .expect("upsert");
@@ -121,11 +135,18 @@ async fn one_of_many_racers_takes_the_refresh_lease(db: TestDb) {
     let now = now_ms();
     let mut racers = Vec::new();
     for i in 0..16 {
-        let pool = pool.clone();
+        let kdb = kdb.clone();
         racers.push(tokio::spawn(async move {
-            forge::take_refresh_lease(&pool, "gitlab", 1, &format!("host-{i}"), now, now + 30_000)
-                .await
-                .expect("lease")
+            forge::take_refresh_lease(
+                &mut kdb.writer().await.expect("writer"),
+                "gitlab",
+                1,
+                &format!("host-{i}"),
+                now,
+                now + 30_000,
+            )
+            .await
+            .expect("lease")
         }));
     }
     let mut won = 0;
@@ -136,7 +157,7 @@ async fn one_of_many_racers_takes_the_refresh_lease(db: TestDb) {
     let holder = sqlx::query_scalar::<_, String>(
         "SELECT refresh_holder FROM operator_oauth_tokens WHERE forge_type = 'gitlab'",
     )
-    .fetch_one(&pool)
+    .fetch_one(kdb.reader())
     .await
     .expect("holder");
     let refreshed = |k: &keyward::crypto::Keyring| forge::Refreshed {
@@ -148,53 +169,79 @@ async fn one_of_many_racers_takes_the_refresh_lease(db: TestDb) {
     };
     assert!(holder.starts_with("host-"));
     // A refresh lands over the generation it refreshed, once.
-    assert!(
-        forge::finish_refresh(&pool, "gitlab", 1, &refreshed(vault.keyring()))
-            .await
-            .expect("finish")
-    );
-    assert!(
-        !forge::finish_refresh(&pool, "gitlab", 1, &refreshed(vault.keyring()))
-            .await
-            .expect("finish")
-    );
-    let row = forge::get_token(&pool, "gitlab")
+    assert!(forge::finish_refresh(
+        &mut kdb.writer().await.expect("writer"),
+        "gitlab",
+        1,
+        &refreshed(vault.keyring())
+    )
+    .await
+    .expect("finish"));
+    assert!(!forge::finish_refresh(
+        &mut kdb.writer().await.expect("writer"),
+        "gitlab",
+        1,
+        &refreshed(vault.keyring())
+    )
+    .await
+    .expect("finish"));
+    let row = forge::get_token(kdb.reader(), "gitlab")
         .await
         .expect("get")
         .expect("row");
     assert_eq!(row.generation, 2);
     // A stale generation cannot be leased; an expired lease can be retaken.
-    assert!(
-        !forge::take_refresh_lease(&pool, "gitlab", 1, "late", now_ms(), now_ms() + 1)
-            .await
-            .expect("lease")
-    );
-    assert!(
-        forge::take_refresh_lease(&pool, "gitlab", 2, "a", now_ms(), now_ms() - 1)
-            .await
-            .expect("lease")
-    );
-    assert!(
-        forge::take_refresh_lease(&pool, "gitlab", 2, "b", now_ms(), now_ms() + 30_000)
-            .await
-            .expect("an expired lease is retaken")
-    );
-    forge::release_refresh_lease(&pool, "gitlab", "b")
+    assert!(!forge::take_refresh_lease(
+        &mut kdb.writer().await.expect("writer"),
+        "gitlab",
+        1,
+        "late",
+        now_ms(),
+        now_ms() + 1
+    )
+    .await
+    .expect("lease"));
+    assert!(forge::take_refresh_lease(
+        &mut kdb.writer().await.expect("writer"),
+        "gitlab",
+        2,
+        "a",
+        now_ms(),
+        now_ms() - 1
+    )
+    .await
+    .expect("lease"));
+    assert!(forge::take_refresh_lease(
+        &mut kdb.writer().await.expect("writer"),
+        "gitlab",
+        2,
+        "b",
+        now_ms(),
+        now_ms() + 30_000
+    )
+    .await
+    .expect("an expired lease is retaken"));
+    forge::release_refresh_lease(&mut kdb.writer().await.expect("writer"), "gitlab", "b")
         .await
         .expect("release");
-    assert!(
-        forge::take_refresh_lease(&pool, "gitlab", 2, "c", now_ms(), now_ms() + 30_000)
-            .await
-            .expect("a released lease is free")
-    );
+    assert!(forge::take_refresh_lease(
+        &mut kdb.writer().await.expect("writer"),
+        "gitlab",
+        2,
+        "c",
+        now_ms(),
+        now_ms() + 30_000
+    )
+    .await
+    .expect("a released lease is free"));
 }
 
 async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = vault.db().pool.clone();
+    let kdb = vault.db().clone();
     let sealed = vault.keyring().seal(b"verifier", &oauth_pending_aad("h1"));
     forge::insert_pending(
-        &pool,
+        &mut kdb.writer().await.expect("writer"),
         "h1",
         "b",
         "forgejo",
@@ -206,23 +253,33 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
     .expect("insert");
     // Another browser's callback neither gets it nor uses it up.
     assert_eq!(
-        forge::pending_browser(&pool, "h1", now_ms())
+        forge::pending_browser(kdb.reader(), "h1", now_ms())
             .await
             .expect("browser")
             .as_deref(),
         Some("b")
     );
-    assert!(forge::consume_pending(&pool, "h1", "other", now_ms())
-        .await
-        .expect("consume")
-        .is_none());
+    assert!(forge::consume_pending(
+        &mut kdb.writer().await.expect("writer"),
+        "h1",
+        "other",
+        now_ms()
+    )
+    .await
+    .expect("consume")
+    .is_none());
     let mut racers = Vec::new();
     for _ in 0..16 {
-        let pool = pool.clone();
+        let kdb = kdb.clone();
         racers.push(tokio::spawn(async move {
-            forge::consume_pending(&pool, "h1", "b", now_ms())
-                .await
-                .expect("consume")
+            forge::consume_pending(
+                &mut kdb.writer().await.expect("writer"),
+                "h1",
+                "b",
+                now_ms(),
+            )
+            .await
+            .expect("consume")
         }));
     }
     let mut won = Vec::new();
@@ -241,7 +298,7 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
     assert_eq!(verifier.expose(), b"verifier");
     // Expired ones are refused and purged.
     forge::insert_pending(
-        &pool,
+        &mut kdb.writer().await.expect("writer"),
         "h2",
         "b",
         "forgejo",
@@ -251,20 +308,35 @@ async fn a_pending_sign_in_is_used_once_and_expires(db: TestDb) {
     )
     .await
     .expect("insert");
-    assert!(forge::consume_pending(&pool, "h2", "b", now_ms())
-        .await
-        .expect("consume")
-        .is_none());
-    assert!(forge::purge_pending(&pool, now_ms()).await.expect("purge") >= 1);
-    assert!(forge::consume_pending(&pool, "unknown", "b", now_ms())
-        .await
-        .expect("consume")
-        .is_none());
+    assert!(forge::consume_pending(
+        &mut kdb.writer().await.expect("writer"),
+        "h2",
+        "b",
+        now_ms()
+    )
+    .await
+    .expect("consume")
+    .is_none());
+    assert!(
+        forge::purge_pending(&mut kdb.writer().await.expect("writer"), now_ms())
+            .await
+            .expect("purge")
+            >= 1
+    );
+    assert!(forge::consume_pending(
+        &mut kdb.writer().await.expect("writer"),
+        "unknown",
+        "b",
+        now_ms()
+    )
+    .await
+    .expect("consume")
+    .is_none());
 }
 
 async fn agent_types_link_secrets_and_cascade(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = &vault.db().pool;
+    let kdb = vault.db().clone();
     vault
         .create(
             &scope("agent_type:coder"),
@@ -286,7 +358,7 @@ async fn agent_types_link_secrets_and_cascade(db: TestDb) {
         .await
         .expect("create");
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM secret ORDER BY id")
-        .fetch_all(pool)
+        .fetch_all(kdb.reader())
         .await
         .expect("ids");
     let t = agents::AgentType {
@@ -298,21 +370,31 @@ async fn agent_types_link_secrets_and_cascade(db: TestDb) {
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    assert!(agents::create(pool, &t).await.expect("create"));
-    assert!(!agents::create(pool, &t)
+    assert!(agents::create(&mut kdb.writer().await.expect("writer"), &t)
         .await
-        .expect("a duplicate is refused"));
+        .expect("create"));
+    assert!(
+        !agents::create(&mut kdb.writer().await.expect("writer"), &t)
+            .await
+            .expect("a duplicate is refused")
+    );
     assert_eq!(
-        agents::get(pool, "coder").await.expect("get"),
+        agents::get(kdb.reader(), "coder").await.expect("get"),
         Some(t.clone())
     );
-    agents::create_instance(pool, "i-1", "coder", Some(ids[1]), now_ms())
-        .await
-        .expect("instance");
+    agents::create_instance(
+        &mut kdb.writer().await.expect("writer"),
+        "i-1",
+        "coder",
+        Some(ids[1]),
+        now_ms(),
+    )
+    .await
+    .expect("instance");
     let of = |i: Option<&'static str>| {
-        let pool = pool.clone();
+        let kdb = kdb.clone();
         async move {
-            agents::token_secret_for(&pool, "coder", i)
+            agents::token_secret_for(kdb.reader(), "coder", i)
                 .await
                 .expect("token")
                 .map(|(_, scope, _)| scope)
@@ -328,26 +410,34 @@ async fn agent_types_link_secrets_and_cascade(db: TestDb) {
         .expect("delete");
     assert_eq!(of(Some("i-1")).await.as_deref(), Some("agent_type:coder"));
     assert_eq!(
-        agents::list_instances(pool, "coder")
+        agents::list_instances(kdb.reader(), "coder")
             .await
             .expect("list")
             .len(),
         1
     );
     // Deleting the type takes its instances along.
-    assert!(agents::delete(pool, "coder").await.expect("delete"));
-    assert!(agents::get_instance(pool, "i-1")
+    assert!(
+        agents::delete(&mut kdb.writer().await.expect("writer"), "coder")
+            .await
+            .expect("delete")
+    );
+    assert!(agents::get_instance(kdb.reader(), "i-1")
         .await
         .expect("get")
         .is_none());
-    assert!(!agents::delete(pool, "coder").await.expect("delete"));
-    assert!(agents::list(pool).await.expect("list").is_empty());
+    assert!(
+        !agents::delete(&mut kdb.writer().await.expect("writer"), "coder")
+            .await
+            .expect("delete")
+    );
+    assert!(agents::list(kdb.reader()).await.expect("list").is_empty());
 }
 
 async fn key_rotation_reseals_operator_tokens(db: TestDb) {
     let old = TestKey::new();
     let vault = db.open(&old).await;
-    let mut conn = vault.db().pool.acquire().await.expect("conn");
+    let mut conn = vault.db().writer().await.expect("conn");
     forge::upsert_token(&mut conn, &new_token(&vault, "forgejo", "alice"))
         .await
         .expect("upsert");
@@ -365,7 +455,7 @@ async fn key_rotation_reseals_operator_tokens(db: TestDb) {
     assert!(report.resealed >= 1);
     vault.db().close().await;
     let vault = db.open(&new).await;
-    let row = forge::get_token(&vault.db().pool, "forgejo")
+    let row = forge::get_token(vault.db().reader(), "forgejo")
         .await
         .expect("get")
         .expect("row");

@@ -6,8 +6,10 @@ mod support;
 
 mod access_log;
 mod agents;
+mod cas;
 mod crud;
 mod forge;
+mod handles;
 mod keyring;
 mod migrate;
 mod oauth;

@@ -29,8 +29,8 @@ fn row(source: &str, id: &str, unit: &str, target: &str) -> LedgerRow {
 
 async fn ledger_rows_are_per_source_and_a_target_has_one_owner(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = &vault.db().pool;
-    let mut conn = pool.acquire().await.expect("conn");
+    let kdb = vault.db().clone();
+    let mut conn = kdb.writer().await.expect("conn");
     let c = &mut *conn;
     ledger::written(
         c,
@@ -53,20 +53,20 @@ async fn ledger_rows_are_per_source_and_a_target_has_one_owner(db: TestDb) {
     .await
     .expect("write again");
     assert_eq!(
-        ledger::ledger(pool, "token-dir", "/a")
+        ledger::ledger(kdb.reader(), "token-dir", "/a")
             .await
             .expect("read")
             .len(),
         1
     );
     assert_eq!(
-        ledger::ledger(pool, "token-dir", "/b")
+        ledger::ledger(kdb.reader(), "token-dir", "/b")
             .await
             .expect("read")
             .len(),
         1
     );
-    assert!(ledger::ledger(pool, "agents-json", "/a")
+    assert!(ledger::ledger(kdb.reader(), "agents-json", "/a")
         .await
         .expect("read")
         .is_empty());
@@ -99,9 +99,13 @@ async fn ledger_rows_are_per_source_and_a_target_has_one_owner(db: TestDb) {
             .expect("mark"),
         0
     );
-    let a = ledger::ledger(pool, "token-dir", "/a").await.expect("read");
+    let a = ledger::ledger(kdb.reader(), "token-dir", "/a")
+        .await
+        .expect("read");
     assert_eq!((a[0].state, a[0].retired_at), (State::Retired, Some(20)));
-    let b = ledger::ledger(pool, "token-dir", "/b").await.expect("read");
+    let b = ledger::ledger(kdb.reader(), "token-dir", "/b")
+        .await
+        .expect("read");
     assert_eq!(b[0].state, State::Written);
     // Hostile text is stored and read back as text (the driver refuses
     // control characters before they get here: PostgreSQL cannot store NUL).
@@ -109,7 +113,7 @@ async fn ledger_rows_are_per_source_and_a_target_has_one_owner(db: TestDb) {
     ledger::written(c, &row("/a", odd, odd, "global/ODD"))
         .await
         .expect("write");
-    assert!(ledger::ledger(pool, "token-dir", "/a")
+    assert!(ledger::ledger(kdb.reader(), "token-dir", "/a")
         .await
         .expect("read")
         .iter()
@@ -118,7 +122,7 @@ async fn ledger_rows_are_per_source_and_a_target_has_one_owner(db: TestDb) {
 
 async fn finished_runs_are_found_by_plugin_build_and_options(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = &vault.db().pool;
+    let kdb = vault.db().clone();
     let run = |finished_at, digest: &str| RunRow {
         plugin: "token-dir".into(),
         sha256: "aa".into(),
@@ -129,85 +133,139 @@ async fn finished_runs_are_found_by_plugin_build_and_options(db: TestDb) {
         skipped: 0,
         host: "h:1".into(),
     };
-    assert!(ledger::finished(pool, "token-dir", "aa", "d1")
+    assert!(ledger::finished(kdb.reader(), "token-dir", "aa", "d1")
         .await
         .expect("read")
         .is_none());
-    ledger::record_run(pool, &run(5, "d1"))
+    ledger::record_run(&mut kdb.writer().await.expect("writer"), &run(5, "d1"))
         .await
         .expect("record");
-    ledger::record_run(pool, &run(9, "d1"))
+    ledger::record_run(&mut kdb.writer().await.expect("writer"), &run(9, "d1"))
         .await
         .expect("record");
-    let found = ledger::finished(pool, "token-dir", "aa", "d1")
+    let found = ledger::finished(kdb.reader(), "token-dir", "aa", "d1")
         .await
         .expect("read")
         .expect("found");
     assert_eq!(found.finished_at, 9, "the newest");
     for (sha, digest) in [("bb", "d1"), ("aa", "d2")] {
-        assert!(ledger::finished(pool, "token-dir", sha, digest)
+        assert!(ledger::finished(kdb.reader(), "token-dir", sha, digest)
             .await
             .expect("read")
             .is_none());
     }
-    let last = ledger::last_runs(pool).await.expect("read");
+    let last = ledger::last_runs(kdb.reader()).await.expect("read");
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].finished_at, 9);
 }
 
 async fn one_host_at_a_time_holds_the_lease(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let pool = &vault.db().pool;
-    assert!(ledger::take_lock(pool, "token-dir", "a", 100, 0)
-        .await
-        .expect("take"));
+    let kdb = vault.db().clone();
+    assert!(ledger::take_lock(
+        &mut kdb.writer().await.expect("writer"),
+        "token-dir",
+        "a",
+        100,
+        0
+    )
+    .await
+    .expect("take"));
     assert!(
-        !ledger::take_lock(pool, "token-dir", "b", 150, 50)
-            .await
-            .expect("take"),
+        !ledger::take_lock(
+            &mut kdb.writer().await.expect("writer"),
+            "token-dir",
+            "b",
+            150,
+            50
+        )
+        .await
+        .expect("take"),
         "held"
     );
     assert!(
-        ledger::take_lock(pool, "token-dir", "a", 200, 60)
-            .await
-            .expect("renew"),
+        ledger::take_lock(
+            &mut kdb.writer().await.expect("writer"),
+            "token-dir",
+            "a",
+            200,
+            60
+        )
+        .await
+        .expect("renew"),
         "own renewal"
     );
     assert!(
-        ledger::take_lock(pool, "agents-json", "b", 150, 50)
-            .await
-            .expect("take"),
+        ledger::take_lock(
+            &mut kdb.writer().await.expect("writer"),
+            "agents-json",
+            "b",
+            150,
+            50
+        )
+        .await
+        .expect("take"),
         "per plugin"
     );
     // Expired: another host takes it over, and the first cannot renew.
-    assert!(ledger::take_lock(pool, "token-dir", "b", 400, 201)
-        .await
-        .expect("take over"));
-    assert!(!ledger::take_lock(pool, "token-dir", "a", 500, 210)
-        .await
-        .expect("renew"));
+    assert!(ledger::take_lock(
+        &mut kdb.writer().await.expect("writer"),
+        "token-dir",
+        "b",
+        400,
+        201
+    )
+    .await
+    .expect("take over"));
+    assert!(!ledger::take_lock(
+        &mut kdb.writer().await.expect("writer"),
+        "token-dir",
+        "a",
+        500,
+        210
+    )
+    .await
+    .expect("renew"));
     // Releasing someone else's lease does nothing; one's own frees it.
-    ledger::release_lock(pool, "token-dir", "a")
+    ledger::release_lock(&mut kdb.writer().await.expect("writer"), "token-dir", "a")
         .await
         .expect("release");
-    assert!(!ledger::take_lock(pool, "token-dir", "c", 500, 300)
-        .await
-        .expect("take"));
-    ledger::release_lock(pool, "token-dir", "b")
+    assert!(!ledger::take_lock(
+        &mut kdb.writer().await.expect("writer"),
+        "token-dir",
+        "c",
+        500,
+        300
+    )
+    .await
+    .expect("take"));
+    ledger::release_lock(&mut kdb.writer().await.expect("writer"), "token-dir", "b")
         .await
         .expect("release");
-    assert!(ledger::take_lock(pool, "token-dir", "c", 500, 300)
-        .await
-        .expect("take"));
+    assert!(ledger::take_lock(
+        &mut kdb.writer().await.expect("writer"),
+        "token-dir",
+        "c",
+        500,
+        300
+    )
+    .await
+    .expect("take"));
 
     // Many hosts at once: exactly one wins.
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let pool = pool.clone();
+        let kdb = kdb.clone();
         tasks.push(tokio::spawn(async move {
-            ledger::take_lock(&pool, "race", &format!("host-{i}"), 1_000, 0)
-                .await
-                .expect("take")
+            ledger::take_lock(
+                &mut kdb.writer().await.expect("writer"),
+                "race",
+                &format!("host-{i}"),
+                1_000,
+                0,
+            )
+            .await
+            .expect("take")
         }));
     }
     let mut winners = 0;
@@ -219,8 +277,8 @@ async fn one_host_at_a_time_holds_the_lease(db: TestDb) {
 
 async fn batch_statements_agree_with_the_single_ones(db: TestDb) {
     let vault = db.open(&TestKey::new()).await;
-    let (pool, backend) = (&vault.db().pool, vault.db().backend);
-    let mut conn = pool.acquire().await.expect("conn");
+    let (kdb, backend) = (vault.db().clone(), vault.db().backend);
+    let mut conn = kdb.writer().await.expect("conn");
     let c = &mut *conn;
     // secret_id stays NULL: it references secret(id).
     let rows: Vec<LedgerRow> = (0..300)
@@ -242,7 +300,7 @@ async fn batch_statements_agree_with_the_single_ones(db: TestDb) {
     ledger::written_many(c, backend, &[])
         .await
         .expect("nothing");
-    let stored = ledger::ledger(pool, "token-dir", "/src")
+    let stored = ledger::ledger(kdb.reader(), "token-dir", "/src")
         .await
         .expect("read");
     assert_eq!(stored.len(), 300);
@@ -275,7 +333,7 @@ async fn batch_statements_agree_with_the_single_ones(db: TestDb) {
             .expect("mark"),
         0
     );
-    let retired = ledger::ledger(pool, "token-dir", "/src")
+    let retired = ledger::ledger(kdb.reader(), "token-dir", "/src")
         .await
         .expect("read")
         .into_iter()
@@ -292,13 +350,21 @@ async fn batch_statements_agree_with_the_single_ones(db: TestDb) {
         updated_at: 1,
     };
     drop(conn);
-    assert!(keyward::store::agents::create(pool, &agent)
-        .await
-        .expect("type"));
-    keyward::store::agents::create_instance(pool, "i-1", "coder", None, 1)
-        .await
-        .expect("instance");
-    let mut conn = pool.acquire().await.expect("conn");
+    assert!(
+        keyward::store::agents::create(&mut kdb.writer().await.expect("writer"), &agent)
+            .await
+            .expect("type")
+    );
+    keyward::store::agents::create_instance(
+        &mut kdb.writer().await.expect("writer"),
+        "i-1",
+        "coder",
+        None,
+        1,
+    )
+    .await
+    .expect("instance");
+    let mut conn = kdb.writer().await.expect("conn");
     let c = &mut *conn;
     let types = ledger::agent_types_among(c, backend, &["coder", "i-1", "nobody"])
         .await

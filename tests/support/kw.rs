@@ -117,6 +117,26 @@ impl Kw {
     }
 }
 
+/// Sends one HTTP/1.1 request to `addr` (`127.0.0.1:PORT`) over a plain
+/// socket and returns the whole response, status line and headers
+/// included: the CLI tests look at exactly what the server wrote.
+pub fn http(addr: &str, method: &str, path: &str, bearer: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let auth = bearer.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
 /// A running `keyward serve`, killed when dropped.
 pub struct Served {
     /// The process (stdout already read up to the address line).

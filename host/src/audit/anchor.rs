@@ -1,7 +1,9 @@
 //! Checking the log against a trusted checkpoint: does it still hold the
 //! row the checkpoint recorded, with the same MAC?
 
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
+
+use crate::store::Reader;
 
 use super::checkpoint::Checkpoint;
 
@@ -25,7 +27,7 @@ pub enum Anchor {
 /// Checks `checkpoint` against the log, whose chain was verified up to row
 /// `verified_to` (see [`super::chain::verify`]).
 pub async fn check(
-    pool: &AnyPool,
+    db: Reader<'_>,
     verified_to: i64,
     checkpoint: &Checkpoint,
 ) -> Result<Anchor, sqlx::Error> {
@@ -40,7 +42,7 @@ pub async fn check(
     } else {
         sqlx::query("SELECT mac FROM secret_access_log WHERE seq = $1")
             .bind(checkpoint.seq())
-            .fetch_optional(pool)
+            .fetch_optional(db)
             .await?
             .map(|row| row.try_get::<Vec<u8>, _>("mac"))
             .transpose()?

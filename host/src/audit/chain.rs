@@ -8,7 +8,9 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, Row};
+
+use crate::store::Reader;
 use zeroize::Zeroizing;
 
 use super::entry::AccessEntry;
@@ -274,11 +276,11 @@ fn log_row(row: &sqlx::any::AnyRow) -> Result<LogRow, sqlx::Error> {
 }
 
 /// The newest `limit` rows, oldest first.
-pub async fn tail(pool: &AnyPool, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+pub async fn tail(db: Reader<'_>, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM secret_access_log ORDER BY seq DESC LIMIT $1");
     let mut rows = sqlx::query(&sql)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?
         .iter()
         .map(log_row)
@@ -302,7 +304,7 @@ pub struct HistoryQuery {
 /// index by secret (see the schema): this walks back from the newest row,
 /// which is what a page of recent history needs.
 pub async fn history(
-    pool: &AnyPool,
+    db: Reader<'_>,
     scope: &str,
     name: &str,
     query: &HistoryQuery,
@@ -327,7 +329,7 @@ pub async fn history(
         q = q.bind(value.clone());
     }
     q.bind(limit)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?
         .iter()
         .map(log_row)
@@ -335,13 +337,13 @@ pub async fn history(
 }
 
 /// Rows after `seq`, oldest first, at most `limit`.
-pub async fn after(pool: &AnyPool, seq: i64, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+pub async fn after(db: Reader<'_>, seq: i64, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {
     let sql =
         format!("SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 ORDER BY seq LIMIT $2");
     sqlx::query(&sql)
         .bind(seq)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?
         .iter()
         .map(log_row)
@@ -367,19 +369,19 @@ pub enum VerifyReport {
 
 /// Walks the log up to the head as it is when the walk starts (rows appended
 /// meanwhile are left for the next run) and recomputes every MAC.
-pub async fn verify(pool: &AnyPool, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
-    verify_after(pool, key, &Head::start()).await
+pub async fn verify(db: Reader<'_>, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
+    verify_after(db, key, &Head::start()).await
 }
 
 /// [`verify`] from the row after `from`, which is trusted as it is (the
 /// head a signed checkpoint records): an incremental verify reads only the
 /// rows that are new. `Intact { rows }` is still the last row's seq.
 pub async fn verify_after(
-    pool: &AnyPool,
+    db: Reader<'_>,
     key: &ChainKey,
     from: &Head,
 ) -> Result<VerifyReport, sqlx::Error> {
-    let head = read_head(pool).await?;
+    let head = read_head(db).await?;
     if head.seq < from.seq {
         return Ok(VerifyReport::Broken {
             seq: head.seq + 1,
@@ -392,7 +394,7 @@ pub async fn verify_after(
     let mut expected = from.seq + 1;
     let mut prev = from.mac.clone();
     loop {
-        let page = page_up_to(pool, expected - 1, head.seq).await?;
+        let page = page_up_to(db, expected - 1, head.seq).await?;
         let full_page = page.len() as i64 == PAGE;
         for row in &page {
             if row.seq != expected {
@@ -440,7 +442,7 @@ pub async fn verify_after(
     Ok(VerifyReport::Intact { rows })
 }
 
-async fn page_up_to(pool: &AnyPool, after: i64, last: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+async fn page_up_to(db: Reader<'_>, after: i64, last: i64) -> Result<Vec<LogRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
     );
@@ -448,7 +450,7 @@ async fn page_up_to(pool: &AnyPool, after: i64, last: i64) -> Result<Vec<LogRow>
         .bind(after)
         .bind(last)
         .bind(PAGE)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?
         .iter()
         .map(log_row)
@@ -456,6 +458,6 @@ async fn page_up_to(pool: &AnyPool, after: i64, last: i64) -> Result<Vec<LogRow>
 }
 
 /// The current head (for `keyward audit tail` and monitoring).
-pub async fn head(pool: &AnyPool) -> Result<Head, sqlx::Error> {
-    read_head(pool).await
+pub async fn head(db: Reader<'_>) -> Result<Head, sqlx::Error> {
+    read_head(db).await
 }

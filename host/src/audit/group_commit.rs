@@ -8,26 +8,25 @@
 //! gathers, so groups grow exactly as fast as load does.
 //!
 //! On SQLite the writer is a thread of its own with its own connection
-//! (`sqlite_writer`); on PostgreSQL it is a task here with a connection of
-//! its own taken from the pool, so its prepared statements stay cached.
+//! (`sqlite_writer`); on PostgreSQL it is a task with a connection of its
+//! own (`postgres_writer`), so its prepared statements stay cached.
 //! Either way the head is locked and `secrets_generation` read at the start
 //! of each group, in the transaction that appends.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sqlx::{AnyConnection, Connection};
 use tokio::sync::oneshot;
 
-use super::chain::{self, ChainKey};
+use super::chain::ChainKey;
 use super::entry::{Access, AccessEntry, Action, Outcome};
 use super::row_cache::RowCache;
-use super::{sqlite_writer, AuditError};
+use super::{postgres_writer, sqlite_writer, AuditError};
 use crate::crypto::{secret_aad, Keyring, SecretBytes};
 use crate::names::{Scope, SecretName};
-use crate::store::{now_ms, Backend, Db};
+use crate::store::Db;
 
 /// Most jobs taken into one transaction.
 pub(super) const MAX_GROUP: usize = 256;
@@ -38,7 +37,7 @@ pub(super) const MAX_GROUP: usize = 256;
 pub const LOG_WAIT: Duration = Duration::from_secs(2);
 /// The longest one PostgreSQL group may take (its statements and commit);
 /// past it the connection is dropped and the group answered 503.
-const GROUP_TIMEOUT: Duration = Duration::from_millis(1500);
+pub(super) const GROUP_TIMEOUT: Duration = Duration::from_millis(1500);
 /// While the database cannot be reached, the writer tries to connect again
 /// at most this often; groups in between are refused at once.
 pub const RECONNECT_EVERY: Duration = Duration::from_millis(100);
@@ -146,7 +145,13 @@ impl GroupCommit {
                     .map_err(AuditError::Start)?;
             }
             None => {
-                tokio::spawn(run_postgres(rx, db.clone(), keyring, chain, stats.clone()));
+                tokio::spawn(postgres_writer::run(
+                    rx,
+                    db.clone(),
+                    keyring,
+                    chain,
+                    stats.clone(),
+                ));
             }
         }
         Ok(GroupCommit { jobs, stats })
@@ -214,95 +219,8 @@ async fn bounded<T>(
         .unwrap_or(Err(AuditError::TimedOut))
 }
 
-/// The PostgreSQL writer: one group after another on a connection of its
-/// own, outside the pool.
-///
-/// Availability: a group that fails drops the connection; the next one
-/// connects again at once (bounded by `POSTGRES_CONNECT_TIMEOUT`). While
-/// the server cannot be reached, groups are refused without trying more
-/// often than every [`RECONNECT_EVERY`], so every caller gets a prompt 503
-/// and the first group after the server is back is served: recovery within
-/// that interval of the database, with no back-off to sleep out.
-async fn run_postgres(
-    rx: flume::Receiver<Job>,
-    db: Db,
-    keyring: Arc<Keyring>,
-    chain: Arc<ChainKey>,
-    stats: Arc<Stats>,
-) {
-    let mut conn: Option<AnyConnection> = None;
-    let mut unreachable: Option<(Instant, String)> = None;
-    let mut last_size = 0;
-    let mut cache = RowCache::default();
-    while let Ok(first) = rx.recv_async().await {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        group.push(first);
-        gather_stragglers(&rx, &mut group, last_size).await;
-        last_size = group.len();
-        let mut c = match conn.take() {
-            Some(c) => c,
-            None => {
-                if let Some((at, why)) = &unreachable {
-                    if at.elapsed() < RECONNECT_EVERY {
-                        refuse(group, why);
-                        continue;
-                    }
-                }
-                match db.connect_own().await {
-                    Ok(c) => {
-                        if unreachable.take().is_some() {
-                            tracing::info!("the access log's database is reachable again");
-                        }
-                        db.set_reachable(true);
-                        c
-                    }
-                    Err(error) => {
-                        db.set_reachable(false);
-                        let why = error.to_string();
-                        if unreachable.is_none() {
-                            tracing::error!(error = %why, "the access log's database cannot be reached; refusing reveals until it can");
-                        }
-                        refuse(group, &why);
-                        unreachable = Some((Instant::now(), why));
-                        continue;
-                    }
-                }
-            }
-        };
-        // The connection is kept only after a good group: a failed one is
-        // dropped (its transaction with it), and the next group connects
-        // afresh.
-        let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(
-            GROUP_TIMEOUT,
-            commit_postgres(&mut c, &keyring, &chain, &mut cache, &group),
-        )
-        .await
-        {
-            Ok(done) => done,
-            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the group did not commit within {} ms",
-                    GROUP_TIMEOUT.as_millis()
-                ),
-            ))),
-        };
-        if result.is_ok() {
-            conn = Some(c);
-        }
-        finish_group(group, started, result, &stats, &mut cache);
-    }
-}
-
-/// Answers every job of a group that was not tried: the database cannot be
-/// reached (nothing was written, no value leaves the writer).
-fn refuse(jobs: Vec<Job>, why: &str) {
-    fail_all(jobs, || AuditError::Unavailable(why.to_owned()));
-}
-
 /// Answers every job of a group with the error `failed` makes.
-fn fail_all(jobs: Vec<Job>, failed: impl Fn() -> AuditError) {
+pub(super) fn fail_all(jobs: Vec<Job>, failed: impl Fn() -> AuditError) {
     for job in jobs {
         match job {
             Job::Lookup(job) => {
@@ -369,7 +287,7 @@ fn answer(jobs: Vec<Job>, result: Result<Answers, String>) {
 }
 
 /// Takes every job already waiting, up to [`MAX_GROUP`].
-fn drain(rx: &flume::Receiver<Job>, group: &mut Vec<Job>) {
+pub(super) fn drain(rx: &flume::Receiver<Job>, group: &mut Vec<Job>) {
     while group.len() < MAX_GROUP {
         match rx.try_recv() {
             Ok(job) => group.push(job),
@@ -379,22 +297,7 @@ fn drain(rx: &flume::Receiver<Job>, group: &mut Vec<Job>) {
 }
 
 /// How many times the writer lets the callers of the last group catch up.
-const STRAGGLER_TURNS: usize = 8;
-
-/// Under steady load the callers of the last group ask again right after
-/// their answer; if fewer than that are waiting, give them a few scheduler
-/// turns (not a timer: nothing waits when nobody is about to ask) so that they
-/// share this commit's fsync rather than wait for the next one.
-async fn gather_stragglers(rx: &flume::Receiver<Job>, group: &mut Vec<Job>, last_size: usize) {
-    drain(rx, group);
-    for _ in 0..STRAGGLER_TURNS {
-        if group.len() >= last_size.min(MAX_GROUP) {
-            return;
-        }
-        tokio::task::yield_now().await;
-        drain(rx, group);
-    }
-}
+pub(super) const STRAGGLER_TURNS: usize = 8;
 
 /// [`gather_stragglers`] for a writer on a thread of its own: the turns are
 /// the thread's (`sched_yield`), which lets the runtime's workers run the
@@ -416,32 +319,6 @@ pub(super) fn gather_stragglers_blocking(
 
 /// What each job of a group gets: a lookup its results, a record `None`.
 pub(super) type Answers = Vec<Option<Vec<Resolved>>>;
-
-async fn commit_postgres(
-    conn: &mut AnyConnection,
-    keyring: &Keyring,
-    chain_key: &ChainKey,
-    cache: &mut RowCache,
-    jobs: &[Job],
-) -> Result<(Answers, u64), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let (head, generation) = chain::lock_head(&mut tx).await?;
-    cache
-        .load(&mut tx, Backend::Postgres, generation, &group_names(jobs))
-        .await?;
-    let (answers, entries) = resolve_group(jobs, cache, keyring);
-    chain::append(
-        &mut tx,
-        Backend::Postgres,
-        chain_key,
-        head,
-        now_ms(),
-        &entries,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((answers, entries.len() as u64))
-}
 
 /// Every name the group's lookups ask for, once each.
 pub(super) fn group_names(jobs: &[Job]) -> Vec<&str> {

@@ -137,9 +137,16 @@ impl Sessions {
         let secret = SessionSecret::fresh();
         let now = now_ms();
         let id_hash = hash_hex(secret.expose());
-        sessions::insert(&self.db.pool, &id_hash, subject, now, now + SESSION_TTL_MS).await?;
+        sessions::insert(
+            &mut *self.db.writer().await?,
+            &id_hash,
+            subject,
+            now,
+            now + SESSION_TTL_MS,
+        )
+        .await?;
         // Expired rows go when new ones come: no timer task to run.
-        if let Err(e) = sessions::purge(&self.db.pool, now).await {
+        if let Err(e) = sessions::purge(&mut *self.db.writer().await?, now).await {
             tracing::warn!(error = %e, "cannot purge expired sessions");
         }
         let session = Session {
@@ -157,7 +164,7 @@ impl Sessions {
             return Err(AuthError::Invalid);
         }
         let id_hash = hash_hex(secret);
-        let subject = sessions::subject(&self.db.pool, &id_hash, now_ms())
+        let subject = sessions::subject(self.db.reader(), &id_hash, now_ms())
             .await?
             .ok_or(AuthError::Invalid)?;
         Ok(Session {
@@ -169,7 +176,7 @@ impl Sessions {
 
     /// Ends `session` on every host.
     pub async fn end(&self, session: &Session) -> Result<(), AuthError> {
-        Ok(sessions::delete(&self.db.pool, &session.id_hash).await?)
+        Ok(sessions::delete(&mut *self.db.writer().await?, &session.id_hash).await?)
     }
 
     /// Makes a one-time sign-in link secret for `subject`.
@@ -177,7 +184,7 @@ impl Sessions {
         let secret = SessionSecret::fresh();
         let now = now_ms();
         sessions::insert_link(
-            &self.db.pool,
+            &mut *self.db.writer().await?,
             &hash_hex(secret.expose()),
             subject,
             now,
@@ -193,7 +200,7 @@ impl Sessions {
         if !well_shaped(secret) {
             return Ok(false);
         }
-        Ok(sessions::link_usable(&self.db.pool, &hash_hex(secret), now_ms()).await?)
+        Ok(sessions::link_usable(self.db.reader(), &hash_hex(secret), now_ms()).await?)
     }
 
     /// Uses the link secret up and starts a session; [`AuthError::Invalid`]
@@ -202,9 +209,10 @@ impl Sessions {
         if !well_shaped(secret) {
             return Err(AuthError::Invalid);
         }
-        let subject = sessions::consume_link(&self.db.pool, &hash_hex(secret), now_ms())
-            .await?
-            .ok_or(AuthError::Invalid)?;
+        let subject =
+            sessions::consume_link(&mut *self.db.writer().await?, &hash_hex(secret), now_ms())
+                .await?
+                .ok_or(AuthError::Invalid)?;
         self.start(&subject).await
     }
 }

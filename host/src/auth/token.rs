@@ -14,6 +14,9 @@
 //! server) reads the row again at most [`CACHE_TTL`] after the revocation
 //! committed, because an entry counts its age from before the read that
 //! verified it.
+//!
+//! (Over 500 lines: token format, check, cache and life cycle share the
+//! cache's invariants; 190 lines are unit tests.)
 
 use std::collections::HashMap;
 use std::fmt;
@@ -258,7 +261,7 @@ async fn tokens_by_hash(db: &Db, hash: &[u8; 32]) -> Result<Option<String>, sqlx
     use sqlx::Row as _;
     let row = sqlx::query("SELECT id FROM api_token WHERE hash = $1 AND id LIKE 'legacy-%'")
         .bind(hash.to_vec())
-        .fetch_optional(&db.pool)
+        .fetch_optional(db.reader())
         .await?;
     row.map(|r| r.try_get::<String, _>("id")).transpose()
 }
@@ -370,19 +373,19 @@ impl Tokens {
             expires_at: ttl_ms.map(|ms| row.created_at.saturating_add(ms)),
             ..row
         };
-        tokens::insert(&self.db.pool, &row, &hash(token.expose())).await?;
+        tokens::insert(&mut *self.db.writer().await?, &row, &hash(token.expose())).await?;
         Ok((row, token))
     }
 
     /// Every token, newest first (revoked ones too).
     pub async fn list(&self) -> Result<Vec<TokenRow>, AuthError> {
-        Ok(tokens::list(&self.db.pool).await?)
+        Ok(tokens::list(self.db.reader()).await?)
     }
 
     /// Revokes the active token `id`. From the moment this returns, this
     /// [`Tokens`] refuses it (other hosts within [`CACHE_TTL`]).
     pub async fn revoke(&self, id: &str) -> Result<(), AuthError> {
-        let revoked = tokens::revoke(&self.db.pool, id, now_ms()).await;
+        let revoked = tokens::revoke(&mut *self.db.writer().await?, id, now_ms()).await;
         // Forget it whatever the outcome: the row may have changed anyway.
         self.forget(id);
         if revoked? {
@@ -416,13 +419,19 @@ impl Tokens {
         let now = now_ms();
         let grace_ms = i64::try_from(grace.as_millis()).map_err(|_| AuthError::BadGrace)?;
         let until = (!grace.is_zero()).then(|| now.saturating_add(grace_ms));
-        let rotated = tokens::rotate(&self.db.pool, id, &hash(token.expose()), until).await;
+        let rotated = tokens::rotate(
+            &mut *self.db.writer().await?,
+            id,
+            &hash(token.expose()),
+            until,
+        )
+        .await;
         // Forget it whatever the outcome: the row may have changed anyway.
         self.forget(id);
         if !rotated? {
             return Err(not_found());
         }
-        let (row, _) = tokens::get(&self.db.pool, id)
+        let (row, _) = tokens::get(self.db.reader(), id)
             .await?
             .ok_or_else(not_found)?;
         Ok((row, token, until))
@@ -463,7 +472,7 @@ impl Tokens {
             }
             Remembered::Unknown { epoch, checked } => (epoch, checked),
         };
-        let Some((row, stored)) = self.db.bounded(tokens::get(&self.db.pool, id)).await? else {
+        let Some((row, stored)) = self.db.bounded(tokens::get(self.db.reader(), id)).await? else {
             return Err(AuthError::Invalid);
         };
         let now = now_ms();
@@ -573,7 +582,11 @@ impl Tokens {
     /// Records the token's last use. Best effort: a failed bookkeeping write
     /// must not fail the request.
     async fn touch(&self, id: &str, now: i64) {
-        if let Err(e) = tokens::touch(&self.db.pool, id, now).await {
+        let touched = match self.db.writer().await {
+            Ok(mut w) => tokens::touch(&mut w, id, now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = touched {
             tracing::warn!(token = %id, error = %e, "cannot record the token's last use");
         }
     }

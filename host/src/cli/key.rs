@@ -75,7 +75,7 @@ async fn adopt(cli: &Cli, replace: bool) -> anyhow::Result<ExitCode> {
     let vault = open_vault_with(cli, NewKey::Adopt { replace }).await?;
     let current = vault.keyring().current_id().to_string();
     let canary =
-        crate::store::keyring::get(&vault.db().pool, crate::store::keyring::CANARY).await?;
+        crate::store::keyring::get(vault.db().reader(), crate::store::keyring::CANARY).await?;
     if canary.is_none_or(|c| c.key_id == current) {
         println!("key {current} is already this store's key: nothing to adopt");
         return Ok(ExitCode::SUCCESS);

@@ -86,7 +86,7 @@ async fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
 async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let vault = super::open_vault(cli).await?;
     let rt = runtime(cli).await?;
-    let runs = ledger::last_runs(&vault.db().pool).await?;
+    let runs = ledger::last_runs(vault.db().reader()).await?;
     let registry = rt.registry();
     let mut any = false;
     for p in registry.plugins.values() {

@@ -38,6 +38,11 @@ pub enum Command {
         /// Fail if the secret exists instead of replacing its value.
         #[arg(long)]
         create_only: bool,
+        /// Check-and-set: write only if the secret is still at version N
+        /// (as `secret list` showed it; 0: only if it does not exist yet).
+        /// Otherwise nothing is written and the current version is named.
+        #[arg(long, value_name = "N", conflicts_with = "create_only")]
+        cas: Option<u32>,
     },
     /// Print a secret's value to stdout. The read is logged with --reason.
     Get {
@@ -89,6 +94,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             from_file,
             keep_newline,
             create_only,
+            cas,
         } => {
             let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
             if let Some(d) = description {
@@ -102,8 +108,17 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             } else {
                 PutMode::Upsert
             };
+            let expect = cas.map(i64::from);
             match vault
-                .put(&scope, &name, &value, description.as_deref(), &access, mode)
+                .put_expecting(
+                    &scope,
+                    &name,
+                    &value,
+                    description.as_deref(),
+                    &access,
+                    mode,
+                    expect,
+                )
                 .await?
             {
                 Put::Created(_) => println!("created {scope}/{name} (version 1)"),
@@ -168,6 +183,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
             from_file,
             keep_newline,
             create_only,
+            cas,
         } => {
             // Checked here too, so a bad name fails before the value is read.
             Scope::parse(scope)?;
@@ -188,8 +204,14 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                 "name": name, "scope": scope, "value": value,
                 "description": description.as_deref().unwrap_or(""),
             });
-            let created = if *create_only {
+            if let Some(n) = cas.filter(|n| *n > 0) {
+                update["cas"] = n.into();
+            }
+            let created = if *create_only || *cas == Some(0) {
                 remote.post("/secrets", &[], &create).await?
+            } else if cas.is_some() {
+                // A check-and-set replaces the version read, never creates.
+                remote.put(&path, &scope_q, &update).await?
             } else {
                 // Replace, or create if there is none; a create that loses
                 // a race to another creator replaces after all.

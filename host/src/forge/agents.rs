@@ -63,15 +63,15 @@ fn token_name() -> SecretName {
 
 impl Forges {
     async fn view(&self, row: store::AgentType) -> Result<AgentTypeView, ForgeError> {
-        let pool = &self.vault().db().pool;
-        let mut token = store::token_secret_for(pool, &row.name, None).await?;
+        let db = self.vault().db();
+        let mut token = store::token_secret_for(db.reader(), &row.name, None).await?;
         if token.is_none() {
             token = self.type_token_by_name(&row.name).await?;
         }
         let token = token.map(|(_, scope, name)| format!("{scope}/{name}"));
         let mut instances = Vec::new();
-        for i in store::list_instances(pool, &row.name).await? {
-            let token = store::token_secret_for(pool, &row.name, Some(&i.id))
+        for i in store::list_instances(db.reader(), &row.name).await? {
+            let token = store::token_secret_for(db.reader(), &row.name, Some(&i.id))
                 .await?
                 .filter(|(id, _, _)| Some(*id) == i.token_secret_id)
                 .map(|(_, scope, name)| format!("{scope}/{name}"));
@@ -91,7 +91,7 @@ impl Forges {
 
     /// Every agent type.
     pub async fn agent_types(&self) -> Result<Vec<AgentTypeView>, ForgeError> {
-        let rows = store::list(&self.vault().db().pool).await?;
+        let rows = store::list(self.vault().db().reader()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             out.push(self.view(row).await?);
@@ -107,7 +107,7 @@ impl Forges {
 
     async fn agent_row(&self, name: &str) -> Result<store::AgentType, ForgeError> {
         check_name(name)?;
-        store::get(&self.vault().db().pool, name)
+        store::get(self.vault().db().reader(), name)
             .await?
             .ok_or_else(|| ForgeError::UnknownAgentType(name.to_owned()))
     }
@@ -137,12 +137,10 @@ impl Forges {
                 BaseUrl::parse(info.default_base_url.trim_end_matches('/'))?
             }
         };
-        let pool = &self.vault().db().pool;
-        let mut conn = pool.acquire().await?;
-        let existing = secrets::get(&mut conn, scope.as_str(), TOKEN_NAME)
+        let db = self.vault().db();
+        let existing = secrets::get(db.reader(), scope.as_str(), TOKEN_NAME)
             .await?
             .map(|r| r.id);
-        drop(conn);
         let row = store::AgentType {
             name: name.to_owned(),
             forge: forge.to_owned(),
@@ -152,7 +150,7 @@ impl Forges {
             created_at: now_ms(),
             updated_at: now_ms(),
         };
-        if !store::create(pool, &row).await? {
+        if !store::create(&mut *db.writer().await?, &row).await? {
             return Err(ForgeError::AgentTypeExists(name.to_owned()));
         }
         self.agent_type(name).await
@@ -162,7 +160,7 @@ impl Forges {
     /// stay in the store, for the operator to delete).
     pub async fn delete_agent_type(&self, name: &str) -> Result<(), ForgeError> {
         check_name(name)?;
-        if !store::delete(&self.vault().db().pool, name).await? {
+        if !store::delete(&mut *self.vault().db().writer().await?, name).await? {
             return Err(ForgeError::UnknownAgentType(name.to_owned()));
         }
         Ok(())
@@ -182,16 +180,17 @@ impl Forges {
             Some(id) => instance_scope(id)?,
             None => check_name(name)?,
         };
-        let pool = &self.vault().db().pool;
+        let db = self.vault().db();
         if let Some(iid) = instance {
             // Claimed before the token is written, so that of several
             // agent types asking for one new instance id at once, only the
             // one that gets the row writes `instance:<id>/FORGE_TOKEN`; the
             // others answer 409 having changed nothing. (Until the link
             // below, an instance without a token uses its type's.)
-            let claimed = store::create_instance(pool, iid, name, None, now_ms()).await?;
+            let claimed =
+                store::create_instance(&mut *db.writer().await?, iid, name, None, now_ms()).await?;
             if !claimed {
-                match store::get_instance(pool, iid).await? {
+                match store::get_instance(db.reader(), iid).await? {
                     Some(i) if i.agent_type == name => {}
                     Some(_) => return Err(ForgeError::InstanceTaken(iid.to_owned())),
                     // Deleted again between the two statements.
@@ -202,14 +201,14 @@ impl Forges {
         self.vault()
             .put(&scope, &token_name(), value, None, access, PutMode::Upsert)
             .await?;
-        let mut conn = pool.acquire().await?;
-        let id = secrets::get(&mut conn, scope.as_str(), TOKEN_NAME)
+        let id = secrets::get(db.reader(), scope.as_str(), TOKEN_NAME)
             .await?
             .map(|r| r.id);
-        drop(conn);
         match instance {
-            None => store::set_token(pool, name, id, now_ms()).await?,
-            Some(iid) => store::set_instance_token(pool, iid, id, now_ms()).await?,
+            None => store::set_token(&mut *db.writer().await?, name, id, now_ms()).await?,
+            Some(iid) => {
+                store::set_instance_token(&mut *db.writer().await?, iid, id, now_ms()).await?
+            }
         };
         Ok(format!("{scope}/{TOKEN_NAME}"))
     }
@@ -218,10 +217,10 @@ impl Forges {
     pub async fn delete_instance(&self, name: &str, instance: &str) -> Result<(), ForgeError> {
         self.agent_row(name).await?;
         instance_scope(instance)?;
-        let pool = &self.vault().db().pool;
-        match store::get_instance(pool, instance).await? {
+        let db = self.vault().db();
+        match store::get_instance(db.reader(), instance).await? {
             Some(i) if i.agent_type == name => {
-                store::delete_instance(pool, instance).await?;
+                store::delete_instance(&mut *db.writer().await?, instance).await?;
                 Ok(())
             }
             _ => Err(ForgeError::UnknownInstance(instance.to_owned())),
@@ -238,8 +237,8 @@ impl Forges {
         if let Some(id) = instance {
             instance_scope(id)?;
         }
-        let pool = &self.vault().db().pool;
-        let mut found = store::token_secret_for(pool, name, instance).await?;
+        let db = self.vault().db();
+        let mut found = store::token_secret_for(db.reader(), name, instance).await?;
         if found.is_none() {
             found = self.type_token_by_name(name).await?;
         }
@@ -262,8 +261,7 @@ impl Forges {
         name: &str,
     ) -> Result<Option<(i64, String, String)>, ForgeError> {
         let scope = check_name(name)?;
-        let mut conn = self.vault().db().pool.acquire().await?;
-        let id = secrets::get(&mut conn, scope.as_str(), TOKEN_NAME)
+        let id = secrets::get(self.vault().db().reader(), scope.as_str(), TOKEN_NAME)
             .await?
             .map(|r| r.id);
         Ok(id.map(|id| (id, scope.to_string(), TOKEN_NAME.to_owned())))
@@ -300,7 +298,13 @@ impl Forges {
         tracing::info!(agent_type = %name, instance = ?instance, caller = %caller.accessor(), forge = %row.forge, "dispatch");
         Ok(self
             .runtime()?
-            .forge_whoami_for(self.vault(), &row.forge, &base, &reference, caller)
+            .forge_whoami_with(
+                self.vault(),
+                &row.forge,
+                &base,
+                crate::runtime::TokenRef::Stored(reference.clone()),
+                Some(caller),
+            )
             .await?)
     }
 }

@@ -99,9 +99,9 @@ impl Forges {
     /// first live one expires. Several hosts checking at once can overshoot
     /// `max` by the starts in flight, which their own limits bound.
     pub async fn pending_full(&self, max: u64) -> Result<Option<u32>, ForgeError> {
-        let pool = &self.vault().db().pool;
+        let db = self.vault().db();
         let now = now_ms();
-        let (live, first) = store::live_pending(pool, now).await?;
+        let (live, first) = store::live_pending(db.reader(), now).await?;
         if live < max {
             return Ok(None);
         }
@@ -129,12 +129,21 @@ impl Forges {
             .keyring()
             .seal(verifier.as_bytes(), &oauth_pending_aad(&hash));
         let now = now_ms();
-        let pool = &self.vault().db().pool;
+        let db = self.vault().db();
         // Abandoned sign-ins go when new ones start.
-        store::purge_pending(pool, now).await?;
+        store::purge_pending(&mut *db.writer().await?, now).await?;
         let browser_hash = state_hash(&browser);
         let expires = now + PENDING_TTL_MS;
-        store::insert_pending(pool, &hash, &browser_hash, forge, &sealed, now, expires).await?;
+        store::insert_pending(
+            &mut *db.writer().await?,
+            &hash,
+            &browser_hash,
+            forge,
+            &sealed,
+            now,
+            expires,
+        )
+        .await?;
         let url = self
             .runtime()?
             .forge_authorize_url(
@@ -163,9 +172,9 @@ impl Forges {
         hash: &str,
         browser: Option<&str>,
     ) -> Result<(String, crate::crypto::Sealed), ForgeError> {
-        let pool = &self.vault().db().pool;
+        let db = self.vault().db();
         let now = now_ms();
-        let Some(expected) = store::pending_browser(pool, hash, now).await? else {
+        let Some(expected) = store::pending_browser(db.reader(), hash, now).await? else {
             return Err(ForgeError::BadCallback);
         };
         let given = browser.map(state_hash).unwrap_or_default();
@@ -173,7 +182,7 @@ impl Forges {
             tracing::warn!("forge sign-in callback refused: not from the browser that started it");
             return Err(ForgeError::OtherBrowser);
         }
-        store::consume_pending(pool, hash, &expected, now)
+        store::consume_pending(&mut *db.writer().await?, hash, &expected, now)
             .await?
             .ok_or(ForgeError::BadCallback)
     }
@@ -194,9 +203,15 @@ impl Forges {
                 Err(refused())
             }
             Admission::ByLogin(login) => {
-                let pool = &self.vault().db().pool;
-                let pinned =
-                    store::pin_login(pool, &app.forge, &login, &account.id, now_ms()).await?;
+                let db = self.vault().db();
+                let pinned = store::pin_login(
+                    &mut *db.writer().await?,
+                    &app.forge,
+                    &login,
+                    &account.id,
+                    now_ms(),
+                )
+                .await?;
                 if pinned == account.id {
                     return Ok(());
                 }
@@ -222,7 +237,7 @@ impl Forges {
             return Err(ForgeError::BadCallback);
         }
         let hash = state_hash(state);
-        let pool = &self.vault().db().pool;
+        let db = self.vault().db();
         let (pending_forge, sealed) = self.consume_for_browser(&hash, browser).await?;
         if pending_forge != forge {
             return Err(ForgeError::BadCallback);
@@ -246,6 +261,7 @@ impl Forges {
                 forge,
                 &base,
                 TokenRef::Bound(access_ref(forge), access),
+                None,
             )
             .await?;
         self.admit(&app, &account).await?;
@@ -278,8 +294,7 @@ impl Forges {
             now,
         };
         {
-            let _turn = crate::store::write_turn();
-            let mut tx = pool.begin().await?;
+            let mut tx = db.begin_write().await?;
             store::upsert_token(&mut tx, &row).await?;
             store::set_setting(&mut tx, store::ACTIVE_FORGE, forge, now).await?;
             tx.commit().await?;

@@ -56,7 +56,7 @@ struct Bound {
 impl Forges {
     /// The active forge's name, or [`ForgeError::NoActiveForge`].
     pub async fn active_forge(&self) -> Result<String, ForgeError> {
-        store::get_setting(&self.vault().db().pool, store::ACTIVE_FORGE)
+        store::get_setting(self.vault().db().reader(), store::ACTIVE_FORGE)
             .await?
             .ok_or(ForgeError::NoActiveForge)
     }
@@ -64,7 +64,7 @@ impl Forges {
     /// `GET /me`.
     pub async fn me(&self) -> Result<Me, ForgeError> {
         let forge = self.active_forge().await?;
-        let row = store::get_token(&self.vault().db().pool, &forge)
+        let row = store::get_token(self.vault().db().reader(), &forge)
             .await?
             .ok_or(ForgeError::NoActiveForge)?;
         Ok(Me {
@@ -79,7 +79,7 @@ impl Forges {
 
     async fn bound(&self) -> Result<Bound, ForgeError> {
         let forge = self.active_forge().await?;
-        let row = store::get_token(&self.vault().db().pool, &forge)
+        let row = store::get_token(self.vault().db().reader(), &forge)
             .await?
             .ok_or(ForgeError::NoActiveForge)?;
         let base = BaseUrl::parse(&row.base_url)?;
@@ -155,7 +155,7 @@ impl Forges {
             let (runtime, vault) = (runtime.clone(), vault.clone());
             async move {
                 runtime
-                    .forge_whoami_with(&vault, &forge, &base, token)
+                    .forge_whoami_with(&vault, &forge, &base, token, None)
                     .await
             }
         })
@@ -174,10 +174,10 @@ impl Forges {
     ) -> Result<store::OAuthTokenRow, ForgeError> {
         let lock = self.refresh_lock(forge);
         let _one_here = lock.lock().await;
-        let pool = &self.vault().db().pool;
+        let db = self.vault().db();
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
         loop {
-            let row = store::get_token(pool, forge)
+            let row = store::get_token(db.reader(), forge)
                 .await?
                 .ok_or(ForgeError::NoActiveForge)?;
             if row.generation != seen {
@@ -193,10 +193,19 @@ impl Forges {
             }
             let now = now_ms();
             let holder = &self.inner.holder;
-            if store::take_refresh_lease(pool, forge, seen, holder, now, now + LEASE_MS).await? {
+            if store::take_refresh_lease(
+                &mut *db.writer().await?,
+                forge,
+                seen,
+                holder,
+                now,
+                now + LEASE_MS,
+            )
+            .await?
+            {
                 let result = self.refresh_held(forge, base, &row, &sealed_refresh).await;
                 if result.is_err() {
-                    store::release_refresh_lease(pool, forge, holder).await?;
+                    store::release_refresh_lease(&mut *db.writer().await?, forge, holder).await?;
                     // A holder whose lease ran out may have kept the answer
                     // that made the forge refuse ours (its token was spent).
                     if let Some(done) = self.finish_kept(forge, base, &row, &sealed_refresh).await?
@@ -248,13 +257,21 @@ impl Forges {
         row: &store::OAuthTokenRow,
         sealed_refresh: &crate::crypto::Sealed,
     ) -> Result<Option<store::OAuthTokenRow>, ForgeError> {
-        let pool = &self.vault().db().pool;
-        for (attempt, sealed) in store::kept_refresh_answers(pool, forge, row.generation).await? {
+        let db = self.vault().db();
+        for (attempt, sealed) in
+            store::kept_refresh_answers(db.reader(), forge, row.generation).await?
+        {
             let aad = oauth_refresh_answer_aad(forge, row.generation, &attempt);
             let Ok(kept) = self.vault().keyring().open(&sealed, &aad) else {
                 // Sealed under a key no longer given: nothing to finish from.
                 tracing::error!(%forge, key_id = %sealed.key_id, "a kept refresh answer does not open; dropped");
-                store::drop_refresh_answer(pool, forge, row.generation, &attempt).await?;
+                store::drop_refresh_answer(
+                    &mut *db.writer().await?,
+                    forge,
+                    row.generation,
+                    &attempt,
+                )
+                .await?;
                 continue;
             };
             let replay = Journal::Replay(zeroize::Zeroizing::new(kept.expose().to_vec()));
@@ -265,7 +282,13 @@ impl Forges {
                 }
                 Err(e) => {
                     tracing::warn!(%forge, error = %e, "a kept refresh answer yields no tokens; dropped");
-                    store::drop_refresh_answer(pool, forge, row.generation, &attempt).await?;
+                    store::drop_refresh_answer(
+                        &mut *db.writer().await?,
+                        forge,
+                        row.generation,
+                        &attempt,
+                    )
+                    .await?;
                 }
             }
         }
@@ -326,14 +349,14 @@ impl Forges {
             },
             now: now_ms(),
         };
-        let pool = &self.vault().db().pool;
-        if store::finish_refresh(pool, forge, row.generation, &update).await? {
+        let db = self.vault().db();
+        if store::finish_refresh(&mut *db.writer().await?, forge, row.generation, &update).await? {
             tracing::info!(%forge, "operator forge token refreshed");
         } else {
             // Another host stored this same refresh (from the kept answer).
             tracing::info!(%forge, "refresh already stored by another host");
         }
-        store::get_token(pool, forge)
+        store::get_token(db.reader(), forge)
             .await?
             .ok_or(ForgeError::NoActiveForge)
     }

@@ -121,6 +121,7 @@ impl ApiError {
             ApiError::Vault(VaultError::Denied { .. }) => "forbidden",
             ApiError::Vault(VaultError::Exists { .. }) => "exists",
             ApiError::Vault(VaultError::Conflict { .. } | VaultError::Race(_)) => "conflict",
+            ApiError::Vault(VaultError::VersionMismatch { .. }) => "version_mismatch",
             ApiError::Vault(VaultError::ValueTooLarge { .. }) => "too_large",
             ApiError::Vault(e) if e.http_status() == 503 => "unavailable",
             ApiError::Vault(e) if e.http_status() >= 500 => "internal",
@@ -193,6 +194,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": {"code": self.code(), "message": message}});
         if let ApiError::Vault(VaultError::Missing(m)) = &self {
             body["error"]["missing"] = json!(m.missing);
+        }
+        if let ApiError::Vault(VaultError::VersionMismatch { current, .. }) = &self {
+            body["error"]["current_version"] = json!(current);
         }
         let retry_after = match &self {
             ApiError::Forge(ForgeError::Plugin(PluginError::Returned {

@@ -2,7 +2,7 @@
 //! `/callback`), `/me`, the active forge's repositories, and agent types
 //! (their tokens through the resolver, and dispatch).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use super::auth::{Operator, Resolver, SessionCaller};
 use super::body::Body;
 use super::dashboard::{page_response, q};
 use super::error::ApiError;
+use super::secrets::{query, QueryResult};
 use super::AppState;
 use crate::audit::{Access, Action};
 use crate::forge::{ForgeError, Forges};
@@ -29,18 +30,21 @@ fn forges(state: &AppState) -> Result<&Forges, ApiError> {
         .ok_or_else(|| ApiError::Unavailable("this server has no forges configured".into()))
 }
 
-/// A plain query string, decoded; repeated keys keep the first.
-fn query_of(raw: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
+/// The query of a forge's redirect back to `/auth/{forge}/callback`. Other
+/// parameters a forge adds (`iss`, `session_state`, …) are ignored.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
 }
 
-fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+/// `?cursor=` of `GET /forge/repos`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CursorQuery {
+    cursor: Option<String>,
 }
 
 /// A slot in the unauthenticated share of the plugin pool, or 429.
@@ -103,9 +107,11 @@ pub async fn callback(
     State(state): State<AppState>,
     Path(forge): Path<String>,
     headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
+    q: QueryResult<CallbackQuery>,
 ) -> Response {
-    let mut r = finish_sign_in(&state, &forge, &headers, &uri).await;
+    // A query that does not parse (a repeated key, say) is a bad callback.
+    let q = q.ok().map(|Query(q)| q);
+    let mut r = finish_sign_in(&state, &forge, &headers, q).await;
     // Used or refused, the pre-auth cookie has served its purpose.
     r.headers_mut()
         .append(SET_COOKIE, state.web.clear_pre_auth());
@@ -116,14 +122,20 @@ async fn finish_sign_in(
     state: &AppState,
     forge: &str,
     headers: &axum::http::HeaderMap,
-    uri: &axum::http::Uri,
+    query: Option<CallbackQuery>,
 ) -> Response {
     let browser = super::dashboard::cookie(headers, state.web.pre_auth_name());
-    let pairs = query_of(uri.query());
-    let result = match (first(&pairs, "code"), first(&pairs, "state")) {
-        _ if first(&pairs, "error").is_some() => Err(ForgeError::Refused(
-            first(&pairs, "error_description")
-                .or(first(&pairs, "error"))
+    let back = query.unwrap_or(CallbackQuery {
+        code: None,
+        state: None,
+        error: None,
+        error_description: None,
+    });
+    let result = match (back.code.as_deref(), back.state.as_deref()) {
+        _ if back.error.is_some() => Err(ForgeError::Refused(
+            back.error_description
+                .as_deref()
+                .or(back.error.as_deref())
                 .unwrap_or("")
                 .chars()
                 .filter(|c| !c.is_control())
@@ -196,10 +208,10 @@ pub async fn me(
 pub async fn repos(
     Operator(_caller): Operator,
     State(state): State<AppState>,
-    uri: axum::http::Uri,
+    q: QueryResult<CursorQuery>,
 ) -> Result<Json<crate::runtime::RepositoryPage>, ApiError> {
-    let pairs = query_of(uri.query());
-    let cursor = first(&pairs, "cursor").filter(|c| !c.is_empty());
+    let q = query(q)?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
     if cursor.is_some_and(|c| c.len() > 256) {
         return Err(ApiError::Invalid("cursor: at most 256 characters".into()));
     }

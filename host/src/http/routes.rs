@@ -92,7 +92,7 @@ async fn probe(state: &AppState) -> Verdict {
     let mut failed = None;
     let query = tokio::time::timeout(
         READY_WAIT,
-        sqlx::query("SELECT 1").execute(&state.vault.db().pool),
+        sqlx::query("SELECT 1").execute(state.vault.db().reader()),
     );
     let database = match query.await {
         Err(_) => Some("the database did not answer in time"),
@@ -278,7 +278,7 @@ pub async fn list_plugins(
         ));
     };
     let registry = plugins.registry();
-    let runs = crate::store::migrate::last_runs(&state.vault.db().pool)
+    let runs = crate::store::migrate::last_runs(state.vault.db().reader())
         .await
         .map_err(|e| ApiError::Vault(e.into()))?;
     let strings = |items: Vec<String>| Value::from(items);

@@ -2,7 +2,9 @@
 //! go in (write-only) and never come out of these routes.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -16,6 +18,7 @@ use crate::audit::Access;
 use crate::auth::Caller;
 use crate::names::{Scope, SecretName};
 use crate::store::secrets::SecretMeta;
+use crate::vault::PutMode;
 
 /// Rows of one page of a secret's history, at most.
 pub const MAX_PAGE: i64 = 500;
@@ -180,52 +183,111 @@ pub async fn reveal(
     }))
 }
 
-/// `PUT /secrets/{name}` body: at least one of the two.
+/// `PUT /secrets/{name}` body: at least one of value and description.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
     value: Option<Zeroizing<String>>,
     description: Option<String>,
+    /// Check-and-set: the version the caller read (as `If-Match`).
+    cas: Option<i64>,
+}
+
+/// The version an `If-Match` header names: `"N"` (an entity tag, as the
+/// `ETag` of the answer gives it) or a bare `N`. A weak tag (`W/"N"`), a
+/// list or `*` is refused: the check is on one exact version.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::Invalid(
+            "If-Match: give the one version you read, as \"N\" (the ETag of the secret)".into(),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let inner = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    match inner.parse::<i64>() {
+        Ok(v) if v >= 0 && !inner.starts_with('+') => Ok(Some(v)),
+        _ => Err(bad()),
+    }
+}
+
+/// The `ETag` of a secret at `version`.
+pub(super) fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
 }
 
 /// `PUT /secrets/{name}[?scope=S]` (operator): a new value (a new version)
-/// and/or a new description; 404 if there is no such secret.
+/// and/or a new description, in one change; 404 if there is no such
+/// secret. With `If-Match: "N"` (or `cas: N`) it is a check-and-set: 409
+/// `version_mismatch` with `current_version` unless the secret is at
+/// version N. The answer carries the new version as its `ETag`.
 pub async fn update(
     Operator(caller): Operator,
     State(state): State<AppState>,
     Path(name): Path<String>,
     q: QueryResult<ScopeQuery>,
+    headers: HeaderMap,
     Body(req): Body<Update>,
-) -> Result<Json<SecretMeta>, ApiError> {
+) -> Result<Response, ApiError> {
     let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
     if req.value.is_none() && req.description.is_none() {
         return Err(ApiError::Invalid(
             "nothing to change: give a value, a description or both".into(),
         ));
     }
-    // Both are checked before either is written, so a bad description does
-    // not leave a new value behind.
+    let expect = match (if_match(&headers)?, req.cas) {
+        (Some(h), Some(c)) if h != c => {
+            return Err(ApiError::Invalid(format!(
+                "If-Match names version {h} and cas version {c}: give one"
+            )))
+        }
+        (_, Some(c)) if c < 0 => {
+            return Err(ApiError::Invalid("cas: a version is 0 or more".into()))
+        }
+        (h, c) => h.or(c),
+    };
     if let Some(d) = &req.description {
         crate::vault::check_description(d)?;
     }
-    if let Some(value) = &req.value {
-        state
-            .vault
-            .replace(
-                &scope,
-                &name,
-                value.as_bytes(),
-                &access(&caller, "replace value")?,
-            )
-            .await?;
+    match &req.value {
+        // The value and the description change together, or neither does.
+        Some(value) => {
+            state
+                .vault
+                .put_expecting(
+                    &scope,
+                    &name,
+                    value.as_bytes(),
+                    req.description.as_deref(),
+                    &access(&caller, "replace value")?,
+                    PutMode::Replace,
+                    expect,
+                )
+                .await?;
+        }
+        None => {
+            let description = req.description.as_deref().unwrap_or_default();
+            state
+                .vault
+                .describe_expecting(
+                    &scope,
+                    &name,
+                    description,
+                    &access(&caller, "describe")?,
+                    expect,
+                )
+                .await?;
+        }
     }
-    if let Some(description) = &req.description {
-        state
-            .vault
-            .describe(&scope, &name, description, &access(&caller, "describe")?)
-            .await?;
-    }
-    Ok(Json(state.vault.meta(&scope, &name).await?))
+    let meta = state.vault.meta(&scope, &name).await?;
+    let mut response = Json(&meta).into_response();
+    response.headers_mut().insert(ETAG, etag(meta.version));
+    Ok(response)
 }
 
 /// `DELETE /secrets/{name}[?scope=S]` (operator): 204.

@@ -32,12 +32,20 @@ pub(super) enum Taken {
 impl Lease {
     pub(super) async fn take(vault: &Vault, plugin: &str) -> Result<Taken, MigrateError> {
         let holder = holder_id();
-        let pool = &vault.db().pool;
+        let db = vault.db();
         let deadline = std::time::Instant::now() + WAIT_FOR_OTHER;
         let mut waited = false;
         loop {
             let now = now_ms();
-            if ledger::take_lock(pool, plugin, &holder, now + LEASE_MS, now).await? {
+            if ledger::take_lock(
+                &mut *db.writer().await?,
+                plugin,
+                &holder,
+                now + LEASE_MS,
+                now,
+            )
+            .await?
+            {
                 let lease = Lease {
                     plugin: plugin.to_owned(),
                     holder,
@@ -50,9 +58,16 @@ impl Lease {
             }
             // A holder on this machine whose process is gone (killed
             // mid-run) is not waited out: its lease is taken over at once.
-            if let Some(stale) = ledger::lock_holder(pool, plugin).await? {
+            if let Some(stale) = ledger::lock_holder(db.reader(), plugin).await? {
                 if holder_is_dead(&stale)
-                    && ledger::steal_lock(pool, plugin, &stale, &holder, now + LEASE_MS).await?
+                    && ledger::steal_lock(
+                        &mut *db.writer().await?,
+                        plugin,
+                        &stale,
+                        &holder,
+                        now + LEASE_MS,
+                    )
+                    .await?
                 {
                     tracing::warn!(%plugin, %stale, "took over the migration lease of a process that is gone");
                     return Ok(Taken::Mine(Lease {
@@ -75,7 +90,7 @@ impl Lease {
     pub(super) async fn renew(&self, vault: &Vault) -> Result<(), MigrateError> {
         let now = now_ms();
         if ledger::take_lock(
-            &vault.db().pool,
+            &mut *vault.db().writer().await?,
             &self.plugin,
             &self.holder,
             now + LEASE_MS,
@@ -93,7 +108,11 @@ impl Lease {
     }
 
     pub(super) async fn release(&self, vault: &Vault) {
-        if let Err(e) = ledger::release_lock(&vault.db().pool, &self.plugin, &self.holder).await {
+        let released = match vault.db().writer().await {
+            Ok(mut w) => ledger::release_lock(&mut w, &self.plugin, &self.holder).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
             tracing::warn!(plugin = %self.plugin, error = %e, "could not release the migration lease; it expires by itself");
         }
     }

@@ -5,7 +5,7 @@
 //! [`Allowance::check_rename`], and what the ledger already knows of each
 //! item.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::allow::Allowance;
 use super::{clip, Candidate, MAX_ID_LEN, RENAME_PREFIX};
@@ -14,19 +14,27 @@ use crate::names::SecretRef;
 use crate::runtime::{Binding, LegacyItem};
 use crate::store::migrate as ledger;
 
+/// Where an item comes from.
+pub(super) enum Origin {
+    /// The plugin's `discover`.
+    Plugin,
+    /// The host's in-store move of this reference, or why the move was
+    /// refused (see `discover`).
+    Rename(Result<SecretRef, String>),
+}
+
 /// Checks what discovery found against itself and the ledger.
 pub(super) fn plan(
-    items: Vec<(LegacyItem, bool)>,
+    items: Vec<(LegacyItem, Origin)>,
     known: &HashMap<String, ledger::LedgerRow>,
-    renames: &BTreeMap<String, Result<SecretRef, String>>,
     allow: &Allowance,
 ) -> Vec<Candidate> {
     let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
     let mut ids = BTreeSet::new();
     let mut out: Vec<Candidate> = Vec::with_capacity(items.len());
-    for (item, host_made) in items {
+    for (item, origin) in items {
         let mut failed = None;
-        if !host_made
+        if matches!(origin, Origin::Plugin)
             && (item.id.starts_with(RENAME_PREFIX) || item.unit.starts_with(RENAME_PREFIX))
         {
             failed = Some(format!(
@@ -68,18 +76,14 @@ pub(super) fn plan(
                 ));
             }
         }
-        let mut rename_from = None;
-        if host_made {
-            match renames.get(&item.id) {
-                Some(Ok(old)) => rename_from = Some(old.clone()),
-                Some(Err(reason)) => {
-                    failed = Some(reason.clone());
-                }
-                None => {
-                    failed.get_or_insert("a rename the host did not check".into());
-                }
+        let rename_from = match origin {
+            Origin::Plugin => None,
+            Origin::Rename(Ok(old)) => Some(old),
+            Origin::Rename(Err(reason)) => {
+                failed = Some(reason);
+                None
             }
-        }
+        };
         let state = known.get(&item.id).map(|r| r.state);
         by_target
             .entry(normalise_target(&item.target))

@@ -16,7 +16,7 @@ use crate::names::{Scope, SecretRef};
 use crate::runtime::Binding;
 use crate::store::migrate::{self as ledger, LedgerRow, State};
 use crate::store::now_ms;
-use crate::store::secrets;
+use crate::store::{agents, secrets, tokens};
 use crate::vault::{Vault, VaultError, MAX_DESCRIPTION_LEN};
 
 /// What the batch's look-ups found, read once per batch rather than once
@@ -97,7 +97,7 @@ async fn look_up(
     let secrets = if pairs.is_empty() {
         HashMap::new()
     } else {
-        secrets::get_pairs(conn, backend, &pairs)
+        secrets::get_pairs(&mut *conn, backend, &pairs)
             .await?
             .into_iter()
             .map(|r| ((r.meta.scope.clone(), r.meta.name.clone()), r))
@@ -292,31 +292,23 @@ async fn api_key(
     let hash = token_hash(key);
     // Found by its hash first: the id is keyed by the master key, so the
     // same key imported again after a key rotation has another id.
-    let same = sqlx::query("SELECT id FROM api_token WHERE hash = $1")
-        .bind(hash.to_vec())
-        .fetch_optional(&mut *conn)
-        .await?;
-    if same.is_some() {
+    if tokens::id_of_hash(&mut *conn, &hash).await?.is_some() {
         return Ok(Ok(None));
     }
-    let existing = sqlx::query("SELECT hash FROM api_token WHERE id = $1")
-        .bind(id.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
-    if existing.is_some() {
+    if tokens::id_taken(&mut *conn, &id).await? {
         return Ok(Err(format!("token id {id} is taken by another key")));
     }
-    sqlx::query(
-        "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
-    )
-    .bind(id.clone())
-    .bind(name.to_owned())
-    .bind(role.as_str())
-    .bind(hash.to_vec())
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
+    let row = tokens::TokenRow {
+        id: id.clone(),
+        name: name.to_owned(),
+        role: role.as_str().to_owned(),
+        created_at: now_ms(),
+        last_used_at: None,
+        revoked_at: None,
+        expires_at: None,
+        policy: None,
+    };
+    tokens::insert(conn, &row, &hash).await?;
     Ok(Ok(Some(
         AccessEntry::new(access, Action::Create, Outcome::Ok, "api_token", &id)
             .with_detail(detail.to_owned()),
@@ -360,40 +352,16 @@ async fn bind(
             // owner; otherwise the agent type (if it exists yet: one
             // created later adopts `agent_type:<name>/FORGE_TOKEN`).
             if known.instances.contains_key(agent) {
-                sqlx::query(
-                    "UPDATE agent_instance SET token_secret_id = $1, updated_at = $2 WHERE id = $3",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(agent.clone())
-                .execute(&mut *conn)
-                .await?;
+                agents::set_instance_token(conn, agent, Some(id), now).await?;
             } else if known.types.contains(agent) {
-                sqlx::query(
-                    "UPDATE agent_type SET token_secret_id = $1, updated_at = $2 WHERE name = $3",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(agent.clone())
-                .execute(&mut *conn)
-                .await?;
+                agents::set_token(conn, agent, Some(id), now).await?;
             }
         }
         Binding::InstanceToken {
             agent_type,
             instance,
         } => {
-            sqlx::query(
-                "INSERT INTO agent_instance (id, agent_type, token_secret_id, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO UPDATE SET \
-                 token_secret_id = excluded.token_secret_id, updated_at = excluded.updated_at",
-            )
-            .bind(instance.clone())
-            .bind(agent_type.clone())
-            .bind(id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+            agents::upsert_instance(conn, instance, agent_type, Some(id), now).await?;
         }
     }
     Ok(())

@@ -14,6 +14,8 @@
 //!
 //! Loopback *origins* (`http://127.0.0.1:…`, `localhost`) are not decided
 //! here: `egress` lets them through before asking this module.
+//!
+//! (Over 500 lines: 200 of them are the unit tests of the address rules.)
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,6 +1,9 @@
 //! One call into one plugin: a fresh `Store` (nothing survives between
 //! calls), the plugin's limits, its grants plus the call's own, and the
 //! mapping of every way a call can end onto [`PluginError`].
+//!
+//! (Over 500 lines: the store, its limits, its WASI context and the mapping
+//! of every ending of a call are one life cycle, read together.)
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -269,19 +272,10 @@ impl StdoutStream for Capture {
     }
 }
 
-/// Builds the store for one call, with a WASI context from `pool`.
+/// Builds the store for one call: a WASI context from `pool`, or, for a
+/// migrator call with a `source` folder, one of its own with the folder
+/// preopened.
 pub(crate) fn new_store(
-    engine: &wasmtime::Engine,
-    call: CallCtx,
-    pool: &WasiPool,
-) -> (Store<CallState>, Stdio, Instant) {
-    let wasi = pool.take();
-    store_with(engine, call, wasi)
-}
-
-/// Builds the store for one migrator call, with `source` (if any)
-/// preopened in a WASI context of its own.
-pub(crate) fn new_store_sourced(
     engine: &wasmtime::Engine,
     call: CallCtx,
     pool: &WasiPool,

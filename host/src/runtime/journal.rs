@@ -109,7 +109,7 @@ pub(crate) async fn keep(call: &mut CallCtx, response: &Response) -> Result<(), 
         &oauth_refresh_answer_aad(&forge, generation, &attempt),
     );
     store::keep_refresh_answer(
-        &call.vault.db().pool,
+        &mut *call.vault.db().writer().await?,
         &forge,
         generation,
         &attempt,

@@ -7,10 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::bindings::migrator::exports::keyward::plugin::migration as wit;
-use super::bindings::migrator::MigratorPre;
+use futures_util::FutureExt;
+use wasmtime::Store;
+
+use super::bindings::migrator::{Migrator, MigratorPre};
+use super::bindings::GuestError;
 use super::call::{self, CallState};
+use super::export::Export;
 use super::grants::{BaseUrl, CallGrants};
-use super::{Kind, Loaded, PluginError, Pre, Runtime};
+use super::{Loaded, PluginError, ReturnedError, Runtime};
 use crate::crypto::SecretBytes;
 use crate::names::SecretRef;
 use crate::vault::Vault;
@@ -95,52 +100,57 @@ pub struct Discovered {
     pub problems: Vec<(String, String)>,
 }
 
-enum Op {
-    Discover,
-    Read(Vec<String>),
-    Retire(Vec<String>),
-    PlanRenames(Vec<String>),
-}
-
-enum Reply {
-    Discovered(wit::Discovery),
-    Values(Vec<Result<Vec<u8>, String>>),
-    Retired(Vec<Result<(), String>>),
-    Renames(Vec<(String, String)>),
+/// A migrator's self-description (from `migration.info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigratorInfo {
+    /// Short name.
+    pub name: String,
+    /// What it imports, for people.
+    pub description: String,
 }
 
 impl Runtime {
-    fn migrator_pre(
-        &self,
-        name: &str,
-    ) -> Result<(Arc<Loaded>, MigratorPre<CallState>), PluginError> {
-        let plugin = self.get(name)?;
-        match &plugin.pre {
-            Pre::Migrator(pre) => {
-                let pre = pre.clone();
-                Ok((plugin, pre))
-            }
-            Pre::Forge(_) => Err(PluginError::WrongKind {
-                name: name.to_owned(),
-                actual: plugin.manifest.kind.as_str(),
-                wanted: Kind::Migrator.as_str(),
-            }),
-        }
-    }
-
     /// The loaded migrator `name` (its manifest and sha256), or why not.
     pub fn migrator(&self, name: &str) -> Result<Arc<Loaded>, PluginError> {
-        self.migrator_pre(name).map(|(plugin, _)| plugin)
+        self.loaded::<MigratorPre<CallState>>(name)
+            .map(|(plugin, _)| plugin)
     }
 
-    async fn migration_op_once(
+    /// `migration.info` of the migrator `name`.
+    pub async fn migrator_info(
+        &self,
+        vault: &Vault,
+        name: &str,
+    ) -> Result<MigratorInfo, PluginError> {
+        let (plugin, pre) = self.loaded::<MigratorPre<CallState>>(name)?;
+        let ctx = self.context(&plugin, vault, CallGrants::default());
+        let info = self
+            .call_export(&plugin, &pre, ctx, None, |store, m: Migrator| {
+                async move {
+                    let info = m.keyward_plugin_migration().call_info(store).await?;
+                    Ok(Ok::<_, GuestError>(info))
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(MigratorInfo {
+            name: info.name,
+            description: info.description,
+        })
+    }
+
+    /// Runs one `migration` export for `run`: with the run's grants (its
+    /// URL's origin, the use of its secrets), read as the plugin via
+    /// whoever started the run, and the run's folder mounted.
+    async fn migration_call<T: Send, E: Into<ReturnedError> + Send>(
         &self,
         vault: &Vault,
         name: &str,
         run: &MigrationSource,
-        op: Op,
-    ) -> Result<Reply, PluginError> {
-        let (plugin, pre) = self.migrator_pre(name)?;
+        export: impl for<'s> FnOnce(&'s mut Store<CallState>, Migrator, wit::RunConfig) -> Export<'s, T, E>
+            + Send,
+    ) -> Result<T, PluginError> {
+        let (plugin, pre) = self.loaded::<MigratorPre<CallState>>(name)?;
         let mut grants = CallGrants::manifest(plugin.grants.clone());
         if let Some(url) = &run.url {
             grants = grants.with_origin(url.origin().clone());
@@ -152,45 +162,11 @@ impl Runtime {
         if let Some(by) = &run.started_by {
             ctx.accessor = Arc::from(crate::migrate::via_accessor(&plugin.manifest.name, by));
         }
-        let (mut store, stdio, deadline) =
-            call::new_store_sourced(pre.engine(), ctx, &plugin.wasi, run.dir.as_deref())
-                .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         let config = run.config();
-        let outcome = {
-            let work = async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let m = instance.keyward_plugin_migration();
-                wasmtime::Result::Ok(match op {
-                    Op::Discover => m
-                        .call_discover(&mut store, &config)
-                        .await?
-                        .map(Reply::Discovered),
-                    Op::Read(ids) => {
-                        Ok(Reply::Values(m.call_read(&mut store, &config, &ids).await?))
-                    }
-                    Op::Retire(units) => Ok(Reply::Retired(
-                        m.call_retire(&mut store, &config, &units).await?,
-                    )),
-                    Op::PlanRenames(existing) => m
-                        .call_plan_renames(&mut store, &config, &existing)
-                        .await?
-                        .map(Reply::Renames),
-                })
-            };
-            call::bounded(deadline, work).await
-        };
-        call::finish(store, stdio, outcome, &plugin.wasi)
-    }
-
-    async fn migration_op(
-        &self,
-        vault: &Vault,
-        name: &str,
-        run: &MigrationSource,
-        op: Op,
-    ) -> Result<Reply, PluginError> {
-        self.counted(name, self.migration_op_once(vault, name, run, op))
-            .await
+        self.call_export(&plugin, &pre, ctx, run.dir.as_deref(), move |store, m| {
+            export(store, m, config)
+        })
+        .await
     }
 
     /// `migration.discover`.
@@ -200,13 +176,19 @@ impl Runtime {
         name: &str,
         run: &MigrationSource,
     ) -> Result<Discovered, PluginError> {
-        match self.migration_op(vault, name, run, Op::Discover).await? {
-            Reply::Discovered(d) => Ok(Discovered {
-                items: d.items.into_iter().map(item).collect(),
-                problems: d.problems.into_iter().map(|p| (p.id, p.reason)).collect(),
-            }),
-            _ => Err(unexpected(name)),
-        }
+        let d = self
+            .migration_call(vault, name, run, |store, m, config| {
+                async move {
+                    let m = m.keyward_plugin_migration();
+                    m.call_discover(store, &config).await
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(Discovered {
+            items: d.items.into_iter().map(item).collect(),
+            problems: d.problems.into_iter().map(|p| (p.id, p.reason)).collect(),
+        })
     }
 
     /// `migration.read`: one answer per id, in order (checked).
@@ -217,17 +199,25 @@ impl Runtime {
         run: &MigrationSource,
         ids: &[String],
     ) -> Result<Vec<Result<SecretBytes, String>>, PluginError> {
-        match self
-            .migration_op(vault, name, run, Op::Read(ids.to_vec()))
-            .await?
-        {
-            Reply::Values(values) if values.len() == ids.len() => Ok(values
-                .into_iter()
-                .map(|v| v.map(SecretBytes::new))
-                .collect()),
-            Reply::Values(values) => Err(miscounted(name, "read", ids.len(), values.len())),
-            _ => Err(unexpected(name)),
+        let asked = ids.to_vec();
+        let values = self
+            .migration_call(vault, name, run, |store, m, config| {
+                async move {
+                    let m = m.keyward_plugin_migration();
+                    Ok(Ok::<_, GuestError>(
+                        m.call_read(store, &config, &asked).await?,
+                    ))
+                }
+                .boxed()
+            })
+            .await?;
+        if values.len() != ids.len() {
+            return Err(miscounted(name, "read", ids.len(), values.len()));
         }
+        Ok(values
+            .into_iter()
+            .map(|v| v.map(SecretBytes::new))
+            .collect())
     }
 
     /// `migration.retire`: one answer per unit, in order (checked).
@@ -238,14 +228,22 @@ impl Runtime {
         run: &MigrationSource,
         units: &[String],
     ) -> Result<Vec<Result<(), String>>, PluginError> {
-        match self
-            .migration_op(vault, name, run, Op::Retire(units.to_vec()))
-            .await?
-        {
-            Reply::Retired(r) if r.len() == units.len() => Ok(r),
-            Reply::Retired(r) => Err(miscounted(name, "retire", units.len(), r.len())),
-            _ => Err(unexpected(name)),
+        let asked = units.to_vec();
+        let retired = self
+            .migration_call(vault, name, run, |store, m, config| {
+                async move {
+                    let m = m.keyward_plugin_migration();
+                    Ok(Ok::<_, GuestError>(
+                        m.call_retire(store, &config, &asked).await?,
+                    ))
+                }
+                .boxed()
+            })
+            .await?;
+        if retired.len() != units.len() {
+            return Err(miscounted(name, "retire", units.len(), retired.len()));
         }
+        Ok(retired)
     }
 
     /// `migration.plan-renames` over `existing` references.
@@ -256,13 +254,14 @@ impl Runtime {
         run: &MigrationSource,
         existing: Vec<String>,
     ) -> Result<Vec<(String, String)>, PluginError> {
-        match self
-            .migration_op(vault, name, run, Op::PlanRenames(existing))
-            .await?
-        {
-            Reply::Renames(r) => Ok(r),
-            _ => Err(unexpected(name)),
-        }
+        self.migration_call(vault, name, run, |store, m, config| {
+            async move {
+                let m = m.keyward_plugin_migration();
+                m.call_plan_renames(store, &config, &existing).await
+            }
+            .boxed()
+        })
+        .await
     }
 }
 
@@ -285,12 +284,6 @@ fn item(i: wit::Item) -> LegacyItem {
         },
         unit: i.unit,
     }
-}
-
-fn unexpected(name: &str) -> PluginError {
-    PluginError::Internal(format!(
-        "plugin {name:?}: a migration call answered with the wrong shape"
-    ))
 }
 
 fn miscounted(name: &str, call: &str, asked: usize, answered: usize) -> PluginError {

@@ -3,7 +3,9 @@
 //! override it).
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, Connection, Row};
+
+use super::Reader;
 
 /// One agent type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +67,7 @@ const TYPE: &str = "name, forge, base_url, token_secret_id, description, created
 const INSTANCE: &str = "id, agent_type, token_secret_id, created_at, updated_at";
 
 /// Creates an agent type; false if one of that name exists.
-pub async fn create(pool: &AnyPool, t: &AgentType) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn create(conn: &mut AnyConnection, t: &AgentType) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO agent_type (name, forge, base_url, token_secret_id, description, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -79,32 +80,31 @@ pub async fn create(pool: &AnyPool, t: &AgentType) -> Result<bool, sqlx::Error> 
     .bind(t.description.clone())
     .bind(t.created_at)
     .bind(t.updated_at)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// One agent type.
-pub async fn get(pool: &AnyPool, name: &str) -> Result<Option<AgentType>, sqlx::Error> {
+pub async fn get(db: Reader<'_>, name: &str) -> Result<Option<AgentType>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {TYPE} FROM agent_type WHERE name = $1"))
         .bind(name.to_owned())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
     row.as_ref().map(type_of).transpose()
 }
 
 /// Every agent type, by name.
-pub async fn list(pool: &AnyPool) -> Result<Vec<AgentType>, sqlx::Error> {
+pub async fn list(db: Reader<'_>) -> Result<Vec<AgentType>, sqlx::Error> {
     let rows = sqlx::query(&format!("SELECT {TYPE} FROM agent_type ORDER BY name"))
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
     rows.iter().map(type_of).collect()
 }
 
 /// Rewrites an agent type's forge, base URL, description and token link
 /// (name and created_at stay); false if there is no such type.
-pub async fn update(pool: &AnyPool, t: &AgentType) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn update(conn: &mut AnyConnection, t: &AgentType) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE agent_type SET forge = $1, base_url = $2, description = $3, \
          token_secret_id = $4, updated_at = $5 WHERE name = $6",
@@ -115,35 +115,33 @@ pub async fn update(pool: &AnyPool, t: &AgentType) -> Result<bool, sqlx::Error> 
     .bind(t.token_secret_id)
     .bind(t.updated_at)
     .bind(t.name.clone())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Points an agent type at the secret `secret_id`.
 pub async fn set_token(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     name: &str,
     secret_id: Option<i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let done =
         sqlx::query("UPDATE agent_type SET token_secret_id = $1, updated_at = $2 WHERE name = $3")
             .bind(secret_id)
             .bind(now)
             .bind(name.to_owned())
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Deletes an agent type (its instances go with it); false if none.
-pub async fn delete(pool: &AnyPool, name: &str) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn delete(conn: &mut AnyConnection, name: &str) -> Result<bool, sqlx::Error> {
     // Explicit, not only ON DELETE CASCADE: SQLite enforces foreign keys
     // per connection, and the instance rows must never outlive their type.
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     sqlx::query("DELETE FROM agent_instance WHERE agent_type = $1")
         .bind(name.to_owned())
         .execute(&mut *tx)
@@ -159,13 +157,12 @@ pub async fn delete(pool: &AnyPool, name: &str) -> Result<bool, sqlx::Error> {
 /// Creates an instance override; false if an instance of that id exists
 /// (made by a concurrent request: the caller reads it again).
 pub async fn create_instance(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &str,
     agent_type: &str,
     secret_id: Option<i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let done = sqlx::query(
         "INSERT INTO agent_instance (id, agent_type, token_secret_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
@@ -174,61 +171,82 @@ pub async fn create_instance(
     .bind(agent_type.to_owned())
     .bind(secret_id)
     .bind(now)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// One instance.
-pub async fn get_instance(pool: &AnyPool, id: &str) -> Result<Option<AgentInstance>, sqlx::Error> {
+pub async fn get_instance(db: Reader<'_>, id: &str) -> Result<Option<AgentInstance>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {INSTANCE} FROM agent_instance WHERE id = $1"
     ))
     .bind(id.to_owned())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     row.as_ref().map(instance_of).transpose()
 }
 
 /// The instances of an agent type, by id.
 pub async fn list_instances(
-    pool: &AnyPool,
+    db: Reader<'_>,
     agent_type: &str,
 ) -> Result<Vec<AgentInstance>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {INSTANCE} FROM agent_instance WHERE agent_type = $1 ORDER BY id"
     ))
     .bind(agent_type.to_owned())
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     rows.iter().map(instance_of).collect()
 }
 
+/// Creates instance `id` of `agent_type` pointing at `secret_id`, or points
+/// the existing row at it (a migration binding an instance's token).
+pub async fn upsert_instance(
+    conn: &mut AnyConnection,
+    id: &str,
+    agent_type: &str,
+    secret_id: Option<i64>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO agent_instance (id, agent_type, token_secret_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO UPDATE SET \
+         token_secret_id = excluded.token_secret_id, updated_at = excluded.updated_at",
+    )
+    .bind(id.to_owned())
+    .bind(agent_type.to_owned())
+    .bind(secret_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Points an instance at the secret `secret_id`.
 pub async fn set_instance_token(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &str,
     secret_id: Option<i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE agent_instance SET token_secret_id = $1, updated_at = $2 WHERE id = $3",
     )
     .bind(secret_id)
     .bind(now)
     .bind(id.to_owned())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Deletes an instance override; false if none.
-pub async fn delete_instance(pool: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn delete_instance(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM agent_instance WHERE id = $1")
         .bind(id.to_owned())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -237,7 +255,7 @@ pub async fn delete_instance(pool: &AnyPool, id: &str) -> Result<bool, sqlx::Err
 /// its own when it has one, else the type's. A secret that was deleted
 /// (its link set to NULL) is no token.
 pub async fn token_secret_for(
-    pool: &AnyPool,
+    db: Reader<'_>,
     agent_type: &str,
     instance: Option<&str>,
 ) -> Result<Option<(i64, String, String)>, sqlx::Error> {
@@ -249,7 +267,7 @@ pub async fn token_secret_for(
         )
         .bind(id.to_owned())
         .bind(agent_type.to_owned())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
         if let Some(r) = row {
             return Ok(Some((
@@ -264,7 +282,7 @@ pub async fn token_secret_for(
          JOIN secret s ON s.id = t.token_secret_id WHERE t.name = $1",
     )
     .bind(agent_type.to_owned())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     row.map(|r| Ok((r.try_get("id")?, r.try_get("scope")?, r.try_get("name")?)))
         .transpose()

@@ -2,9 +2,14 @@
 //! operators' forge tokens (sealed by the caller), the active forge, and
 //! sign-ins in progress. Functions that must share a transaction take a
 //! connection.
+//!
+//! (Over 500 lines: three small tables that the sign-in and refresh code
+//! changes together, in shared transactions.)
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, Connection, Row};
+
+use super::Reader;
 
 use crate::crypto::Sealed;
 
@@ -123,24 +128,24 @@ fn row_of(row: &AnyRow) -> Result<OAuthTokenRow, sqlx::Error> {
 
 /// The token row of `forge_type`.
 pub async fn get_token(
-    pool: &AnyPool,
+    db: Reader<'_>,
     forge_type: &str,
 ) -> Result<Option<OAuthTokenRow>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM operator_oauth_tokens WHERE forge_type = $1"
     ))
     .bind(forge_type.to_owned())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     row.as_ref().map(row_of).transpose()
 }
 
 /// Every token row, by forge.
-pub async fn list_tokens(pool: &AnyPool) -> Result<Vec<OAuthTokenRow>, sqlx::Error> {
+pub async fn list_tokens(db: Reader<'_>) -> Result<Vec<OAuthTokenRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM operator_oauth_tokens ORDER BY forge_type"
     ))
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     rows.iter().map(row_of).collect()
 }
@@ -201,9 +206,8 @@ async fn forget_refresh_answers(
 }
 
 /// Deletes the row of `forge_type`; false if there was none.
-pub async fn delete_token(pool: &AnyPool, forge_type: &str) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
-    let mut tx = pool.begin().await?;
+pub async fn delete_token(conn: &mut AnyConnection, forge_type: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = conn.begin().await?;
     let done = sqlx::query("DELETE FROM operator_oauth_tokens WHERE forge_type = $1")
         .bind(forge_type.to_owned())
         .execute(&mut *tx)
@@ -217,14 +221,13 @@ pub async fn delete_token(pool: &AnyPool, forge_type: &str) -> Result<bool, sqlx
 /// the row is still at `generation` and no live lease is held. One UPDATE
 /// decides, so of racing hosts exactly one gets it.
 pub async fn take_refresh_lease(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     forge_type: &str,
     generation: i64,
     holder: &str,
     now: i64,
     until: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE operator_oauth_tokens SET refresh_holder = $1, refresh_until = $2 \
          WHERE forge_type = $3 AND generation = $4 \
@@ -235,7 +238,7 @@ pub async fn take_refresh_lease(
     .bind(forge_type.to_owned())
     .bind(generation)
     .bind(now)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -247,13 +250,12 @@ pub async fn take_refresh_lease(
 /// answers of this and older generations go. False when another host
 /// stored this refresh first.
 pub async fn finish_refresh(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     forge_type: &str,
     generation: i64,
     r: &Refreshed,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let refresh = r.refresh.as_ref();
     let done = sqlx::query(
         "UPDATE operator_oauth_tokens SET access_key_id = $1, access_nonce = $2, \
@@ -292,14 +294,13 @@ pub async fn finish_refresh(
 /// Keeps the forge's answer to a refresh of `generation` (sealed), before
 /// anyone reads it: from here on the refresh can be finished by any host.
 pub async fn keep_refresh_answer(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     forge_type: &str,
     generation: i64,
     attempt: &str,
     answer: &Sealed,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO oauth_refresh_answer (forge_type, generation, attempt, key_id, nonce, \
          ciphertext, tag, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -312,14 +313,14 @@ pub async fn keep_refresh_answer(
     .bind(answer.ciphertext.clone())
     .bind(answer.tag.clone())
     .bind(now)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// The kept answers to refreshes of `generation`, oldest first, by attempt.
 pub async fn kept_refresh_answers(
-    pool: &AnyPool,
+    db: Reader<'_>,
     forge_type: &str,
     generation: i64,
 ) -> Result<Vec<(String, Sealed)>, sqlx::Error> {
@@ -329,7 +330,7 @@ pub async fn kept_refresh_answers(
     )
     .bind(forge_type.to_owned())
     .bind(generation)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     rows.iter()
         .map(|r| {
@@ -348,12 +349,11 @@ pub async fn kept_refresh_answers(
 
 /// Forgets one kept answer (it did not yield tokens).
 pub async fn drop_refresh_answer(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     forge_type: &str,
     generation: i64,
     attempt: &str,
 ) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
     sqlx::query(
         "DELETE FROM oauth_refresh_answer WHERE forge_type = $1 AND generation = $2 \
          AND attempt = $3",
@@ -361,25 +361,24 @@ pub async fn drop_refresh_answer(
     .bind(forge_type.to_owned())
     .bind(generation)
     .bind(attempt.to_owned())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Drops `holder`'s lease (a failed refresh), so another may try.
 pub async fn release_refresh_lease(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     forge_type: &str,
     holder: &str,
 ) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
     sqlx::query(
         "UPDATE operator_oauth_tokens SET refresh_holder = NULL, refresh_until = NULL \
          WHERE forge_type = $1 AND refresh_holder = $2",
     )
     .bind(forge_type.to_owned())
     .bind(holder.to_owned())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -415,10 +414,10 @@ pub async fn reseal_token(
 }
 
 /// A setting's value.
-pub async fn get_setting(pool: &AnyPool, key: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn get_setting(db: Reader<'_>, key: &str) -> Result<Option<String>, sqlx::Error> {
     let row = sqlx::query("SELECT value FROM service_settings WHERE key = $1")
         .bind(key.to_owned())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
     row.map(|r| r.try_get("value")).transpose()
 }
@@ -443,11 +442,10 @@ pub async fn set_setting(
 }
 
 /// Removes a setting.
-pub async fn clear_setting(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn clear_setting(conn: &mut AnyConnection, key: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM service_settings WHERE key = $1")
         .bind(key.to_owned())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
@@ -455,7 +453,7 @@ pub async fn clear_setting(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error>
 /// Stores a sign-in in progress, bound to the browser whose pre-auth
 /// nonce hashes to `browser_hash`.
 pub async fn insert_pending(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     state_hash: &str,
     browser_hash: &str,
     forge_type: &str,
@@ -463,7 +461,6 @@ pub async fn insert_pending(
     created_at: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
     sqlx::query(
         "INSERT INTO oauth_pending (state_hash, forge_type, key_id, nonce, ciphertext, tag, \
          created_at, expires_at, used_at, browser_hash) \
@@ -478,7 +475,7 @@ pub async fn insert_pending(
     .bind(created_at)
     .bind(expires_at)
     .bind(browser_hash.to_owned())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -487,7 +484,7 @@ pub async fn insert_pending(
 /// one (read without using it up: a callback from the wrong browser must
 /// leave it for the right one).
 pub async fn pending_browser(
-    pool: &AnyPool,
+    db: Reader<'_>,
     state_hash: &str,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
@@ -497,7 +494,7 @@ pub async fn pending_browser(
     )
     .bind(state_hash.to_owned())
     .bind(now)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row
         .map(|r| r.try_get::<Option<String>, _>("browser_hash"))
@@ -510,12 +507,11 @@ pub async fn pending_browser(
 /// One UPDATE decides, so of racing callbacks (on one host or several)
 /// exactly one gets it.
 pub async fn consume_pending(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     state_hash: &str,
     browser_hash: &str,
     now: i64,
 ) -> Result<Option<(String, Sealed)>, sqlx::Error> {
-    let _turn = super::write_turn();
     let row = sqlx::query(
         "UPDATE oauth_pending SET used_at = $1 \
          WHERE state_hash = $2 AND used_at IS NULL AND expires_at > $1 AND browser_hash = $3 \
@@ -524,7 +520,7 @@ pub async fn consume_pending(
     .bind(now)
     .bind(state_hash.to_owned())
     .bind(browser_hash.to_owned())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     row.map(|r| {
         Ok((
@@ -542,12 +538,12 @@ pub async fn consume_pending(
 
 /// Sign-ins that have not expired at `now` (used or not: a used row stays
 /// until it expires), and when the first of them expires.
-pub async fn live_pending(pool: &AnyPool, now: i64) -> Result<(u64, Option<i64>), sqlx::Error> {
+pub async fn live_pending(db: Reader<'_>, now: i64) -> Result<(u64, Option<i64>), sqlx::Error> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n, MIN(expires_at) AS first FROM oauth_pending WHERE expires_at > $1",
     )
     .bind(now)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     let n: i64 = row.try_get("n")?;
     let first: Option<i64> = row.try_get("first")?;
@@ -555,11 +551,10 @@ pub async fn live_pending(pool: &AnyPool, now: i64) -> Result<(u64, Option<i64>)
 }
 
 /// Deletes sign-ins that expired before `now`; returns how many.
-pub async fn purge_pending(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn purge_pending(conn: &mut AnyConnection, now: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("DELETE FROM oauth_pending WHERE expires_at <= $1")
         .bind(now)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }
@@ -567,13 +562,12 @@ pub async fn purge_pending(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error>
 /// Deletes sign-ins in progress whose verifier is sealed by a key other than
 /// `current_key_id` (master-key rotation); returns how many.
 pub async fn delete_pending_sealed_by_other_keys(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     current_key_id: &str,
 ) -> Result<u64, sqlx::Error> {
-    let _turn = super::write_turn();
     let done = sqlx::query("DELETE FROM oauth_pending WHERE key_id <> $1")
         .bind(current_key_id.to_owned())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }
@@ -581,14 +575,13 @@ pub async fn delete_pending_sealed_by_other_keys(
 /// Pins `login` (lower-cased) of `forge_type` to `account_id` if it is not
 /// pinned yet, and answers the id it is pinned to (the first one seen).
 pub async fn pin_login(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     forge_type: &str,
     login: &str,
     account_id: &str,
     now: i64,
 ) -> Result<String, sqlx::Error> {
-    let _turn = super::write_turn();
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     sqlx::query(
         "INSERT INTO operator_login_pin (forge_type, login, account_id, pinned_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (forge_type, login) DO NOTHING",

@@ -2,8 +2,9 @@
 //! each legacy item became, which runs finished, and which host is running
 //! a plugin's migration now.
 
-use sqlx::AnyConnection;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, Row};
+
+use super::Reader;
 
 use super::Backend;
 
@@ -113,7 +114,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> {
 
 /// Every ledger row of `plugin` for `source`.
 pub async fn ledger(
-    pool: &AnyPool,
+    db: Reader<'_>,
     plugin: &str,
     source: &str,
 ) -> Result<Vec<LedgerRow>, sqlx::Error> {
@@ -121,7 +122,7 @@ pub async fn ledger(
     sqlx::query(&sql)
         .bind(plugin.to_owned())
         .bind(source.to_owned())
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?
         .iter()
         .map(row)
@@ -354,7 +355,7 @@ pub struct RunRow {
 
 /// The last finished run of this plugin build with these options.
 pub async fn finished(
-    pool: &AnyPool,
+    db: Reader<'_>,
     plugin: &str,
     sha256: &str,
     digest: &str,
@@ -367,7 +368,7 @@ pub async fn finished(
     .bind(plugin.to_owned())
     .bind(sha256.to_owned())
     .bind(digest.to_owned())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     r.as_ref().map(run_row).transpose()
 }
@@ -386,14 +387,14 @@ fn run_row(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
 }
 
 /// The last finished run of each plugin, newest first.
-pub async fn last_runs(pool: &AnyPool) -> Result<Vec<RunRow>, sqlx::Error> {
+pub async fn last_runs(db: Reader<'_>) -> Result<Vec<RunRow>, sqlx::Error> {
     sqlx::query(
         "SELECT plugin, sha256, options_digest, started_at, finished_at, migrated, skipped, host \
          FROM migration_run r WHERE finished_at = \
          (SELECT MAX(finished_at) FROM migration_run WHERE plugin = r.plugin) \
          ORDER BY finished_at DESC",
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?
     .iter()
     .map(run_row)
@@ -401,8 +402,7 @@ pub async fn last_runs(pool: &AnyPool) -> Result<Vec<RunRow>, sqlx::Error> {
 }
 
 /// Records a finished run.
-pub async fn record_run(pool: &AnyPool, r: &RunRow) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn record_run(conn: &mut AnyConnection, r: &RunRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO migration_run (plugin, sha256, options_digest, started_at, finished_at, \
          migrated, skipped, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -415,7 +415,7 @@ pub async fn record_run(pool: &AnyPool, r: &RunRow) -> Result<(), sqlx::Error> {
     .bind(r.migrated)
     .bind(r.skipped)
     .bind(r.host.clone())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -424,13 +424,12 @@ pub async fn record_run(pool: &AnyPool, r: &RunRow) -> Result<(), sqlx::Error> {
 /// if `holder` has it now. Free, expired or already held by `holder` →
 /// taken; one conditional write, so two hosts cannot both get it.
 pub async fn take_lock(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     plugin: &str,
     holder: &str,
     until: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let done = sqlx::query(
         "INSERT INTO migration_lock (plugin, holder, until) VALUES ($1, $2, $3) \
          ON CONFLICT (plugin) DO UPDATE SET holder = excluded.holder, until = excluded.until \
@@ -440,16 +439,16 @@ pub async fn take_lock(
     .bind(holder.to_owned())
     .bind(until)
     .bind(now)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Who holds `plugin`'s lease, if anyone (expired or not).
-pub async fn lock_holder(pool: &AnyPool, plugin: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn lock_holder(db: Reader<'_>, plugin: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query("SELECT holder FROM migration_lock WHERE plugin = $1")
         .bind(plugin.to_owned())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?
         .map(|r| r.try_get("holder"))
         .transpose()
@@ -458,13 +457,12 @@ pub async fn lock_holder(pool: &AnyPool, plugin: &str) -> Result<Option<String>,
 /// Takes the lease from `stale` (a holder known to be dead), if it still
 /// has it: true if `holder` has it now.
 pub async fn steal_lock(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     plugin: &str,
     stale: &str,
     holder: &str,
     until: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let done = sqlx::query(
         "UPDATE migration_lock SET holder = $1, until = $2 WHERE plugin = $3 AND holder = $4",
     )
@@ -472,18 +470,21 @@ pub async fn steal_lock(
     .bind(until)
     .bind(plugin.to_owned())
     .bind(stale.to_owned())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Gives the lease up, if `holder` still has it.
-pub async fn release_lock(pool: &AnyPool, plugin: &str, holder: &str) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn release_lock(
+    conn: &mut AnyConnection,
+    plugin: &str,
+    holder: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM migration_lock WHERE plugin = $1 AND holder = $2")
         .bind(plugin.to_owned())
         .bind(holder.to_owned())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The `secret` table: sealed values with their metadata.
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::Reader;
 
 use super::Backend;
 use crate::crypto::Sealed;
@@ -72,19 +74,19 @@ fn full(row: &AnyRow) -> Result<SecretRow, sqlx::Error> {
 }
 
 /// Metadata of every secret, optionally of one scope, ordered by scope and name.
-pub async fn list(pool: &AnyPool, scope: Option<&str>) -> Result<Vec<SecretMeta>, sqlx::Error> {
+pub async fn list(db: Reader<'_>, scope: Option<&str>) -> Result<Vec<SecretMeta>, sqlx::Error> {
     let rows = match scope {
         Some(scope) => {
             sqlx::query(&format!(
                 "SELECT {META} FROM secret WHERE scope = $1 ORDER BY scope, name"
             ))
             .bind(scope.to_owned())
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?
         }
         None => {
             sqlx::query(&format!("SELECT {META} FROM secret ORDER BY scope, name"))
-                .fetch_all(pool)
+                .fetch_all(db)
                 .await?
         }
     };
@@ -92,8 +94,8 @@ pub async fn list(pool: &AnyPool, scope: Option<&str>) -> Result<Vec<SecretMeta>
 }
 
 /// One full row, in the caller's transaction.
-pub async fn get(
-    conn: &mut AnyConnection,
+pub async fn get<'c>(
+    conn: impl Executor<'c, Database = Any>,
     scope: &str,
     name: &str,
 ) -> Result<Option<SecretRow>, sqlx::Error> {
@@ -102,7 +104,7 @@ pub async fn get(
     ))
     .bind(scope.to_owned())
     .bind(name.to_owned())
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?
     .as_ref()
     .map(full)
@@ -111,8 +113,8 @@ pub async fn get(
 
 /// Every row whose name is one of `names` (any scope), for a group of lookups.
 /// The names travel as one JSON array: one statement of one fixed shape.
-pub async fn get_by_names(
-    conn: &mut AnyConnection,
+pub async fn get_by_names<'c>(
+    conn: impl Executor<'c, Database = Any>,
     backend: Backend,
     names: &[&str],
 ) -> Result<Vec<SecretRow>, sqlx::Error> {
@@ -131,7 +133,7 @@ pub async fn get_by_names(
     let names = serde_json::to_string(names).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(sql)
         .bind(names)
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?
         .iter()
         .map(full)
@@ -140,8 +142,8 @@ pub async fn get_by_names(
 
 /// Every row whose (scope, name) is one of `pairs`, for a batch of writes.
 /// The pairs travel as one JSON array, as in [`get_by_names`].
-pub async fn get_pairs(
-    conn: &mut AnyConnection,
+pub async fn get_pairs<'c>(
+    conn: impl Executor<'c, Database = Any>,
     backend: Backend,
     pairs: &[(&str, &str)],
 ) -> Result<Vec<SecretRow>, sqlx::Error> {
@@ -160,7 +162,7 @@ pub async fn get_pairs(
     let pairs = serde_json::to_string(pairs).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(sql)
         .bind(pairs)
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?
         .iter()
         .map(full)
@@ -306,7 +308,7 @@ pub async fn delete(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error
 
 /// Up to `limit` rows not sealed by `current_key_id`, for a master-key rotation.
 pub async fn sealed_by_other_keys(
-    pool: &AnyPool,
+    db: Reader<'_>,
     current_key_id: &str,
     after_id: i64,
     limit: i64,
@@ -317,7 +319,7 @@ pub async fn sealed_by_other_keys(
     .bind(current_key_id.to_owned())
     .bind(after_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?
     .iter()
     .map(full)

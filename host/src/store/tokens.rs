@@ -2,7 +2,9 @@
 //! the whole token (never the token).
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::Reader;
 
 /// A token's row, without its hash.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,8 +50,11 @@ fn row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
 }
 
 /// Inserts a new token.
-pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn insert(
+    conn: &mut AnyConnection,
+    token: &TokenRow,
+    hash: &[u8],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_token (id, name, role, hash, created_at, last_used_at, revoked_at, \
          expires_at, policy) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7)",
@@ -61,16 +66,16 @@ pub async fn insert(pool: &AnyPool, token: &TokenRow, hash: &[u8]) -> Result<(),
     .bind(token.created_at)
     .bind(token.expires_at)
     .bind(token.policy.clone())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Every token, newest first.
-pub async fn list(pool: &AnyPool) -> Result<Vec<TokenRow>, sqlx::Error> {
+pub async fn list(db: Reader<'_>) -> Result<Vec<TokenRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_token ORDER BY created_at DESC, id");
     sqlx::query(&sql)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?
         .iter()
         .map(row)
@@ -86,11 +91,11 @@ pub struct Hashes {
 }
 
 /// The token with public id `id` and its stored hashes.
-pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<(TokenRow, Hashes)>, sqlx::Error> {
+pub async fn get(db: Reader<'_>, id: &str) -> Result<Option<(TokenRow, Hashes)>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS}, hash, previous_hash, previous_until FROM api_token WHERE id = $1"
     );
-    let Some(r) = sqlx::query(&sql).bind(id).fetch_optional(pool).await? else {
+    let Some(r) = sqlx::query(&sql).bind(id).fetch_optional(db).await? else {
         return Ok(None);
     };
     let previous_hash: Option<Vec<u8>> = r.try_get("previous_hash")?;
@@ -106,12 +111,11 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<(TokenRow, Hashes)>,
 /// until `previous_until` (none: not at all). False if there is no such
 /// active token.
 pub async fn rotate(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &str,
     hash: &[u8],
     previous_until: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
     let sql = if previous_until.is_some() {
         "UPDATE api_token SET previous_hash = hash, previous_until = $1, hash = $2 \
          WHERE id = $3 AND revoked_at IS NULL"
@@ -123,31 +127,52 @@ pub async fn rotate(
         .bind(previous_until)
         .bind(hash)
         .bind(id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Marks the token revoked at `at`. False if there is no such token or it
 /// was already revoked (the first revocation time is kept).
-pub async fn revoke(pool: &AnyPool, id: &str, at: i64) -> Result<bool, sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn revoke(conn: &mut AnyConnection, id: &str, at: i64) -> Result<bool, sqlx::Error> {
     let done =
         sqlx::query("UPDATE api_token SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Records that the token authenticated a request at `at`.
-pub async fn touch(pool: &AnyPool, id: &str, at: i64) -> Result<(), sqlx::Error> {
-    let _turn = super::write_turn();
+pub async fn touch(conn: &mut AnyConnection, id: &str, at: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE api_token SET last_used_at = $1 WHERE id = $2")
         .bind(at)
         .bind(id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// The id of the token whose hash is `hash`, if any.
+pub async fn id_of_hash<'c>(
+    conn: impl Executor<'c, Database = Any>,
+    hash: &[u8],
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM api_token WHERE hash = $1")
+        .bind(hash.to_vec())
+        .fetch_optional(conn)
+        .await
+}
+
+/// Whether a token (revoked or not) has the id `id`.
+pub async fn id_taken<'c>(
+    conn: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM api_token WHERE id = $1")
+        .bind(id.to_owned())
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
 }

@@ -11,7 +11,7 @@ impl Vault {
     /// A signed checkpoint of the access log's head as it is now. Reads no
     /// value and writes nothing, so it is not itself logged.
     pub async fn checkpoint(&self) -> Result<SignedCheckpoint, VaultError> {
-        let head = chain::head(&self.db.pool).await?;
+        let head = chain::head(self.db.reader()).await?;
         let mac: [u8; 32] = head.mac.as_slice().try_into().map_err(|_| {
             VaultError::Db(sqlx::Error::Decode(
                 format!(
@@ -40,7 +40,7 @@ impl Vault {
         verified_to: i64,
         checkpoint: &Checkpoint,
     ) -> Result<Anchor, VaultError> {
-        Ok(anchor::check(&self.db.pool, verified_to, checkpoint).await?)
+        Ok(anchor::check(self.db.reader(), verified_to, checkpoint).await?)
     }
 
     /// Verifies only the rows after `checkpoint`, trusting it for what came
@@ -49,6 +49,6 @@ impl Vault {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<VerifyReport, VaultError> {
-        Ok(chain::verify_after(&self.db.pool, &self.chain, &checkpoint.head()).await?)
+        Ok(chain::verify_after(self.db.reader(), &self.chain, &checkpoint.head()).await?)
     }
 }

@@ -108,6 +108,22 @@ pub enum VaultError {
         /// Name.
         name: String,
     },
+    /// A check-and-set named another version than the secret's current one
+    /// (0: the secret was to be absent). (409, with `current_version`)
+    #[error(
+        "secret {scope}/{name} is at version {current}, not {expected}: someone changed it \
+         since you read it; read it again and retry"
+    )]
+    VersionMismatch {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+        /// The version the caller expected.
+        expected: i64,
+        /// The current version (0: there is no such secret).
+        current: i64,
+    },
     /// The value is larger than [`MAX_VALUE_LEN`]. (413)
     #[error("the value is {len} bytes; the largest accepted is {MAX_VALUE_LEN} bytes")]
     ValueTooLarge {
@@ -168,7 +184,10 @@ impl VaultError {
             | VaultError::Missing(_) => 422,
             VaultError::NotFound { .. } => 404,
             VaultError::Denied { .. } => 403,
-            VaultError::Exists { .. } | VaultError::Conflict { .. } | VaultError::Race(_) => 409,
+            VaultError::Exists { .. }
+            | VaultError::Conflict { .. }
+            | VaultError::VersionMismatch { .. }
+            | VaultError::Race(_) => 409,
             VaultError::ValueTooLarge { .. } => 413,
             VaultError::Store(_) | VaultError::Audit(_) => 503,
             VaultError::Key(_)

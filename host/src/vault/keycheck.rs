@@ -13,7 +13,7 @@
 use super::VaultError;
 use crate::crypto::{Keyring, Sealed};
 use crate::store::keyring::{self as keyring_table, CANARY, NEXT_KEY};
-use crate::store::{now_ms, write_turn, Db};
+use crate::store::{now_ms, Db};
 
 /// The canary's known plaintext.
 pub(super) const CANARY_PLAINTEXT: &[u8] = b"keyward keyring canary v1";
@@ -45,7 +45,7 @@ fn proves(keyring: &Keyring, sealed: &Sealed, purpose: &str, plaintext: &[u8]) -
 /// canary yet is anyone's), adopting its current key if `new_key` says so.
 /// Nothing is written unless a key is adopted.
 pub(super) async fn check(db: &Db, keyring: &Keyring, new_key: NewKey) -> Result<(), VaultError> {
-    let Some(canary) = keyring_table::get(&db.pool, CANARY).await? else {
+    let Some(canary) = keyring_table::get(db.reader(), CANARY).await? else {
         return Ok(());
     };
     let given = keyring.current_id().to_string();
@@ -62,7 +62,7 @@ pub(super) async fn check(db: &Db, keyring: &Keyring, new_key: NewKey) -> Result
     }
     // A previous key opened the canary: a rotation. The current key must be
     // the adopted one.
-    let next = keyring_table::get(&db.pool, NEXT_KEY).await?;
+    let next = keyring_table::get(db.reader(), NEXT_KEY).await?;
     match (next, new_key) {
         (Some(next), _) if next.key_id == given => {
             if proves(keyring, &next, NEXT_KEY, NEXT_KEY_PLAINTEXT) {
@@ -90,8 +90,7 @@ pub(super) async fn check(db: &Db, keyring: &Keyring, new_key: NewKey) -> Result
 async fn adopt(db: &Db, keyring: &Keyring, replace: bool) -> Result<(), VaultError> {
     let sealed = keyring.seal(NEXT_KEY_PLAINTEXT, &keyring_table::aad(NEXT_KEY));
     {
-        let _turn = write_turn();
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin_write().await?;
         if replace {
             keyring_table::delete(&mut tx, NEXT_KEY).await?;
         }
@@ -100,7 +99,7 @@ async fn adopt(db: &Db, keyring: &Keyring, replace: bool) -> Result<(), VaultErr
     }
     // Two hosts adopting different keys at once: the first row stands.
     let given = keyring.current_id().to_string();
-    match keyring_table::get(&db.pool, NEXT_KEY).await? {
+    match keyring_table::get(db.reader(), NEXT_KEY).await? {
         Some(next) if next.key_id == given => {
             tracing::warn!(key_id = %given, replaced = replace, "master key adopted: the store rotates to it");
             Ok(())

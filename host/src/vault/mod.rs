@@ -10,7 +10,6 @@ mod rotate;
 
 use std::sync::Arc;
 
-use sqlx::Any;
 use zeroize::Zeroizing;
 
 pub use error::{MissingSecretError, VaultError, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
@@ -28,7 +27,7 @@ use crate::names::{Scope, SecretName, SecretRef};
 use crate::resolve::Context;
 use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET};
 use crate::store::secrets::{self, SecretMeta};
-use crate::store::{now_ms, write_turn, Db, WriteTurn};
+use crate::store::{now_ms, Db, WriteTx};
 
 use keycheck::CANARY_PLAINTEXT;
 
@@ -50,11 +49,10 @@ fn candidates(reference: &SecretRef, ctx: &Context) -> Vec<Scope> {
     }
 }
 
-/// The chain head a change's transaction locked, and the [`WriteTurn`] it
-/// holds until it commits.
+/// The chain head a change's transaction locked (the [`WriteTx`] holds
+/// the write turn until it commits).
 pub(crate) struct LockedHead {
     head: Head,
-    _turn: WriteTurn,
 }
 
 /// An open store: keyring, database, access log.
@@ -85,12 +83,12 @@ impl Vault {
             keycheck::check(&db, &keyring, new_key).await?;
         }
         db.migrate().await?;
-        if keyring_table::get(&db.pool, CANARY).await?.is_none() {
+        if keyring_table::get(db.reader(), CANARY).await?.is_none() {
             // Both rows in one transaction: a store never has one without the other.
             let now = now_ms();
             let mut log_secret = Zeroizing::new([0u8; 32]);
             getrandom::getrandom(log_secret.as_mut()).expect("the OS random source failed");
-            let mut tx = db.pool.begin().await?;
+            let mut tx = db.begin_write().await?;
             let sealed = keyring.seal(log_secret.as_ref(), &keyring_table::aad(LOG_SECRET));
             keyring_table::insert_if_absent(&mut tx, LOG_SECRET, &sealed, now).await?;
             let sealed = keyring.seal(CANARY_PLAINTEXT, &keyring_table::aad(CANARY));
@@ -99,7 +97,7 @@ impl Vault {
         }
         // Again: another host may have won the race to record the canary.
         keycheck::check(&db, &keyring, NewKey::Refuse).await?;
-        let sealed = keyring_table::get(&db.pool, LOG_SECRET)
+        let sealed = keyring_table::get(db.reader(), LOG_SECRET)
             .await?
             .ok_or_else(|| VaultError::Unreadable("the access-log secret (missing)".into()))?;
         let log_secret = keyring
@@ -324,13 +322,12 @@ impl Vault {
 
     /// Metadata of every secret (optionally one scope); never a value.
     pub async fn list(&self, scope: Option<&Scope>) -> Result<Vec<SecretMeta>, VaultError> {
-        Ok(secrets::list(&self.db.pool, scope.map(Scope::as_str)).await?)
+        Ok(secrets::list(self.db.reader(), scope.map(Scope::as_str)).await?)
     }
 
     /// One secret's metadata.
     pub async fn meta(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta, VaultError> {
-        let mut conn = self.db.pool.acquire().await?;
-        match secrets::get(&mut conn, scope.as_str(), name.as_str()).await? {
+        match secrets::get(self.db.reader(), scope.as_str(), name.as_str()).await? {
             Some(row) => Ok(row.meta),
             None => Err(VaultError::NotFound {
                 scope: scope.to_string(),
@@ -347,45 +344,49 @@ impl Vault {
         query: &chain::HistoryQuery,
         limit: i64,
     ) -> Result<Vec<LogRow>, VaultError> {
-        Ok(chain::history(&self.db.pool, scope.as_str(), name.as_str(), query, limit).await?)
+        Ok(chain::history(
+            self.db.reader(),
+            scope.as_str(),
+            name.as_str(),
+            query,
+            limit,
+        )
+        .await?)
     }
 
     /// The newest `limit` access-log rows, oldest first.
     pub async fn log_tail(&self, limit: i64) -> Result<Vec<LogRow>, VaultError> {
-        Ok(chain::tail(&self.db.pool, limit).await?)
+        Ok(chain::tail(self.db.reader(), limit).await?)
     }
 
     /// Access-log rows after `seq`, oldest first.
     pub async fn log_after(&self, seq: i64, limit: i64) -> Result<Vec<LogRow>, VaultError> {
-        Ok(chain::after(&self.db.pool, seq, limit).await?)
+        Ok(chain::after(self.db.reader(), seq, limit).await?)
     }
 
     /// The chain head.
     pub async fn log_head(&self) -> Result<Head, VaultError> {
-        Ok(chain::head(&self.db.pool).await?)
+        Ok(chain::head(self.db.reader()).await?)
     }
 
     /// Recomputes every MAC of the access log.
     pub async fn verify_log(&self) -> Result<VerifyReport, VaultError> {
-        Ok(chain::verify(&self.db.pool, &self.chain).await?)
+        Ok(chain::verify(self.db.reader(), &self.chain).await?)
     }
 
-    /// Begins a change's transaction with the chain head locked. The head
-    /// comes with a [`WriteTurn`] that lasts until [`Vault::commit_logged`]
-    /// (or until both are dropped), so the access-log writer lets the
-    /// change have SQLite's write lock meanwhile.
-    pub(crate) async fn begin_logged(
-        &self,
-    ) -> Result<(sqlx::Transaction<'static, Any>, LockedHead), VaultError> {
-        let turn = write_turn();
-        let mut tx = self.db.pool.begin().await?;
+    /// Begins a change's transaction with the chain head locked. The
+    /// transaction holds the write turn until [`Vault::commit_logged`] (or
+    /// until it is dropped), so the access-log writer lets the change have
+    /// SQLite's write lock meanwhile.
+    pub(crate) async fn begin_logged(&self) -> Result<(WriteTx, LockedHead), VaultError> {
+        let mut tx = self.db.begin_write().await?;
         let (head, _) = chain::lock_head(&mut tx).await?;
-        Ok((tx, LockedHead { head, _turn: turn }))
+        Ok((tx, LockedHead { head }))
     }
 
     pub(crate) async fn commit_logged(
         &self,
-        mut tx: sqlx::Transaction<'static, Any>,
+        mut tx: WriteTx,
         head: LockedHead,
         entries: &[AccessEntry],
     ) -> Result<(), VaultError> {

@@ -46,6 +46,25 @@ pub fn check_description(description: &str) -> Result<(), VaultError> {
     Ok(())
 }
 
+/// A check-and-set's verdict: `current` is the secret's version (`None`:
+/// absent), `expect` what the caller read (0: absent).
+fn check_expected(
+    scope: &Scope,
+    name: &SecretName,
+    current: Option<i64>,
+    expect: Option<i64>,
+) -> Result<(), VaultError> {
+    match expect {
+        Some(expected) if expected != current.unwrap_or(0) => Err(VaultError::VersionMismatch {
+            scope: scope.to_string(),
+            name: name.to_string(),
+            expected,
+            current: current.unwrap_or(0),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn entry(access: &Access, action: Action, scope: &Scope, name: &SecretName) -> AccessEntry {
     AccessEntry::new(access, action, Outcome::Ok, scope.as_str(), name.as_str())
 }
@@ -83,13 +102,40 @@ impl Vault {
         access: &Access,
         mode: PutMode,
     ) -> Result<Put, VaultError> {
+        self.put_expecting(scope, name, value, description, access, mode, None)
+            .await
+    }
+
+    /// [`Vault::put`] as a check-and-set: with `expect`, the secret's
+    /// current version must be that one (0: the secret must not exist), or
+    /// nothing is written and the answer is
+    /// [`VaultError::VersionMismatch`] with the current version. The check
+    /// and the write are one transaction, so of two writers that read the
+    /// same version only one succeeds.
+    #[allow(clippy::too_many_arguments)] // put's inputs and the expectation
+    pub async fn put_expecting(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &[u8],
+        description: Option<&str>,
+        access: &Access,
+        mode: PutMode,
+        expect: Option<i64>,
+    ) -> Result<Put, VaultError> {
         check_value(value)?;
         if let Some(description) = description {
             check_description(description)?;
         }
         let (mut tx, head) = self.begin_logged().await?;
         let now = now_ms();
-        let existing = secrets::get(&mut tx, scope.as_str(), name.as_str()).await?;
+        let existing = secrets::get(&mut *tx, scope.as_str(), name.as_str()).await?;
+        check_expected(
+            scope,
+            name,
+            existing.as_ref().map(|r| r.meta.version),
+            expect,
+        )?;
         let (outcome, entries) = match existing {
             None if mode == PutMode::Replace => {
                 return Err(VaultError::NotFound {
@@ -171,9 +217,24 @@ impl Vault {
         description: &str,
         access: &Access,
     ) -> Result<(), VaultError> {
+        self.describe_expecting(scope, name, description, access, None)
+            .await
+    }
+
+    /// [`Vault::describe`] as a check-and-set on the version (see
+    /// [`Vault::put_expecting`]).
+    pub async fn describe_expecting(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        description: &str,
+        access: &Access,
+        expect: Option<i64>,
+    ) -> Result<(), VaultError> {
         check_description(description)?;
         let (mut tx, head) = self.begin_logged().await?;
         let row = self.row(&mut tx, scope, name).await?;
+        check_expected(scope, name, Some(row.meta.version), expect)?;
         secrets::describe(&mut tx, row.id, description, now_ms()).await?;
         self.commit_logged(tx, head, &[entry(access, Action::Describe, scope, name)])
             .await

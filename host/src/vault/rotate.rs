@@ -52,7 +52,7 @@ impl Vault {
         while budget > 0 {
             let limit = BATCH.min(i64::try_from(budget).unwrap_or(BATCH));
             let rows =
-                secrets::sealed_by_other_keys(&self.db.pool, &current, after_id, limit).await?;
+                secrets::sealed_by_other_keys(self.db.reader(), &current, after_id, limit).await?;
             let Some(last) = rows.last() else { break };
             after_id = last.id;
             let (mut tx, head) = self.begin_logged().await?;
@@ -116,7 +116,7 @@ impl Vault {
         budget: u64,
         report: &mut RotateReport,
     ) -> Result<(), VaultError> {
-        let stale: Vec<_> = forge::list_tokens(&self.db.pool)
+        let stale: Vec<_> = forge::list_tokens(self.db.reader())
             .await?
             .into_iter()
             .filter(|row| {
@@ -166,21 +166,21 @@ impl Vault {
             }
             self.commit_logged(tx, head, &entries).await?;
         }
-        forge::delete_pending_sealed_by_other_keys(&self.db.pool, current).await?;
+        forge::delete_pending_sealed_by_other_keys(&mut *self.db.writer().await?, current).await?;
         Ok(())
     }
 
     async fn count_sealed_by_other_keys(&self, current: &str) -> Result<u64, VaultError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secret WHERE key_id <> $1")
             .bind(current.to_owned())
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reader())
             .await?;
         let tokens: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM operator_oauth_tokens WHERE access_key_id <> $1 \
              OR (refresh_key_id IS NOT NULL AND refresh_key_id <> $1)",
         )
         .bind(current.to_owned())
-        .fetch_one(&self.db.pool)
+        .fetch_one(self.db.reader())
         .await?;
         Ok((count + tokens).max(0) as u64)
     }

@@ -5,7 +5,8 @@
 //! facts. Forgejo has no OAuth revoke endpoint and reports no scopes.
 
 use keyward_plugin_sdk::{
-    forgejo, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage, TokenSet,
+    forgejo, oauth, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage,
+    TokenSet,
 };
 
 /// The prefix of every error message.
@@ -29,12 +30,8 @@ impl ForgeAdapter for Forgejo {
         code_challenge: String,
         scopes: Vec<String>,
     ) -> Result<String, ForgeError> {
-        let scopes = if scopes.is_empty() {
-            // Enough for whoami and the repository list.
-            vec!["read:user".into(), "read:repository".into()]
-        } else {
-            scopes
-        };
+        // Enough for whoami and the repository list.
+        let scopes = oauth::scopes_or(scopes, &["read:user", "read:repository"]);
         Ok(forgejo::authorize_url(
             &base_url,
             &app,

@@ -74,14 +74,8 @@ fn api(request: Request) -> Request {
 }
 
 fn token(base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
-    Request::post(format!("{}/login/oauth/access_token", oauth_root(base_url)))
-        // Without it GitHub answers form-encoded.
-        .header("accept", "application/json")
-        .header("user-agent", "keyward")
-        .form(form)
-        .send_forge()
-        .and_then(|r| r.token_set(TOKEN_RULES))
-        .map_err(|e| e.context(LABEL))
+    let url = format!("{}/login/oauth/access_token", oauth_root(base_url));
+    oauth::request_tokens(LABEL, url, form, TOKEN_RULES)
 }
 
 /// The fields of `GET /user` read here.
@@ -176,11 +170,7 @@ impl ForgeAdapter for GitHub {
         code_challenge: String,
         scopes: Vec<String>,
     ) -> Result<String, ForgeError> {
-        let scopes = if scopes.is_empty() {
-            vec!["read:user".into(), "repo".into()]
-        } else {
-            scopes
-        };
+        let scopes = oauth::scopes_or(scopes, &["read:user", "repo"]);
         Ok(oauth::authorize_url(
             &format!("{}/login/oauth/authorize", oauth_root(&base_url)),
             &app,
@@ -196,12 +186,7 @@ impl ForgeAdapter for GitHub {
         code: String,
         code_verifier: String,
     ) -> Result<TokenSet, ForgeError> {
-        let form = Form::new()
-            .client(&app)
-            .text("code", &code)
-            .text("redirect_uri", &app.redirect_uri)
-            .text("code_verifier", &code_verifier);
-        token(&base_url, form)
+        token(&base_url, oauth::code_grant(&app, &code, &code_verifier))
     }
 
     fn refresh(
@@ -209,11 +194,7 @@ impl ForgeAdapter for GitHub {
         app: OauthApp,
         refresh_token: String,
     ) -> Result<TokenSet, ForgeError> {
-        let form = Form::new()
-            .client(&app)
-            .text("grant_type", "refresh_token")
-            .secret("refresh_token", &refresh_token);
-        token(&base_url, form)
+        token(&base_url, oauth::refresh_grant(&app, &refresh_token))
     }
 
     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {

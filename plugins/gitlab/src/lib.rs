@@ -46,12 +46,8 @@ fn bearer(request: Request, token: &str) -> Request {
 }
 
 fn token(base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
-    Request::post(format!("{}/oauth/token", root(base_url)))
-        .header("accept", "application/json")
-        .form(form)
-        .send_forge()
-        .and_then(|r| r.token_set(TOKEN_RULES))
-        .map_err(|e| e.context(LABEL))
+    let url = format!("{}/oauth/token", root(base_url));
+    oauth::request_tokens(LABEL, url, form, TOKEN_RULES)
 }
 
 /// The fields of `GET /api/v4/user` read here.
@@ -207,12 +203,8 @@ fn parse_projects(response: &Response) -> Result<RepositoryPage, ForgeError> {
 }
 
 fn refresh_form(app: &OauthApp, refresh_token: &str) -> Form {
-    Form::new()
-        .client(app)
-        .text("grant_type", "refresh_token")
-        .secret("refresh_token", refresh_token)
-        // GitLab insists on the redirect URI of the original grant.
-        .text("redirect_uri", &app.redirect_uri)
+    // GitLab insists on the redirect URI of the original grant.
+    oauth::refresh_grant(app, refresh_token).text("redirect_uri", &app.redirect_uri)
 }
 
 struct GitLab;
@@ -233,11 +225,7 @@ impl ForgeAdapter for GitLab {
         code_challenge: String,
         scopes: Vec<String>,
     ) -> Result<String, ForgeError> {
-        let scopes = if scopes.is_empty() {
-            vec!["read_user".into(), "read_api".into()]
-        } else {
-            scopes
-        };
+        let scopes = oauth::scopes_or(scopes, &["read_user", "read_api"]);
         Ok(oauth::authorize_url(
             &format!("{}/oauth/authorize", root(&base_url)),
             &app,
@@ -253,13 +241,7 @@ impl ForgeAdapter for GitLab {
         code: String,
         code_verifier: String,
     ) -> Result<TokenSet, ForgeError> {
-        let form = Form::new()
-            .client(&app)
-            .text("code", &code)
-            .text("grant_type", "authorization_code")
-            .text("redirect_uri", &app.redirect_uri)
-            .text("code_verifier", &code_verifier);
-        token(&base_url, form)
+        token(&base_url, oauth::code_grant(&app, &code, &code_verifier))
     }
 
     fn refresh(
@@ -331,8 +313,9 @@ mod tests {
         };
         assert_eq!(
             refresh_form(&app, "operator:bob/gitlab-refresh").into_body(),
-            "client_id=cid&client_secret=${SECRET:plugin:gitlab/secret}&grant_type=refresh_token\
-             &refresh_token=${SECRET:operator:bob/gitlab-refresh}&redirect_uri=https%3A%2F%2Fk.example%2Fcb"
+            "grant_type=refresh_token&refresh_token=${SECRET:operator:bob/gitlab-refresh}\
+             &client_id=cid&client_secret=${SECRET:plugin:gitlab/secret}\
+             &redirect_uri=https%3A%2F%2Fk.example%2Fcb"
         );
     }
 

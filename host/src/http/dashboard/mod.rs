@@ -6,6 +6,10 @@
 //! Every page goes through [`SignedIn`] and every form through
 //! [`Submitted`], which also checks the form's CSRF token and that the
 //! request came from this origin: a route cannot forget either.
+//!
+//! (Over 500 lines: the shared page frame, cookie policy and form
+//! extractors every page module uses; the pages themselves are in files of
+//! their own.)
 
 mod agent_type;
 mod agents;

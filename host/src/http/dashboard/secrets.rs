@@ -18,6 +18,7 @@ use crate::http::error::ApiError;
 use crate::http::secrets::{name_of, scope_of, QueryResult};
 use crate::http::AppState;
 use crate::names::{Scope, SecretName};
+use crate::vault::PutMode;
 
 /// Access-log rows per page.
 const LOG_PAGE: i64 = 25;
@@ -215,12 +216,16 @@ pub async fn secret_page(
             h2 id="change" { "Change" }
             form method="post" action=(action_href(&scope, &name, "describe")) class="stack" {
                 (csrf_field(&session))
+                // The version this page shows: a change made meanwhile by
+                // someone else is a conflict, not silently overwritten.
+                input type="hidden" name="version" value=(meta.version);
                 label for="description" { "Description" }
                 input id="description" name="description" value=(meta.description) maxlength="1024" autocomplete="off";
                 button type="submit" { "Save description" }
             }
             form method="post" action=(action_href(&scope, &name, "replace")) class="stack" {
                 (csrf_field(&session))
+                input type="hidden" name="version" value=(meta.version);
                 label for="value" { "New value" }
                 input id="value" name="value" type="password" required autocomplete="new-password"
                     aria-describedby="value-help";
@@ -290,6 +295,8 @@ pub struct ScopeOnly {
 pub struct DescribeForm {
     #[serde(default)]
     description: String,
+    /// The version the form was rendered from (check-and-set).
+    version: Option<i64>,
 }
 
 /// `POST /settings/secrets/{name}/describe?scope=`.
@@ -302,11 +309,12 @@ pub async fn secret_describe(
     let (scope, name) = target(&name, query(params)?.scope.as_deref())?;
     state
         .vault
-        .describe(
+        .describe_expecting(
             &scope,
             &name,
             form.description.trim(),
             &access(&session, "describe")?,
+            form.version,
         )
         .await?;
     Ok(back_to(&scope, &name, "described"))
@@ -316,6 +324,8 @@ pub async fn secret_describe(
 #[derive(Deserialize)]
 pub struct ReplaceForm {
     value: Zeroizing<String>,
+    /// The version the form was rendered from (check-and-set).
+    version: Option<i64>,
 }
 
 /// `POST /settings/secrets/{name}/replace?scope=`: a new value, a new version.
@@ -331,11 +341,14 @@ pub async fn secret_replace(
     }
     state
         .vault
-        .replace(
+        .put_expecting(
             &scope,
             &name,
             form.value.as_bytes(),
+            None,
             &access(&session, "replace value")?,
+            PutMode::Replace,
+            form.version,
         )
         .await?;
     Ok(back_to(&scope, &name, "replaced"))

@@ -114,7 +114,7 @@ fn token_list(session: &Session, tokens: &[TokenRow]) -> Markup {
 
 /// The names of the agent types a token may be bound to.
 async fn agent_type_names(state: &AppState) -> Result<Vec<String>, PageError> {
-    let rows = crate::store::agents::list(&state.vault.db().pool)
+    let rows = crate::store::agents::list(state.vault.db().reader())
         .await
         .map_err(crate::forge::ForgeError::from)?;
     Ok(rows.into_iter().map(|r| r.name).collect())
