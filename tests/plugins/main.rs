@@ -10,6 +10,7 @@ mod cli;
 mod fixtures;
 mod forms;
 mod hostile;
+mod kit;
 mod loading;
 mod migrators;
 mod python;
