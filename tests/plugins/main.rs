@@ -14,6 +14,7 @@ mod kit;
 mod loading;
 mod migrators;
 mod python;
+mod scaffold;
 mod server;
 
 use std::collections::HashMap;
