@@ -10,7 +10,8 @@
 //! - `warm_call_<lang>_scaffold`: the same for the forge adapter that
 //!   `keyward plugin new --kind forge --lang rust|python|js` writes, built
 //!   by its own `build` (its `info` export: the language's fixed cost per
-//!   call). `KEYWARD_BENCH_KIT=0` skips them (they build three projects).
+//!   call). `KEYWARD_BENCH_KIT=0` skips them (they build three projects);
+//!   `KEYWARD_BENCH_KIT=rust,js` picks languages.
 //!
 //! Run: `cargo bench -p keyward --bench plugins`. The fixture plugins are
 //! built from tests/fixtures/plugins first (as the tests do).
@@ -46,11 +47,13 @@ fn bench(c: &mut Criterion) {
     let cache = dir.path().join("cache");
     std::fs::create_dir_all(&plugins).expect("mkdir");
     fixtures::install(&plugins, "minimal", |m| m);
-    let kit: Vec<&str> = if std::env::var("KEYWARD_BENCH_KIT").as_deref() == Ok("0") {
-        Vec::new()
-    } else {
-        vec!["rust", "python", "js"]
-    };
+    // KEYWARD_BENCH_KIT: unset for all three, `0` for none, or a comma
+    // list (`rust,js`).
+    let chosen = std::env::var("KEYWARD_BENCH_KIT").unwrap_or_default();
+    let kit: Vec<&str> = ["rust", "python", "js"]
+        .into_iter()
+        .filter(|lang| chosen.is_empty() || chosen.split(',').any(|c| c == *lang))
+        .collect();
     for lang in &kit {
         let name = format!("kit-{lang}-forge");
         let project = scaffold::new_project(dir.path(), &name, "forge", lang);
