@@ -7,12 +7,21 @@
 //! - `host_start`: `Runtime::start` with every built-in plugin and a warm
 //!   compile cache: engine, pool, deserialising each component, linking.
 //!
+//! - `warm_call_<lang>_scaffold`: the same for the forge adapter that
+//!   `keyward plugin new --kind forge --lang rust|python|js` writes, built
+//!   by its own `build` (its `info` export: the language's fixed cost per
+//!   call). `KEYWARD_BENCH_KIT=0` skips them (they build three projects);
+//!   `KEYWARD_BENCH_KIT=rust,js` picks languages.
+//!
 //! Run: `cargo bench -p keyward --bench plugins`. The fixture plugins are
 //! built from tests/fixtures/plugins first (as the tests do).
 
 #[path = "../../tests/plugins/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+#[path = "../../tests/plugins/scaffold.rs"]
+#[allow(dead_code)]
+mod scaffold;
 
 use std::time::Duration;
 
@@ -38,6 +47,31 @@ fn bench(c: &mut Criterion) {
     let cache = dir.path().join("cache");
     std::fs::create_dir_all(&plugins).expect("mkdir");
     fixtures::install(&plugins, "minimal", |m| m);
+    // KEYWARD_BENCH_KIT: unset for all three, `0` for none, or a comma
+    // list (`rust,js`).
+    let chosen = std::env::var("KEYWARD_BENCH_KIT").unwrap_or_default();
+    let kit: Vec<&str> = ["rust", "python", "js"]
+        .into_iter()
+        .filter(|lang| chosen.is_empty() || chosen.split(',').any(|c| c == *lang))
+        .collect();
+    for lang in &kit {
+        let name = format!("kit-{lang}-forge");
+        let project = scaffold::new_project(dir.path(), &name, "forge", lang);
+        let took = scaffold::build(&project, lang);
+        let wasm = project.join("dist").join(format!("{name}.wasm"));
+        eprintln!(
+            "{name}: build {:.1} s, {} bytes",
+            took.as_secs_f64(),
+            std::fs::metadata(&wasm).expect("built").len()
+        );
+        for ext in ["wasm", "toml"] {
+            std::fs::copy(
+                project.join("dist").join(format!("{name}.{ext}")),
+                plugins.join(format!("{name}.{ext}")),
+            )
+            .expect("copy");
+        }
+    }
     let vault = rt.block_on(async {
         Vault::open(&Config {
             database_url: format!("sqlite://{}/k.db", dir.path().display()),
@@ -69,6 +103,13 @@ fn bench(c: &mut Criterion) {
                 .expect("call")
         })
     });
+    for lang in &kit {
+        let name = format!("kit-{lang}-forge");
+        group.bench_function(format!("warm_call_{lang}_scaffold"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { runtime.forge_info(&vault, &name).await.expect("info") })
+        });
+    }
     // The cache is warm: the runtime above compiled every built-in into it.
     group.sample_size(20);
     group.bench_function("host_start", |b| {

@@ -1,4 +1,7 @@
-//! Bindings generated from `wit/` (the `keyward:plugin@0.1.0` package).
+//! Bindings generated from the crate's own copy of the WIT package
+//! (`sdk/wit/plugin.wit`, `keyward:plugin@0.1.0`), byte-identical to the
+//! repository's `wit/` (a test keeps it so). The copy travels with the crate,
+//! so a plugin that depends on the SDK by version or git URL builds anywhere.
 //!
 //! Hidden from the docs: plugin authors use the re-exports at the crate root.
 //! It is `pub` only because the export macros, which expand inside the plugin
@@ -16,9 +19,9 @@
 pub mod forge {
     wit_bindgen::generate!({
         world: "forge-adapter",
-        // Relative to CARGO_MANIFEST_DIR (sdk/), also when the SDK is a path
-        // dependency of another workspace (plugins/, tests/fixtures/plugins/).
-        path: "../wit",
+        // Relative to CARGO_MANIFEST_DIR (sdk/): inside the crate, so it
+        // is packaged with it.
+        path: "wit",
         additional_derives: [PartialEq, Eq],
         pub_export_macro: true,
         // The SDK's own `export_forge!` (sdk/src/forge.rs) wraps this one: it
@@ -32,7 +35,7 @@ pub mod forge {
 pub mod migrator {
     wit_bindgen::generate!({
         world: "migrator",
-        path: "../wit",
+        path: "wit",
         with: {
             "keyward:plugin/types@0.1.0": crate::bindings::forge::keyward::plugin::types,
             "keyward:plugin/secrets@0.1.0": crate::bindings::forge::keyward::plugin::secrets,

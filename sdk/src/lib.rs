@@ -3,7 +3,13 @@
 //! A plugin is a `cdylib` crate built for `wasm32-wasip2` (which produces a
 //! component directly). It depends on this crate, implements one trait and
 //! calls one export macro; it never runs `wit_bindgen::generate!` itself, so
-//! every plugin agrees with the host on the one contract in `wit/`.
+//! every plugin agrees with the host on the one contract, the WIT package
+//! `keyward:plugin@0.1.0`. The crate carries its own copy of it
+//! (`wit/plugin.wit`, also as [`WIT`]), so a plugin can depend on the SDK by
+//! version or by git URL from anywhere; `keyward plugin new NAME --kind
+//! forge|migrator --lang rust` writes such a project. The versioning rule of
+//! the contract is in the repository's docs/plugins.md ("Versions of the
+//! contract").
 //!
 //! | world           | trait              | export macro                            |
 //! |-----------------|--------------------|-----------------------------------------|
@@ -56,6 +62,81 @@
 //!
 //! Host calls fail with [`Error`]; `?` turns it into [`ForgeError::Host`],
 //! unchanged, so the host can tell its own refusal from the forge's answer.
+//!
+//! A migrator, here of a folder of token files (`tokens/<agent>`), run with
+//! `keyward migrate plan|run PLUGIN --source DIR`:
+//!
+//! ```
+//! use keyward_plugin_sdk::migrate::{
+//!     self, Binding, Discovery, Item, Migrator, MigratorInfo, RunConfig,
+//! };
+//! use keyward_plugin_sdk::Error;
+//!
+//! struct TokenFiles;
+//!
+//! impl Migrator for TokenFiles {
+//!     fn info() -> MigratorInfo {
+//!         MigratorInfo {
+//!             name: "token-files".into(),
+//!             description: "tokens/<agent> files".into(),
+//!         }
+//!     }
+//!
+//!     // The run's --source folder is preopened at `run.source`; each
+//!     // item's id is a path inside it, its unit what `retire` removes.
+//!     fn discover(run: &RunConfig) -> Result<Discovery, Error> {
+//!         let source = migrate::source_dir(run)?;
+//!         let (mut items, mut problems) = (Vec::new(), Vec::new());
+//!         let listing = std::fs::read_dir(source.join("tokens"))
+//!             .map_err(|e| Error::Invalid(format!("tokens/: {e}")))?;
+//!         for entry in listing.flatten() {
+//!             let name = entry.file_name().to_string_lossy().into_owned();
+//!             let id = format!("tokens/{name}");
+//!             if name.starts_with('.') {
+//!                 continue; // retired `.x.migrated.bak` files, editor leftovers
+//!             } else if !migrate::valid_name(&name) {
+//!                 let shown = migrate::quoted(&name);
+//!                 problems.push(migrate::problem(&id, format!("{shown}: not an agent name")));
+//!             } else {
+//!                 items.push(Item {
+//!                     target: format!("agent_type:{name}/FORGE_TOKEN"),
+//!                     description: format!("token of agent {name}"),
+//!                     binding: Binding::AgentTypeToken(name),
+//!                     unit: id.clone(),
+//!                     id,
+//!                 });
+//!             }
+//!         }
+//!         Ok(Discovery { items, problems })
+//!     }
+//!
+//!     fn read(run: &RunConfig, id: &str) -> Result<Vec<u8>, String> {
+//!         let source = migrate::source_dir(run).map_err(|e| e.message().to_owned())?;
+//!         let bytes = migrate::read_file(&migrate::inside(&source, id)?, id, 4096)?;
+//!         migrate::token_text(&bytes, id)
+//!     }
+//!
+//!     // Called only once the unit's secrets are committed; renames the file
+//!     // to `.<name>.migrated.bak`, durably, and answers Ok if done already.
+//!     fn retire(run: &RunConfig, unit: &str) -> Result<(), String> {
+//!         let source = migrate::source_dir(run).map_err(|e| e.message().to_owned())?;
+//!         migrate::retire_file(&migrate::inside(&source, unit)?, unit)
+//!     }
+//! }
+//!
+//! keyward_plugin_sdk::export_migrator!(TokenFiles);
+//!
+//! // Unit tests run natively over a scratch folder:
+//! let dir = keyward_plugin_sdk::testing::TempDir::new("token-files-doc");
+//! dir.write("tokens/coder", "tok\n");
+//! dir.write("tokens/bad name", "x");
+//! let found = TokenFiles::discover(&dir.run(&[])).expect("discover");
+//! assert_eq!(found.items[0].target, "agent_type:coder/FORGE_TOKEN");
+//! assert_eq!(found.problems[0].reason, "\"bad name\": not an agent name");
+//! assert_eq!(TokenFiles::read(&dir.run(&[]), "tokens/coder").expect("read"), b"tok");
+//! TokenFiles::retire(&dir.run(&[]), "tokens/coder").expect("retire");
+//! assert!(dir.exists("tokens/.coder.migrated.bak"));
+//! ```
 
 #![warn(missing_docs)]
 
@@ -68,7 +149,13 @@ pub mod http;
 pub mod log;
 pub mod migrate;
 pub mod oauth;
+pub mod testing;
 pub mod wire;
+
+/// The WIT package this SDK was built against (`keyward:plugin@0.1.0`),
+/// as text: what `componentize-py -d` or `jco componentize --wit` need in a
+/// plugin written in another language.
+pub const WIT: &str = include_str!("../wit/plugin.wit");
 
 /// The imported `secrets` interface: `exists` and `reveal` by reference,
 /// for secrets the manifest (or the host, for one call) grants. Prefer
@@ -102,6 +189,23 @@ pub fn secret_ref(reference: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The WIT inside the crate (packaged with it) is the repository's
+    /// `wit/`, byte for byte: edit `wit/plugin.wit`, then copy it here.
+    #[test]
+    fn the_packaged_wit_is_the_repositorys() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = std::fs::read(root.join("../wit/plugin.wit")).expect("the repository's wit/");
+        assert!(
+            repo == super::WIT.as_bytes(),
+            "sdk/wit/plugin.wit differs from wit/plugin.wit: run `cp wit/plugin.wit sdk/wit/`"
+        );
+        let files: Vec<_> = std::fs::read_dir(root.join("wit"))
+            .expect("sdk/wit")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(files, ["plugin.wit"], "sdk/wit holds only the copy");
+    }
+
     #[test]
     fn secret_ref_is_the_template_the_host_expands() {
         assert_eq!(

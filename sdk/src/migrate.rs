@@ -238,6 +238,22 @@ pub fn rename_retired(from: &Path, to: &Path, shown: &str) -> Result<(), String>
     }
 }
 
+/// Retires the legacy file at `path` the usual way: renames it to
+/// [`retired_path`] (`.<name>.migrated.bak` beside it), durably and
+/// idempotently (see [`rename_retired`]). `shown` names it in errors.
+///
+/// ```no_run
+/// # use keyward_plugin_sdk::migrate::{retire_file, RunConfig};
+/// # fn retire(run: &RunConfig, unit: &str) -> Result<(), String> {
+/// let path = std::path::Path::new("/source").join(unit);
+/// retire_file(&path, unit)
+/// # }
+/// ```
+pub fn retire_file(path: &Path, shown: &str) -> Result<(), String> {
+    let bak = retired_path(path).ok_or_else(|| format!("{shown}: not a path to a file"))?;
+    rename_retired(path, &bak, shown)
+}
+
 /// Makes a rename durable: syncs the file now at `to`, its folder, and the
 /// folder `from` was in if another. The host marks a unit retired right
 /// after `retire` answers, so without this a power loss could leave the
@@ -394,6 +410,34 @@ pub fn refuse_duplicate_targets(items: Vec<Item>) -> (Vec<Item>, Vec<Problem>) {
     (kept, problems)
 }
 
+/// Longest text [`quoted`] shows before cutting it.
+pub const MAX_QUOTED: usize = 64;
+
+/// `text` as a problem's reason shows it: as it is when it is a plain name
+/// ([`valid_name`], at most [`MAX_QUOTED`] bytes), else in Rust string
+/// syntax (control characters escaped, so legacy junk cannot forge lines in
+/// an operator's terminal) cut to [`MAX_QUOTED`] characters, with `…` when
+/// cut.
+pub fn quoted(text: &str) -> String {
+    if valid_name(text) && text.len() <= MAX_QUOTED {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(MAX_QUOTED).collect();
+    let mut out = format!("{cut:?}");
+    if cut.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// A [`Problem`]: the entry `id` cannot be migrated, because `reason`.
+pub fn problem(id: &str, reason: impl Into<String>) -> Problem {
+    Problem {
+        id: id.to_owned(),
+        reason: reason.into(),
+    }
+}
+
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "not found".into(),
@@ -450,6 +494,27 @@ mod tests {
         assert_eq!(std::fs::read(&bak).expect("read"), b"new");
         assert!(!dir.join(".coder.migrated.bak.keyward-tmp").exists());
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn quoted_shows_plain_names_as_they_are_and_escapes_the_rest() {
+        assert_eq!(quoted("coder"), "coder");
+        assert_eq!(quoted("a b"), "\"a b\"");
+        assert_eq!(quoted("x\u{1b}[2J"), "\"x\\u{1b}[2J\"");
+        let long = "y".repeat(100);
+        assert_eq!(quoted(&long), format!("\"{}\"…", "y".repeat(64)));
+        assert_eq!(problem("a", "why").reason, "why");
+    }
+
+    #[test]
+    fn retire_file_renames_to_the_hidden_bak_once() {
+        let dir = crate::testing::TempDir::new("sdk-retire");
+        dir.write("tokens/coder", "tok");
+        let file = dir.path().join("tokens/coder");
+        retire_file(&file, "coder").expect("retire");
+        retire_file(&file, "coder").expect("retire again");
+        assert!(!dir.exists("tokens/coder") && dir.exists("tokens/.coder.migrated.bak"));
+        assert!(retire_file(&dir.path().join("tokens/gone"), "gone").is_err());
     }
 
     #[test]

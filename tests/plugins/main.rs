@@ -10,9 +10,11 @@ mod cli;
 mod fixtures;
 mod forms;
 mod hostile;
+mod kit;
 mod loading;
 mod migrators;
 mod python;
+mod scaffold;
 mod server;
 
 use std::collections::HashMap;

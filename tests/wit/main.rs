@@ -1,5 +1,7 @@
 //! The WIT package in `wit/` parses, and has the shape the host relies on.
 
+mod versions;
+
 use std::path::Path;
 
 use wit_parser::{Resolve, WorldItem, WorldKey};

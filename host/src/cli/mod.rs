@@ -140,7 +140,8 @@ pub enum Command {
     /// Read and verify the access log; sign checkpoints of its end.
     #[command(subcommand)]
     Audit(audit::Command),
-    /// List, check and reload WebAssembly plugins.
+    /// List, check and reload WebAssembly plugins; start a new one (new)
+    /// and fill in its manifest's hash (manifest).
     #[command(subcommand)]
     Plugin(plugin::Command),
     /// Create, list and revoke API tokens for the HTTP service.

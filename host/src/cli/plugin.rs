@@ -1,4 +1,7 @@
-//! `keyward plugin list|check|reload`.
+//! `keyward plugin list|check|reload|new|manifest`.
+
+mod manifest;
+mod new;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,25 @@ pub enum Command {
     /// A pid file no live server holds (left by a killed one) is reported
     /// as stale, and nobody is signalled.
     Reload,
+    /// Write a new plugin project into DIR (default ./NAME): the skeleton,
+    /// a `build` script that makes dist/NAME.wasm + dist/NAME.toml, a
+    /// manifest and a README. It builds outside Keyward's repository.
+    New(new::NewArgs),
+    /// Check that the manifest beside FILE.wasm (NAME.toml) carries the
+    /// component's sha256, or fill it in with --write. Exits 1 on a missing
+    /// or mismatched hash, a manifest that does not parse, or one whose
+    /// name is not the component's file name.
+    Manifest {
+        /// The component, e.g. dist/my-forge.wasm.
+        wasm: PathBuf,
+        /// Its manifest [default: the .toml beside the .wasm].
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Write the sha256 into the manifest (in place, comments kept)
+        /// instead of checking it.
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 /// The runtime options the global flags and environment describe.
@@ -45,14 +67,26 @@ pub(crate) fn options(cli: &Cli) -> Options {
 }
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
-    let remote = Remote::from_cli(cli)?;
+    // A file here is worked on here, whatever the mode.
+    let remote = match command {
+        Command::List | Command::Reload => Remote::from_cli(cli)?,
+        Command::Check { .. } | Command::New(_) | Command::Manifest { .. } => None,
+    };
     match (command, remote) {
         (Command::List, Some(remote)) => list_remote(&remote).await,
         (Command::Reload, Some(remote)) => reload_remote(&remote).await,
         (Command::List, None) => list(cli).await,
-        // A file here is checked here, whatever the mode.
         (Command::Check { wasm, manifest }, _) => check(wasm, manifest.as_ref()),
         (Command::Reload, None) => reload(cli),
+        (Command::New(args), _) => new::run(args),
+        (
+            Command::Manifest {
+                wasm,
+                manifest,
+                write,
+            },
+            _,
+        ) => manifest::run(wasm, manifest.as_deref(), *write),
     }
 }
 

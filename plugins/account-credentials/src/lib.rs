@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use keyward_plugin_sdk::migrate::{
-    self, ApiKey, Binding, Discovery, Item, MigratorInfo, Problem, RunConfig,
+    self, problem, quoted, ApiKey, Binding, Discovery, Item, MigratorInfo, Problem, RunConfig,
 };
 use keyward_plugin_sdk::{wire, Error, Migrator};
 use serde_json::{Map, Value};
@@ -82,9 +82,7 @@ impl Migrator for AccountCredentials {
     fn retire(run: &RunConfig, unit: &str) -> Result<(), String> {
         let source = migrate::source_dir(run).map_err(|e| e.message().to_owned())?;
         let path = credentials_path(&source, unit)?;
-        let bak =
-            migrate::retired_path(&path).ok_or_else(|| format!("{unit}: not a path to a file"))?;
-        migrate::rename_retired(&path, &bak, unit)
+        migrate::retire_file(&path, unit)
     }
 }
 
@@ -570,72 +568,10 @@ fn scopes(value: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `text` for a problem: as it is when it is a plain name, else quoted
-/// with escapes and cut short.
-fn quoted(text: &str) -> String {
-    if migrate::valid_name(text) && text.len() <= 64 {
-        return text.to_owned();
-    }
-    let cut: String = text.chars().take(64).collect();
-    let mut out = format!("{cut:?}");
-    if cut.len() < text.len() {
-        out.push('…');
-    }
-    out
-}
-
-fn problem(id: &str, reason: impl Into<String>) -> Problem {
-    Problem {
-        id: id.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    /// A folder under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "keyward-account-credentials-{}-{tag}-{n}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
-        }
-
-        fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
-            let path = self.0.join(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, bytes).expect("write");
-        }
-
-        fn exists(&self, rel: &str) -> bool {
-            std::fs::symlink_metadata(self.0.join(rel)).is_ok()
-        }
-
-        fn run(&self) -> RunConfig {
-            RunConfig {
-                source: Some(self.0.to_str().expect("utf-8").to_owned()),
-                options: Vec::new(),
-            }
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use keyward_plugin_sdk::testing::TempDir;
 
     fn parse_text(rel: &str, json: &str) -> (Vec<Item>, Vec<Problem>) {
         let stem = &rel[..rel.len() - SUFFIX.len()];
@@ -888,7 +824,7 @@ mod tests {
         dir.write(".hidden.credentials.json", r#"{"api_key":"x"}"#);
         dir.write("notes.json", r#"{"api_key":"x"}"#);
         dir.write(".credentials.json", r#"{"api_key":"x"}"#);
-        let run = dir.run();
+        let run = dir.run(&[]);
 
         let found = AccountCredentials::discover(&run).expect("discovers");
         assert!(found.problems.is_empty(), "{:?}", found.problems);
@@ -923,7 +859,7 @@ mod tests {
         AccountCredentials::retire(&run, "alice.credentials.json").expect("idempotent");
         assert!(!dir.exists("alice.credentials.json"));
         assert_eq!(
-            std::fs::read_to_string(dir.0.join(".alice.credentials.json.migrated.bak"))
+            std::fs::read_to_string(dir.path().join(".alice.credentials.json.migrated.bak"))
                 .expect("bak"),
             alice
         );
@@ -946,7 +882,7 @@ mod tests {
             "sub/b.credentials.json",
             r#"{"api_key":"k2","refresh_token":"r"}"#,
         );
-        let found = AccountCredentials::discover(&dir.run()).expect("discovers");
+        let found = AccountCredentials::discover(&dir.run(&[])).expect("discovers");
         assert!(found.items.is_empty(), "{:?}", found.items);
         assert_eq!(
             problem_ids(&found.problems),
@@ -974,8 +910,8 @@ mod tests {
             "big.credentials.json",
             vec![b' '; MAX_FILE_BYTES as usize + 1],
         );
-        std::fs::create_dir_all(dir.0.join("dir.credentials.json")).expect("mkdir");
-        let found = AccountCredentials::discover(&dir.run()).expect("discovers");
+        std::fs::create_dir_all(dir.path().join("dir.credentials.json")).expect("mkdir");
+        let found = AccountCredentials::discover(&dir.run(&[])).expect("discovers");
         assert!(found.items.is_empty());
         assert_eq!(
             problem_ids(&found.problems),

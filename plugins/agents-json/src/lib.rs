@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use keyward_plugin_sdk::migrate::{
-    self, Binding, Discovery, Item, MigratorInfo, Problem, RunConfig,
+    self, problem, quoted, Binding, Discovery, Item, MigratorInfo, Problem, RunConfig,
 };
 use keyward_plugin_sdk::{Error, Migrator};
 use serde_json::{Map, Value};
@@ -44,9 +44,6 @@ const MAX_AGENTS_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The secret name every agent type's forge token has.
 const TOKEN_NAME: &str = "FORGE_TOKEN";
-
-/// Longest agent name quoted in a problem.
-const MAX_QUOTED: usize = 64;
 
 /// An `agents.json` entry that names a token file, already checked: `name`
 /// is a valid agent-type name and `path` is a clean relative path inside the
@@ -87,9 +84,7 @@ impl Migrator for AgentsJson {
         if migrate::inside(&source, agents_file(run)).is_ok_and(|file| file == path) {
             return Err(format!("{unit}: the agents file itself is never retired"));
         }
-        let bak =
-            migrate::retired_path(&path).ok_or_else(|| format!("{unit}: not a path to a file"))?;
-        migrate::rename_retired(&path, &bak, unit)
+        migrate::retire_file(&path, unit)
     }
 }
 
@@ -358,75 +353,10 @@ fn token_path(folder: &str, token_file: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// `text` quoted for a problem: as it is when it is a plain name, else in
-/// Rust string syntax (control characters escaped), cut to a few bytes.
-fn quoted(text: &str) -> String {
-    if migrate::valid_name(text) && text.len() <= MAX_QUOTED {
-        return text.to_owned();
-    }
-    let cut: String = text.chars().take(MAX_QUOTED).collect();
-    let mut out = format!("{cut:?}");
-    if cut.len() < text.len() {
-        out.push('…');
-    }
-    out
-}
-
-fn problem(id: &str, reason: impl Into<String>) -> Problem {
-    Problem {
-        id: id.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    /// A folder under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "keyward-agents-json-{}-{tag}-{n}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
-        }
-
-        fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
-            let path = self.0.join(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, bytes).expect("write");
-        }
-
-        fn exists(&self, rel: &str) -> bool {
-            std::fs::symlink_metadata(self.0.join(rel)).is_ok()
-        }
-
-        fn run(&self, options: &[(&str, &str)]) -> RunConfig {
-            RunConfig {
-                source: Some(self.0.to_str().expect("utf-8").to_owned()),
-                options: options
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            }
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use keyward_plugin_sdk::testing::TempDir;
 
     fn parse(json: &str) -> (Vec<Entry>, Vec<Problem>) {
         entries(
@@ -586,7 +516,7 @@ mod tests {
         assert_eq!(ids(&again.items), ["tokens/reviewer"]);
         assert!(again.problems.is_empty(), "{:?}", again.problems);
         assert_eq!(
-            std::fs::read_to_string(dir.0.join("agents.json")).expect("still there"),
+            std::fs::read_to_string(dir.path().join("agents.json")).expect("still there"),
             agents
         );
     }
@@ -622,7 +552,7 @@ mod tests {
         dir.write("t/big", "a".repeat(migrate::MAX_VALUE + 1));
         dir.write("t/two", "s3cr3t-one s3cr3t-two");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(dir.0.join("nowhere"), dir.0.join("t/link")).expect("link");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("t/link")).expect("link");
         let found = AgentsJson::discover(&dir.run(&[])).expect("discovers");
         assert!(found.items.is_empty(), "{:?}", found.items);
         let mut want = vec![

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use keyward_plugin_sdk::migrate::{
-    self, Binding, Discovery, Item, MigratorInfo, Problem, RunConfig,
+    self, problem, Binding, Discovery, Item, MigratorInfo, Problem, RunConfig,
 };
 use keyward_plugin_sdk::{Error, Migrator};
 use serde_json::Value;
@@ -745,63 +745,10 @@ fn shown(text: &str) -> String {
     format!("{cut:?}…")
 }
 
-fn problem(id: &str, reason: impl Into<String>) -> Problem {
-    Problem {
-        id: id.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    /// A folder under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "keyward-key-prefix-{}-{tag}-{n}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
-        }
-
-        fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
-            std::fs::write(self.0.join(rel), bytes).expect("write");
-        }
-
-        fn text(&self, rel: &str) -> String {
-            std::fs::read_to_string(self.0.join(rel)).expect("read")
-        }
-
-        fn exists(&self, rel: &str) -> bool {
-            std::fs::symlink_metadata(self.0.join(rel)).is_ok()
-        }
-
-        fn run(&self, options: &[(&str, &str)]) -> RunConfig {
-            RunConfig {
-                source: Some(self.0.to_str().expect("utf-8").to_owned()),
-                options: options
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            }
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use keyward_plugin_sdk::testing::TempDir;
 
     fn ids(items: &[Item]) -> Vec<&str> {
         items.iter().map(|i| i.id.as_str()).collect()
@@ -958,7 +905,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::Permissions::from_mode(0o600);
-            std::fs::set_permissions(dir.0.join("prod.env"), mode).expect("chmod");
+            std::fs::set_permissions(dir.path().join("prod.env"), mode).expect("chmod");
         }
         let run = dir.run(&[]);
         let found = KeyPrefix::discover(&run).expect("discovers");
@@ -1005,7 +952,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for f in ["prod.env", ".prod.env.migrated.bak"] {
-                let mode = std::fs::metadata(dir.0.join(f))
+                let mode = std::fs::metadata(dir.path().join(f))
                     .expect("meta")
                     .permissions()
                     .mode();
@@ -1015,7 +962,7 @@ mod tests {
         let again = KeyPrefix::discover(&run).expect("discovers");
         assert_eq!(ids(&again.items), ["prod.env#REGISTRY_PASSWORD_GHCR"]);
         // Retiring a file that is gone but was kept is done.
-        std::fs::remove_file(dir.0.join("prod.env")).expect("rm");
+        std::fs::remove_file(dir.path().join("prod.env")).expect("rm");
         KeyPrefix::retire(&run, "prod.env#OTHER").expect("kept");
         assert!(KeyPrefix::retire(&run, "none.env#BEARER_TOKEN_X").is_err());
     }
@@ -1088,9 +1035,9 @@ mod tests {
              REGISTRY_OAUTH_Z=fine\n",
         );
         dir.write("casing.env", "BEARER_TOKEN_GH=1\nBEARER_TOKEN_gh=2\n");
-        std::fs::create_dir_all(dir.0.join("folder.env")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("folder.env")).expect("mkdir");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(dir.0.join("casing.env"), dir.0.join("link.env")).expect("ln");
+        std::os::unix::fs::symlink(dir.path().join("casing.env"), dir.path().join("link.env")).expect("ln");
         let found = KeyPrefix::discover(&dir.run(&[])).expect("discovers");
         assert_eq!(ids(&found.items), ["mixed.env#REGISTRY_OAUTH_Z"]);
         let mut want = vec!["big.json", "bin.env", "cut.json", "deep.json", "empty.env"];

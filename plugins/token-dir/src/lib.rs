@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use keyward_plugin_sdk::migrate::{
-    inside, option, read_file, rename_retired, retired_path, source_dir, token_text, valid_name,
+    inside, option, read_file, retire_file, source_dir, token_text, valid_name,
     Binding, Discovery, Item, Migrator, MigratorInfo, Problem, RunConfig,
 };
 use keyward_plugin_sdk::Error;
@@ -130,8 +130,7 @@ impl Migrator for TokenDir {
     fn retire(run: &RunConfig, unit: &str) -> Result<(), String> {
         let source = source_dir(run).map_err(|e| format!("{e:?}"))?;
         let path = inside(&source, unit)?;
-        let bak = retired_path(&path).ok_or_else(|| format!("{unit}: no file name"))?;
-        rename_retired(&path, &bak, unit)
+        retire_file(&path, unit)
     }
 }
 
@@ -140,6 +139,7 @@ keyward_plugin_sdk::export_migrator!(TokenDir);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyward_plugin_sdk::testing::TempDir;
 
     #[test]
     fn agent_names_follow_the_scope_grammar() {
@@ -152,13 +152,12 @@ mod tests {
 
     #[test]
     fn a_folder_scan_maps_files_and_reports_the_rest() {
-        let dir = std::env::temp_dir().join(format!("token-dir-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
-        std::fs::write(dir.join("coder"), "tok\n").expect("write");
-        std::fs::write(dir.join(".coder.migrated.bak"), "old").expect("write");
-        std::fs::write(dir.join("bad name"), "x").expect("write");
-        let found = scan(&dir, "tokens").expect("scan");
+        let dir = TempDir::new("token-dir");
+        dir.write("sub/x", "x");
+        dir.write("coder", "tok\n");
+        dir.write(".coder.migrated.bak", "old");
+        dir.write("bad name", "x");
+        let found = scan(dir.path(), "tokens").expect("scan");
         assert_eq!(found.items.len(), 1);
         assert_eq!(found.items[0].id, "tokens/coder");
         assert_eq!(found.items[0].target, "agent_type:coder/FORGE_TOKEN");
@@ -166,12 +165,10 @@ mod tests {
         assert_eq!(found.problems[0].id, "tokens/bad name");
 
         // Retiring is a rename, and doing it twice is fine.
-        let file = dir.join("coder");
-        let bak = retired_path(&file).expect("bak name");
-        rename_retired(&file, &bak, "coder").expect("retire");
-        rename_retired(&file, &bak, "coder").expect("retire again");
-        assert!(bak.is_file() && !file.exists());
-        assert!(scan(&dir, "tokens").expect("scan").items.is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.path().join("coder");
+        retire_file(&file, "coder").expect("retire");
+        retire_file(&file, "coder").expect("retire again");
+        assert!(dir.exists(".coder.migrated.bak") && !dir.exists("coder"));
+        assert!(scan(dir.path(), "tokens").expect("scan").items.is_empty());
     }
 }
