@@ -520,3 +520,107 @@ fn secret_set_cas_checks_the_version_locally_and_remotely() {
     );
     r.assert_client_untouched();
 }
+
+/// `secret versions`, `secret get --version` and `secret rollback`,
+/// locally and through the server.
+#[test]
+fn versions_and_rollback_from_the_cli() {
+    let r = Remote::start();
+    let local = &r.kw;
+    local.ok(&["secret", "set", "ROLL", "--local"], b"first-value");
+    local.ok(&["secret", "set", "ROLL", "--local"], b"second-value");
+    for out in [
+        local.ok(&["secret", "versions", "ROLL", "--local"], b""),
+        r.ok(&["secret", "versions", "ROLL"], b""),
+    ] {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines[1].trim_start().starts_with("2 current"), "{out}");
+        assert!(lines[2].trim_start().starts_with("1 kept"), "{out}");
+        assert!(!out.contains("first-value"), "{out}");
+    }
+    let json = r.ok(&["secret", "versions", "ROLL", "--json"], b"");
+    assert_eq!(json.lines().count(), 2, "{json}");
+    assert_eq!(
+        r.ok(
+            &[
+                "secret",
+                "get",
+                "ROLL",
+                "--version",
+                "1",
+                "--reason",
+                "compare"
+            ],
+            b""
+        ),
+        "first-value"
+    );
+    assert_eq!(
+        local.ok(
+            &[
+                "secret",
+                "get",
+                "ROLL",
+                "--local",
+                "--version",
+                "1",
+                "--reason",
+                "compare"
+            ],
+            b""
+        ),
+        "first-value"
+    );
+    let out = r.ok(
+        &[
+            "secret",
+            "rollback",
+            "ROLL",
+            "--to",
+            "1",
+            "--reason",
+            "bad rotation",
+        ],
+        b"",
+    );
+    assert!(
+        out.contains("back to the value of version 1 (now version 3)"),
+        "{out}"
+    );
+    assert_eq!(
+        local.ok(
+            &["secret", "get", "ROLL", "--local", "--reason", "check"],
+            b""
+        ),
+        "first-value"
+    );
+    let out = local.ok(
+        &[
+            "secret", "rollback", "ROLL", "--local", "--to", "2", "--reason", "undo it",
+        ],
+        b"",
+    );
+    assert!(out.contains("(now version 4)"), "{out}");
+    // Hostile or impossible: exit non-zero, nothing written.
+    for args in [
+        vec!["secret", "get", "ROLL", "--version", "0", "--reason", "x"],
+        vec!["secret", "get", "ROLL", "--version", "99", "--reason", "x"],
+        vec!["secret", "rollback", "ROLL", "--to", "4", "--reason", "x"],
+        vec!["secret", "rollback", "ROLL", "--to", "1"],
+        vec!["secret", "rollback", "ROLL", "--to", "one", "--reason", "x"],
+    ] {
+        let out = r.run(&args, b"");
+        assert_ne!(code(&out), 0, "{args:?}");
+    }
+    let out = local.ok(&["secret", "versions", "ROLL", "--local"], b"");
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap_or("")
+            .trim_start()
+            .starts_with("4 current"),
+        "{out}"
+    );
+    r.assert_client_untouched();
+}

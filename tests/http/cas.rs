@@ -136,3 +136,160 @@ async fn hostile_if_match_values_are_refused_and_change_nothing() {
         "a refused change wrote"
     );
 }
+
+/// Versions over HTTP: the list (never a value), a logged read of an
+/// earlier version, a rollback naming its reason, and hostile input.
+#[tokio::test]
+async fn versions_list_read_and_roll_back_over_http() {
+    let api = Api::start(TestDb::sqlite().await).await;
+    let op = Some(api.operator.as_str());
+    let new = json!({"name": "ROLLED", "value": "good-value-1"});
+    api.call(Method::POST, "/secrets", op, Some(new)).await;
+    put(
+        &api,
+        "/secrets/ROLLED",
+        None,
+        json!({"value": "bad-value-2"}),
+    )
+    .await;
+
+    let (status, list, raw) = api
+        .call(Method::GET, "/secrets/ROLLED/versions", op, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    assert_eq!(list[0]["version"], 2);
+    assert_eq!(list[0]["state"], "current");
+    assert_eq!(
+        (list[1]["version"].as_i64(), list[1]["state"].as_str()),
+        (Some(1), Some("kept"))
+    );
+    assert!(
+        !raw.contains("good-value-1") && !raw.contains("bad-value-2"),
+        "{raw}"
+    );
+
+    let reveal = "/secrets/ROLLED/versions/1/reveal";
+    let (status, json, raw) = api
+        .call(Method::POST, reveal, op, Some(json!({"reason": "compare"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    use base64::Engine as _;
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(json["value_base64"].as_str().expect("value"))
+        .expect("base64");
+    assert_eq!(value, b"good-value-1");
+    // Operators only: a resolver that may render the secret now may not
+    // read what it was before.
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            reveal,
+            Some(&api.resolver),
+            Some(json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let resp = api
+        .client
+        .post(format!("{}/secrets/ROLLED/rollback", api.base))
+        .bearer_auth(&api.operator)
+        .header("content-type", "application/json")
+        .body(json!({"to": 1, "reason": "bad rotation"}).to_string())
+        .send()
+        .await
+        .expect("rollback");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers().get("etag").and_then(|v| v.to_str().ok()),
+        Some("\"3\"")
+    );
+    let body = json!({"template": "${SECRET:ROLLED}", "reason": "check"});
+    let (_, rendered, _) = api
+        .call(Method::POST, "/render", Some(&api.resolver), Some(body))
+        .await;
+    assert_eq!(rendered["text"], "good-value-1");
+    let (_, log, _) = api
+        .call(Method::GET, "/secrets/ROLLED/access-log", op, None)
+        .await;
+    let rows: Vec<(String, String)> = log["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["reason"] == "bad rotation")
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or_default().to_owned(),
+                r["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|(a, d)| a == "replace" && d.starts_with("version 3: rollback to version 1")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|(a, d)| a == "reveal" && d.starts_with("version 1, for a rollback")),
+        "{rows:?}"
+    );
+
+    // Hostile: versions that are not there, not numbers, or the current one.
+    for (path, body, want) in [
+        (
+            "/secrets/ROLLED/versions/0/reveal",
+            json!({"reason": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/secrets/ROLLED/versions/-1/reveal",
+            json!({"reason": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/secrets/ROLLED/versions/abc/reveal",
+            json!({"reason": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/secrets/ROLLED/versions/99/reveal",
+            json!({"reason": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/secrets/NOPE/versions/1/reveal",
+            json!({"reason": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/secrets/ROLLED/rollback",
+            json!({"to": 3, "reason": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/secrets/ROLLED/rollback",
+            json!({"to": 42, "reason": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/secrets/ROLLED/rollback",
+            json!({"to": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/secrets/ROLLED/rollback",
+            json!({"to": "1", "reason": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, json, raw) = api.call(Method::POST, path, op, Some(body.clone())).await;
+        assert_eq!(status, want, "{path} {body}: {raw}");
+        assert!(json["error"]["code"].is_string(), "{raw}");
+    }
+    let (_, list, _) = api
+        .call(Method::GET, "/secrets/ROLLED/versions", op, None)
+        .await;
+    assert_eq!(list[0]["version"], 3, "a refused call wrote a version");
+}

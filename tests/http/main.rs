@@ -174,7 +174,8 @@ async fn every_route_in_the_document_checks_credentials_and_role() {
     for (path, methods) in doc["paths"].as_object().expect("paths") {
         let concrete = path
             .replace("{name}", "MATRIX_ONLY")
-            .replace("{id}", "0000000000000000");
+            .replace("{id}", "0000000000000000")
+            .replace("{version}", "1");
         for (method, op) in methods.as_object().expect("methods") {
             seen += 1;
             let method: Method = method.to_uppercase().parse().expect("method");

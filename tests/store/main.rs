@@ -17,6 +17,7 @@ mod sealing;
 mod sessions;
 mod templates;
 mod tokens;
+mod versions;
 
 use keyward::audit::Access;
 use keyward::names::{Scope, SecretName, SecretRef};

@@ -17,6 +17,9 @@ pub enum Action {
     Delete,
     /// A secret was re-sealed under the current master key.
     Reseal,
+    /// A superseded version's ciphertext was removed (past the secret's
+    /// number of kept versions, or with the secret); detail `version N`.
+    Destroy,
     /// A plugin asked whether a secret exists (the value is not returned).
     Exists,
     /// A plugin's outbound request carried the secret, expanded by the host
@@ -48,6 +51,7 @@ impl Action {
             Action::Describe => "describe",
             Action::Delete => "delete",
             Action::Reseal => "reseal",
+            Action::Destroy => "destroy",
             Action::Exists => "exists",
             Action::Egress => "egress",
             Action::Fetch => "fetch",

@@ -54,6 +54,37 @@ pub enum Command {
         /// Why you need it (recorded in the access log).
         #[arg(long)]
         reason: String,
+        /// An earlier version (see `secret versions`), kept and not
+        /// destroyed; the read is logged with its number.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        version: Option<u32>,
+    },
+    /// List a secret's versions: number, state (current, kept, destroyed),
+    /// when and by whom written, key id. Never a value.
+    Versions {
+        /// Secret name.
+        name: String,
+        /// Scope.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a kept earlier version the value again, as a new version. Logged
+    /// as a read of that version and a write, both with --reason.
+    Rollback {
+        /// Secret name.
+        name: String,
+        /// Scope.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        /// The version whose value comes back.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        to: u32,
+        /// Why (recorded in the access log with both rows).
+        #[arg(long)]
+        reason: String,
     },
     /// List secrets (metadata only, never values).
     List {
@@ -129,6 +160,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             name,
             scope,
             reason,
+            version,
         } => {
             let reference = SecretRef {
                 scope: Some(Scope::parse(scope)?),
@@ -136,15 +168,45 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             };
             let access = Access::new(accessor(), reason.as_str())?;
             let vault = open_vault(cli).await?;
-            let (_, value) = vault
-                .reveal(&reference, &Context::default(), &access, Action::Reveal)
-                .await?;
+            let value = match version {
+                Some(v) => {
+                    let scope = reference.scope.clone().unwrap_or_else(Scope::global);
+                    vault
+                        .reveal_version(&scope, &reference.name, i64::from(*v), &access)
+                        .await?
+                }
+                None => {
+                    vault
+                        .reveal(&reference, &Context::default(), &access, Action::Reveal)
+                        .await?
+                        .1
+                }
+            };
             let mut out = std::io::stdout().lock();
             out.write_all(value.expose())?;
             if out.is_terminal() {
                 out.write_all(b"\n")?;
             }
             out.flush()?;
+        }
+        Command::Versions { name, scope, json } => {
+            let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
+            let vault = open_vault(cli).await?;
+            print_versions(&vault.versions(&scope, &name).await?, *json)?;
+        }
+        Command::Rollback {
+            name,
+            scope,
+            to,
+            reason,
+        } => {
+            let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
+            let access = Access::new(accessor(), reason.as_str())?;
+            let vault = open_vault(cli).await?;
+            let now = vault
+                .rollback(&scope, &name, i64::from(*to), &access)
+                .await?;
+            println!("rolled {scope}/{name} back to the value of version {to} (now version {now})");
         }
         Command::List { scope, json } => {
             let scope = scope.as_deref().map(Scope::parse).transpose()?;
@@ -250,11 +312,16 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
             name,
             scope,
             reason,
+            version,
         } => {
             use base64::Engine as _;
+            let path = match version {
+                Some(v) => format!("/secrets/{}/versions/{v}/reveal", segment(name)),
+                None => format!("/secrets/{}/reveal", segment(name)),
+            };
             let answer = remote
                 .post(
-                    &format!("/secrets/{}/reveal", segment(name)),
+                    &path,
                     &[("scope", scope.clone())],
                     &serde_json::json!({"reason": reason}),
                 )
@@ -275,6 +342,30 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                 out.write_all(b"\n")?;
             }
             out.flush()?;
+        }
+        Command::Versions { name, scope, json } => {
+            let path = format!("/secrets/{}/versions", segment(name));
+            let rows = remote::rows(&remote.get(&path, &[("scope", scope.clone())]).await?)?;
+            print_versions(&rows, *json)?;
+        }
+        Command::Rollback {
+            name,
+            scope,
+            to,
+            reason,
+        } => {
+            let meta = remote
+                .post(
+                    &format!("/secrets/{}/rollback", segment(name)),
+                    &[("scope", scope.clone())],
+                    &serde_json::json!({"to": to, "reason": reason}),
+                )
+                .await?;
+            let now = meta
+                .get("version")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or_default();
+            println!("rolled {scope}/{name} back to the value of version {to} (now version {now})");
         }
         Command::List { scope, json } => {
             let query: Vec<(&str, String)> = scope.iter().map(|s| ("scope", s.clone())).collect();
@@ -345,6 +436,38 @@ pub(super) fn read_value(
         bail!("the value is empty: pipe it on stdin or give --from-file");
     }
     Ok(value)
+}
+
+fn print_versions(rows: &[crate::store::versions::VersionMeta], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for row in rows {
+            writeln!(out, "{}", serde_json::to_string(row)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>7} {:<9} {:<24} {:<32} KEY",
+        "VERSION", "STATE", "WRITTEN", "BY"
+    )?;
+    for row in rows {
+        let state = match row.state {
+            crate::store::versions::State::Current => "current",
+            crate::store::versions::State::Kept => "kept",
+            crate::store::versions::State::Destroyed => "destroyed",
+        };
+        writeln!(
+            out,
+            "{:>7} {:<9} {:<24} {:<32} {}",
+            row.version,
+            state,
+            super::audit::format_ms(row.written_at),
+            row.written_by,
+            row.key_id
+        )?;
+    }
+    Ok(())
 }
 
 fn print_list(rows: &[crate::store::secrets::SecretMeta], json: bool) -> anyhow::Result<()> {

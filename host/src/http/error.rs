@@ -117,7 +117,9 @@ impl ApiError {
             ) => "invalid",
             ApiError::Auth(AuthError::Store(_)) => "unavailable",
             ApiError::Vault(VaultError::Missing(_)) => "missing_secrets",
-            ApiError::Vault(VaultError::NotFound { .. }) => "not_found",
+            ApiError::Vault(
+                VaultError::NotFound { .. } | VaultError::VersionUnavailable { .. },
+            ) => "not_found",
             ApiError::Vault(VaultError::Denied { .. }) => "forbidden",
             ApiError::Vault(VaultError::Exists { .. }) => "exists",
             ApiError::Vault(VaultError::Conflict { .. } | VaultError::Race(_)) => "conflict",

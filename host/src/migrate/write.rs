@@ -16,7 +16,7 @@ use crate::names::{Scope, SecretRef};
 use crate::runtime::Binding;
 use crate::store::migrate::{self as ledger, LedgerRow, State};
 use crate::store::now_ms;
-use crate::store::{agents, secrets, tokens};
+use crate::store::{agents, secrets, tokens, versions};
 use crate::vault::{Vault, VaultError, MAX_DESCRIPTION_LEN};
 
 /// What the batch's look-ups found, read once per batch rather than once
@@ -185,6 +185,7 @@ async fn one(
                         now,
                     )
                     .await?;
+                    versions::set_written_by(conn, scope_s, name_s, access.accessor()).await?;
                     let entry =
                         AccessEntry::new(access, Action::Create, Outcome::Ok, scope_s, name_s);
                     (id, Some(entry))
@@ -223,17 +224,17 @@ async fn one(
                         let sealed = vault
                             .keyring()
                             .seal(value.expose(), &secret_aad(scope_s, name_s, version));
-                        if !secrets::replace_value(
-                            conn,
-                            row.id,
-                            row.meta.version,
-                            version,
-                            &sealed,
-                            now,
-                        )
-                        .await?
+                        // The value it replaces is kept as a version, so an
+                        // import can be rolled back.
+                        match vault
+                            .supersede(conn, row, version, &sealed, access, now)
+                            .await
                         {
-                            return Ok(Err(format!("{} changed during the run", c.item.target)));
+                            Ok(destroyed) => reads.extend(destroyed),
+                            Err(VaultError::Conflict { .. }) => {
+                                return Ok(Err(format!("{} changed during the run", c.item.target)))
+                            }
+                            Err(e) => return Err(e),
                         }
                         let entry =
                             AccessEntry::new(access, Action::Replace, Outcome::Ok, scope_s, name_s)

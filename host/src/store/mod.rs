@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod tokens;
 mod turn;
+pub mod versions;
 
 pub use access::{Reader, WriteTx, Writer};
 pub use db::{

@@ -124,6 +124,19 @@ pub enum VaultError {
         /// The current version (0: there is no such secret).
         current: i64,
     },
+    /// A version that is not there to read or roll back to: destroyed,
+    /// never written, or (for a rollback) the current one. (404)
+    #[error("version {version} of secret {scope}/{name} is {why}")]
+    VersionUnavailable {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+        /// The version asked for.
+        version: i64,
+        /// Why: "destroyed", "not a version of it", "the current one".
+        why: &'static str,
+    },
     /// The value is larger than [`MAX_VALUE_LEN`]. (413)
     #[error("the value is {len} bytes; the largest accepted is {MAX_VALUE_LEN} bytes")]
     ValueTooLarge {
@@ -182,7 +195,7 @@ impl VaultError {
             | VaultError::EmptyValue
             | VaultError::Description
             | VaultError::Missing(_) => 422,
-            VaultError::NotFound { .. } => 404,
+            VaultError::NotFound { .. } | VaultError::VersionUnavailable { .. } => 404,
             VaultError::Denied { .. } => 403,
             VaultError::Exists { .. }
             | VaultError::Conflict { .. }

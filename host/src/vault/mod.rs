@@ -7,6 +7,7 @@ mod error;
 mod keycheck;
 mod mutate;
 mod rotate;
+mod versions;
 
 use std::sync::Arc;
 
@@ -63,7 +64,13 @@ pub struct Vault {
     chain: Arc<ChainKey>,
     checkpoints: Arc<CheckpointKey>,
     log: GroupCommit,
+    /// Versions kept per secret, the current one included (0: all).
+    max_versions: i64,
 }
+
+/// Versions kept per secret by default, the current one included; older
+/// ones are destroyed (their ciphertext removed, a `destroy` row logged).
+pub const DEFAULT_MAX_VERSIONS: i64 = 10;
 
 impl Vault {
     /// Opens (creating on first use) the store named by `config`; a current
@@ -113,7 +120,14 @@ impl Vault {
             chain,
             checkpoints,
             log,
+            max_versions: DEFAULT_MAX_VERSIONS,
         })
+    }
+
+    /// Keeps `n` versions per secret from now on (0: all of them).
+    pub fn with_max_versions(mut self, n: u32) -> Vault {
+        self.max_versions = i64::from(n);
+        self
     }
 
     /// The database (for the HTTP layer's health check and for tests).

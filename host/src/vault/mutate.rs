@@ -7,6 +7,7 @@ use crate::crypto::secret_aad;
 use crate::names::{Scope, SecretName};
 use crate::store::now_ms;
 use crate::store::secrets::{self, SecretMeta};
+use crate::store::versions;
 
 /// Whether [`Vault::put`] may create, replace, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,8 @@ impl Vault {
                     now,
                 )
                 .await?;
+                versions::set_written_by(&mut tx, scope.as_str(), name.as_str(), access.accessor())
+                    .await?;
                 (
                     Put::Created(1),
                     vec![entry(access, Action::Create, scope, name)],
@@ -172,16 +175,12 @@ impl Vault {
                 let version = row.meta.version + 1;
                 let aad = secret_aad(scope.as_str(), name.as_str(), version);
                 let sealed = self.keyring.seal(value, &aad);
-                if !secrets::replace_value(&mut tx, row.id, row.meta.version, version, &sealed, now)
-                    .await?
-                {
-                    return Err(VaultError::Conflict {
-                        scope: scope.to_string(),
-                        name: name.to_string(),
-                    });
-                }
                 let mut entries = vec![entry(access, Action::Replace, scope, name)
                     .with_detail(format!("version {version}"))];
+                entries.extend(
+                    self.supersede(&mut tx, &row, version, &sealed, access, now)
+                        .await?,
+                );
                 if let Some(description) = description.filter(|d| *d != row.meta.description) {
                     secrets::describe(&mut tx, row.id, description, now).await?;
                     entries.push(entry(access, Action::Describe, scope, name));
@@ -191,6 +190,39 @@ impl Vault {
         };
         self.commit_logged(tx, head, &entries).await?;
         Ok(outcome)
+    }
+
+    /// Replaces `row`'s value with `sealed` at `version` (the next one):
+    /// the value it had is kept as a version, and versions past
+    /// [`Vault::max_versions`] are destroyed. Returns the destroy entries.
+    pub(crate) async fn supersede(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        row: &secrets::SecretRow,
+        version: i64,
+        sealed: &crate::crypto::Sealed,
+        access: &Access,
+        now: i64,
+    ) -> Result<Vec<AccessEntry>, VaultError> {
+        let (scope, name) = (row.meta.scope.as_str(), row.meta.name.as_str());
+        let by = versions::written_by(&mut *tx, row.id).await?;
+        versions::keep(tx, row, &by, now).await?;
+        if !secrets::replace_value(tx, row.id, row.meta.version, version, sealed, now).await? {
+            return Err(VaultError::Conflict {
+                scope: scope.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        versions::set_written_by(tx, scope, name, access.accessor()).await?;
+        let keep = self.max_versions;
+        let destroyed = versions::prune(tx, row.id, version, keep, now).await?;
+        Ok(destroyed
+            .into_iter()
+            .map(|v| {
+                AccessEntry::new(access, Action::Destroy, Outcome::Ok, scope, name)
+                    .with_detail(format!("version {v} (beyond the {keep} kept)"))
+            })
+            .collect())
     }
 
     /// Gives an existing secret a new value (version + 1, rotated_at = now).
@@ -249,6 +281,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let (mut tx, head) = self.begin_logged().await?;
         let row = self.row(&mut tx, scope, name).await?;
+        versions::delete_all(&mut tx, row.id).await?;
         secrets::delete(&mut tx, row.id).await?;
         let logged = entry(access, Action::Delete, scope, name)
             .with_detail(format!("version {}", row.meta.version));
@@ -298,7 +331,7 @@ impl Vault {
         Ok(meta)
     }
 
-    async fn row(
+    pub(super) async fn row(
         &self,
         conn: &mut sqlx::AnyConnection,
         scope: &Scope,

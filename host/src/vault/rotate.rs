@@ -10,7 +10,7 @@ use crate::crypto::{oauth_token_aad, secret_aad};
 use crate::store::forge;
 use crate::store::keyring::{self as keyring_table, CANARY, LOG_SECRET, NEXT_KEY};
 use crate::store::now_ms;
-use crate::store::secrets;
+use crate::store::{secrets, versions};
 
 /// Rows re-sealed per transaction.
 const BATCH: i64 = 64;
@@ -92,6 +92,9 @@ impl Vault {
             self.commit_logged(tx, head, &entries).await?;
             budget = budget.saturating_sub(rows.len() as u64);
         }
+        budget = self
+            .reseal_versions(access, &current, budget, &mut report)
+            .await?;
         self.reseal_operator_tokens(access, &current, budget, &mut report)
             .await?;
         report.remaining = self.count_sealed_by_other_keys(&current).await?;
@@ -101,6 +104,61 @@ impl Vault {
             false
         };
         Ok(report)
+    }
+
+    /// Kept versions of secrets, after the current values: each is
+    /// re-sealed with its own associated data (scope, name, version).
+    /// Returns what is left of `budget`.
+    async fn reseal_versions(
+        &self,
+        access: &Access,
+        current: &str,
+        mut budget: u64,
+        report: &mut RotateReport,
+    ) -> Result<u64, VaultError> {
+        let mut after = (0i64, 0i64);
+        while budget > 0 {
+            let limit = BATCH.min(i64::try_from(budget).unwrap_or(BATCH));
+            let rows =
+                versions::sealed_by_other_keys(self.db.reader(), current, after, limit).await?;
+            let Some((_, _, last)) = rows.last() else {
+                break;
+            };
+            after = (last.secret_id, last.version);
+            let (mut tx, head) = self.begin_logged().await?;
+            let mut entries = Vec::with_capacity(rows.len());
+            for (scope, name, kept) in &rows {
+                let aad = secret_aad(scope, name, kept.version);
+                let Ok(sealed) = self.keyring.reseal(&kept.sealed, &aad) else {
+                    report.failed.push(format!(
+                        "{scope}/{name} version {} (sealed by key {})",
+                        kept.version, kept.sealed.key_id
+                    ));
+                    continue;
+                };
+                if versions::reseal(
+                    &mut tx,
+                    kept.secret_id,
+                    kept.version,
+                    &kept.sealed.key_id,
+                    &sealed,
+                )
+                .await?
+                {
+                    report.resealed += 1;
+                    entries.push(
+                        AccessEntry::new(access, Action::Reseal, Outcome::Ok, scope, name)
+                            .with_detail(format!(
+                                "version {}: master key rotation {} -> {current}",
+                                kept.version, kept.sealed.key_id
+                            )),
+                    );
+                }
+            }
+            self.commit_logged(tx, head, &entries).await?;
+            budget = budget.saturating_sub(rows.len() as u64);
+        }
+        Ok(budget)
     }
 
     /// Operators' forge tokens (a handful of rows: one per forge) are
@@ -182,7 +240,8 @@ impl Vault {
         .bind(current.to_owned())
         .fetch_one(self.db.reader())
         .await?;
-        Ok((count + tokens).max(0) as u64)
+        let kept = versions::count_sealed_by_other_keys(self.db.reader(), current).await?;
+        Ok((count + tokens + kept).max(0) as u64)
     }
 
     async fn rotate_keyring_rows(
