@@ -552,7 +552,8 @@ mod tests {
         dir.write("t/big", "a".repeat(migrate::MAX_VALUE + 1));
         dir.write("t/two", "s3cr3t-one s3cr3t-two");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("t/link")).expect("link");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("t/link"))
+            .expect("link");
         let found = AgentsJson::discover(&dir.run(&[])).expect("discovers");
         assert!(found.items.is_empty(), "{:?}", found.items);
         let mut want = vec![

@@ -1037,7 +1037,8 @@ mod tests {
         dir.write("casing.env", "BEARER_TOKEN_GH=1\nBEARER_TOKEN_gh=2\n");
         std::fs::create_dir_all(dir.path().join("folder.env")).expect("mkdir");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(dir.path().join("casing.env"), dir.path().join("link.env")).expect("ln");
+        std::os::unix::fs::symlink(dir.path().join("casing.env"), dir.path().join("link.env"))
+            .expect("ln");
         let found = KeyPrefix::discover(&dir.run(&[])).expect("discovers");
         assert_eq!(ids(&found.items), ["mixed.env#REGISTRY_OAUTH_Z"]);
         let mut want = vec!["big.json", "bin.env", "cut.json", "deep.json", "empty.env"];

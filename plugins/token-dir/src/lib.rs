@@ -12,8 +12,8 @@
 use std::path::Path;
 
 use keyward_plugin_sdk::migrate::{
-    inside, option, read_file, retire_file, source_dir, token_text, valid_name,
-    Binding, Discovery, Item, Migrator, MigratorInfo, Problem, RunConfig,
+    inside, option, read_file, retire_file, source_dir, token_text, valid_name, Binding, Discovery,
+    Item, Migrator, MigratorInfo, Problem, RunConfig,
 };
 use keyward_plugin_sdk::Error;
 
