@@ -3,7 +3,8 @@
 //! masked, rotate it, read its access log, create and revoke an API token,
 //! delete the secret — using the keyboard where a person would; and set up
 //! an agent type against an emulated Forgejo, test-dispatch with its token
-//! and make a token bound to it. Every page is searched for the stored
+//! and make a token bound to it; roll a secret back to an earlier version
+//! with a reason. Every page is searched for the stored
 //! values, and screenshots are saved under target/test-artifacts/.
 
 #[path = "../support/mod.rs"]
@@ -358,5 +359,116 @@ async fn an_operator_sets_up_an_agent_type_and_a_bound_token_in_chromium() {
     let page = checkpoint(&b, "agent-8-token-list", "Revoke token coder bot", &values).await;
     assert!(!page.contains(&bound), "shown once only");
     assert!(page.contains("agent type <strong>coder</strong>"), "{page}");
+    b.quit().await;
+}
+
+/// A bad rotation undone from the dashboard: the secret's page lists its
+/// versions (never a value), "Roll back to this…" asks why, and the new
+/// version and its two log rows (a read and a write, with the reason) are
+/// on the page that comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rolls_back_a_bad_rotation_in_chromium() {
+    const GOOD: &str = "rollback-value-GOOD-5e1";
+    const BAD: &str = "rollback-value-BAD-9a0";
+    let db = TestDb::sqlite().await;
+    let vault = db.open(&TestKey::new()).await;
+    let access =
+        keyward::audit::Access::new("operator:rotator", "scheduled rotation").expect("access");
+    let (g, n) = (
+        keyward::names::Scope::global(),
+        keyward::names::SecretName::parse("DEPLOY_TOKEN").expect("name"),
+    );
+    vault
+        .create(&g, &n, GOOD.as_bytes(), "deploys", &access)
+        .await
+        .expect("create");
+    vault
+        .replace(&g, &n, BAD.as_bytes(), &access)
+        .await
+        .expect("replace");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = keyward::http::router(vault.clone(), None);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let link = Sessions::new(vault.db().clone())
+        .link("dev")
+        .await
+        .expect("link");
+    let driver = Driver::start().await;
+    let b = driver.browser().await;
+    let values = [GOOD, BAD];
+
+    b.goto(&format!("{base}/login/{}", link.expose())).await;
+    let button = b.active().await;
+    b.type_into(&button, "\u{E007}").await;
+    checkpoint(&b, "rollback-1-signed-in", "Signed in as dev", &values).await;
+    b.goto(&format!(
+        "{base}/settings/secrets/DEPLOY_TOKEN?scope=global"
+    ))
+    .await;
+    checkpoint(&b, "rollback-2-versions", "Versions", &values).await;
+    let rows = b
+        .find_all("section[aria-labelledby='versions'] tbody tr")
+        .await;
+    assert_eq!(rows.len(), 2, "two versions listed");
+    let first = b.text(&rows[0]).await;
+    assert!(
+        first.starts_with("2") && first.contains("current"),
+        "{first}"
+    );
+    assert!(b.text(&rows[1]).await.contains("operator:rotator"));
+
+    // Roll back to version 1: the confirmation asks why.
+    let link = b
+        .find("section[aria-labelledby='versions'] a[href*='/rollback']")
+        .await;
+    b.click(&link).await;
+    checkpoint(&b, "rollback-3-confirm", "It becomes version 3", &values).await;
+    let reason = b.active().await;
+    assert_eq!(
+        b.property(&reason, "id").await,
+        "reason",
+        "the reason has the focus"
+    );
+    b.type_into(&reason, "the rotation broke deploys").await;
+    b.type_into(&reason, "\u{E007}").await; // Enter submits
+    checkpoint(
+        &b,
+        "rollback-4-done",
+        "Rolled back: the earlier value is the new version.",
+        &values,
+    )
+    .await;
+    let rows = b
+        .find_all("section[aria-labelledby='versions'] tbody tr")
+        .await;
+    assert_eq!(rows.len(), 3);
+    let newest = b.text(&rows[0]).await;
+    assert!(
+        newest.starts_with("3") && newest.contains("current") && newest.contains("session:dev"),
+        "{newest}"
+    );
+    let mut log = String::new();
+    for r in b.find_all("section[aria-labelledby='log'] tbody tr").await {
+        log.push_str(&b.text(&r).await);
+        log.push('\n');
+    }
+    let by_reason: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("the rotation broke deploys") && l.contains("session:dev"))
+        .collect();
+    assert_eq!(by_reason.len(), 2, "{log}");
+    assert!(by_reason.iter().any(|l| l.contains("replace")), "{log}");
+    assert!(by_reason.iter().any(|l| l.contains("reveal")), "{log}");
+    // The value is the good one again.
+    let ctx = keyward::resolve::Context::default();
+    let reference = keyward::names::SecretRef::parse("DEPLOY_TOKEN").expect("ref");
+    let (_, value) = vault
+        .reveal(&reference, &ctx, &access, keyward::audit::Action::Reveal)
+        .await
+        .expect("reveal");
+    assert_eq!(value.expose(), GOOD.as_bytes());
     b.quit().await;
 }

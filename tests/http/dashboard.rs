@@ -1437,3 +1437,82 @@ async fn a_form_from_an_older_version_is_a_conflict_not_an_overwrite() {
     let meta = alice.get(&api, page).await;
     assert!(!meta.body.contains("alice&#39;s words") && !meta.body.contains("alice's words"));
 }
+
+/// The rollback pages refuse what is not a kept earlier version, a missing
+/// reason and a missing CSRF token, and change nothing when they do.
+#[tokio::test]
+async fn hostile_rollback_forms_are_refused_and_change_nothing() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let op = sign_in(&api).await;
+    let put = serde_json::json!({"value": "second-value-1234"});
+    let (status, _, raw) = api
+        .call(
+            Method::PUT,
+            "/secrets/GITHUB_TOKEN",
+            Some(&api.operator),
+            Some(put),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    let base = "/settings/secrets/GITHUB_TOKEN";
+    let page = op.get(&api, &format!("{base}?scope=global")).await;
+    assert!(page.body.contains("Roll back to this"), "{}", page.body);
+    assert!(!page.body.contains("second-value-1234") && !page.body.contains(VALUE));
+    for (to, want) in [
+        ("2", StatusCode::NOT_FOUND),
+        ("0", StatusCode::NOT_FOUND),
+        ("9", StatusCode::NOT_FOUND),
+        ("x", StatusCode::BAD_REQUEST),
+    ] {
+        let confirm = op
+            .get(&api, &format!("{base}/rollback?scope=global&to={to}"))
+            .await;
+        assert_eq!(confirm.status, want, "to={to}: {}", confirm.body);
+    }
+    let confirm = op
+        .get(&api, &format!("{base}/rollback?scope=global&to=1"))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(
+        confirm.body.contains("It becomes version 3"),
+        "{}",
+        confirm.body
+    );
+    let post = format!("{base}/rollback?scope=global");
+    for fields in [
+        vec![("to", "1")],
+        vec![("to", "1"), ("reason", "")],
+        vec![("to", "2"), ("reason", "why")],
+        vec![("to", "one"), ("reason", "why")],
+    ] {
+        let refused = op.post(&api, &post, &fields).await;
+        assert!(
+            refused.status.is_client_error(),
+            "{fields:?}: {}",
+            refused.status
+        );
+    }
+    // No CSRF token: refused.
+    let no_csrf = send(
+        &api,
+        Method::POST,
+        &post,
+        Some(&op.cookie),
+        Some(&[("to", "1"), ("reason", "why")]),
+        &[],
+    )
+    .await;
+    assert!(no_csrf.status.is_client_error(), "{}", no_csrf.status);
+    let (_, list, _) = api
+        .call(Method::GET, "/secrets", Some(&api.operator), None)
+        .await;
+    assert_eq!(list[0]["version"], 2, "a refused rollback wrote");
+    let done = op
+        .post(&api, &post, &[("to", "1"), ("reason", "bad rotation")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let (_, list, _) = api
+        .call(Method::GET, "/secrets", Some(&api.operator), None)
+        .await;
+    assert_eq!(list[0]["version"], 3);
+}

@@ -148,6 +148,8 @@ pub fn table() -> Vec<Route> {
         route!(post "/settings/secrets/{name}/describe", Session, 303, "Dashboard: save the description (form)", query["scope"], body=true, dashboard::secret_describe),
         route!(post "/settings/secrets/{name}/replace", Session, 303, "Dashboard: replace the value (form)", query["scope"], body=true, dashboard::secret_replace),
         route!(post "/settings/secrets/{name}/rotate", Session, 303, "Dashboard: re-seal (form)", query["scope"], body=true, dashboard::secret_rotate),
+        route!(get "/settings/secrets/{name}/rollback", Session, 200, "Dashboard: confirm a rollback to a kept version (asks why)", query["scope", "to"], body=false, dashboard::secret_rollback_confirm),
+        route!(post "/settings/secrets/{name}/rollback", Session, 303, "Dashboard: roll back (form {to, reason})", query["scope"], body=true, dashboard::secret_rollback),
         route!(get "/settings/secrets/{name}/delete", Session, 200, "Dashboard: confirm a deletion", query["scope"], body=false, dashboard::secret_delete_confirm),
         route!(post "/settings/secrets/{name}/delete", Session, 303, "Dashboard: delete (form)", query["scope"], body=true, dashboard::secret_delete),
         route!(get "/settings/tokens", Session, 200, "Dashboard: API tokens with their policies; the create form, pre-bound by agent_type and instance", query["notice", "agent_type", "instance"], body=false, dashboard::tokens_page),

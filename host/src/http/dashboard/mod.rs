@@ -17,6 +17,7 @@ mod login;
 mod secrets;
 mod token_form;
 mod tokens;
+mod versions;
 
 pub use agent_type::{agent_type_dispatch, agent_type_page, agent_type_token, instance_delete};
 pub use agents::{
@@ -28,6 +29,7 @@ pub use secrets::{
     secret_replace, secret_rotate, secrets_page,
 };
 pub use tokens::{token_create, token_revoke, token_rotate, tokens_page};
+pub use versions::{rollback as secret_rollback, rollback_confirm as secret_rollback_confirm};
 
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN};
@@ -395,6 +397,7 @@ pub fn notice(key: Option<&str>) -> Markup {
         Some("replaced") => "Value replaced; the version went up.",
         Some("rotated") => "Re-sealed under the current master key.",
         Some("deleted") => "Secret deleted. Its access log stays.",
+        Some("rolled-back") => "Rolled back: the earlier value is the new version.",
         Some("revoked") => "Token revoked.",
         Some("agent-created") => "Agent type added.",
         Some("agent-deleted") => "Agent type deleted. Its token secrets stay in the store.",

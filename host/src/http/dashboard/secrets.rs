@@ -32,27 +32,27 @@ fn access(session: &Session, what: &str) -> Result<Access, PageError> {
     )?)
 }
 
-fn query<T>(q: QueryResult<T>) -> Result<T, PageError> {
+pub(super) fn query<T>(q: QueryResult<T>) -> Result<T, PageError> {
     Ok(crate::http::secrets::query(q)?)
 }
 
 /// The secret a page or form is about. An empty scope field means `global`
 /// (a form sends the field even when left empty).
-fn target(name: &str, scope: Option<&str>) -> Result<(Scope, SecretName), PageError> {
+pub(super) fn target(name: &str, scope: Option<&str>) -> Result<(Scope, SecretName), PageError> {
     Ok((scope_of(scope.filter(|s| !s.is_empty()))?, name_of(name)?))
 }
 
 /// 303 back to the secret's page with a notice.
-fn back_to(scope: &Scope, name: &SecretName, notice: &str) -> Response {
+pub(super) fn back_to(scope: &Scope, name: &SecretName, notice: &str) -> Response {
     see_other(&format!("{}&notice={notice}", secret_href(scope, name)))
 }
 
 /// The page of one secret.
-fn secret_href(scope: &Scope, name: &SecretName) -> String {
+pub(super) fn secret_href(scope: &Scope, name: &SecretName) -> String {
     format!("/settings/secrets/{name}?scope={}", q(scope.as_str()))
 }
 
-fn action_href(scope: &Scope, name: &SecretName, action: &str) -> String {
+pub(super) fn action_href(scope: &Scope, name: &SecretName, action: &str) -> String {
     format!(
         "/settings/secrets/{name}/{action}?scope={}",
         q(scope.as_str())
@@ -193,6 +193,7 @@ pub async fn secret_page(
         .vault
         .history(&scope, &name, &filter, LOG_PAGE)
         .await?;
+    let versions = state.vault.versions(&scope, &name).await?;
     let older = (rows.len() as i64 == LOG_PAGE)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
@@ -239,6 +240,7 @@ pub async fn secret_page(
             }
             p { a class="danger" href=(action_href(&scope, &name, "delete")) { "Delete this secret…" } }
         }
+        (super::versions::section(&scope, &name, &versions))
         section aria-labelledby="log" {
             h2 id="log" { "Access log" }
             form method="get" action=(format!("/settings/secrets/{name}")) class="inline filters" {
@@ -287,7 +289,7 @@ pub async fn secret_page(
 /// `?scope=` of the forms on one secret.
 #[derive(Deserialize)]
 pub struct ScopeOnly {
-    scope: Option<String>,
+    pub(super) scope: Option<String>,
 }
 
 /// The description form.
