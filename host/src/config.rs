@@ -23,7 +23,13 @@ pub struct Config {
     pub previous_keys: Vec<MasterKey>,
     /// Set when `--dev` supplied the key from a local file.
     pub dev_key_file: Option<DevKey>,
+    /// Versions kept per secret, the current one included; 0 keeps all
+    /// (`KEYWARD_MAX_VERSIONS`, default 10).
+    pub max_versions: u32,
 }
+
+/// The variable that sets [`Config::max_versions`].
+pub const MAX_VERSIONS_VAR: &str = "KEYWARD_MAX_VERSIONS";
 
 /// A development key read from (or just written to) a local file.
 pub struct DevKey {
@@ -42,6 +48,9 @@ pub enum ConfigError {
     /// `KEYWARD_EGRESS_ALLOW` is not a comma list of address blocks.
     #[error("{0}")]
     EgressAllow(String),
+    /// `KEYWARD_MAX_VERSIONS` is not a whole number from 0 to 10000.
+    #[error("KEYWARD_MAX_VERSIONS={0:?}: give the number of versions to keep per secret, 0 (all) to 10000")]
+    MaxVersions(String),
     /// The dev key file could not be read or written.
     #[error("cannot use the development key file {path}: {source}")]
     DevKeyFile {
@@ -97,7 +106,21 @@ impl Config {
             master_key,
             previous_keys,
             dev_key_file,
+            max_versions: max_versions_from_env()?,
         })
+    }
+}
+
+/// `KEYWARD_MAX_VERSIONS`, or the default when unset.
+pub fn max_versions_from_env() -> Result<u32, ConfigError> {
+    let text = std::env::var(MAX_VERSIONS_VAR).unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(crate::vault::DEFAULT_MAX_VERSIONS as u32);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n <= 10_000 && !text.starts_with('+') => Ok(n),
+        _ => Err(ConfigError::MaxVersions(crate::text::clip(text, 32))),
     }
 }
 

@@ -335,3 +335,91 @@ fn every_command_has_help() {
         assert!(out.contains("Usage: keyward"), "{args:?}: {out}");
     }
 }
+
+/// `KEYWARD_MAX_VERSIONS` (or `max_versions` in the configuration file)
+/// sets how many versions a secret keeps; older ones are destroyed. A bad
+/// value stops the command with exit 78 before anything is written.
+#[test]
+fn max_versions_bounds_the_history_and_bad_values_are_refused() {
+    let kw = Kw::new();
+    let with = |n: &str, args: &[&str], stdin: &[u8]| {
+        let mut cmd = kw.cmd(args);
+        cmd.env("KEYWARD_MAX_VERSIONS", n);
+        crate::run_with(cmd, stdin)
+    };
+    for i in 1..=4 {
+        let out = with(
+            "2",
+            &["secret", "set", "KEPT_TWO"],
+            format!("value-{i}").as_bytes(),
+        );
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    }
+    let out = kw.ok(&["secret", "versions", "KEPT_TWO"], b"");
+    let states: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        states,
+        ["current", "kept", "destroyed", "destroyed"],
+        "{out}"
+    );
+    let old = kw.run(
+        &[
+            "secret",
+            "get",
+            "KEPT_TWO",
+            "--version",
+            "2",
+            "--reason",
+            "r",
+        ],
+        b"",
+    );
+    assert_ne!(code(&old), 0, "a destroyed version was read");
+    for bad in ["abc", "-1", "10001", "+3", "2.5"] {
+        let out = with(bad, &["secret", "set", "KEPT_TWO"], b"value-bad");
+        assert_eq!(
+            code(&out),
+            78,
+            "KEYWARD_MAX_VERSIONS={bad}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("KEYWARD_MAX_VERSIONS"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(
+        kw.ok(&["secret", "get", "KEPT_TWO", "--reason", "r"], b""),
+        "value-4",
+        "a refused command wrote"
+    );
+    // The same from the configuration file: a number, not a string.
+    let file = kw.dir.path().join("keyward.toml");
+    std::fs::write(&file, "max_versions = 1\n").expect("write");
+    let config = file.to_str().expect("utf-8");
+    kw.ok(
+        &["--config", config, "secret", "set", "KEPT_TWO"],
+        b"value-5",
+    );
+    let out = kw.ok(&["secret", "versions", "KEPT_TWO"], b"");
+    assert!(
+        out.lines().nth(2).unwrap_or("").contains("destroyed"),
+        "{out}"
+    );
+    std::fs::write(&file, "max_versions = \"1\"\n").expect("write");
+    let out = kw.run(
+        &["--config", config, "secret", "set", "KEPT_TWO"],
+        b"value-6",
+    );
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("whole number of versions"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -75,6 +75,7 @@ impl TestDb {
             master_key: key.key(),
             previous_keys: previous.iter().map(|k| k.key()).collect(),
             dev_key_file: None,
+            max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
         }
     }
 

@@ -19,7 +19,7 @@ pub const CONFIG_VAR: &str = "KEYWARD_CONFIG";
 const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// Each key of the file and the variable it stands for.
-pub const KEYS: [(&str, &str); 12] = [
+pub const KEYS: [(&str, &str); 13] = [
     ("database_url", "KEYWARD_DATABASE_URL"),
     ("data_dir", "KEYWARD_DATA_DIR"),
     ("plugins_dir", "KEYWARD_PLUGINS_DIR"),
@@ -32,6 +32,7 @@ pub const KEYS: [(&str, &str); 12] = [
     ("boot_migrations", "KEYWARD_BOOT_MIGRATIONS"),
     ("audit_checkpoint", "KEYWARD_AUDIT_CHECKPOINT"),
     ("audit_checkpoint_every", "KEYWARD_AUDIT_CHECKPOINT_EVERY"),
+    ("max_versions", "KEYWARD_MAX_VERSIONS"),
 ];
 
 /// Keys refused with a reason rather than as unknown.
@@ -113,18 +114,19 @@ pub fn parse(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigFileError
                 known.join(", ")
             )));
         };
-        let seconds = key == "audit_checkpoint_every";
-        let text = match value {
-            toml::Value::Integer(n) if seconds => n.to_string(),
-            toml::Value::String(s) if !seconds => s.clone(),
-            other => {
+        // The numbers; everything else is a string.
+        let number = match key.as_str() {
+            "audit_checkpoint_every" => Some("a whole number of seconds"),
+            "max_versions" => Some("a whole number of versions"),
+            _ => None,
+        };
+        let text = match (value, number) {
+            (toml::Value::Integer(n), Some(_)) => n.to_string(),
+            (toml::Value::String(s), None) => s.clone(),
+            (other, what) => {
                 return Err(fail(format!(
                     "`{key}` must be {} (found {})",
-                    if seconds {
-                        "a whole number of seconds"
-                    } else {
-                        "a string"
-                    },
+                    what.unwrap_or("a string"),
                     other.type_str()
                 )))
             }
@@ -249,6 +251,14 @@ pub fn check(
         (
             std::env::var(crate::runtime::addresses::EGRESS_ALLOW_VAR).unwrap_or_default(),
             source_of(loaded, "KEYWARD_EGRESS_ALLOW", None),
+        ),
+    );
+    let kept = crate::config::max_versions_from_env()?;
+    rows.insert(
+        "max_versions",
+        (
+            kept.to_string(),
+            source_of(loaded, crate::config::MAX_VERSIONS_VAR, None),
         ),
     );
     // `serve`'s own settings, parsed as `keyward serve` would parse them.

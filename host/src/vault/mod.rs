@@ -120,7 +120,7 @@ impl Vault {
             chain,
             checkpoints,
             log,
-            max_versions: DEFAULT_MAX_VERSIONS,
+            max_versions: i64::from(config.max_versions),
         })
     }
 
