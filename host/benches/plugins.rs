@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
             master_key: MasterKey::generate(),
             previous_keys: vec![],
             dev_key_file: None,
+            max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
         })
         .await
         .expect("open vault")

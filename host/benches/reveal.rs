@@ -55,6 +55,7 @@ async fn fixture() -> Fixture {
         master_key: MasterKey::generate(),
         previous_keys: vec![],
         dev_key_file: None,
+        max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
     };
     let vault = Vault::open(&config).await.expect("open vault");
     let access = Access::new("bench", "bench").expect("valid access");
