@@ -307,7 +307,15 @@ async fn an_operator_sets_up_an_agent_type_and_a_bound_token_in_chromium() {
     checkpoint(&b, "agent-4-rotated", "Token saved", &values).await;
     b.click(&b.find("form[action$='/dispatch'] button").await)
         .await;
-    let page = checkpoint(&b, "agent-5-dispatch", "the token belongs to", &values).await;
+    // The answer's own words: the page's help text also says "the token
+    // belongs to", so waiting for that matched the page before the click.
+    let page = checkpoint(
+        &b,
+        "agent-5-dispatch",
+        "The forge answered: the token belongs to",
+        &values,
+    )
+    .await;
     assert!(page.contains("<strong>bot</strong>"), "{page}");
 
     // An instance override, then a token made from the agent's page.
