@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
             previous_keys: vec![],
             dev_key_file: None,
             max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
+            delete_retention: keyward::vault::DEFAULT_RETENTION,
         })
         .await
         .expect("open vault")

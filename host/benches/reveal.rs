@@ -56,6 +56,7 @@ async fn fixture() -> Fixture {
         previous_keys: vec![],
         dev_key_file: None,
         max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
+        delete_retention: keyward::vault::DEFAULT_RETENTION,
     };
     let vault = Vault::open(&config).await.expect("open vault");
     let access = Access::new("bench", "bench").expect("valid access");

@@ -26,10 +26,17 @@ pub struct Config {
     /// Versions kept per secret, the current one included; 0 keeps all
     /// (`KEYWARD_MAX_VERSIONS`, default 10).
     pub max_versions: u32,
+    /// How long a deleted secret can be undeleted before the server's
+    /// purge destroys it (`KEYWARD_DELETE_RETENTION`, default 7 days).
+    pub delete_retention: std::time::Duration,
 }
 
 /// The variable that sets [`Config::max_versions`].
 pub const MAX_VERSIONS_VAR: &str = "KEYWARD_MAX_VERSIONS";
+/// The variable that sets [`Config::delete_retention`].
+pub const DELETE_RETENTION_VAR: &str = "KEYWARD_DELETE_RETENTION";
+/// Longest retention accepted: a year.
+pub const MAX_DELETE_RETENTION: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
 
 /// A development key read from (or just written to) a local file.
 pub struct DevKey {
@@ -51,6 +58,9 @@ pub enum ConfigError {
     /// `KEYWARD_MAX_VERSIONS` is not a whole number from 0 to 10000.
     #[error("KEYWARD_MAX_VERSIONS={0:?}: give the number of versions to keep per secret, 0 (all) to 10000")]
     MaxVersions(String),
+    /// `KEYWARD_DELETE_RETENTION` is not a duration from 1s to 365d.
+    #[error("KEYWARD_DELETE_RETENTION={0:?}: give how long a deleted secret can be undeleted, from 1s to 365d (e.g. 7d, 12h)")]
+    DeleteRetention(String),
     /// The dev key file could not be read or written.
     #[error("cannot use the development key file {path}: {source}")]
     DevKeyFile {
@@ -107,6 +117,7 @@ impl Config {
             previous_keys,
             dev_key_file,
             max_versions: max_versions_from_env()?,
+            delete_retention: delete_retention_from_env()?,
         })
     }
 }
@@ -121,6 +132,19 @@ pub fn max_versions_from_env() -> Result<u32, ConfigError> {
     match text.parse::<u32>() {
         Ok(n) if n <= 10_000 && !text.starts_with('+') => Ok(n),
         _ => Err(ConfigError::MaxVersions(crate::text::clip(text, 32))),
+    }
+}
+
+/// `KEYWARD_DELETE_RETENTION`, or the default (7 days) when unset.
+pub fn delete_retention_from_env() -> Result<std::time::Duration, ConfigError> {
+    let text = std::env::var(DELETE_RETENTION_VAR).unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(crate::vault::DEFAULT_RETENTION);
+    }
+    match crate::text::parse_duration(text) {
+        Ok(d) if !d.is_zero() && d <= MAX_DELETE_RETENTION => Ok(d),
+        _ => Err(ConfigError::DeleteRetention(crate::text::clip(text, 32))),
     }
 }
 

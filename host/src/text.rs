@@ -32,3 +32,22 @@ mod tests {
         assert_eq!(clip("abc", 0), "…");
     }
 }
+
+/// `90d`, `12h`, `30m`, `3600s`: a whole number and one unit (a lifetime,
+/// a grace period, a retention window).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration: a whole number and s, m, h or d (e.g. 90d)");
+    // The unit is the last character, whatever its width.
+    let (split, _) = text.char_indices().last().ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let secs = number.checked_mul(unit_secs).ok_or_else(bad)?;
+    Ok(std::time::Duration::from_secs(secs))
+}

@@ -377,10 +377,30 @@ async fn deleting_a_secret_unlinks_it_and_deleting_a_type_takes_its_instances(db
     .await
     .expect("instance");
 
+    // A soft-deleted token is no token while it is deleted, and is again
+    // once undeleted: the link stays.
+    let instance_token = || async {
+        agents::token_secret_for(kdb.reader(), "coder", Some("i-1"))
+            .await
+            .expect("token")
+            .map(|(_, scope, _)| scope)
+    };
     vault
         .delete(&scope("instance:i-1"), &name("FORGE_TOKEN"), &access())
         .await
-        .expect("delete secret");
+        .expect("soft delete");
+    assert_eq!(instance_token().await.as_deref(), Some("agent_type:coder"));
+    vault
+        .undelete(&scope("instance:i-1"), &name("FORGE_TOKEN"), &access())
+        .await
+        .expect("undelete");
+    assert_eq!(instance_token().await.as_deref(), Some("instance:i-1"));
+
+    // Destroyed, the row is gone and the link is cleared by the schema.
+    vault
+        .destroy(&scope("instance:i-1"), &name("FORGE_TOKEN"), &access())
+        .await
+        .expect("destroy secret");
     let i1 = agents::get_instance(kdb.reader(), "i-1")
         .await
         .expect("get")
@@ -394,9 +414,9 @@ async fn deleting_a_secret_unlinks_it_and_deleting_a_type_takes_its_instances(db
         "back to the type's token"
     );
     vault
-        .delete(&scope("agent_type:coder"), &name("FORGE_TOKEN"), &access())
+        .destroy(&scope("agent_type:coder"), &name("FORGE_TOKEN"), &access())
         .await
-        .expect("delete secret");
+        .expect("destroy secret");
     let row = agents::get(kdb.reader(), "coder")
         .await
         .expect("get")

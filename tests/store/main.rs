@@ -8,6 +8,7 @@ mod access_log;
 mod agents;
 mod cas;
 mod crud;
+mod deletion;
 mod forge;
 mod handles;
 mod keyring;

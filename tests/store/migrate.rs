@@ -22,6 +22,7 @@ fn row(source: &str, id: &str, unit: &str, target: &str) -> LedgerRow {
         target: target.into(),
         state: State::Written,
         secret_id: None,
+        version: None,
         written_at: 10,
         retired_at: None,
     }

@@ -85,8 +85,8 @@ async fn writes_keep_versions_and_the_oldest_past_the_limit_are_destroyed(db: Te
         .collect();
     assert_eq!(reads[0], ("ok", "version 4"));
     assert_eq!(reads[1], ("missing", "version 1"));
-    // Deleting the secret takes every version with it.
-    vault.delete(&g, &n, &access()).await.expect("delete");
+    // Destroying the secret takes every version with it.
+    vault.destroy(&g, &n, &access()).await.expect("destroy");
     set(&vault, "ROTATED", "a-new-secret").await;
     let fresh = vault.versions(&g, &n).await.expect("versions");
     assert_eq!(

@@ -76,6 +76,7 @@ impl TestDb {
             previous_keys: previous.iter().map(|k| k.key()).collect(),
             dev_key_file: None,
             max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
+            delete_retention: keyward::vault::DEFAULT_RETENTION,
         }
     }
 

@@ -13,12 +13,17 @@ pub enum Action {
     Replace,
     /// A secret's description changed.
     Describe,
-    /// A secret was deleted.
+    /// A secret was soft-deleted: renders and listings skip it, and it can
+    /// be undeleted until the retention window passes.
     Delete,
+    /// A soft-deleted secret was made live again.
+    Undelete,
     /// A secret was re-sealed under the current master key.
     Reseal,
-    /// A superseded version's ciphertext was removed (past the secret's
-    /// number of kept versions, or with the secret); detail `version N`.
+    /// Ciphertext was removed for good: a superseded version past the
+    /// secret's number of kept versions (detail `version N …`), or a whole
+    /// secret with every version, on request (`secret rm --destroy`) or by
+    /// the purge of deletions past the retention window.
     Destroy,
     /// A plugin asked whether a secret exists (the value is not returned).
     Exists,
@@ -50,6 +55,7 @@ impl Action {
             Action::Replace => "replace",
             Action::Describe => "describe",
             Action::Delete => "delete",
+            Action::Undelete => "undelete",
             Action::Reseal => "reseal",
             Action::Destroy => "destroy",
             Action::Exists => "exists",

@@ -278,12 +278,14 @@ fn commit(
     Ok((answers, entries.len() as u64))
 }
 
-/// Every row of each of `names` (any scope).
+/// Every live row of each of `names` (any scope): a soft-deleted secret
+/// renders as missing.
 fn read_rows(conn: &Connection, names: &[String]) -> rusqlite::Result<Vec<SecretRow>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, scope, name, description, version, key_id, created_at, updated_at, \
-         rotated_at, nonce, ciphertext, tag FROM secret WHERE name = ?1",
-    )?;
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT ",
+        crate::store::secrets::full_columns!(),
+        " FROM secret WHERE name = ?1 AND deleted_at IS NULL"
+    ))?;
     let mut rows = Vec::new();
     for name in names {
         let found = statement.query_map([name], |row| {
@@ -307,6 +309,10 @@ fn read_rows(conn: &Connection, names: &[String]) -> rusqlite::Result<Vec<Secret
                     ciphertext: row.get(10).unwrap_or_default(),
                     tag: row.get(11).unwrap_or_default(),
                 },
+                written_by: row.get(12)?,
+                deleted_at: row.get(13)?,
+                deleted_by: row.get(14)?,
+                max_versions: row.get(15)?,
                 meta,
             })
         })?;

@@ -19,7 +19,7 @@ pub const CONFIG_VAR: &str = "KEYWARD_CONFIG";
 const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// Each key of the file and the variable it stands for.
-pub const KEYS: [(&str, &str); 13] = [
+pub const KEYS: [(&str, &str); 14] = [
     ("database_url", "KEYWARD_DATABASE_URL"),
     ("data_dir", "KEYWARD_DATA_DIR"),
     ("plugins_dir", "KEYWARD_PLUGINS_DIR"),
@@ -33,6 +33,7 @@ pub const KEYS: [(&str, &str); 13] = [
     ("audit_checkpoint", "KEYWARD_AUDIT_CHECKPOINT"),
     ("audit_checkpoint_every", "KEYWARD_AUDIT_CHECKPOINT_EVERY"),
     ("max_versions", "KEYWARD_MAX_VERSIONS"),
+    ("delete_retention", "KEYWARD_DELETE_RETENTION"),
 ];
 
 /// Keys refused with a reason rather than as unknown.
@@ -259,6 +260,14 @@ pub fn check(
         (
             kept.to_string(),
             source_of(loaded, crate::config::MAX_VERSIONS_VAR, None),
+        ),
+    );
+    let retention = crate::config::delete_retention_from_env()?;
+    rows.insert(
+        "delete_retention",
+        (
+            crate::vault::describe_duration(retention),
+            source_of(loaded, crate::config::DELETE_RETENTION_VAR, None),
         ),
     );
     // `serve`'s own settings, parsed as `keyward serve` would parse them.

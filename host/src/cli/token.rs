@@ -287,7 +287,7 @@ fn print_list(rows: &[TokenRow], json: bool) -> anyhow::Result<()> {
 
 /// A token's lifetime: more than zero, at most ten years.
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
-    let ttl = parse_duration(text)?;
+    let ttl = crate::text::parse_duration(text)?;
     if ttl.is_zero() || ttl > crate::auth::token::MAX_TTL {
         return Err(format!(
             "{text:?}: more than 0 seconds and at most ten years"
@@ -298,29 +298,11 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 
 /// A rotation's grace period: zero to seven days.
 fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
-    let grace = parse_duration(text)?;
+    let grace = crate::text::parse_duration(text)?;
     if grace > crate::auth::token::MAX_GRACE {
         return Err(format!("{text:?}: at most seven days"));
     }
     Ok(grace)
-}
-
-/// `90d`, `12h`, `30m`, `3600s`: a whole number and one unit.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{text:?} is not a duration: a whole number and s, m, h or d (e.g. 90d)");
-    // The unit is the last character, whatever its width.
-    let (split, _) = text.char_indices().last().ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    let secs = number.checked_mul(unit_secs).ok_or_else(bad)?;
-    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::names::{Scope, SecretRef};
 use crate::runtime::Binding;
 use crate::store::migrate::{self as ledger, LedgerRow, State};
 use crate::store::now_ms;
-use crate::store::{agents, secrets, tokens, versions};
+use crate::store::{agents, secrets, tokens};
 use crate::vault::{Vault, VaultError, MAX_DESCRIPTION_LEN};
 
 /// What the batch's look-ups found, read once per batch rather than once
@@ -154,10 +154,10 @@ async fn one(
         }
     }
     let detail = format!("migrated by {plugin} from {}", clip(&c.item.id, 200));
-    let (secret_id, entry) = match &c.item.binding {
+    let (secret_id, version, entry) = match &c.item.binding {
         Binding::ApiKey { name, role } => {
             match api_key(conn, vault, name, role, value, &detail, access).await? {
-                Ok(entry) => (None, entry),
+                Ok(entry) => (None, None, entry),
                 Err(reason) => return Ok(Err(reason)),
             }
         }
@@ -171,24 +171,29 @@ async fn one(
             let now = now_ms();
             let (scope_s, name_s) = (scope.as_str(), reference.name.as_str());
             let key = (scope_s.to_owned(), name_s.to_owned());
-            let (id, entry) = match known.secrets.get(&key) {
+            let (id, version, entry) = match known.secrets.get(&key) {
                 None => {
                     let sealed = vault
                         .keyring()
                         .seal(value.expose(), &secret_aad(scope_s, name_s, 1));
-                    let id = secrets::insert_returning(
-                        conn,
-                        scope_s,
-                        name_s,
-                        &description,
-                        &sealed,
+                    let new = secrets::NewValue {
+                        sealed: &sealed,
+                        written_by: access.accessor(),
                         now,
-                    )
-                    .await?;
-                    versions::set_written_by(conn, scope_s, name_s, access.accessor()).await?;
+                    };
+                    let id = secrets::insert(conn, scope_s, name_s, &description, new).await?;
                     let entry =
                         AccessEntry::new(access, Action::Create, Outcome::Ok, scope_s, name_s);
-                    (id, Some(entry))
+                    (id, 1, Some(entry))
+                }
+                // An operator deleted it: a migration does not bring it back
+                // behind their back.
+                Some(row) if row.deleted_at.is_some() => {
+                    return Ok(Err(format!(
+                        "{} is deleted in the store; undelete it, or destroy it \
+                         (`keyward secret rm --destroy`) to migrate into it again",
+                        c.item.target
+                    )));
                 }
                 Some(row) => {
                     let aad = secret_aad(scope_s, name_s, row.meta.version);
@@ -216,7 +221,7 @@ async fn one(
                     if same {
                         // Already there (a crash after an earlier commit
                         // of the same value, or the operator set it).
-                        (row.id, None)
+                        (row.id, row.meta.version, None)
                     } else if c.state.is_some() {
                         // This item wrote it before; a run with --again
                         // brings the legacy value over as a new version.
@@ -239,7 +244,7 @@ async fn one(
                         let entry =
                             AccessEntry::new(access, Action::Replace, Outcome::Ok, scope_s, name_s)
                                 .with_detail(format!("version {version}"));
-                        (row.id, Some(entry))
+                        (row.id, version, Some(entry))
                     } else {
                         return Ok(Err(format!(
                             "{} already exists in the store with another value; not \
@@ -250,7 +255,11 @@ async fn one(
                 }
             };
             bind(conn, known, binding, id, now).await?;
-            (Some(id), entry.map(|e| e.with_detail(detail.clone())))
+            (
+                Some(id),
+                Some(version),
+                entry.map(|e| e.with_detail(detail.clone())),
+            )
         }
     };
     let row = LedgerRow {
@@ -261,6 +270,7 @@ async fn one(
         target: c.item.target.clone(),
         state: State::Written,
         secret_id,
+        version,
         written_at: now_ms(),
         retired_at: None,
     };

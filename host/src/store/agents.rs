@@ -252,8 +252,9 @@ pub async fn delete_instance(conn: &mut AnyConnection, id: &str) -> Result<bool,
 }
 
 /// The token secret (id, scope, name) `agent_type` uses — for `instance`,
-/// its own when it has one, else the type's. A secret that was deleted
-/// (its link set to NULL) is no token.
+/// its own when it has one, else the type's. A secret that was destroyed
+/// (its link set to NULL) or is soft-deleted is no token; an undeleted one
+/// is again.
 pub async fn token_secret_for(
     db: Reader<'_>,
     agent_type: &str,
@@ -263,7 +264,7 @@ pub async fn token_secret_for(
         let row = sqlx::query(
             "SELECT s.id, s.scope, s.name FROM agent_instance i \
              JOIN secret s ON s.id = i.token_secret_id \
-             WHERE i.id = $1 AND i.agent_type = $2",
+             WHERE i.id = $1 AND i.agent_type = $2 AND s.deleted_at IS NULL",
         )
         .bind(id.to_owned())
         .bind(agent_type.to_owned())
@@ -279,7 +280,8 @@ pub async fn token_secret_for(
     }
     let row = sqlx::query(
         "SELECT s.id, s.scope, s.name FROM agent_type t \
-         JOIN secret s ON s.id = t.token_secret_id WHERE t.name = $1",
+         JOIN secret s ON s.id = t.token_secret_id WHERE t.name = $1 \
+         AND s.deleted_at IS NULL",
     )
     .bind(agent_type.to_owned())
     .fetch_optional(db)

@@ -136,11 +136,14 @@ impl Db {
         let options = match backend {
             // synchronous=FULL: a WAL commit is fsync'd before COMMIT returns,
             // which is what "durably logged before the plaintext" rests on.
+            // secure_delete: a removed value (a destroyed version or secret)
+            // is overwritten with zeros, not left in a free page.
             Backend::Sqlite => options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
+                         PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; \
+                         PRAGMA secure_delete = ON;",
                     )
                     .await?;
                     Ok(())

@@ -89,6 +89,9 @@ pub struct LedgerRow {
     pub state: State,
     /// The secret written, if it is one (and still exists).
     pub secret_id: Option<i64>,
+    /// The version of that secret the item wrote (or found holding its
+    /// value), so an import can be rolled back to the one before.
+    pub version: Option<i64>,
     /// Unix ms.
     pub written_at: i64,
     /// Unix ms, once retired.
@@ -96,7 +99,7 @@ pub struct LedgerRow {
 }
 
 const COLUMNS: &str =
-    "plugin, source, item_id, unit, target, state, secret_id, written_at, retired_at";
+    "plugin, source, item_id, unit, target, state, secret_id, version, written_at, retired_at";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> {
     Ok(LedgerRow {
@@ -107,6 +110,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<LedgerRow, sqlx::Error> {
         target: r.try_get("target")?,
         state: State::parse(&r.try_get::<String, _>("state")?)?,
         secret_id: r.try_get("secret_id")?,
+        version: r.try_get("version")?,
         written_at: r.try_get("written_at")?,
         retired_at: r.try_get("retired_at")?,
     })
@@ -229,7 +233,8 @@ pub async fn written_many(
                 r.unit,
                 r.target,
                 r.secret_id,
-                r.written_at
+                r.written_at,
+                r.version
             ])
         })
         .collect();
@@ -237,10 +242,11 @@ pub async fn written_many(
     // `WHERE true`: SQLite needs it to read ON CONFLICT after a SELECT.
     let sql = format!(
         "INSERT INTO migration_ledger (plugin, source, item_id, unit, target, state, secret_id, \
-         written_at, retired_at) SELECT {}, {}, {}, {}, {}, 'written', {}, {}, NULL FROM {} \
+         written_at, retired_at, version) \
+         SELECT {}, {}, {}, {}, {}, 'written', {}, {}, NULL, {} FROM {} \
          WHERE true ON CONFLICT (plugin, source, item_id) DO UPDATE SET unit = excluded.unit, \
          target = excluded.target, state = excluded.state, secret_id = excluded.secret_id, \
-         written_at = excluded.written_at, retired_at = NULL",
+         version = excluded.version, written_at = excluded.written_at, retired_at = NULL",
         t(0),
         t(1),
         t(2),
@@ -248,6 +254,7 @@ pub async fn written_many(
         t(4),
         i(5),
         i(6),
+        i(7),
         json_rows(backend)
     );
     sqlx::query(&sql)
@@ -291,10 +298,10 @@ pub async fn retired_many(
 pub async fn written(conn: &mut AnyConnection, r: &LedgerRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO migration_ledger (plugin, source, item_id, unit, target, state, secret_id, \
-         written_at, retired_at) VALUES ($1, $8, $2, $3, $4, $5, $6, $7, NULL) \
+         written_at, retired_at, version) VALUES ($1, $8, $2, $3, $4, $5, $6, $7, NULL, $9) \
          ON CONFLICT (plugin, source, item_id) DO UPDATE SET unit = excluded.unit, \
          target = excluded.target, state = excluded.state, secret_id = excluded.secret_id, \
-         written_at = excluded.written_at, retired_at = NULL",
+         version = excluded.version, written_at = excluded.written_at, retired_at = NULL",
     )
     .bind(r.plugin.clone())
     .bind(r.item_id.clone())
@@ -304,6 +311,7 @@ pub async fn written(conn: &mut AnyConnection, r: &LedgerRow) -> Result<(), sqlx
     .bind(r.secret_id)
     .bind(r.written_at)
     .bind(r.source.clone())
+    .bind(r.version)
     .execute(conn)
     .await?;
     Ok(())

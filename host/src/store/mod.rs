@@ -248,6 +248,20 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The sealed value in a row's `nonce`, `ciphertext` and `tag` columns. A
+/// part of the wrong type (a manual edit) or a destroyed version's NULL
+/// reads as empty, so the value fails to open on its own instead of making
+/// a whole group of lookups fail.
+pub(crate) fn sealed_of(row: &sqlx::any::AnyRow, key_id: String) -> crate::crypto::Sealed {
+    use sqlx::Row;
+    crate::crypto::Sealed {
+        key_id,
+        nonce: row.try_get("nonce").unwrap_or_default(),
+        ciphertext: row.try_get("ciphertext").unwrap_or_default(),
+        tag: row.try_get("tag").unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

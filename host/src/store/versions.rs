@@ -71,7 +71,6 @@ fn meta_of(row: &AnyRow) -> Result<VersionMeta, sqlx::Error> {
 pub async fn keep(
     conn: &mut AnyConnection,
     current: &SecretRow,
-    written_by: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -86,38 +85,10 @@ pub async fn keep(
     .bind(current.sealed.ciphertext.clone())
     .bind(current.sealed.tag.clone())
     .bind(current.meta.rotated_at)
-    .bind(written_by.to_owned())
+    .bind(current.written_by.clone())
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// Who wrote the current value of secret `id`.
-pub async fn written_by<'c>(
-    conn: impl Executor<'c, Database = Any>,
-    id: i64,
-) -> Result<String, sqlx::Error> {
-    let by: Option<String> = sqlx::query_scalar("SELECT written_by FROM secret WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(by.unwrap_or_default())
-}
-
-/// Records who wrote the current value of the secret at `scope`/`name`.
-pub async fn set_written_by(
-    conn: &mut AnyConnection,
-    scope: &str,
-    name: &str,
-    by: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE secret SET written_by = $1 WHERE scope = $2 AND name = $3")
-        .bind(by.to_owned())
-        .bind(scope.to_owned())
-        .bind(name.to_owned())
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -151,12 +122,7 @@ pub async fn get_kept<'c>(
         Ok(KeptVersion {
             secret_id: id,
             version,
-            sealed: Sealed {
-                key_id: r.try_get("key_id")?,
-                nonce: r.try_get("nonce").unwrap_or_default(),
-                ciphertext: r.try_get("ciphertext").unwrap_or_default(),
-                tag: r.try_get("tag").unwrap_or_default(),
-            },
+            sealed: super::sealed_of(&r, r.try_get("key_id")?),
         })
     })
     .transpose()
@@ -218,12 +184,19 @@ async fn destroy_where(
 }
 
 /// Deletes every version row of secret `id` (with the secret itself).
-pub async fn delete_all(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+/// Returns how many versions still had their ciphertext.
+pub async fn delete_all(conn: &mut AnyConnection, id: i64) -> Result<u64, sqlx::Error> {
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM secret_version WHERE secret_id = $1 AND destroyed_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM secret_version WHERE secret_id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(kept.max(0) as u64)
 }
 
 /// Up to `limit` kept versions sealed by a key other than `current_key_id`,
@@ -256,12 +229,7 @@ pub async fn sealed_by_other_keys(
                 KeptVersion {
                     secret_id: r.try_get("secret_id")?,
                     version: r.try_get("version")?,
-                    sealed: Sealed {
-                        key_id: r.try_get("key_id")?,
-                        nonce: r.try_get("nonce").unwrap_or_default(),
-                        ciphertext: r.try_get("ciphertext").unwrap_or_default(),
-                        tag: r.try_get("tag").unwrap_or_default(),
-                    },
+                    sealed: super::sealed_of(r, r.try_get("key_id")?),
                 },
             ))
         })

@@ -100,6 +100,41 @@ pub enum VaultError {
         /// Name.
         name: String,
     },
+    /// A create named a secret that is soft-deleted: it still holds the
+    /// name until it is undeleted, destroyed or purged. (409)
+    #[error(
+        "secret {scope}/{name} is deleted and can be undeleted until its retention passes: \
+         undelete it, write a new value to it (which makes it live again), or destroy it to \
+         free the name"
+    )]
+    Deleted {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+    },
+    /// An undelete named a secret that is not deleted. (409)
+    #[error("secret {scope}/{name} is not deleted")]
+    NotDeleted {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+    },
+    /// An undelete came after the retention window: the purge is due to
+    /// destroy the secret, and nothing can bring it back. (410)
+    #[error(
+        "secret {scope}/{name} was deleted more than {retention} ago: past the retention \
+         window it cannot be undeleted"
+    )]
+    RetentionPassed {
+        /// Scope.
+        scope: String,
+        /// Name.
+        name: String,
+        /// The window, e.g. `7d`.
+        retention: String,
+    },
     /// Someone else changed the secret meanwhile; retry. (409)
     #[error("secret {scope}/{name} changed while this request ran; try again")]
     Conflict {
@@ -198,9 +233,12 @@ impl VaultError {
             VaultError::NotFound { .. } | VaultError::VersionUnavailable { .. } => 404,
             VaultError::Denied { .. } => 403,
             VaultError::Exists { .. }
+            | VaultError::Deleted { .. }
+            | VaultError::NotDeleted { .. }
             | VaultError::Conflict { .. }
             | VaultError::VersionMismatch { .. }
             | VaultError::Race(_) => 409,
+            VaultError::RetentionPassed { .. } => 410,
             VaultError::ValueTooLarge { .. } => 413,
             VaultError::Store(_) | VaultError::Audit(_) => 503,
             VaultError::Key(_)

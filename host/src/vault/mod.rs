@@ -3,6 +3,7 @@
 //! logged before the plaintext comes back.
 
 mod checkpoint;
+mod deletion;
 mod error;
 mod keycheck;
 mod mutate;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+pub use deletion::{describe_duration, DEFAULT_RETENTION, PURGE_ACCESSOR};
 pub use error::{MissingSecretError, VaultError, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
 pub use keycheck::NewKey;
 pub use mutate::{check_description, Put, PutMode};
@@ -66,6 +68,8 @@ pub struct Vault {
     log: GroupCommit,
     /// Versions kept per secret, the current one included (0: all).
     max_versions: i64,
+    /// How long a deleted secret can be undeleted.
+    retention: std::time::Duration,
 }
 
 /// Versions kept per secret by default, the current one included; older
@@ -121,6 +125,7 @@ impl Vault {
             checkpoints,
             log,
             max_versions: i64::from(config.max_versions),
+            retention: config.delete_retention,
         })
     }
 

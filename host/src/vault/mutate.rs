@@ -130,7 +130,9 @@ impl Vault {
         }
         let (mut tx, head) = self.begin_logged().await?;
         let now = now_ms();
-        let existing = secrets::get(&mut *tx, scope.as_str(), name.as_str()).await?;
+        // A deleted secret counts: a new value makes it live again as its
+        // next version, and its version is what a check-and-set compares.
+        let existing = secrets::get_any(&mut *tx, scope.as_str(), name.as_str()).await?;
         check_expected(
             scope,
             name,
@@ -149,34 +151,41 @@ impl Vault {
                     .keyring
                     .seal(value, &secret_aad(scope.as_str(), name.as_str(), 1));
                 let description = description.unwrap_or("");
-                secrets::insert(
-                    &mut tx,
-                    scope.as_str(),
-                    name.as_str(),
-                    description,
-                    &sealed,
+                let value = secrets::NewValue {
+                    sealed: &sealed,
+                    written_by: access.accessor(),
                     now,
-                )
-                .await?;
-                versions::set_written_by(&mut tx, scope.as_str(), name.as_str(), access.accessor())
-                    .await?;
+                };
+                secrets::insert(&mut tx, scope.as_str(), name.as_str(), description, value).await?;
                 (
                     Put::Created(1),
                     vec![entry(access, Action::Create, scope, name)],
                 )
             }
-            Some(_) if mode == PutMode::Create => {
-                return Err(VaultError::Exists {
-                    scope: scope.to_string(),
-                    name: name.to_string(),
+            Some(row) if mode == PutMode::Create => {
+                return Err(if row.deleted_at.is_some() {
+                    VaultError::Deleted {
+                        scope: scope.to_string(),
+                        name: name.to_string(),
+                    }
+                } else {
+                    VaultError::Exists {
+                        scope: scope.to_string(),
+                        name: name.to_string(),
+                    }
                 })
             }
             Some(row) => {
                 let version = row.meta.version + 1;
                 let aad = secret_aad(scope.as_str(), name.as_str(), version);
                 let sealed = self.keyring.seal(value, &aad);
+                let revived = if row.deleted_at.is_some() {
+                    " (it was deleted: live again)"
+                } else {
+                    ""
+                };
                 let mut entries = vec![entry(access, Action::Replace, scope, name)
-                    .with_detail(format!("version {version}"))];
+                    .with_detail(format!("version {version}{revived}"))];
                 entries.extend(
                     self.supersede(&mut tx, &row, version, &sealed, access, now)
                         .await?,
@@ -194,7 +203,8 @@ impl Vault {
 
     /// Replaces `row`'s value with `sealed` at `version` (the next one):
     /// the value it had is kept as a version, and versions past
-    /// [`Vault::max_versions`] are destroyed. Returns the destroy entries.
+    /// the secret's limit (else [`Vault::max_versions`]) are destroyed.
+    /// Returns the destroy entries.
     pub(crate) async fn supersede(
         &self,
         tx: &mut sqlx::AnyConnection,
@@ -205,16 +215,19 @@ impl Vault {
         now: i64,
     ) -> Result<Vec<AccessEntry>, VaultError> {
         let (scope, name) = (row.meta.scope.as_str(), row.meta.name.as_str());
-        let by = versions::written_by(&mut *tx, row.id).await?;
-        versions::keep(tx, row, &by, now).await?;
-        if !secrets::replace_value(tx, row.id, row.meta.version, version, sealed, now).await? {
+        versions::keep(tx, row, now).await?;
+        let value = secrets::NewValue {
+            sealed,
+            written_by: access.accessor(),
+            now,
+        };
+        if !secrets::replace_value(tx, row.id, row.meta.version, version, value).await? {
             return Err(VaultError::Conflict {
                 scope: scope.to_owned(),
                 name: name.to_owned(),
             });
         }
-        versions::set_written_by(tx, scope, name, access.accessor()).await?;
-        let keep = self.max_versions;
+        let keep = row.max_versions.unwrap_or(self.max_versions);
         let destroyed = versions::prune(tx, row.id, version, keep, now).await?;
         Ok(destroyed
             .into_iter()
@@ -270,22 +283,6 @@ impl Vault {
         secrets::describe(&mut tx, row.id, description, now_ms()).await?;
         self.commit_logged(tx, head, &[entry(access, Action::Describe, scope, name)])
             .await
-    }
-
-    /// Deletes a secret.
-    pub async fn delete(
-        &self,
-        scope: &Scope,
-        name: &SecretName,
-        access: &Access,
-    ) -> Result<(), VaultError> {
-        let (mut tx, head) = self.begin_logged().await?;
-        let row = self.row(&mut tx, scope, name).await?;
-        versions::delete_all(&mut tx, row.id).await?;
-        secrets::delete(&mut tx, row.id).await?;
-        let logged = entry(access, Action::Delete, scope, name)
-            .with_detail(format!("version {}", row.meta.version));
-        self.commit_logged(tx, head, &[logged]).await
     }
 
     /// Re-seals one secret under the current master key with a fresh nonce

@@ -23,11 +23,10 @@ impl Vault {
                 scope: scope.to_string(),
                 name: name.to_string(),
             })?;
-        let by = versions::written_by(self.db.reader(), row.id).await?;
         let mut all = vec![VersionMeta {
             version: row.meta.version,
             written_at: row.meta.rotated_at,
-            written_by: by,
+            written_by: row.written_by.clone(),
             key_id: row.meta.key_id.clone(),
             superseded_at: None,
             destroyed_at: None,
