@@ -7,6 +7,7 @@ mod support;
 mod cas;
 mod cli_routes;
 mod dashboard;
+mod deletion;
 mod logs;
 mod ops;
 mod policies;

@@ -43,6 +43,11 @@ pub enum Command {
         /// Otherwise nothing is written and the current version is named.
         #[arg(long, value_name = "N", conflicts_with = "create_only")]
         cas: Option<u32>,
+        /// Keep N versions of this secret from now on, the current one
+        /// included (0: all), instead of the server's KEYWARD_MAX_VERSIONS;
+        /// older kept versions are destroyed at once (logged).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10_000))]
+        max_versions: Option<u32>,
     },
     /// Print a secret's value to stdout. The read is logged with --reason.
     Get {
@@ -95,13 +100,39 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a secret.
+    /// Delete a secret: it renders as missing at once and can be undeleted
+    /// until KEYWARD_DELETE_RETENTION (default 7d) passes, then the server
+    /// destroys it. With --destroy every version's ciphertext is removed
+    /// now, for good.
     Rm {
         /// Secret name.
         name: String,
         /// Scope.
         #[arg(long, default_value = "global")]
         scope: String,
+        /// Remove the secret and every version's ciphertext now (also for a
+        /// secret already deleted); cannot be undone.
+        #[arg(long)]
+        destroy: bool,
+    },
+    /// Bring a deleted secret back, with its value and versions, within the
+    /// retention window.
+    Undelete {
+        /// Secret name.
+        name: String,
+        /// Scope.
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+    /// List deleted secrets: when, by whom, and until when each can be
+    /// undeleted. Never a value.
+    Deleted {
+        /// Only this scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-seal a secret under the current master key with a fresh nonce.
     Rotate {
@@ -126,6 +157,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             keep_newline,
             create_only,
             cas,
+            max_versions,
         } => {
             let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
             if let Some(d) = description {
@@ -154,6 +186,12 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             {
                 Put::Created(_) => println!("created {scope}/{name} (version 1)"),
                 Put::Replaced(v) => println!("replaced {scope}/{name} (version {v})"),
+            }
+            if let Some(n) = max_versions {
+                let destroyed = vault
+                    .set_max_versions(&scope, &name, Some(*n), &access)
+                    .await?;
+                print_limit(*n, Some(destroyed.len()));
             }
         }
         Command::Get {
@@ -214,12 +252,34 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let rows = vault.list(scope.as_ref()).await?;
             print_list(&rows, *json)?;
         }
-        Command::Rm { name, scope } => {
+        Command::Rm {
+            name,
+            scope,
+            destroy,
+        } => {
             let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
             let vault = open_vault(cli).await?;
-            let access = Access::new(accessor(), "keyward secret rm")?;
-            vault.delete(&scope, &name, &access).await?;
-            println!("deleted {scope}/{name}");
+            if *destroy {
+                let access = Access::new(accessor(), "keyward secret rm --destroy")?;
+                vault.destroy(&scope, &name, &access).await?;
+                print_removed(&scope, &name, true);
+            } else {
+                let access = Access::new(accessor(), "keyward secret rm")?;
+                vault.delete(&scope, &name, &access).await?;
+                print_removed(&scope, &name, false);
+            }
+        }
+        Command::Undelete { name, scope } => {
+            let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
+            let vault = open_vault(cli).await?;
+            let access = Access::new(accessor(), "keyward secret undelete")?;
+            let meta = vault.undelete(&scope, &name, &access).await?;
+            println!("undeleted {scope}/{name} (version {})", meta.version);
+        }
+        Command::Deleted { scope, json } => {
+            let scope = scope.as_deref().map(Scope::parse).transpose()?;
+            let vault = open_vault(cli).await?;
+            print_deleted(&vault.deleted(scope.as_ref()).await?, *json)?;
         }
         Command::Rotate { name, scope } => {
             let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
@@ -246,6 +306,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
             keep_newline,
             create_only,
             cas,
+            max_versions,
         } => {
             // Checked here too, so a bad name fails before the value is read.
             Scope::parse(scope)?;
@@ -306,6 +367,12 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                 None => {
                     return Err(RemoteError::BadAnswer("no version in the answer".into()).into())
                 }
+            }
+            if let Some(n) = max_versions {
+                remote
+                    .put(&path, &scope_q, &serde_json::json!({ "max_versions": n }))
+                    .await?;
+                print_limit(*n, None);
             }
         }
         Command::Get {
@@ -372,14 +439,38 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
             let rows = remote::rows(&remote.get("/secrets", &query).await?)?;
             print_list(&rows, *json)?;
         }
-        Command::Rm { name, scope } => {
+        Command::Rm {
+            name,
+            scope,
+            destroy,
+        } => {
+            let mut query = vec![("scope", scope.clone())];
+            if *destroy {
+                query.push(("destroy", "true".into()));
+            }
             remote
-                .delete(
-                    &format!("/secrets/{}", segment(name)),
+                .delete(&format!("/secrets/{}", segment(name)), &query)
+                .await?;
+            print_removed(scope, name, *destroy);
+        }
+        Command::Undelete { name, scope } => {
+            let meta = remote
+                .post_empty(
+                    &format!("/secrets/{}/undelete", segment(name)),
                     &[("scope", scope.clone())],
                 )
                 .await?;
-            println!("deleted {scope}/{name}");
+            println!(
+                "undeleted {scope}/{name} (version {})",
+                meta.get("version")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or_default()
+            );
+        }
+        Command::Deleted { scope, json } => {
+            let query: Vec<(&str, String)> = scope.iter().map(|s| ("scope", s.clone())).collect();
+            let rows = remote::rows(&remote.get("/deleted-secrets", &query).await?)?;
+            print_deleted(&rows, *json)?;
         }
         Command::Rotate { name, scope } => {
             let meta = remote
@@ -438,14 +529,64 @@ pub(super) fn read_value(
     Ok(value)
 }
 
-fn print_versions(rows: &[crate::store::versions::VersionMeta], json: bool) -> anyhow::Result<()> {
+/// One JSON object per line, for scripts (`--json`).
+fn print_json_lines<T: serde::Serialize>(rows: &[T]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
-        for row in rows {
-            writeln!(out, "{}", serde_json::to_string(row)?)?;
-        }
-        return Ok(());
+    for row in rows {
+        writeln!(out, "{}", serde_json::to_string(row)?)?;
     }
+    Ok(())
+}
+
+fn print_removed(scope: &dyn std::fmt::Display, name: &dyn std::fmt::Display, destroyed: bool) {
+    if destroyed {
+        println!("destroyed {scope}/{name} and every version of it");
+    } else {
+        println!(
+            "deleted {scope}/{name}; `keyward secret undelete {name} --scope {scope}` brings it \
+             back until the retention window (KEYWARD_DELETE_RETENTION) passes"
+        );
+    }
+}
+
+fn print_limit(n: u32, destroyed: Option<usize>) {
+    match (n, destroyed) {
+        (0, _) => println!("keeps every version from now on"),
+        (n, Some(d)) => println!("keeps {n} version(s) from now on; {d} older destroyed"),
+        (n, None) => println!("keeps {n} version(s) from now on"),
+    }
+}
+
+fn print_deleted(rows: &[crate::store::secrets::DeletedMeta], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json_lines(rows);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<24} {:<32} {:>7} {:<24} {:<24} BY",
+        "SCOPE", "NAME", "VERSION", "DELETED", "UNDELETABLE UNTIL"
+    )?;
+    for row in rows {
+        writeln!(
+            out,
+            "{:<24} {:<32} {:>7} {:<24} {:<24} {}",
+            row.meta.scope,
+            row.meta.name,
+            row.meta.version,
+            super::audit::format_ms(row.deleted_at),
+            super::audit::format_ms(row.undeletable_until),
+            row.deleted_by
+        )?;
+    }
+    Ok(())
+}
+
+fn print_versions(rows: &[crate::store::versions::VersionMeta], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json_lines(rows);
+    }
+    let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:>7} {:<9} {:<24} {:<32} KEY",
@@ -471,13 +612,10 @@ fn print_versions(rows: &[crate::store::versions::VersionMeta], json: bool) -> a
 }
 
 fn print_list(rows: &[crate::store::secrets::SecretMeta], json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     if json {
-        for row in rows {
-            writeln!(out, "{}", serde_json::to_string(row)?)?;
-        }
-        return Ok(());
+        return print_json_lines(rows);
     }
+    let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<24} {:<32} {:>7} {:<24} DESCRIPTION",

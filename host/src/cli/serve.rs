@@ -100,6 +100,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let every = std::time::Duration::from_secs(args.audit_checkpoint_every);
         super::checkpoint_file::spawn_periodic(vault.clone(), path, every)
     });
+    let _purge = spawn_purge(vault.clone());
     let _watch = plugins.watch();
     let _hup = reload_on_sighup(plugins.clone());
     let _pid_file = PidFile::claim(config::data_dir(cli.data_dir.as_deref()).join(PID_FILE));
@@ -217,6 +218,33 @@ impl Drop for PidFile {
         // unlocked with this pid in it.
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Destroys deleted secrets past the retention window, at start and then
+/// every quarter of the window (at least every second, at most every
+/// minute), so a secret is gone at most a minute after its window closes.
+/// On PostgreSQL the hosts take turns (an advisory lock); a failure (the
+/// log cannot be written) is retried on the next tick.
+fn spawn_purge(vault: crate::vault::Vault) -> tokio::task::JoinHandle<()> {
+    let every = (vault.retention() / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match vault.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    destroyed = n,
+                    "purged secrets deleted past the retention window"
+                ),
+                Err(error) => tracing::warn!(%error, "purge of deleted secrets failed; retrying"),
+            }
+        }
+    })
 }
 
 /// SIGHUP reloads the plugins (what `keyward plugin reload` sends).

@@ -183,7 +183,8 @@ pub async fn reveal(
     }))
 }
 
-/// `PUT /secrets/{name}` body: at least one of value and description.
+/// `PUT /secrets/{name}` body: at least one of value, description and
+/// max_versions.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
@@ -191,7 +192,12 @@ pub struct Update {
     description: Option<String>,
     /// Check-and-set: the version the caller read (as `If-Match`).
     cas: Option<i64>,
+    /// Versions this secret keeps, the current one included (0: all).
+    max_versions: Option<i64>,
 }
+
+/// Most versions a secret can be told to keep (as `KEYWARD_MAX_VERSIONS`).
+const MAX_MAX_VERSIONS: i64 = 10_000;
 
 /// The version an `If-Match` header names: `"N"` (an entity tag, as the
 /// `ETag` of the answer gives it) or a bare `N`. A weak tag (`W/"N"`), a
@@ -235,11 +241,19 @@ pub async fn update(
     Body(req): Body<Update>,
 ) -> Result<Response, ApiError> {
     let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
-    if req.value.is_none() && req.description.is_none() {
+    if req.value.is_none() && req.description.is_none() && req.max_versions.is_none() {
         return Err(ApiError::Invalid(
-            "nothing to change: give a value, a description or both".into(),
+            "nothing to change: give a value, a description, max_versions, or several".into(),
         ));
     }
+    let max_versions = match req.max_versions {
+        Some(n) if !(0..=MAX_MAX_VERSIONS).contains(&n) => {
+            return Err(ApiError::Invalid(format!(
+                "max_versions: 0 (keep all) to {MAX_MAX_VERSIONS}"
+            )))
+        }
+        n => n.map(|n| n as u32),
+    };
     let expect = match (if_match(&headers)?, req.cas) {
         (Some(h), Some(c)) if h != c => {
             return Err(ApiError::Invalid(format!(
@@ -271,18 +285,27 @@ pub async fn update(
                 .await?;
         }
         None => {
-            let description = req.description.as_deref().unwrap_or_default();
-            state
-                .vault
-                .describe_expecting(
-                    &scope,
-                    &name,
-                    description,
-                    &access(&caller, "describe")?,
-                    expect,
-                )
-                .await?;
+            if let Some(description) = req.description.as_deref() {
+                state
+                    .vault
+                    .describe_expecting(
+                        &scope,
+                        &name,
+                        description,
+                        &access(&caller, "describe")?,
+                        expect,
+                    )
+                    .await?;
+            }
         }
+    }
+    // After the checked change: a version mismatch above leaves the limit
+    // as it was too.
+    if let Some(n) = max_versions {
+        state
+            .vault
+            .set_max_versions(&scope, &name, Some(n), &access(&caller, "max_versions")?)
+            .await?;
     }
     let meta = state.vault.meta(&scope, &name).await?;
     let mut response = Json(&meta).into_response();
@@ -290,19 +313,70 @@ pub async fn update(
     Ok(response)
 }
 
-/// `DELETE /secrets/{name}[?scope=S]` (operator): 204.
+/// `DELETE /secrets/{name}` query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    scope: Option<String>,
+    /// Remove every version's ciphertext now instead of a soft delete.
+    #[serde(default)]
+    destroy: bool,
+}
+
+/// `DELETE /secrets/{name}[?scope=S][&destroy=true]` (operator): 204. A soft
+/// delete: the secret renders as missing and can be undeleted until the
+/// retention window passes. With `destroy=true` (a live or a deleted
+/// secret) every version's ciphertext is removed at once, for good.
 pub async fn delete(
     Operator(caller): Operator,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    q: QueryResult<ScopeQuery>,
+    q: QueryResult<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
-    state
-        .vault
-        .delete(&scope, &name, &access(&caller, "delete")?)
-        .await?;
+    let q = query(q)?;
+    let (scope, name) = (scope_of(q.scope.as_deref())?, name_of(&name)?);
+    if q.destroy {
+        state
+            .vault
+            .destroy(&scope, &name, &access(&caller, "destroy")?)
+            .await?;
+    } else {
+        state
+            .vault
+            .delete(&scope, &name, &access(&caller, "delete")?)
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /secrets/{name}/undelete[?scope=S]` (operator): the deleted secret
+/// is live again with its value and versions; 409 `not_deleted` if it is
+/// live, 410 `retention_passed` after the window.
+pub async fn undelete(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    q: QueryResult<ScopeQuery>,
+) -> Result<Response, ApiError> {
+    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
+    let meta = state
+        .vault
+        .undelete(&scope, &name, &access(&caller, "undelete")?)
+        .await?;
+    let mut response = Json(&meta).into_response();
+    response.headers_mut().insert(ETAG, etag(meta.version));
+    Ok(response)
+}
+
+/// `GET /deleted-secrets[?scope=S]` (operator): the soft-deleted secrets,
+/// with when, by whom, and until when each can be undeleted.
+pub async fn deleted(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+    q: QueryResult<ScopeQuery>,
+) -> Result<Json<Vec<crate::store::secrets::DeletedMeta>>, ApiError> {
+    let scope = query(q)?.scope.as_deref().map(Scope::parse).transpose()?;
+    Ok(Json(state.vault.deleted(scope.as_ref()).await?))
 }
 
 /// `POST /secrets/{name}/rotate[?scope=S]` (operator): re-sealed under the

@@ -58,6 +58,9 @@ pub struct DeletedMeta {
     pub deleted_at: i64,
     /// Who deleted it.
     pub deleted_by: String,
+    /// Unix ms after which it can no longer be undeleted (and the purge
+    /// destroys it).
+    pub undeletable_until: i64,
 }
 
 const META: &str = "scope, name, description, version, key_id, created_at, updated_at, rotated_at";
@@ -139,21 +142,24 @@ pub async fn list(db: Reader<'_>, scope: Option<&str>) -> Result<Vec<SecretMeta>
 }
 
 /// Every soft-deleted secret, optionally of one scope, ordered by scope and
-/// name.
+/// name; each undeletable for `retention_ms` after its deletion.
 pub async fn list_deleted(
     db: Reader<'_>,
     scope: Option<&str>,
+    retention_ms: i64,
 ) -> Result<Vec<DeletedMeta>, sqlx::Error> {
     list_rows(db, scope, Liveness::Deleted)
         .await?
         .iter()
         .map(|row| {
+            let deleted_at: i64 = row.try_get("deleted_at")?;
             Ok(DeletedMeta {
                 meta: meta(row)?,
-                deleted_at: row.try_get("deleted_at")?,
+                deleted_at,
                 deleted_by: row
                     .try_get::<Option<String>, _>("deleted_by")?
                     .unwrap_or_default(),
+                undeletable_until: deleted_at.saturating_add(retention_ms),
             })
         })
         .collect()

@@ -206,7 +206,8 @@ impl Vault {
     /// Every soft-deleted secret (of one scope, if given), with when and by
     /// whom it was deleted. Never a value.
     pub async fn deleted(&self, scope: Option<&Scope>) -> Result<Vec<DeletedMeta>, VaultError> {
-        Ok(secrets::list_deleted(self.db.reader(), scope.map(Scope::as_str)).await?)
+        let scope = scope.map(Scope::as_str);
+        Ok(secrets::list_deleted(self.db.reader(), scope, self.retention_ms()).await?)
     }
 
     /// Sets how many versions a secret keeps (the current one included; 0:
