@@ -624,3 +624,110 @@ fn versions_and_rollback_from_the_cli() {
     );
     r.assert_client_untouched();
 }
+
+/// `secret rm` deletes softly (renders miss, `secret deleted` lists it,
+/// `secret undelete` restores it), `rm --destroy` is final, `set
+/// --max-versions` bounds one secret; each locally and through a server.
+/// A server whose retention is short purges a deletion by itself, logged as
+/// `keyward:purge`.
+#[test]
+fn soft_delete_undelete_destroy_and_the_purge_from_the_cli() {
+    let kw = Kw::new();
+    let operator = kw.token("laptop", "operator");
+    let mut serve = kw.cmd(&["serve", "--listen", "127.0.0.1:0"]);
+    serve.env("KEYWARD_DELETE_RETENTION", "2s");
+    let served = crate::support::kw::Served::spawn(serve, &kw.dir.path().join("serve.log"));
+    let r = Remote {
+        kw,
+        served,
+        client: tempfile::tempdir().expect("client dir"),
+        operator,
+    };
+    let local = &r.kw;
+    for (who, via_server) in [("LOCAL", false), ("REMOTE", true)] {
+        let run = |args: &[&str], stdin: &[u8]| {
+            let mut args = args.to_vec();
+            if via_server {
+                r.ok(&args, stdin)
+            } else {
+                args.push("--local");
+                local.ok(&args, stdin)
+            }
+        };
+        let name = format!("{who}_GONE");
+        run(&["secret", "set", &name], b"value-one");
+        run(&["secret", "set", &name], b"value-two");
+        let out = run(&["secret", "rm", &name], b"");
+        assert!(out.contains("secret undelete"), "{out}");
+        let get = local.run(&["secret", "get", &name, "--reason", "r"], b"");
+        assert_ne!(code(&get), 0, "a deleted secret was read");
+        assert!(!run(&["secret", "list"], b"").contains(&name));
+        let listed = run(&["secret", "deleted", "--json"], b"");
+        let row: serde_json::Value = serde_json::from_str(
+            listed
+                .lines()
+                .find(|l| l.contains(&name))
+                .unwrap_or_else(|| panic!("{name} not in {listed}")),
+        )
+        .expect("json");
+        assert_eq!(row["version"], 2);
+        assert!(run(&["secret", "deleted"], b"").contains("UNDELETABLE UNTIL"));
+        let out = run(&["secret", "undelete", &name], b"");
+        assert!(out.contains("(version 2)"), "{out}");
+        assert_eq!(
+            local.ok(&["secret", "get", &name, "--reason", "r"], b""),
+            "value-two"
+        );
+        let out = run(&["secret", "set", &name, "--max-versions", "1"], b"value-3");
+        assert!(out.contains("keeps 1 version(s)"), "{out}");
+        let versions = local.ok(&["secret", "versions", &name], b"");
+        assert_eq!(versions.matches("kept").count(), 0, "{versions}");
+        let out = run(&["secret", "rm", &name, "--destroy"], b"");
+        assert!(out.contains("destroyed"), "{out}");
+        let again = local.run(&["secret", "undelete", &name], b"");
+        assert_ne!(code(&again), 0, "a destroyed secret came back");
+        for bad in [
+            vec!["secret", "set", &name, "--max-versions", "-1"],
+            vec!["secret", "set", &name, "--max-versions", "10001"],
+            vec!["secret", "undelete", "bad name!"],
+            vec!["secret", "rm", &name, "--destroy=maybe"],
+        ] {
+            let out = if via_server {
+                r.run(&bad, b"v")
+            } else {
+                let mut args = bad.clone();
+                args.push("--local");
+                local.run(&args, b"v")
+            };
+            assert_ne!(code(&out), 0, "{bad:?}");
+        }
+    }
+
+    // The server's purge: deleted, then gone once the 2 s window passed.
+    r.ok(&["secret", "set", "PURGED"], b"old-value");
+    r.ok(&["secret", "rm", "PURGED"], b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while r.ok(&["secret", "deleted"], b"").contains("PURGED") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not purge a deletion past its window"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let tail = local.ok(&["audit", "tail", "-n", "5", "--json"], b"");
+    assert!(
+        tail.lines()
+            .any(|l| l.contains("keyward:purge") && l.contains("PURGED") && l.contains("destroy")),
+        "{tail}"
+    );
+    r.assert_client_untouched();
+
+    // A bad retention stops the server before it serves (exit 78).
+    for bad in ["0s", "7", "-1d", "366d", "1w"] {
+        let mut cmd = r.kw.cmd(&["secret", "list"]);
+        cmd.env("KEYWARD_DELETE_RETENTION", bad);
+        let out = run_with(cmd, b"");
+        assert_eq!(code(&out), 78, "{bad}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("KEYWARD_DELETE_RETENTION"));
+    }
+}
