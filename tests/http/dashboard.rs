@@ -534,14 +534,55 @@ async fn the_dashboard_round_trip_never_shows_a_value() {
     assert!(reveal().await.is_err());
     let gone = who.get(&api, &format!("{base}{scope}")).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    for page in [
-        &gone,
-        &who.get(&api, "/settings/secrets?notice=deleted").await,
-    ] {
+    let listing = who.get(&api, "/settings/secrets?notice=deleted").await;
+    for page in [&gone, &listing] {
         for value in [first, second] {
             assert!(!page.body.contains(value));
         }
     }
+    // The deleted secret is listed with Undelete, which brings it back.
+    assert!(listing.body.contains("Deleted secrets"), "{}", listing.body);
+    assert!(
+        listing.body.contains("Undelete DASH_KEY"),
+        "{}",
+        listing.body
+    );
+    let a = who
+        .post(&api, &format!("{base}/undelete{scope}"), &[])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(reveal().await.is_ok(), "undeleted");
+    let again = who
+        .post(&api, &format!("{base}/undelete{scope}"), &[])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    // Destroy, after its own confirmation: gone from both lists for good.
+    let a = who.post(&api, &format!("{base}/delete{scope}"), &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let confirm = who.get(&api, &format!("{base}/destroy{scope}")).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(
+        confirm.body.contains("Destroy for good"),
+        "{}",
+        confirm.body
+    );
+    let a = who.post(&api, &format!("{base}/destroy{scope}"), &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let listing = who.get(&api, "/settings/secrets?notice=destroyed").await;
+    assert!(
+        !listing.body.contains("Deleted secrets"),
+        "{}",
+        listing.body
+    );
+    assert!(
+        listing.body.contains("Secret destroyed"),
+        "{}",
+        listing.body
+    );
+    let a = who
+        .post(&api, &format!("{base}/undelete{scope}"), &[])
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
 }
 
 #[tokio::test]
@@ -597,6 +638,9 @@ async fn hostile_form_input_is_refused_and_writes_nothing() {
         ("/settings/secrets/NOPE/replace", vec![("value", "v")], 404),
         ("/settings/secrets/NOPE/rotate", vec![], 404),
         ("/settings/secrets/NOPE/delete", vec![], 404),
+        ("/settings/secrets/NOPE/undelete", vec![], 404),
+        ("/settings/secrets/NOPE/destroy", vec![], 404),
+        ("/settings/secrets/GITHUB_TOKEN/undelete", vec![], 409),
         (
             "/settings/secrets/GITHUB_TOKEN/describe?scope=bad%20scope",
             vec![("description", "x")],

@@ -25,8 +25,9 @@ pub use agents::{
 };
 pub use login::{login_confirm, login_page, login_submit, logout};
 pub use secrets::{
-    secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_page,
-    secret_replace, secret_rotate, secrets_page,
+    secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_destroy,
+    secret_destroy_confirm, secret_page, secret_replace, secret_rotate, secret_undelete,
+    secrets_page,
 };
 pub use tokens::{token_create, token_revoke, token_rotate, tokens_page};
 pub use versions::{rollback as secret_rollback, rollback_confirm as secret_rollback_confirm};
@@ -396,7 +397,11 @@ pub fn notice(key: Option<&str>) -> Markup {
         Some("described") => "Description saved.",
         Some("replaced") => "Value replaced; the version went up.",
         Some("rotated") => "Re-sealed under the current master key.",
-        Some("deleted") => "Secret deleted. Its access log stays.",
+        Some("deleted") => {
+            "Secret deleted. It can be undeleted below until its date; its access log stays."
+        }
+        Some("undeleted") => "Secret undeleted, with its value and versions.",
+        Some("destroyed") => "Secret destroyed with every version. Its access log stays.",
         Some("rolled-back") => "Rolled back: the earlier value is the new version.",
         Some("revoked") => "Token revoked.",
         Some("agent-created") => "Agent type added.",
