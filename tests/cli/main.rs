@@ -9,6 +9,7 @@ mod database;
 mod forge_tokens;
 mod keys;
 mod migrate;
+mod migrate_versions;
 mod migrators;
 mod outage;
 mod python_migrator;
