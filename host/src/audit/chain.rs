@@ -224,7 +224,7 @@ fn fields(entry: &AccessEntry) -> [&str; 7] {
 }
 
 /// A stored access-log row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LogRow {
     /// Position in the chain, from 1.
     pub seq: i64,

@@ -113,6 +113,10 @@ mod tests {
                 ciphertext: vec![],
                 tag: vec![],
             },
+            written_by: String::new(),
+            deleted_at: None,
+            deleted_by: None,
+            max_versions: None,
         }
     }
 

@@ -33,7 +33,9 @@ pub const MAX_RULES: usize = 64;
 const MAX_PATTERN_LEN: usize = 300;
 
 /// One kind of resolver request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     /// `POST /render`.
@@ -174,7 +176,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 
 /// The agent a token is bound to: the server resolves its requests in this
 /// context, whatever they say.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentBinding {
     /// The agent type.
@@ -195,16 +197,19 @@ impl AgentBinding {
 }
 
 /// What a token may do. See the module documentation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The kinds of request it may make.
     pub capabilities: BTreeSet<Capability>,
-    /// The references it may resolve (reveal, read metadata or history of).
+    /// The references it may resolve (reveal, read metadata or history of):
+    /// `NAME`, `SCOPE/NAME`, with `*` at the end of either part.
+    #[schemars(with = "Vec<String>")]
     pub resolve: Vec<Pattern>,
-    /// Client networks it may come from (empty: any).
+    /// Client networks it may come from (empty: any), as `ADDRESS/BITS`.
     /// Parsed once, when the policy is read, not on every request.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "net_strings")]
+    #[schemars(with = "Vec<String>")]
     pub networks: Vec<Net>,
     /// The agent it is bound to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

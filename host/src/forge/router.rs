@@ -28,7 +28,7 @@ pub const LEASE_MS: i64 = 30_000;
 pub const WAIT_FOR_OTHER: Duration = Duration::from_secs(20);
 
 /// `GET /me`: who is signed in on the active forge.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Me {
     /// The active forge.
     pub forge_type: String,

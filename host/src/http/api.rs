@@ -5,6 +5,7 @@
 //! walks the document: no route can skip the rail unnoticed.
 
 use axum::routing::{delete, get, post, put, MethodRouter};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use super::{dashboard, forge, log, metrics, routes, secrets, tokens, AppState};
@@ -55,11 +56,47 @@ pub struct Route {
     pub body: bool,
     /// Its success status.
     pub ok: u16,
+    /// The Rust types of its JSON body, answer and query string, for the
+    /// document's schemas.
+    pub schemas: Schemas,
     handler: fn() -> MethodRouter<AppState>,
 }
 
+/// Makes the JSON schema of one Rust type.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The schemas of a route, each from the type its handler uses (the
+/// `Body<T>`, the `Json<T>` it answers, the `Query<T>` it reads).
+#[derive(Default, Clone, Copy)]
+pub struct Schemas {
+    /// The JSON body.
+    pub request: Option<SchemaFn>,
+    /// The success answer.
+    pub response: Option<SchemaFn>,
+    /// The query string, an object whose properties are the parameters.
+    pub query: Option<SchemaFn>,
+}
+
+/// A reference to `T`'s schema (kept once under `components/schemas`).
+pub fn schema_ref<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// `T`'s own schema, inline (a query string's properties are read from it).
+pub fn schema_inline<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
 macro_rules! route {
-    ($method:ident $path:literal, Resolver($cap:ident), $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path) => {
+    (@schemas $(req = $req:ty,)? $(resp = $resp:ty,)? $(params = $params:ty,)?) => {{
+        #[allow(unused_mut)]
+        let mut schemas = Schemas::default();
+        $(schemas.request = Some(schema_ref::<$req>);)?
+        $(schemas.response = Some(schema_ref::<$resp>);)?
+        $(schemas.query = Some(schema_inline::<$params>);)?
+        schemas
+    }};
+    ($method:ident $path:literal, Resolver($cap:ident), $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path $(, $($schema:tt)*)?) => {
         Route {
             method: method_name(stringify!($method)),
             path: $path,
@@ -68,10 +105,11 @@ macro_rules! route {
             query: &[$($q),*],
             body: $body,
             ok: $ok,
+            schemas: route!(@schemas $($($schema)*,)?),
             handler: || $method($handler),
         }
     };
-    ($method:ident $path:literal, $needs:ident, $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path) => {
+    ($method:ident $path:literal, $needs:ident, $ok:literal, $summary:literal, query[$($q:literal),*], body=$body:literal, $handler:path $(, $($schema:tt)*)?) => {
         Route {
             method: method_name(stringify!($method)),
             path: $path,
@@ -80,6 +118,7 @@ macro_rules! route {
             query: &[$($q),*],
             body: $body,
             ok: $ok,
+            schemas: route!(@schemas $($($schema)*,)?),
             handler: || $method($handler),
         }
     };
@@ -102,40 +141,40 @@ pub fn table() -> Vec<Route> {
         route!(get "/readyz", Public, 200, "Readiness: 200 when the database and the access log answer (within 500 ms each) and the plugin runtime can serve calls; 503 naming the part that failed", query[], body=false, routes::readyz),
         route!(get "/openapi.json", Public, 200, "This document", query[], body=false, openapi_json),
         route!(get "/api", Public, 200, "This document as a page", query[], body=false, api_page),
-        route!(get "/secrets", Resolver(Metadata), 200, "Metadata of every secret; never a value", query["scope"], body=false, secrets::list),
-        route!(post "/secrets", Operator, 201, "Create a secret {name, scope?, value, description?}", query[], body=true, secrets::create),
-        route!(put "/secrets/{name}", Operator, 200, "Replace the value, description and/or versions kept {value?, description?, max_versions?, cas?}; If-Match: \"N\" makes it a check-and-set (409 version_mismatch)", query["scope"], body=true, secrets::update),
-        route!(delete "/secrets/{name}", Operator, 204, "Soft-delete a secret (undeletable for KEYWARD_DELETE_RETENTION); destroy=true removes every version's ciphertext now", query["scope", "destroy"], body=false, secrets::delete),
-        route!(post "/secrets/{name}/undelete", Operator, 200, "Make a soft-deleted secret live again (409 not_deleted, 410 retention_passed)", query["scope"], body=false, secrets::undelete),
-        route!(get "/deleted-secrets", Operator, 200, "The soft-deleted secrets: when, by whom, until when undeletable; never a value", query["scope"], body=false, secrets::deleted),
-        route!(post "/secrets/{name}/rotate", Operator, 200, "Re-seal under the current master key", query["scope"], body=false, secrets::rotate),
-        route!(post "/secrets/{name}/reveal", Resolver(Render), 200, "One secret's value {reason}, base64; logged as a reveal", query["scope"], body=true, secrets::reveal),
-        route!(get "/secrets/{name}/versions", Operator, 200, "Every version's metadata (number, written when and by whom, key id, state), newest first; never a value", query["scope"], body=false, secrets::versions),
-        route!(post "/secrets/{name}/versions/{version}/reveal", Operator, 200, "One version's value {reason}, base64; logged as a reveal of that version", query["scope"], body=true, secrets::reveal_version),
-        route!(post "/secrets/{name}/rollback", Operator, 200, "Make kept version {to} the value again, as a new version {to, reason}; logged as a reveal and a replace", query["scope"], body=true, secrets::rollback),
-        route!(get "/secrets/{name}/access-log", Resolver(AccessLog), 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history),
-        route!(post "/render", Resolver(Render), 200, "Substitute ${SECRET:…} placeholders {template | templates: {NAME: template}, reason, context?}", query[], body=true, routes::render),
-        route!(post "/tokens", Operator, 201, "Create an API token {name, role, ttl_seconds?}; shown once", query[], body=true, tokens::create_token),
-        route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens),
+        route!(get "/secrets", Resolver(Metadata), 200, "Metadata of every secret; never a value", query["scope"], body=false, secrets::list, resp = Vec<crate::store::secrets::SecretMeta>, params = secrets::ScopeQuery),
+        route!(post "/secrets", Operator, 201, "Create a secret {name, scope?, value, description?}", query[], body=true, secrets::create, req = secrets::NewSecret, resp = crate::store::secrets::SecretMeta),
+        route!(put "/secrets/{name}", Operator, 200, "Replace the value, description and/or versions kept {value?, description?, max_versions?, cas?}; If-Match: \"N\" makes it a check-and-set (409 version_mismatch)", query["scope"], body=true, secrets::update, req = secrets::Update, resp = crate::store::secrets::SecretMeta, params = secrets::ScopeQuery),
+        route!(delete "/secrets/{name}", Operator, 204, "Soft-delete a secret (undeletable for KEYWARD_DELETE_RETENTION); destroy=true removes every version's ciphertext now", query["scope", "destroy"], body=false, secrets::delete, params = secrets::DeleteQuery),
+        route!(post "/secrets/{name}/undelete", Operator, 200, "Make a soft-deleted secret live again (409 not_deleted, 410 retention_passed)", query["scope"], body=false, secrets::undelete, resp = crate::store::secrets::SecretMeta, params = secrets::ScopeQuery),
+        route!(get "/deleted-secrets", Operator, 200, "The soft-deleted secrets: when, by whom, until when undeletable; never a value", query["scope"], body=false, secrets::deleted, resp = Vec<crate::store::secrets::DeletedMeta>, params = secrets::ScopeQuery),
+        route!(post "/secrets/{name}/rotate", Operator, 200, "Re-seal under the current master key", query["scope"], body=false, secrets::rotate, resp = crate::store::secrets::SecretMeta, params = secrets::ScopeQuery),
+        route!(post "/secrets/{name}/reveal", Resolver(Render), 200, "One secret's value {reason}, base64; logged as a reveal", query["scope"], body=true, secrets::reveal, req = secrets::RevealRequest, resp = secrets::Revealed, params = secrets::ScopeQuery),
+        route!(get "/secrets/{name}/versions", Operator, 200, "Every version's metadata (number, written when and by whom, key id, state), newest first; never a value", query["scope"], body=false, secrets::versions, resp = Vec<crate::store::versions::VersionMeta>, params = secrets::ScopeQuery),
+        route!(post "/secrets/{name}/versions/{version}/reveal", Operator, 200, "One version's value {reason}, base64; logged as a reveal of that version", query["scope"], body=true, secrets::reveal_version, req = secrets::RevealRequest, resp = secrets::Revealed, params = secrets::ScopeQuery),
+        route!(post "/secrets/{name}/rollback", Operator, 200, "Make kept version {to} the value again, as a new version {to, reason}; logged as a reveal and a replace", query["scope"], body=true, secrets::rollback, req = secrets::Rollback, resp = crate::store::secrets::SecretMeta, params = secrets::ScopeQuery),
+        route!(get "/secrets/{name}/access-log", Resolver(AccessLog), 200, "The secret's access-log rows, newest first, paged", query["scope", "accessor", "action", "before", "limit"], body=false, secrets::history, resp = secrets::HistoryPage, params = secrets::HistoryParams),
+        route!(post "/render", Resolver(Render), 200, "Substitute ${SECRET:…} placeholders {template | templates: {NAME: template}, reason, context?}", query[], body=true, routes::render, req = routes::RenderRequest, resp = routes::Rendered),
+        route!(post "/tokens", Operator, 201, "Create an API token {name, role, ttl_seconds?}; shown once", query[], body=true, tokens::create_token, req = tokens::NewToken),
+        route!(get "/tokens", Operator, 200, "Every API token, never the token itself", query[], body=false, tokens::list_tokens, resp = Vec<crate::store::tokens::TokenRow>),
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
-        route!(post "/tokens/{id}/rotate", Operator, 200, "Give an API token a new value {grace_seconds?}; shown once", query[], body=true, tokens::rotate_token),
-        route!(get "/access-log", Operator, 200, "The newest access-log rows, or the rows after a seq (to follow)", query["after", "limit"], body=false, log::tail),
-        route!(post "/access-log/verify", Operator, 200, "Verify the chain on the server {checkpoints?: [signed checkpoint]}", query[], body=true, log::verify),
+        route!(post "/tokens/{id}/rotate", Operator, 200, "Give an API token a new value {grace_seconds?}; shown once", query[], body=true, tokens::rotate_token, req = tokens::Rotate),
+        route!(get "/access-log", Operator, 200, "The newest access-log rows, or the rows after a seq (to follow)", query["after", "limit"], body=false, log::tail, params = log::TailParams),
+        route!(post "/access-log/verify", Operator, 200, "Verify the chain on the server {checkpoints?: [signed checkpoint]}", query[], body=true, log::verify, req = log::VerifyRequest),
         route!(get "/plugins", Operator, 200, "Loaded plugins (kind, version, sha256, grants, limits) and refused files", query[], body=false, routes::list_plugins),
         route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
         route!(get "/metrics", Resolver(Metrics), 200, "Prometheus metrics", query[], body=false, metrics::metrics),
         // Forges: operator sign-in, the active forge, agent types.
         route!(get "/auth/{forge}/login", Public, 303, "Sign in with a forge: to its authorize page (state + PKCE)", query[], body=false, forge::login),
-        route!(get "/auth/{forge}/callback", Public, 200, "The forge's redirect back; sets the session cookie", query["code", "state", "error", "error_description"], body=false, forge::callback),
-        route!(get "/me", SessionJson, 200, "The active forge and the signed-in account {forge_type, account_login, base_url, since}", query[], body=false, forge::me),
-        route!(get "/forge/repos", Operator, 200, "One page of the operator's repositories on the active forge; 412 without one", query["cursor"], body=false, forge::repos),
+        route!(get "/auth/{forge}/callback", Public, 200, "The forge's redirect back; sets the session cookie", query["code", "state", "error", "error_description"], body=false, forge::callback, params = forge::CallbackQuery),
+        route!(get "/me", SessionJson, 200, "The active forge and the signed-in account {forge_type, account_login, base_url, since}", query[], body=false, forge::me, resp = crate::forge::router::Me),
+        route!(get "/forge/repos", Operator, 200, "One page of the operator's repositories on the active forge; 412 without one", query["cursor"], body=false, forge::repos, resp = crate::runtime::RepositoryPage, params = forge::CursorQuery),
         route!(get "/agent-types", Resolver(Metadata), 200, "Every agent type; never a token", query[], body=false, forge::list_agent_types),
-        route!(post "/agent-types", Operator, 201, "Create an agent type {name, forge, base_url?, description?, token?}", query[], body=true, forge::create_agent_type),
+        route!(post "/agent-types", Operator, 201, "Create an agent type {name, forge, base_url?, description?, token?}", query[], body=true, forge::create_agent_type, req = forge::NewAgentType),
         route!(get "/agent-types/{name}", Resolver(Metadata), 200, "One agent type; never a token", query[], body=false, forge::get_agent_type),
         route!(delete "/agent-types/{name}", Operator, 204, "Delete an agent type and its instance overrides", query[], body=false, forge::delete_agent_type),
-        route!(put "/agent-types/{name}/token", Operator, 200, "Set or rotate the token {value, instance?}", query[], body=true, forge::set_agent_token),
-        route!(post "/agent-types/{name}/token", Resolver(AgentToken), 200, "getAgentToken {reason, instance?}: the token, logged with caller and reason", query[], body=true, forge::agent_token),
-        route!(post "/agent-types/{name}/dispatch", Resolver(Dispatch), 200, "A forge call (whoami) with the agent type's token {reason, instance?}", query[], body=true, forge::dispatch),
+        route!(put "/agent-types/{name}/token", Operator, 200, "Set or rotate the token {value, instance?}", query[], body=true, forge::set_agent_token, req = forge::SetToken),
+        route!(post "/agent-types/{name}/token", Resolver(AgentToken), 200, "getAgentToken {reason, instance?}: the token, logged with caller and reason", query[], body=true, forge::agent_token, req = forge::ForAgent),
+        route!(post "/agent-types/{name}/dispatch", Resolver(Dispatch), 200, "A forge call (whoami) with the agent type's token {reason, instance?}", query[], body=true, forge::dispatch, req = forge::ForAgent),
         route!(delete "/agent-types/{name}/instances/{id}", Operator, 204, "Remove an instance's token override", query[], body=false, forge::delete_instance),
         // The dashboard: HTML pages and forms, for a session, not a token.
         route!(get "/", Public, 303, "The dashboard (redirects)", query[], body=false, dashboard::root),
@@ -180,8 +219,13 @@ pub fn register(mut router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
 }
 
-/// The OpenAPI 3.1 document of [`table`].
+/// The OpenAPI 3.1 document of [`table`], with the JSON schema of every
+/// typed body, answer and query string (`components/schemas`).
 pub fn document() -> Value {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    let mut g = SchemaGenerator::new(settings);
     let mut paths = Map::new();
     for route in table() {
         let mut op = json!({
@@ -191,17 +235,28 @@ pub fn document() -> Value {
                 Needs::Resolver(cap) => Value::from(cap.as_str()),
                 _ => Value::Null,
             },
-            "responses": responses(&route),
+            "responses": responses(&route, &mut g),
         });
         let mut parameters: Vec<Value> = route
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": path_schema(p)}))
             .collect();
-        parameters.extend(route.query.iter().map(
-            |q| json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
-        ));
+        let query = route.schemas.query.map(|f| f(&mut g).to_value());
+        parameters.extend(route.query.iter().map(|q| {
+            let schema = query
+                .as_ref()
+                .and_then(|s| s.pointer(&format!("/properties/{q}")))
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "string"}));
+            let required = query
+                .as_ref()
+                .and_then(|s| s.get("required"))
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|n| n == q));
+            json!({"name": q, "in": "query", "required": required, "schema": schema})
+        }));
         if !parameters.is_empty() {
             op["parameters"] = Value::Array(parameters);
         }
@@ -212,8 +267,11 @@ pub fn document() -> Value {
             } else {
                 "application/json"
             };
-            op["requestBody"] =
-                json!({"required": true, "content": {media: {"schema": {"type": "object"}}}});
+            let schema = match route.schemas.request {
+                Some(f) => f(&mut g).to_value(),
+                None => json!({"type": "object"}),
+            };
+            op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
         }
         match route.needs {
             Needs::Public => {}
@@ -225,6 +283,8 @@ pub fn document() -> Value {
             .or_insert_with(|| Value::Object(Map::new()));
         entry[route.method.to_ascii_lowercase()] = op;
     }
+    let mut schemas = g.take_definitions(true);
+    schemas.insert("Error".into(), error_schema());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -232,50 +292,92 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Secret-resolution host. Errors are {\"error\": {\"code\", \"message\"}}; see docs/http-api.md."
         },
-        "components": {"securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "An API token, kw_…"},
-            "session": {"type": "apiKey", "in": "cookie", "name": "keyward_session", "description": "An operator's dashboard session (`__Host-keyward_session` over https); forms also carry its CSRF token in the `csrf` field"}
-        }},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API token, kw_…"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "keyward_session", "description": "An operator's dashboard session (`__Host-keyward_session` over https); forms also carry its CSRF token in the `csrf` field"}
+            },
+            "schemas": schemas,
+        },
         "paths": paths,
     })
 }
 
-fn responses(route: &Route) -> Value {
+/// A path parameter's schema: the grammar the handler checks.
+fn path_schema(param: &str) -> Value {
+    match param {
+        "version" => json!({"type": "integer", "minimum": 1}),
+        "id" => json!({"type": "string", "minLength": 1, "maxLength": 128}),
+        _ => json!({"type": "string", "minLength": 1, "maxLength": 128}),
+    }
+}
+
+/// The one error shape of every JSON route (see `http/error.rs`).
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "Stable, for programs: not_found, invalid, missing_secrets, version_mismatch, …"},
+                "message": {"type": "string", "description": "For people"},
+                "missing": {"type": "array", "items": {"type": "string"}},
+                "current_version": {"type": "integer"}
+            }
+        }}
+    })
+}
+
+fn responses(route: &Route, g: &mut SchemaGenerator) -> Value {
     let mut r = Map::new();
-    r.insert(route.ok.to_string(), json!({"description": "success"}));
-    let error = |d: &str| json!({"description": d});
+    let ok = match route.schemas.response {
+        Some(f) => json!({"description": "success", "content": {"application/json": {"schema": f(g).to_value()}}}),
+        None => json!({"description": "success"}),
+    };
+    r.insert(route.ok.to_string(), ok);
     if route.needs == Needs::Session {
+        let page = |d: &str| json!({"description": d});
         // Pages and forms answer in HTML, with the API's statuses.
         if route.method == "GET" {
-            r.insert("303".into(), error("no session: to /login"));
+            r.insert("303".into(), page("no session: to /login"));
         } else {
-            r.insert("401".into(), error("no session"));
+            r.insert("401".into(), page("no session"));
             r.insert(
                 "403".into(),
-                error("no or a wrong CSRF token, or another origin"),
+                page("no or a wrong CSRF token, or another origin"),
             );
         }
-        r.insert("400".into(), error("a field the store refuses"));
-        r.insert("404".into(), error("no such secret or token"));
+        r.insert("400".into(), page("a field the store refuses"));
+        r.insert("404".into(), page("no such secret or token"));
         return Value::Object(r);
     }
+    let error = |d: &str| {
+        json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    };
+    r.insert("400".into(), error("a malformed query string or path"));
     if route.needs != Needs::Public {
         r.insert("401".into(), error("no, or an unusable, token"));
-    }
-    if route.needs == Needs::Operator {
-        r.insert("403".into(), error("the token's role is too small"));
+        r.insert(
+            "403".into(),
+            error("the token's role or policy does not allow it"),
+        );
     }
     if route.body {
         r.insert(
             "400".into(),
-            error("the body is not the JSON this route takes"),
+            error("the body or query is not what this route takes"),
         );
         r.insert("413".into(), error("the body is too large"));
         r.insert("415".into(), error("the body is not declared as JSON"));
     }
     if route.needs != Needs::Public {
+        r.insert("404".into(), error("no such secret, token or agent type"));
+        r.insert("409".into(), error("a conflict: it exists, changed meanwhile, or is deleted"));
         r.insert("422".into(), error("a field the store refuses"));
-        r.insert("503".into(), error("the store is unavailable"));
+        r.insert("429".into(), error("too many requests; see Retry-After"));
+        r.insert("503".into(), error("the store or the access log is unavailable"));
     }
     Value::Object(r)
 }
@@ -345,5 +447,46 @@ mod tests {
             n += methods.as_object().expect("methods").len();
         }
         assert_eq!(n, table().len(), "a path+method appears twice in the table");
+    }
+
+    /// Every JSON body is typed, and a typed query string lists exactly
+    /// the fields its type has: the document cannot drift from the handler.
+    #[test]
+    fn bodies_are_typed_and_query_lists_match_their_types() {
+        let mut g = SchemaGenerator::default();
+        for route in table() {
+            let json_body = route.body && route.needs != Needs::Session && route.path != "/login";
+            assert_eq!(
+                json_body,
+                route.schemas.request.is_some(),
+                "{} {}: a JSON body needs its type (req = …), and only one",
+                route.method,
+                route.path
+            );
+            if let Some(query) = route.schemas.query {
+                let schema = query(&mut g).to_value();
+                let mut fields: Vec<&str> = schema["properties"]
+                    .as_object()
+                    .expect("an object")
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                let mut listed = route.query.to_vec();
+                fields.sort_unstable();
+                listed.sort_unstable();
+                assert_eq!(fields, listed, "{} {}", route.method, route.path);
+            }
+        }
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for name in ["SecretMeta", "NewSecret", "Update", "RenderRequest", "Error", "Policy"] {
+            assert!(schemas.contains_key(name), "{name} missing: {:?}", schemas.keys());
+        }
+        // Every $ref points at a schema that is there.
+        let text = doc.to_string();
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = part.split('"').next().expect("a name");
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
     }
 }

@@ -32,7 +32,7 @@ fn forges(state: &AppState) -> Result<&Forges, ApiError> {
 
 /// The query of a forge's redirect back to `/auth/{forge}/callback`. Other
 /// parameters a forge adds (`iss`, `session_state`, …) are ignored.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -41,7 +41,7 @@ pub struct CallbackQuery {
 }
 
 /// `?cursor=` of `GET /forge/repos`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CursorQuery {
     cursor: Option<String>,
@@ -250,7 +250,7 @@ pub async fn get_agent_type(
 }
 
 /// `POST /agent-types` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgentType {
     name: String,
@@ -258,6 +258,7 @@ pub struct NewAgentType {
     base_url: Option<String>,
     #[serde(default)]
     description: String,
+    #[schemars(with = "Option<String>")]
     token: Option<Zeroizing<String>>,
 }
 
@@ -300,9 +301,10 @@ pub async fn delete_agent_type(
 }
 
 /// `PUT /agent-types/{name}/token` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetToken {
+    #[schemars(with = "String")]
     value: Zeroizing<String>,
     instance: Option<String>,
 }
@@ -338,7 +340,7 @@ pub async fn delete_instance(
 }
 
 /// Body of the token and dispatch calls.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForAgent {
     reason: String,

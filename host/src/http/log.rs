@@ -22,7 +22,7 @@ pub const MAX_ROWS: i64 = 1000;
 const DEFAULT_TAIL: i64 = 20;
 
 /// `GET /access-log` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TailParams {
     /// Rows after this seq, oldest first (to follow the log).
@@ -60,7 +60,7 @@ pub async fn tail(
 }
 
 /// `POST /access-log/verify` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// Signed checkpoints (as `keyward audit checkpoint` prints them) the

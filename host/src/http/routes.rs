@@ -153,7 +153,7 @@ pub async fn method_not_allowed() -> (StatusCode, Json<Value>) {
 
 /// `POST /render` body: one `template`, or several `templates` by name
 /// (rendered with one lookup, all or nothing).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest {
     #[serde(default)]
@@ -166,7 +166,7 @@ pub struct RenderRequest {
 }
 
 /// `POST /render` answer: `text` for a `template`, `texts` for `templates`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Rendered {
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,

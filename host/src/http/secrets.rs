@@ -51,7 +51,7 @@ fn access(caller: &Caller, what: &str) -> Result<Access, ApiError> {
 }
 
 /// `?scope=` of the routes on one secret (default `global`).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeQuery {
     scope: Option<String>,
@@ -79,11 +79,12 @@ pub async fn list(
 }
 
 /// `POST /secrets` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSecret {
     name: String,
     scope: Option<String>,
+    #[schemars(with = "String")]
     value: Zeroizing<String>,
     #[serde(default)]
     description: String,
@@ -115,7 +116,7 @@ pub async fn create(
 }
 
 /// `POST /secrets/{name}/reveal` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest {
     reason: String,
@@ -123,10 +124,11 @@ pub struct RevealRequest {
 
 /// `POST /secrets/{name}/reveal` answer. The value is base64 so that any
 /// bytes a secret holds come back exactly.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct Revealed {
     scope: String,
     name: String,
+    #[schemars(with = "String")]
     value_base64: Zeroizing<String>,
 }
 
@@ -185,9 +187,10 @@ pub async fn reveal(
 
 /// `PUT /secrets/{name}` body: at least one of value, description and
 /// max_versions.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
+    #[schemars(with = "Option<String>")]
     value: Option<Zeroizing<String>>,
     description: Option<String>,
     /// Check-and-set: the version the caller read (as `If-Match`).
@@ -314,7 +317,7 @@ pub async fn update(
 }
 
 /// `DELETE /secrets/{name}` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     scope: Option<String>,
@@ -396,7 +399,7 @@ pub async fn rotate(
 }
 
 /// `GET /secrets/{name}/access-log` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
     scope: Option<String>,
@@ -407,7 +410,7 @@ pub struct HistoryParams {
 }
 
 /// One page of a secret's history.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct HistoryPage {
     rows: Vec<LogRow>,
     /// Pass as `before` for the next (older) page; absent on the last page.
@@ -508,7 +511,7 @@ fn version_of(text: &str) -> Result<i64, ApiError> {
 }
 
 /// `POST /secrets/{name}/rollback` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     to: i64,

@@ -14,7 +14,7 @@ use crate::auth::Role;
 use crate::store::tokens::TokenRow;
 
 /// `POST /tokens` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
@@ -74,7 +74,7 @@ pub async fn revoke_token(
 }
 
 /// `POST /tokens/{id}/rotate` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     /// Seconds the old value stays accepted (default 0: refused at once).

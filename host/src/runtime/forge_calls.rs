@@ -61,7 +61,7 @@ pub struct TokenSet {
 }
 
 /// One repository.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Repository {
     /// The forge's id.
     pub id: String,
@@ -80,7 +80,7 @@ pub struct Repository {
 }
 
 /// One page of repositories.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct RepositoryPage {
     /// This page.
     pub repositories: Vec<Repository>,

@@ -9,7 +9,7 @@ use super::Backend;
 use crate::crypto::Sealed;
 
 /// A secret's metadata (never its value).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SecretMeta {
     /// `global` or `<kind>:<id>`.
     pub scope: String,
@@ -49,7 +49,7 @@ pub struct SecretRow {
 }
 
 /// A soft-deleted secret, restorable until the retention window passes.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct DeletedMeta {
     /// Its metadata as it was.
     #[serde(flatten)]
