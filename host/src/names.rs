@@ -10,6 +10,10 @@ use std::fmt;
 
 /// Longest secret name accepted.
 pub const MAX_NAME_LEN: usize = 128;
+/// A secret name's grammar as a regular expression (for the API document).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$";
+/// A scope's grammar as a regular expression (for the API document).
+pub const SCOPE_PATTERN: &str = "^(global|[a-z][a-z0-9_]{0,31}:[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$";
 /// Longest scope kind accepted.
 pub const MAX_KIND_LEN: usize = 32;
 /// Longest scope id accepted.

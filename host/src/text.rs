@@ -15,24 +15,6 @@ pub fn clip(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::clip;
-
-    #[test]
-    fn clips_within_the_bound_at_a_character_boundary() {
-        assert_eq!(clip("short", 10), "short");
-        assert_eq!(clip("abcdefghij", 10), "abcdefghij");
-        let cut = clip("abcdefghijk", 10);
-        assert_eq!(cut, "abcdefg…");
-        assert!(cut.len() <= 10);
-        let wide = "é".repeat(20);
-        let cut = clip(&wide, 9);
-        assert!(cut.len() <= 9 && cut.ends_with('…'), "{cut}");
-        assert_eq!(clip("abc", 0), "…");
-    }
-}
-
 /// `90d`, `12h`, `30m`, `3600s`: a whole number and one unit (a lifetime,
 /// a grace period, a retention window).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -50,4 +32,22 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     };
     let secs = number.checked_mul(unit_secs).ok_or_else(bad)?;
     Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clips_within_the_bound_at_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdefghij", 10), "abcdefghij");
+        let cut = clip("abcdefghijk", 10);
+        assert_eq!(cut, "abcdefg…");
+        assert!(cut.len() <= 10);
+        let wide = "é".repeat(20);
+        let cut = clip(&wide, 9);
+        assert!(cut.len() <= 9 && cut.ends_with('…'), "{cut}");
+        assert_eq!(clip("abc", 0), "…");
+    }
 }

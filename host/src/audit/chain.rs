@@ -224,7 +224,9 @@ fn fields(entry: &AccessEntry) -> [&str; 7] {
 }
 
 /// A stored access-log row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct LogRow {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -246,6 +248,7 @@ pub struct LogRow {
     pub detail: String,
     /// The chain MAC (hex in JSON).
     #[serde(serialize_with = "hex_bytes", deserialize_with = "from_hex")]
+    #[schemars(with = "String")]
     pub mac: Vec<u8>,
 }
 

@@ -241,7 +241,7 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": path_schema(p)}))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": path_schema(route.path, p)}))
             .collect();
         let query = route.schemas.query.map(|f| f(&mut g).to_value());
         parameters.extend(route.query.iter().map(|q| {
@@ -304,10 +304,12 @@ pub fn document() -> Value {
 }
 
 /// A path parameter's schema: the grammar the handler checks.
-fn path_schema(param: &str) -> Value {
+fn path_schema(path: &str, param: &str) -> Value {
     match param {
         "version" => json!({"type": "integer", "minimum": 1}),
-        "id" => json!({"type": "string", "minLength": 1, "maxLength": 128}),
+        "name" if path.starts_with("/secrets/") => {
+            json!({"type": "string", "pattern": crate::names::NAME_PATTERN})
+        }
         _ => json!({"type": "string", "minLength": 1, "maxLength": 128}),
     }
 }
@@ -333,7 +335,9 @@ fn error_schema() -> Value {
 fn responses(route: &Route, g: &mut SchemaGenerator) -> Value {
     let mut r = Map::new();
     let ok = match route.schemas.response {
-        Some(f) => json!({"description": "success", "content": {"application/json": {"schema": f(g).to_value()}}}),
+        Some(f) => {
+            json!({"description": "success", "content": {"application/json": {"schema": f(g).to_value()}}})
+        }
         None => json!({"description": "success"}),
     };
     r.insert(route.ok.to_string(), ok);
@@ -353,15 +357,39 @@ fn responses(route: &Route, g: &mut SchemaGenerator) -> Value {
         r.insert("404".into(), page("no such secret or token"));
         return Value::Object(r);
     }
-    let error = |d: &str| {
-        json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
-    };
+    let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     r.insert("400".into(), error("a malformed query string or path"));
+    if route.path.contains('{') {
+        r.insert(
+            "404".into(),
+            error("no such secret, token, agent type or forge"),
+        );
+    }
     if route.needs != Needs::Public {
         r.insert("401".into(), error("no, or an unusable, token"));
         r.insert(
             "403".into(),
             error("the token's role or policy does not allow it"),
+        );
+        r.insert(
+            "404".into(),
+            error("no such secret, token, agent type or forge"),
+        );
+        r.insert(
+            "409".into(),
+            error("a conflict: it exists, changed meanwhile, or is deleted"),
+        );
+        r.insert("422".into(), error("a field the store refuses"));
+        r.insert("429".into(), error("too many requests; see Retry-After"));
+        r.insert(
+            "503".into(),
+            error("the store or the access log is unavailable"),
+        );
+    }
+    if route.path.ends_with("/undelete") {
+        r.insert(
+            "410".into(),
+            error("deleted longer ago than the retention window"),
         );
     }
     if route.body {
@@ -372,12 +400,29 @@ fn responses(route: &Route, g: &mut SchemaGenerator) -> Value {
         r.insert("413".into(), error("the body is too large"));
         r.insert("415".into(), error("the body is not declared as JSON"));
     }
-    if route.needs != Needs::Public {
-        r.insert("404".into(), error("no such secret, token or agent type"));
-        r.insert("409".into(), error("a conflict: it exists, changed meanwhile, or is deleted"));
-        r.insert("422".into(), error("a field the store refuses"));
-        r.insert("429".into(), error("too many requests; see Retry-After"));
-        r.insert("503".into(), error("the store or the access log is unavailable"));
+    // Routes that call a forge answer its failures (docs/forges.md).
+    let forge = route.path.starts_with("/auth/")
+        || route.path.starts_with("/forge/")
+        || route.path == "/me"
+        || route.path.ends_with("/dispatch");
+    if forge {
+        if route.path.ends_with("/callback") {
+            r.insert(
+                "403".into(),
+                error("a sign-in the forge or the state check refused (an HTML page)"),
+            );
+        }
+        r.insert(
+            "412".into(),
+            error("no forge signed in to, or none configured"),
+        );
+        r.insert("424".into(), error("the forge refused the token"));
+        r.insert(
+            "501".into(),
+            error("the forge's plugin does not support it"),
+        );
+        r.insert("502".into(), error("the forge answered something unusable"));
+        r.insert("504".into(), error("the forge did not answer in time"));
     }
     Value::Object(r)
 }
@@ -479,8 +524,19 @@ mod tests {
         }
         let doc = document();
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-        for name in ["SecretMeta", "NewSecret", "Update", "RenderRequest", "Error", "Policy"] {
-            assert!(schemas.contains_key(name), "{name} missing: {:?}", schemas.keys());
+        for name in [
+            "SecretMeta",
+            "NewSecret",
+            "Update",
+            "RenderRequest",
+            "Error",
+            "Policy",
+        ] {
+            assert!(
+                schemas.contains_key(name),
+                "{name} missing: {:?}",
+                schemas.keys()
+            );
         }
         // Every $ref points at a schema that is there.
         let text = doc.to_string();

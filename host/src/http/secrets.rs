@@ -54,6 +54,7 @@ fn access(caller: &Caller, what: &str) -> Result<Access, ApiError> {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeQuery {
+    #[schemars(regex(pattern = crate::names::SCOPE_PATTERN))]
     scope: Option<String>,
 }
 
@@ -82,7 +83,9 @@ pub async fn list(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSecret {
+    #[schemars(regex(pattern = crate::names::NAME_PATTERN))]
     name: String,
+    #[schemars(regex(pattern = crate::names::SCOPE_PATTERN))]
     scope: Option<String>,
     #[schemars(with = "String")]
     value: Zeroizing<String>,
@@ -320,6 +323,7 @@ pub async fn update(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
+    #[schemars(regex(pattern = crate::names::SCOPE_PATTERN))]
     scope: Option<String>,
     /// Remove every version's ciphertext now instead of a soft delete.
     #[serde(default)]
@@ -402,6 +406,7 @@ pub async fn rotate(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
+    #[schemars(regex(pattern = crate::names::SCOPE_PATTERN))]
     scope: Option<String>,
     accessor: Option<String>,
     action: Option<String>,

@@ -9,7 +9,9 @@ use super::Backend;
 use crate::crypto::Sealed;
 
 /// A secret's metadata (never its value).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct SecretMeta {
     /// `global` or `<kind>:<id>`.
     pub scope: String,
@@ -49,7 +51,9 @@ pub struct SecretRow {
 }
 
 /// A soft-deleted secret, restorable until the retention window passes.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct DeletedMeta {
     /// Its metadata as it was.
     #[serde(flatten)]

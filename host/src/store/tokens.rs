@@ -7,7 +7,9 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use super::Reader;
 
 /// A token's row, without its hash.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct TokenRow {
     /// The public id (the `<id>` of `kw_<id>_<secret>`).
     pub id: String,

@@ -9,7 +9,9 @@ use super::Reader;
 use crate::crypto::Sealed;
 
 /// What is left of a version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// The secret's value now.
@@ -21,7 +23,9 @@ pub enum State {
 }
 
 /// One version's metadata: never a value.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct VersionMeta {
     /// The version number.
     pub version: i64,
