@@ -6,6 +6,7 @@ mod support;
 mod agents;
 mod audit_checkpoint;
 mod database;
+mod docs;
 mod forge_tokens;
 mod keys;
 mod migrate;

@@ -10,7 +10,7 @@
 //! the cookie, so it cannot compute the token, and nothing extra is stored.
 //!
 //! Sessions are minted by a one-time sign-in link (`keyward serve --dev`
-//! prints one; the forge sign-in of a later issue mints them too). A link's
+//! prints one) and by the forge sign-in (`http/forge.rs`). A link's
 //! secret is also stored only as a hash, expires after [`LINK_TTL_MS`] and
 //! signs in once.
 
