@@ -195,16 +195,46 @@ async fn an_operator_manages_secrets_and_tokens_in_chromium() {
     b.goto(&format!("{base}/settings/secrets/BROWSER_KEY?scope=global"))
         .await;
     b.click(&b.find("a.danger").await).await;
-    checkpoint(&b, "7-confirm-delete", "Delete for good", &values).await;
+    checkpoint(&b, "7-confirm-delete", "can be undeleted", &values).await;
     let confirm = b.active().await;
     assert_eq!(
         b.text(&confirm).await,
-        "Delete for good",
+        "Delete",
         "the confirmation has the focus"
     );
     b.click(&confirm).await;
     let page = checkpoint(&b, "8-deleted", "Secret deleted.", &values).await;
-    assert!(!page.contains("BROWSER_KEY"));
+    assert!(page.contains("Deleted secrets"), "{page}");
+    // Undeleted from the list of deleted secrets, then destroyed for good
+    // through its own confirmation.
+    b.click(&b.find("button[aria-label='Undelete BROWSER_KEY']").await)
+        .await;
+    checkpoint(&b, "8a-undeleted", "Secret undeleted", &values).await;
+    b.goto(&format!(
+        "{base}/settings/secrets/BROWSER_KEY/delete?scope=global"
+    ))
+    .await;
+    b.wait_for("can be undeleted").await;
+    b.click(&b.active().await).await;
+    b.wait_for("Secret deleted.").await;
+    b.click(&b.find("a[aria-label='Destroy BROWSER_KEY now…']").await)
+        .await;
+    checkpoint(&b, "8b-confirm-destroy", "Destroy for good", &values).await;
+    b.click(&b.active().await).await;
+    let page = checkpoint(&b, "8c-destroyed", "Secret destroyed", &values).await;
+    assert!(!page.contains("BROWSER_KEY"), "{page}");
+
+    // The whole access log, filtered, and the chain verified on request.
+    b.goto(&format!("{base}/settings/access-log?action=destroy"))
+        .await;
+    let page = checkpoint(&b, "8d-access-log", "BROWSER_KEY", &values).await;
+    assert!(!page.contains("reveal"), "filtered to destroy rows: {page}");
+    b.click(
+        &b.find("form[action='/settings/access-log/verify'] button")
+            .await,
+    )
+    .await;
+    checkpoint(&b, "8e-verified", "chain intact", &values).await;
 
     // Sign out; the dashboard is closed again.
     b.click(&b.find("header form button").await).await;
@@ -367,6 +397,16 @@ async fn an_operator_sets_up_an_agent_type_and_a_bound_token_in_chromium() {
     let page = checkpoint(&b, "agent-8-token-list", "Revoke token coder bot", &values).await;
     assert!(!page.contains(&bound), "shown once only");
     assert!(page.contains("agent type <strong>coder</strong>"), "{page}");
+    // The plugins the runtime loaded, with their grants, and a reload.
+    b.goto(&format!("{base}/settings/plugins")).await;
+    let page = checkpoint(&b, "agent-9-plugins", "forgejo", &values).await;
+    assert!(page.contains("May reach"), "{page}");
+    b.click(
+        &b.find("form[action='/settings/plugins/reload'] button")
+            .await,
+    )
+    .await;
+    checkpoint(&b, "agent-10-reloaded", "Plugins reloaded.", &values).await;
     b.quit().await;
 }
 

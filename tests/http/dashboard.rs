@@ -1560,3 +1560,65 @@ async fn hostile_rollback_forms_are_refused_and_change_nothing() {
         .await;
     assert_eq!(list[0]["version"], 3);
 }
+
+/// The whole access log: filters narrow it, bad filters are refused with a
+/// page (not a 500), and the verify button reports an intact chain, then a
+/// tampered one with 409.
+#[tokio::test]
+async fn the_access_log_page_filters_and_verifies() {
+    let api = Api::start(super::TestDb::sqlite().await).await;
+    let who = sign_in(&api).await;
+    let (status, _, raw) = api
+        .call(
+            reqwest::Method::POST,
+            "/render",
+            Some(&api.resolver),
+            Some(super::render_body()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    let all = who.get(&api, "/settings/access-log").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert!(
+        all.body.contains("render") && all.body.contains("create"),
+        "{}",
+        all.body
+    );
+    let renders = who
+        .get(
+            &api,
+            "/settings/access-log?action=render&outcome=ok&name=GITHUB_TOKEN&scope=global",
+        )
+        .await;
+    assert!(renders.body.contains("render"), "{}", renders.body);
+    assert!(!renders.body.contains(">create<"), "{}", renders.body);
+    let none = who.get(&api, "/settings/access-log?accessor=nobody").await;
+    assert!(none.body.contains("No rows match."), "{}", none.body);
+    let today = who
+        .get(&api, "/settings/access-log?from=2000-01-01&to=2999-12-31")
+        .await;
+    assert!(today.body.contains("render"), "{}", today.body);
+    let past = who.get(&api, "/settings/access-log?to=2000-01-01").await;
+    assert!(past.body.contains("No rows match."), "{}", past.body);
+    for bad in [
+        "/settings/access-log?from=yesterday",
+        "/settings/access-log?to=2026-13-01",
+        "/settings/access-log?bogus=1",
+        "/settings/access-log?before=x",
+    ] {
+        let page = who.get(&api, bad).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.body);
+        assert!(page.body.contains("role=\"alert\""), "{bad}: {}", page.body);
+    }
+    let verified = who.post(&api, "/settings/access-log/verify", &[]).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert!(verified.body.contains("chain intact"), "{}", verified.body);
+
+    api._db.drop_append_only_guard().await;
+    api._db
+        .exec("UPDATE secret_access_log SET reason = 'forged' WHERE seq = 1")
+        .await;
+    let broken = who.post(&api, "/settings/access-log/verify", &[]).await;
+    assert_eq!(broken.status, StatusCode::CONFLICT, "{}", broken.body);
+    assert!(broken.body.contains("BROKEN at row 1"), "{}", broken.body);
+}

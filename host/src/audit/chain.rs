@@ -292,7 +292,7 @@ pub async fn tail(db: Reader<'_>, limit: i64) -> Result<Vec<LogRow>, sqlx::Error
     Ok(rows)
 }
 
-/// Which rows of one secret's history to read.
+/// Which rows of the log to read: every field that is set must match.
 #[derive(Clone, Debug, Default)]
 pub struct HistoryQuery {
     /// Only rows with `seq` below this (the page before), if set.
@@ -301,11 +301,19 @@ pub struct HistoryQuery {
     pub accessor: Option<String>,
     /// Only this action.
     pub action: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only this scope.
+    pub scope: Option<String>,
+    /// Only this name.
+    pub name: Option<String>,
+    /// Only rows at or after this Unix ms.
+    pub since: Option<i64>,
+    /// Only rows before this Unix ms.
+    pub until: Option<i64>,
 }
 
-/// Rows about `scope`/`name`, newest first, at most `limit`. The log has no
-/// index by secret (see the schema): this walks back from the newest row,
-/// which is what a page of recent history needs.
+/// Rows about `scope`/`name`, newest first, at most `limit`.
 pub async fn history(
     db: Reader<'_>,
     scope: &str,
@@ -313,23 +321,53 @@ pub async fn history(
     query: &HistoryQuery,
     limit: i64,
 ) -> Result<Vec<LogRow>, sqlx::Error> {
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM secret_access_log WHERE scope = $1 AND name = $2 AND seq < $3"
-    );
-    let mut n = 3;
-    for (column, value) in [("accessor", &query.accessor), ("action", &query.action)] {
+    let query = HistoryQuery {
+        scope: Some(scope.to_owned()),
+        name: Some(name.to_owned()),
+        ..query.clone()
+    };
+    search(db, &query, limit).await
+}
+
+/// Rows matching `query`, newest first, at most `limit`. The log has no
+/// index but `seq` (see the schema): this walks back from the newest row
+/// (or from `before`) until it has `limit` matches, which is what a page
+/// of recent rows needs; a filter that matches nothing recent reads far.
+pub async fn search(
+    db: Reader<'_>,
+    query: &HistoryQuery,
+    limit: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
+    let mut sql = format!("SELECT {COLUMNS} FROM secret_access_log WHERE seq < $1");
+    let texts = [
+        ("accessor", &query.accessor),
+        ("action", &query.action),
+        ("outcome", &query.outcome),
+        ("scope", &query.scope),
+        ("name", &query.name),
+    ];
+    let mut n = 1;
+    for (column, value) in texts {
         if value.is_some() {
             n += 1;
             sql.push_str(&format!(" AND {column} = ${n}"));
         }
     }
+    for (condition, value) in [("at >=", query.since), ("at <", query.until)] {
+        if value.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND {condition} ${n}"));
+        }
+    }
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", n + 1));
-    let mut q = sqlx::query(&sql)
-        .bind(scope.to_owned())
-        .bind(name.to_owned())
-        .bind(query.before.unwrap_or(i64::MAX));
-    for value in [&query.accessor, &query.action].into_iter().flatten() {
-        q = q.bind(value.clone());
+    let mut q = sqlx::query(&sql).bind(query.before.unwrap_or(i64::MAX));
+    for (_, value) in texts {
+        if let Some(value) = value {
+            q = q.bind(value.clone());
+        }
+    }
+    for value in [query.since, query.until].into_iter().flatten() {
+        q = q.bind(value);
     }
     q.bind(limit)
         .fetch_all(db)

@@ -454,6 +454,7 @@ pub async fn history(
         before: q.before,
         accessor: q.accessor,
         action: q.action,
+        ..HistoryQuery::default()
     };
     let rows = state.vault.history(&scope, &name, &filter, limit).await?;
     let next_before = (rows.len() as i64 == limit)

@@ -373,6 +373,15 @@ impl Vault {
         .await?)
     }
 
+    /// Rows of the whole log matching `query`, newest first, at most `limit`.
+    pub async fn search_log(
+        &self,
+        query: &chain::HistoryQuery,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, VaultError> {
+        Ok(chain::search(self.db.reader(), query, limit).await?)
+    }
+
     /// The newest `limit` access-log rows, oldest first.
     pub async fn log_tail(&self, limit: i64) -> Result<Vec<LogRow>, VaultError> {
         Ok(chain::tail(self.db.reader(), limit).await?)

@@ -13,7 +13,9 @@
 
 mod agent_type;
 mod agents;
+mod log;
 mod login;
+mod plugins;
 mod secrets;
 mod token_form;
 mod tokens;
@@ -23,7 +25,9 @@ pub use agent_type::{agent_type_dispatch, agent_type_page, agent_type_token, ins
 pub use agents::{
     agent_type_create, agent_type_delete, agent_type_delete_confirm, agent_types_page,
 };
+pub use log::{log_page, log_verify};
 pub use login::{login_confirm, login_page, login_submit, logout};
+pub use plugins::{plugins_page, plugins_reload};
 pub use secrets::{
     secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_destroy,
     secret_destroy_confirm, secret_page, secret_replace, secret_rotate, secret_undelete,
@@ -365,6 +369,8 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                 li { a href="/settings/secrets" { "Secrets" } }
                                 li { a href="/settings/tokens" { "API tokens" } }
                                 li { a href="/settings/agent-types" { "Agent types" } }
+                                li { a href="/settings/plugins" { "Plugins" } }
+                                li { a href="/settings/access-log" { "Access log" } }
                                 li { a href="/api" { "API" } }
                             }
                         }
@@ -404,6 +410,7 @@ pub fn notice(key: Option<&str>) -> Markup {
         Some("destroyed") => "Secret destroyed with every version. Its access log stays.",
         Some("rolled-back") => "Rolled back: the earlier value is the new version.",
         Some("revoked") => "Token revoked.",
+        Some("reloaded") => "Plugins reloaded.",
         Some("agent-created") => "Agent type added.",
         Some("agent-deleted") => "Agent type deleted. Its token secrets stay in the store.",
         Some("token-set") => "Token saved; the next dispatch uses it.",

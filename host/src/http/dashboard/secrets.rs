@@ -192,6 +192,7 @@ pub async fn secret_page(
         before: params.before.filter(|b| *b > 0),
         accessor: nonempty(&params.accessor),
         action: nonempty(&params.action),
+        ..HistoryQuery::default()
     };
     let rows = state
         .vault
