@@ -362,10 +362,7 @@ mod tests {
         }
 
         fn oauth() -> Option<OauthFlow> {
-            Some(OauthFlow {
-                default_scopes: &["read"],
-                ..OauthFlow::new("/authorize", "/token")
-            })
+            Some(OauthFlow::new("/authorize", "/token").default_scopes(&["read"]))
         }
 
         fn whoami(_base_url: String, _token: String) -> Result<Account, ForgeError> {

@@ -36,7 +36,7 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 
 use crate::http::{Request, Response};
-use crate::oauth::{OauthFlow, TokenRules};
+use crate::oauth::OauthFlow;
 use crate::{
     secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage,
 };
@@ -49,14 +49,9 @@ pub const PAGE_SIZE: u64 = 50;
 /// used twice is `unauthorized_client`, which means "sign in again".
 /// An adapter returns it from
 /// [`ForgeAdapter::oauth`](crate::ForgeAdapter::oauth), with its own
-/// `default_scopes` if it wants some.
-pub const OAUTH: OauthFlow = OauthFlow {
-    token_rules: TokenRules {
-        grant_errors: &["unauthorized_client"],
-        created_at: false,
-    },
-    ..OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
-};
+/// [`default_scopes`](OauthFlow::default_scopes) if it wants some.
+pub const OAUTH: OauthFlow = OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
+    .grant_errors(&["unauthorized_client"]);
 
 fn root(base_url: &str) -> &str {
     base_url.trim_end_matches('/')

@@ -6,16 +6,14 @@
 //! [`TokenSet`] or a [`ForgeError`].
 //!
 //! ```
-//! use keyward_plugin_sdk::oauth::{OauthFlow, TokenRules};
+//! use keyward_plugin_sdk::oauth::OauthFlow;
 //! use keyward_plugin_sdk::OauthApp;
 //!
 //! // GitLab's flow: its own paths, default scopes and token rules.
-//! const GITLAB: OauthFlow = OauthFlow {
-//!     default_scopes: &["read_user", "read_api"],
-//!     token_rules: TokenRules { grant_errors: &[], created_at: true },
-//!     refresh_repeats_redirect_uri: true,
-//!     ..OauthFlow::new("/oauth/authorize", "/oauth/token")
-//! };
+//! const GITLAB: OauthFlow = OauthFlow::new("/oauth/authorize", "/oauth/token")
+//!     .default_scopes(&["read_user", "read_api"])
+//!     .expiry_from_created_at()
+//!     .refresh_repeats_redirect_uri();
 //!
 //! let app = OauthApp {
 //!     client_id: "cid".into(),
@@ -145,8 +143,8 @@ pub fn request_tokens(
 /// [`ForgeAdapter::oauth`](crate::ForgeAdapter::oauth) returns one gets
 /// `authorize_url`, `exchange_code` and `refresh` from the trait.
 ///
-/// Start from [`OauthFlow::new`] and change the fields that differ:
-/// `OauthFlow { default_scopes: &["read:user"], ..OauthFlow::new(authorize, token) }`.
+/// Start from [`OauthFlow::new`] and change what differs, in a `const`:
+/// `OauthFlow::new(authorize, token).default_scopes(&["read:user"])`.
 #[derive(Debug, Clone, Copy)]
 pub struct OauthFlow {
     /// The authorize endpoint's path below the OAuth root, e.g.
@@ -189,6 +187,58 @@ impl OauthFlow {
             refresh_repeats_redirect_uri: false,
             root: trimmed_root,
         }
+    }
+
+    /// The same flow asking for `scopes` when the host asks for none.
+    #[must_use]
+    pub const fn default_scopes(self, scopes: &'static [&'static str]) -> Self {
+        OauthFlow {
+            default_scopes: scopes,
+            ..self
+        }
+    }
+
+    /// The same flow with `codes` as "sign in again" token errors besides
+    /// `invalid_grant` ([`TokenRules::grant_errors`]).
+    #[must_use]
+    pub const fn grant_errors(self, codes: &'static [&'static str]) -> Self {
+        OauthFlow {
+            token_rules: TokenRules {
+                grant_errors: codes,
+                ..self.token_rules
+            },
+            ..self
+        }
+    }
+
+    /// The same flow counting `expires_in` from the reply's `created_at`
+    /// ([`TokenRules::created_at`], GitLab).
+    #[must_use]
+    pub const fn expiry_from_created_at(self) -> Self {
+        OauthFlow {
+            token_rules: TokenRules {
+                created_at: true,
+                ..self.token_rules
+            },
+            ..self
+        }
+    }
+
+    /// The same flow repeating the original `redirect_uri` in a refresh
+    /// grant (GitLab).
+    #[must_use]
+    pub const fn refresh_repeats_redirect_uri(self) -> Self {
+        OauthFlow {
+            refresh_repeats_redirect_uri: true,
+            ..self
+        }
+    }
+
+    /// The same flow with its endpoints below `root(base_url)` instead of
+    /// the base URL (GitHub: github.com's for the API host).
+    #[must_use]
+    pub const fn root(self, root: fn(&str) -> String) -> Self {
+        OauthFlow { root, ..self }
     }
 
     /// The authorize URL ([`authorize_url`]) at the forge `base_url`, for
@@ -489,11 +539,9 @@ mod tests {
         fn api_host_to_web(base: &str) -> String {
             base.replace("api.", "")
         }
-        let flow = OauthFlow {
-            default_scopes: &["read:user", "repo"],
-            root: api_host_to_web,
-            ..plain
-        };
+        let flow = plain
+            .default_scopes(&["read:user", "repo"])
+            .root(api_host_to_web);
         let url = flow.authorize_url("https://api.f.example", &app(None), "s", "c", vec![]);
         assert!(
             url.starts_with("https://f.example/login/oauth/authorize?")
@@ -513,10 +561,7 @@ mod tests {
             plain.refresh_form(&app, "r").into_body(),
             refresh_grant(&app, "r").into_body()
         );
-        let gitlab = OauthFlow {
-            refresh_repeats_redirect_uri: true,
-            ..plain
-        };
+        let gitlab = plain.refresh_repeats_redirect_uri();
         assert_eq!(
             gitlab.refresh_form(&app, "r").into_body(),
             "grant_type=refresh_token&refresh_token=${SECRET:r}&client_id=my%20id\

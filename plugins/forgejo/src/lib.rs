@@ -17,11 +17,8 @@ impl forgejo::Site for Forgejo {
     }
 
     fn oauth() -> OauthFlow {
-        OauthFlow {
-            // Enough for whoami and the repository list.
-            default_scopes: &["read:user", "read:repository"],
-            ..forgejo::OAUTH
-        }
+        // Enough for whoami and the repository list.
+        forgejo::OAUTH.default_scopes(&["read:user", "read:repository"])
     }
 }
 

@@ -16,7 +16,7 @@
 //! `wire::status_error` maps each to `rate-limited` with a wait.
 
 use keyward_plugin_sdk::http::{Request, Response};
-use keyward_plugin_sdk::oauth::{self, OauthFlow, TokenRules};
+use keyward_plugin_sdk::oauth::{self, OauthFlow};
 use keyward_plugin_sdk::{
     secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage,
 };
@@ -30,15 +30,10 @@ const PAGE_SIZE: u64 = 100;
 
 /// GitHub's OAuth flow: at the web root (github.com's for the API host),
 /// with GitHub's "sign in again" token errors.
-const OAUTH: OauthFlow = OauthFlow {
-    default_scopes: &["read:user", "repo"],
-    token_rules: TokenRules {
-        grant_errors: &["bad_verification_code", "bad_refresh_token"],
-        created_at: false,
-    },
-    root: oauth_root,
-    ..OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
-};
+const OAUTH: OauthFlow = OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
+    .default_scopes(&["read:user", "repo"])
+    .grant_errors(&["bad_verification_code", "bad_refresh_token"])
+    .root(oauth_root);
 
 fn root(base_url: &str) -> &str {
     base_url.trim_end_matches('/')

@@ -17,7 +17,7 @@
 
 use keyward_plugin_sdk::http::{Request, Response};
 use keyward_plugin_sdk::log;
-use keyward_plugin_sdk::oauth::{Form, OauthFlow, TokenRules};
+use keyward_plugin_sdk::oauth::{Form, OauthFlow};
 use keyward_plugin_sdk::{
     wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository, RepositoryPage,
 };
@@ -31,15 +31,10 @@ const PAGE_SIZE: u64 = 100;
 
 /// GitLab's OAuth flow: the expiry counts from the reply's `created_at`,
 /// and a refresh must repeat the original grant's redirect URI.
-const OAUTH: OauthFlow = OauthFlow {
-    default_scopes: &["read_user", "read_api"],
-    token_rules: TokenRules {
-        grant_errors: &[],
-        created_at: true,
-    },
-    refresh_repeats_redirect_uri: true,
-    ..OauthFlow::new("/oauth/authorize", "/oauth/token")
-};
+const OAUTH: OauthFlow = OauthFlow::new("/oauth/authorize", "/oauth/token")
+    .default_scopes(&["read_user", "read_api"])
+    .expiry_from_created_at()
+    .refresh_repeats_redirect_uri();
 
 fn root(base_url: &str) -> &str {
     base_url.trim_end_matches('/')
