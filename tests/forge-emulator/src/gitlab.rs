@@ -13,10 +13,18 @@ use crate::clock::{http_date, iso, unix_now};
 use crate::fixture;
 use crate::gitlab_tokens;
 use crate::oauth::{self, Failure};
-use crate::paging::{Linker, Window};
+use crate::paging::{Listing, Rel::*, Window};
 use crate::params::{authorization_token, client_credentials, Params};
 use crate::state::{lock, Access, Shared, State as Emu, TokenProblem};
 use crate::Emulator;
+
+/// `GET /api/v4/projects`.
+const PROJECTS: Listing = Listing::new(
+    "/api/v4/projects",
+    project,
+    &[Prev, Next, AlwaysFirst, AlwaysLast],
+    ", ",
+);
 
 /// GitLab's routes.
 pub(crate) fn router() -> Router<Shared> {
@@ -207,32 +215,13 @@ async fn projects(
         (Ok(p), Ok(s)) => (p, s),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let count = state.repos.get(&login).copied().unwrap_or(0);
+    let count = state.repo_count(&login);
     let w = Window {
         page: page.unwrap_or(1).max(1),
         per_page: per_page.unwrap_or(20).clamp(1, 100),
         total: count,
     };
-    let owner_id = state.user_id(&login);
-    let items: Vec<Value> = w
-        .range()
-        .map(|i| project(&state.base, &login, owner_id, i))
-        .collect();
-    let links = Linker {
-        base: &state.base,
-        path: "/api/v4/projects",
-        query: &q,
-        page_key: "page",
-    };
-    let link = links.header(
-        &[
-            ("prev", w.prev()),
-            ("next", w.next()),
-            ("first", Some(1)),
-            ("last", Some(w.last())),
-        ],
-        ", ",
-    );
+    let (items, link) = PROJECTS.page(&state, &login, &q, &w);
     let opt = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
     let mut response = Json(items).into_response();
     let h = response.headers_mut();
