@@ -76,17 +76,9 @@ async fn token(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    crate::token_delay(&shared).await;
     // GitHub also takes the parameters in the query string.
-    let result = match Params::from_body(&headers, &body) {
-        None => Err(Failure::Malformed),
-        Some(mut params) => {
-            params
-                .0
-                .extend(Params::from_query(query.as_deref().unwrap_or("")).0);
-            oauth::token(&mut lock(&shared), &headers, &params)
-        }
-    };
+    let query = query.as_deref().unwrap_or("");
+    let result = oauth::token_request(&shared, &headers, &body, Some(query)).await;
     match result {
         Ok(g) => {
             let mut fields = vec![("access_token", g.access_token)];

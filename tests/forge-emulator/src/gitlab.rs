@@ -50,11 +50,7 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
 }
 
 async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::token_delay(&shared).await;
-    let result = match Params::from_body(&headers, &body) {
-        None => Err(Failure::Malformed),
-        Some(params) => oauth::token(&mut lock(&shared), &headers, &params),
-    };
+    let result = oauth::token_request(&shared, &headers, &body, None).await;
     match result {
         Ok(g) => {
             let mut reply = fixture::load("gitlab/oauth-token");
