@@ -25,14 +25,7 @@ async fn gitlab_access_tokens_dispatch_through_the_binary() {
             .body(body.to_string())
             .send()
     };
-    for (i, kind) in [
-        GitlabToken::Personal,
-        GitlabToken::Project,
-        GitlabToken::Group,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, kind) in GitlabToken::ALL.into_iter().enumerate() {
         let issued = emu.gitlab_access_token("bot", kind, &["read_api"], Some("2027-06-30"));
         let name = format!("gl-{i}");
         let created = call(

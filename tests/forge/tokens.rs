@@ -47,14 +47,7 @@ async fn gitlab_personal_project_and_group_tokens_dispatch_with_scopes_and_expir
     let emu = emulator(Flavor::Gitlab, "alice").await;
     let db = TestDb::sqlite().await;
     let host = host_for(Flavor::Gitlab, &emu, &db).await;
-    for (i, kind) in [
-        GitlabToken::Personal,
-        GitlabToken::Project,
-        GitlabToken::Group,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, kind) in GitlabToken::ALL.into_iter().enumerate() {
         let issued = emu.gitlab_access_token(
             "bot",
             kind,

@@ -53,6 +53,13 @@ pub enum GitlabToken {
 }
 
 impl GitlabToken {
+    /// Every kind, personal first.
+    pub const ALL: [GitlabToken; 3] = [
+        GitlabToken::Personal,
+        GitlabToken::Project,
+        GitlabToken::Group,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             GitlabToken::Personal => "personal token",
