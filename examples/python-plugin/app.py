@@ -18,6 +18,10 @@ Mapping of the WIT world `forge-adapter` to Python (componentize-py 0.25.1):
   the variant `forge-error` instead (`forge.ForgeError_Unauthorized`, ...,
   `forge.ForgeError_Host(types.Error_...)`), so a host error is wrapped in
   `ForgeError_Host` on its way out.
+- `keyward_forge` (the Python scaffold's helper module, which `build`
+  bundles from host/src/cli/plugin/templates/python/) answers `unsupported`
+  for the operations this example leaves out and maps statuses and host
+  errors to `forge-error`.
 """
 
 import hashlib
@@ -25,9 +29,10 @@ import hmac
 import json
 
 from componentize_py_types import Err
-from wit_world import exports
 from wit_world.exports import forge
-from wit_world.imports import log, outbound, secrets, types
+from wit_world.imports import log, outbound, secrets
+
+from keyward_forge import Adapter, host_error, status_error, user_account
 
 KIND = "example-signed"
 SIGNING_KEY = "plugin:example-signed/signing-key"
@@ -40,36 +45,6 @@ def sign(key: bytes, method: str, path: str) -> str:
     return hmac.new(key, f"{method} {path}".encode(), hashlib.sha256).hexdigest()
 
 
-def unsupported(what: str) -> Err:
-    """The error of an operation this example does not implement."""
-    return Err(forge.ForgeError_Unsupported(f"{KIND}: {what} is not supported"))
-
-
-def status_error(status: int, retry_after: str | None) -> Err:
-    """The forge-error for a non-2xx status of the whoami request."""
-    message = f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH} → {status}"
-    if status == 401:
-        return Err(forge.ForgeError_Unauthorized(message))
-    if status == 403:
-        return Err(forge.ForgeError_Forbidden(message))
-    if status == 404:
-        return Err(forge.ForgeError_NotFound(message))
-    if status == 429:
-        seconds = None
-        if retry_after is not None and retry_after.strip().isdigit():
-            seconds = min(int(retry_after.strip()), 2**32 - 1)
-        return Err(forge.ForgeError_RateLimited(forge.RateLimit(retry_after=seconds, message=message)))
-    return Err(forge.ForgeError_Upstream(message))
-
-
-def optional(value) -> str | None:
-    """A JSON string field as `option<string>`: missing, null or "" is None."""
-    if value is None:
-        return None
-    text = str(value)
-    return text if text else None
-
-
 # componentize-py runs this module at build time and snapshots the
 # interpreter; at run time there is no file system, so a standard-library
 # module that is first imported lazily inside a call cannot be found
@@ -79,7 +54,7 @@ sign(b"warm-up", WHOAMI_METHOD, WHOAMI_PATH)
 json.loads(b'{"id": 1, "login": "warm-up", "full_name": null, "email": ""}')
 
 
-class Forge(exports.Forge):
+class Forge(Adapter):
     def info(self) -> forge.ForgeInfo:
         # Must not call the host.
         return forge.ForgeInfo(
@@ -87,21 +62,6 @@ class Forge(exports.Forge):
             display_name="Example (Python)",
             default_base_url="http://127.0.0.1:3000",
         )
-
-    def authorize_url(self, base_url, app, state, code_challenge, scopes) -> str:
-        raise unsupported("authorize-url")
-
-    def exchange_code(self, base_url, app, code, code_verifier) -> forge.TokenSet:
-        raise unsupported("exchange-code")
-
-    def refresh(self, base_url, app, refresh_token) -> forge.TokenSet:
-        raise unsupported("refresh")
-
-    def list_repositories(self, base_url, token, cursor) -> forge.RepositoryPage:
-        raise unsupported("list-repositories")
-
-    def revoke(self, base_url, app, token) -> None:
-        raise unsupported("revoke")
 
     def whoami(self, base_url: str, token: str) -> forge.Account:
         # Host errors (`denied`, `not-found`, ...) are raised as Err(error)
@@ -130,24 +90,15 @@ class Forge(exports.Forge):
                 )
             )
         except Err as e:
-            if isinstance(e.value, types.Error_Upstream):
-                raise Err(forge.ForgeError_Transport(e.value.value))
-            raise Err(forge.ForgeError_Host(e.value))
+            raise host_error(e)
         if not 200 <= response.status < 300:
             retry_after = next((v for n, v in response.headers if n == "retry-after"), None)
-            raise status_error(response.status, retry_after)
+            message = f"{KIND}: {WHOAMI_METHOD} {WHOAMI_PATH} → {response.status}"
+            raise status_error(message, response.status, retry_after)
 
         try:
-            user = json.loads(response.body)
-            account = forge.Account(
-                id=str(user["id"]),
-                login=str(user["login"]),
-                name=optional(user.get("full_name")),
-                email=optional(user.get("email")),
-                # The signed forge does not report scopes or expiry.
-                scopes=[],
-                expires_at=None,
-            )
+            # The signed forge does not report scopes or expiry.
+            account = user_account(response.body)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise Err(
                 forge.ForgeError_Upstream(

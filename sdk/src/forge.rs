@@ -3,12 +3,15 @@
 //! it, and conveniences on the interface's records.
 //!
 //! The trait is the SDK's own, not the generated `Guest`: every operation
-//! but `info` and `whoami` has a default that answers
-//! [`ForgeError::Unsupported`], so a plugin implements only what its forge
-//! (or its test) needs, and a new export in the WIT does not break every
-//! plugin at once.
+//! but `info` and `whoami` has a default, so a plugin implements only what
+//! its forge (or its test) needs, and a new export in the WIT does not break
+//! every plugin at once. The OAuth operations (`authorize_url`,
+//! `exchange_code`, `refresh`) follow the adapter's
+//! [`oauth`](ForgeAdapter::oauth) description of its flow; the others, and
+//! those of an adapter without one, answer [`ForgeError::Unsupported`].
 
 use crate::bindings::forge::exports::keyward::plugin::forge as wit;
+use crate::oauth::OauthFlow;
 use crate::Error;
 
 pub use wit::{
@@ -27,6 +30,16 @@ pub trait ForgeAdapter {
     /// Describes the adapter. Must not call the host.
     fn info() -> ForgeInfo;
 
+    /// The forge's OAuth flow as data (endpoints, default scopes, how its
+    /// token endpoint answers), which the defaults of `authorize_url`,
+    /// `exchange_code` and `refresh` follow, prefixing errors with
+    /// [`info`](ForgeAdapter::info)'s `kind`. `None`, the default: those
+    /// answer [`ForgeError::Unsupported`] unless implemented. Must not call
+    /// the host.
+    fn oauth() -> Option<OauthFlow> {
+        None
+    }
+
     /// The forge's authorize URL for `app`, with `state`, the PKCE S256
     /// `code_challenge` and `scopes` (empty: the adapter's defaults). Must not
     /// call the host.
@@ -37,8 +50,8 @@ pub trait ForgeAdapter {
         code_challenge: String,
         scopes: Vec<String>,
     ) -> Result<String, ForgeError> {
-        let _ = (base_url, app, state, code_challenge, scopes);
-        Err(ForgeError::unsupported::<Self>("authorize-url"))
+        let flow = oauth_flow::<Self>("authorize-url")?;
+        Ok(flow.authorize_url(&base_url, &app, &state, &code_challenge, scopes))
     }
 
     /// Trades an authorization `code` (with the PKCE `code_verifier`) for
@@ -49,8 +62,8 @@ pub trait ForgeAdapter {
         code: String,
         code_verifier: String,
     ) -> Result<TokenSet, ForgeError> {
-        let _ = (base_url, app, code, code_verifier);
-        Err(ForgeError::unsupported::<Self>("exchange-code"))
+        let flow = oauth_flow::<Self>("exchange-code")?;
+        flow.exchange_code(&Self::info().kind, &base_url, &app, &code, &code_verifier)
     }
 
     /// Trades the refresh token behind the reference `refresh_token` for new
@@ -60,8 +73,8 @@ pub trait ForgeAdapter {
         app: OauthApp,
         refresh_token: String,
     ) -> Result<TokenSet, ForgeError> {
-        let _ = (base_url, app, refresh_token);
-        Err(ForgeError::unsupported::<Self>("refresh"))
+        let flow = oauth_flow::<Self>("refresh")?;
+        flow.refresh(&Self::info().kind, &base_url, &app, &refresh_token)
     }
 
     /// Who the token behind the reference `token` belongs to.
@@ -83,6 +96,11 @@ pub trait ForgeAdapter {
         let _ = (base_url, app, token);
         Err(ForgeError::unsupported::<Self>("revoke"))
     }
+}
+
+/// The flow of adapter `A` for operation `what`, or `unsupported`.
+fn oauth_flow<A: ForgeAdapter + ?Sized>(what: &str) -> Result<OauthFlow, ForgeError> {
+    A::oauth().ok_or_else(|| ForgeError::unsupported::<A>(what))
 }
 
 /// Exports a [`ForgeAdapter`] implementation as the plugin's `forge`
@@ -231,6 +249,23 @@ impl ForgeError {
     }
 }
 
+impl ForgeInfo {
+    /// An adapter's description: its `kind` (also the prefix of its error
+    /// messages), the name operators see, and the base URL used when the
+    /// forge's configuration names none.
+    pub fn new(
+        kind: impl Into<String>,
+        display_name: impl Into<String>,
+        default_base_url: impl Into<String>,
+    ) -> Self {
+        ForgeInfo {
+            kind: kind.into(),
+            display_name: display_name.into(),
+            default_base_url: default_base_url.into(),
+        }
+    }
+}
+
 impl Account {
     /// An account with only an id and a login; set the other fields as the
     /// forge reports them.
@@ -244,6 +279,22 @@ impl Account {
             expires_at: None,
         }
     }
+
+    /// An account from a forge's user record: the numeric `id` as text, the
+    /// `login`, and the `name` and `email` unless blank (forges send `""`
+    /// for an unset name or a hidden e-mail address).
+    pub fn from_user(
+        id: i64,
+        login: impl Into<String>,
+        name: Option<String>,
+        email: Option<String>,
+    ) -> Self {
+        Account {
+            name: name.filter(|s| !s.trim().is_empty()),
+            email: email.filter(|s| !s.trim().is_empty()),
+            ..Account::new(id.to_string(), login)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -254,11 +305,7 @@ mod tests {
 
     impl ForgeAdapter for Bare {
         fn info() -> ForgeInfo {
-            ForgeInfo {
-                kind: "bare".into(),
-                display_name: "Bare".into(),
-                default_base_url: "https://bare.example".into(),
-            }
+            ForgeInfo::new("bare", "Bare", "https://bare.example")
         }
 
         fn whoami(_base_url: String, _token: String) -> Result<Account, ForgeError> {
@@ -304,6 +351,40 @@ mod tests {
         assert_eq!(
             Bare::whoami("b".into(), "t".into()),
             Ok(Account::new("1", "me"))
+        );
+    }
+
+    struct Flowing;
+
+    impl ForgeAdapter for Flowing {
+        fn info() -> ForgeInfo {
+            ForgeInfo::new("flowing", "Flowing", "https://flowing.example")
+        }
+
+        fn oauth() -> Option<OauthFlow> {
+            Some(OauthFlow::new("/authorize", "/token").default_scopes(&["read"]))
+        }
+
+        fn whoami(_base_url: String, _token: String) -> Result<Account, ForgeError> {
+            Ok(Account::new("1", "me"))
+        }
+    }
+
+    #[test]
+    fn an_oauth_flow_gives_the_authorize_url() {
+        let url = Flowing::authorize_url(
+            "https://f.example/".into(),
+            app(),
+            "s".into(),
+            "c".into(),
+            vec![],
+        )
+        .expect("a flow");
+        assert_eq!(
+            url,
+            "https://f.example/authorize?response_type=code&client_id=id\
+             &redirect_uri=https%3A%2F%2Fkeyward.example%2Fcb&state=s&scope=read\
+             &code_challenge=c&code_challenge_method=S256"
         );
     }
 

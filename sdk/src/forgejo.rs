@@ -1,26 +1,28 @@
-//! The Forgejo (and Gitea) wire protocol, as functions: the built-in
-//! `forgejo` adapter is these plus its `info`, and any Forgejo-compatible
-//! forge (Codeberg, a Gitea instance under another name) is a few lines.
+//! The Forgejo (and Gitea) wire protocol, as functions, and [`Adapter`],
+//! the whole forge adapter built from them: the built-in `forgejo` adapter
+//! is that adapter with its own `info` and default scopes, and any
+//! Forgejo-compatible forge (Codeberg, a Gitea instance under another name)
+//! is a few lines.
 //!
 //! ```no_run
-//! use keyward_plugin_sdk::{forgejo, Account, ForgeAdapter, ForgeError, ForgeInfo};
+//! use keyward_plugin_sdk::{forgejo, ForgeInfo};
 //!
 //! struct Codeberg;
 //!
-//! impl ForgeAdapter for Codeberg {
+//! impl forgejo::Site for Codeberg {
 //!     fn info() -> ForgeInfo {
-//!         ForgeInfo {
-//!             kind: "codeberg".into(),
-//!             display_name: "Codeberg".into(),
-//!             default_base_url: "https://codeberg.org".into(),
-//!         }
-//!     }
-//!     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
-//!         forgejo::whoami("codeberg", &base_url, &token)
+//!         ForgeInfo::new("codeberg", "Codeberg", "https://codeberg.org")
 //!     }
 //! }
+//!
+//! // Sign-in, refresh, whoami and the repository list: Forgejo's.
+//! keyward_plugin_sdk::export_forge!(forgejo::Adapter<Codeberg>);
 //! # fn main() {}
 //! ```
+//!
+//! An adapter that differs in more than its description implements
+//! [`ForgeAdapter`] itself and calls the functions here (with
+//! [`OAUTH`] as its [`oauth`](ForgeAdapter::oauth)) where Forgejo's way fits.
 //!
 //! Wire facts: authorize at `{base}/login/oauth/authorize`, tokens at
 //! `{base}/login/oauth/access_token` (form body, client credentials in it;
@@ -29,70 +31,30 @@
 //! token X`, repositories paged by `page`/`limit` (at most 50) with `Link`
 //! and `X-Total-Count`. No OAuth revoke endpoint, and no scopes reported.
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
 
 use crate::http::{Request, Response};
-use crate::oauth::{self, Form, TokenRules};
+use crate::oauth::OauthFlow;
 use crate::{
-    secret_ref, wire, Account, ForgeError, OauthApp, Repository, RepositoryPage, TokenSet,
+    secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage,
 };
 
 /// Repositories per page: Forgejo's maximum.
 pub const PAGE_SIZE: u64 = 50;
 
-/// Token errors that mean "sign in again": Forgejo answers
-/// `unauthorized_client` to a refresh token used twice.
-const TOKEN_RULES: TokenRules<'static> = TokenRules {
-    grant_errors: &["unauthorized_client"],
-    created_at: false,
-};
+/// Forgejo's OAuth flow: authorize at `{base}/login/oauth/authorize`, tokens
+/// at `{base}/login/oauth/access_token`, no default scopes. A refresh token
+/// used twice is `unauthorized_client`, which means "sign in again".
+/// An adapter returns it from
+/// [`ForgeAdapter::oauth`](crate::ForgeAdapter::oauth), with its own
+/// [`default_scopes`](OauthFlow::default_scopes) if it wants some.
+pub const OAUTH: OauthFlow = OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
+    .grant_errors(&["unauthorized_client"]);
 
 fn root(base_url: &str) -> &str {
     base_url.trim_end_matches('/')
-}
-
-/// `{base}/login/oauth/authorize?…` with PKCE S256.
-pub fn authorize_url(
-    base_url: &str,
-    app: &OauthApp,
-    state: &str,
-    code_challenge: &str,
-    scopes: &[String],
-) -> String {
-    oauth::authorize_url(
-        &format!("{}/login/oauth/authorize", root(base_url)),
-        app,
-        state,
-        code_challenge,
-        scopes,
-    )
-}
-
-fn token(label: &str, base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
-    let url = format!("{}/login/oauth/access_token", root(base_url));
-    oauth::request_tokens(label, url, form, TOKEN_RULES)
-}
-
-/// Trades a code for tokens.
-pub fn exchange_code(
-    label: &str,
-    base_url: &str,
-    app: &OauthApp,
-    code: &str,
-    code_verifier: &str,
-) -> Result<TokenSet, ForgeError> {
-    token(label, base_url, oauth::code_grant(app, code, code_verifier))
-}
-
-/// Trades the refresh token behind `refresh_token` (a reference) for new
-/// tokens.
-pub fn refresh(
-    label: &str,
-    base_url: &str,
-    app: &OauthApp,
-    refresh_token: &str,
-) -> Result<TokenSet, ForgeError> {
-    token(label, base_url, oauth::refresh_grant(app, refresh_token))
 }
 
 /// The fields of `GET /api/v1/user` read here.
@@ -107,12 +69,12 @@ struct User {
 /// `GET /api/v1/user` as an account (no scopes: Forgejo does not say).
 pub fn parse_user(response: &Response) -> Result<Account, ForgeError> {
     let user: User = response.parse()?;
-    Ok(Account {
-        // Forgejo sends "" for an unset name or a hidden e-mail address.
-        name: user.full_name.filter(|s| !s.trim().is_empty()),
-        email: user.email.filter(|s| !s.trim().is_empty()),
-        ..Account::new(user.id.to_string(), user.login)
-    })
+    Ok(Account::from_user(
+        user.id,
+        user.login,
+        user.full_name,
+        user.email,
+    ))
 }
 
 fn get(base_url: &str, path_and_query: &str, token: &str) -> Request {
@@ -125,50 +87,14 @@ fn get(base_url: &str, path_and_query: &str, token: &str) -> Request {
 
 /// Who the token behind `token` (a reference) belongs to.
 pub fn whoami(label: &str, base_url: &str, token: &str) -> Result<Account, ForgeError> {
-    get(base_url, "/api/v1/user", token)
-        .send_forge()
-        .and_then(Response::check)
-        .and_then(|r| parse_user(&r))
-        .map_err(|e| e.context(label))
-}
-
-#[derive(Deserialize)]
-struct Repo {
-    id: i64,
-    full_name: String,
-    #[serde(default)]
-    private: bool,
-    #[serde(default)]
-    archived: bool,
-    default_branch: Option<String>,
-    html_url: String,
-    clone_url: String,
+    get(base_url, "/api/v1/user", token).send_and_read(label, parse_user)
 }
 
 /// One page of `GET /api/v1/user/repos`: the next page from `Link`
 /// `rel="next"` (its `page` parameter, as text), the total from
 /// `X-Total-Count`.
 pub fn parse_repositories(response: &Response) -> Result<RepositoryPage, ForgeError> {
-    let repos: Vec<Repo> = response.parse()?;
-    Ok(RepositoryPage {
-        repositories: repos
-            .into_iter()
-            .map(|r| Repository {
-                id: r.id.to_string(),
-                full_name: r.full_name,
-                private: r.private,
-                archived: r.archived,
-                default_branch: r.default_branch.filter(|b| !b.is_empty()),
-                web_url: r.html_url,
-                clone_url: r.clone_url,
-            })
-            .collect(),
-        next: response
-            .next_link()
-            .and_then(|url| wire::page_of(&url))
-            .map(|p| p.to_string()),
-        total: wire::count(response.header("x-total-count")),
-    })
+    wire::link_paged_repositories(response, Some("x-total-count"))
 }
 
 /// One page of the repositories the token's account can see.
@@ -184,10 +110,7 @@ pub fn list_repositories(
         &format!("/api/v1/user/repos?page={page}&limit={PAGE_SIZE}"),
         token,
     )
-    .send_forge()
-    .and_then(Response::check)
-    .and_then(|r| parse_repositories(&r))
-    .map_err(|e| e.context(label))
+    .send_and_read(label, parse_repositories)
 }
 
 /// Forgejo has no revoke endpoint: always `unsupported`.
@@ -198,9 +121,56 @@ pub fn revoke(label: &str) -> Result<(), ForgeError> {
     )))
 }
 
+/// A Forgejo-compatible forge, as [`Adapter`] needs it: its description
+/// and, if it differs from [`OAUTH`], its OAuth flow.
+pub trait Site {
+    /// Describes the adapter (see [`ForgeAdapter::info`]); its `kind`
+    /// prefixes every error message.
+    fn info() -> ForgeInfo;
+
+    /// The site's OAuth flow: [`OAUTH`] unless changed (e.g. with
+    /// `default_scopes`).
+    fn oauth() -> OauthFlow {
+        OAUTH
+    }
+}
+
+/// The forge adapter of a Forgejo-compatible [`Site`]: OAuth by the site's
+/// flow, and [`whoami`], [`list_repositories`] and [`revoke`] of this
+/// module. Export it with
+/// `keyward_plugin_sdk::export_forge!(forgejo::Adapter<MySite>);`.
+pub struct Adapter<S>(PhantomData<S>);
+
+impl<S: Site> ForgeAdapter for Adapter<S> {
+    fn info() -> ForgeInfo {
+        S::info()
+    }
+
+    fn oauth() -> Option<OauthFlow> {
+        Some(S::oauth())
+    }
+
+    fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
+        whoami(&S::info().kind, &base_url, &token)
+    }
+
+    fn list_repositories(
+        base_url: String,
+        token: String,
+        cursor: Option<String>,
+    ) -> Result<RepositoryPage, ForgeError> {
+        list_repositories(&S::info().kind, &base_url, &token, cursor.as_deref())
+    }
+
+    fn revoke(_base_url: String, _app: OauthApp, _token: String) -> Result<(), ForgeError> {
+        revoke(&S::info().kind)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{oauth, Repository};
 
     fn app() -> OauthApp {
         OauthApp {
@@ -213,12 +183,12 @@ mod tests {
     #[test]
     fn the_authorize_url_is_forgejos() {
         assert_eq!(
-            authorize_url(
+            OAUTH.authorize_url(
                 "https://codeberg.org/",
                 &app(),
                 "s",
                 "c",
-                &["read:user".into()]
+                vec!["read:user".into()]
             ),
             "https://codeberg.org/login/oauth/authorize?response_type=code&client_id=cid\
              &redirect_uri=https%3A%2F%2Fk.example%2Fcb&state=s&scope=read%3Auser\
@@ -234,7 +204,9 @@ mod tests {
              &code_verifier=ver&client_id=cid&client_secret=${SECRET:plugin:forgejo/secret}"
         );
         assert_eq!(
-            oauth::refresh_grant(&app(), "operator:alice/forgejo-refresh").into_body(),
+            OAUTH
+                .refresh_form(&app(), "operator:alice/forgejo-refresh")
+                .into_body(),
             "grant_type=refresh_token&refresh_token=${SECRET:operator:alice/forgejo-refresh}\
              &client_id=cid&client_secret=${SECRET:plugin:forgejo/secret}"
         );
@@ -249,7 +221,7 @@ mod tests {
             br#"{"error":"unauthorized_client","error_description":"token was already used"}"#,
         );
         assert!(matches!(
-            r.token_set(TOKEN_RULES),
+            r.token_set(OAUTH.token_rules),
             Err(ForgeError::InvalidGrant(_))
         ));
     }

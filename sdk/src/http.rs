@@ -141,6 +141,31 @@ impl Request {
         })
     }
 
+    /// A whole forge call: [`send_forge`](Request::send_forge), then
+    /// [`Response::check`], then `read` on the 2xx answer, every error
+    /// prefixed with `label` (the adapter's kind, see
+    /// [`ForgeError::context`]).
+    pub fn send_and_read<T>(
+        self,
+        label: &str,
+        read: impl FnOnce(&Response) -> Result<T, ForgeError>,
+    ) -> Result<T, ForgeError> {
+        self.send_forge()
+            .and_then(Response::check)
+            .and_then(|r| read(&r))
+            .map_err(|e| e.context(label))
+    }
+
+    /// Adds `authorization: Bearer ${SECRET:reference}`: the host puts in
+    /// the token behind `reference` as the request leaves.
+    #[must_use]
+    pub fn bearer(self, reference: &str) -> Self {
+        self.header(
+            "authorization",
+            format!("Bearer {}", crate::secret_ref(reference)),
+        )
+    }
+
     /// Sets a form body (see [`oauth::Form`]) and its content type.
     #[must_use]
     pub fn form(self, form: oauth::Form) -> Self {

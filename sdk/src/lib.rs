@@ -39,7 +39,9 @@
 //!     }
 //!
 //!     // Only `info` and `whoami` are required; the other operations default
-//!     // to `ForgeError::Unsupported`.
+//!     // to `ForgeError::Unsupported`, but for `authorize_url`,
+//!     // `exchange_code` and `refresh`, which follow the forge's OAuth flow
+//!     // once `oauth()` describes it (see `oauth::OauthFlow`).
 //!     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
 //!         let user: User = Request::get(format!("{base_url}/api/v1/user"))
 //!             // The host expands this at egress: the plugin never sees the token.

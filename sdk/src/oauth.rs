@@ -1,7 +1,29 @@
-//! OAuth 2 pieces the forge adapters share: authorize URLs (PKCE S256),
-//! form-encoded token requests with the client secret as a reference, and
-//! token replies (success or error, whatever the status) as a
+//! OAuth 2 pieces the forge adapters share: a forge's whole
+//! authorization-code flow as data ([`OauthFlow`], what
+//! [`ForgeAdapter::oauth`](crate::ForgeAdapter::oauth) returns), authorize
+//! URLs (PKCE S256), form-encoded token requests with the client secret as a
+//! reference, and token replies (success or error, whatever the status) as a
 //! [`TokenSet`] or a [`ForgeError`].
+//!
+//! ```
+//! use keyward_plugin_sdk::oauth::OauthFlow;
+//! use keyward_plugin_sdk::OauthApp;
+//!
+//! // GitLab's flow: its own paths, default scopes and token rules.
+//! const GITLAB: OauthFlow = OauthFlow::new("/oauth/authorize", "/oauth/token")
+//!     .default_scopes(&["read_user", "read_api"])
+//!     .expiry_from_created_at()
+//!     .refresh_repeats_redirect_uri();
+//!
+//! let app = OauthApp {
+//!     client_id: "cid".into(),
+//!     client_secret: None,
+//!     redirect_uri: "https://keyward.example/cb".into(),
+//! };
+//! let url = GITLAB.authorize_url("https://gitlab.com/", &app, "st", "ch", vec![]);
+//! assert!(url.starts_with("https://gitlab.com/oauth/authorize?response_type=code&client_id=cid"));
+//! assert!(url.contains("&scope=read_user%20read_api&"));
+//! ```
 
 use serde::Deserialize;
 
@@ -65,7 +87,8 @@ pub fn authorize_url(
 }
 
 /// `scopes`, or the adapter's `defaults` when the host asked for none:
-/// every adapter's rule for [`ForgeAdapter::authorize_url`](crate::ForgeAdapter::authorize_url).
+/// every adapter's rule for [`ForgeAdapter::authorize_url`](crate::ForgeAdapter::authorize_url)
+/// ([`OauthFlow::authorize_url`] applies it).
 pub fn scopes_or(scopes: Vec<String>, defaults: &[&str]) -> Vec<String> {
     if scopes.is_empty() {
         defaults.iter().map(|s| (*s).to_owned()).collect()
@@ -112,6 +135,168 @@ pub fn request_tokens(
         .send_forge()
         .and_then(|r| r.token_set(rules))
         .map_err(|e| e.context(label))
+}
+
+/// A forge's OAuth 2 authorization-code flow with PKCE S256, as data: where
+/// its endpoints are, what it asks for by default and how its token
+/// endpoint answers. An adapter whose
+/// [`ForgeAdapter::oauth`](crate::ForgeAdapter::oauth) returns one gets
+/// `authorize_url`, `exchange_code` and `refresh` from the trait.
+///
+/// Start from [`OauthFlow::new`] and change what differs, in a `const`:
+/// `OauthFlow::new(authorize, token).default_scopes(&["read:user"])`.
+#[derive(Debug, Clone, Copy)]
+pub struct OauthFlow {
+    /// The authorize endpoint's path below the OAuth root, e.g.
+    /// `/login/oauth/authorize`.
+    pub authorize_path: &'static str,
+    /// The token endpoint's path below the OAuth root, e.g.
+    /// `/login/oauth/access_token`.
+    pub token_path: &'static str,
+    /// The scopes asked for when the host asks for none ([`scopes_or`]);
+    /// empty: none at all (no `scope` parameter).
+    pub default_scopes: &'static [&'static str],
+    /// How the token endpoint words its answers.
+    pub token_rules: TokenRules<'static>,
+    /// Whether a refresh grant repeats the original grant's `redirect_uri`
+    /// (GitLab insists on it).
+    pub refresh_repeats_redirect_uri: bool,
+    /// The OAuth root for the forge's base URL; [`OauthFlow::new`] sets the
+    /// base URL without its trailing `/`.
+    pub root: fn(&str) -> String,
+}
+
+/// `base_url` without its trailing `/`: the OAuth root of most forges.
+fn trimmed_root(base_url: &str) -> String {
+    base_url.trim_end_matches('/').to_owned()
+}
+
+impl OauthFlow {
+    /// A flow with endpoints at `{base}{authorize_path}` and
+    /// `{base}{token_path}`, no default scopes, the standard token rules and
+    /// a refresh grant without `redirect_uri`.
+    pub const fn new(authorize_path: &'static str, token_path: &'static str) -> Self {
+        OauthFlow {
+            authorize_path,
+            token_path,
+            default_scopes: &[],
+            token_rules: TokenRules {
+                grant_errors: &[],
+                created_at: false,
+            },
+            refresh_repeats_redirect_uri: false,
+            root: trimmed_root,
+        }
+    }
+
+    /// The same flow asking for `scopes` when the host asks for none.
+    #[must_use]
+    pub const fn default_scopes(self, scopes: &'static [&'static str]) -> Self {
+        OauthFlow {
+            default_scopes: scopes,
+            ..self
+        }
+    }
+
+    /// The same flow with `codes` as "sign in again" token errors besides
+    /// `invalid_grant` ([`TokenRules::grant_errors`]).
+    #[must_use]
+    pub const fn grant_errors(self, codes: &'static [&'static str]) -> Self {
+        OauthFlow {
+            token_rules: TokenRules {
+                grant_errors: codes,
+                ..self.token_rules
+            },
+            ..self
+        }
+    }
+
+    /// The same flow counting `expires_in` from the reply's `created_at`
+    /// ([`TokenRules::created_at`], GitLab).
+    #[must_use]
+    pub const fn expiry_from_created_at(self) -> Self {
+        OauthFlow {
+            token_rules: TokenRules {
+                created_at: true,
+                ..self.token_rules
+            },
+            ..self
+        }
+    }
+
+    /// The same flow repeating the original `redirect_uri` in a refresh
+    /// grant (GitLab).
+    #[must_use]
+    pub const fn refresh_repeats_redirect_uri(self) -> Self {
+        OauthFlow {
+            refresh_repeats_redirect_uri: true,
+            ..self
+        }
+    }
+
+    /// The same flow with its endpoints below `root(base_url)` instead of
+    /// the base URL (GitHub: github.com's for the API host).
+    #[must_use]
+    pub const fn root(self, root: fn(&str) -> String) -> Self {
+        OauthFlow { root, ..self }
+    }
+
+    /// The authorize URL ([`authorize_url`]) at the forge `base_url`, for
+    /// `scopes` or, when empty, the flow's defaults.
+    pub fn authorize_url(
+        &self,
+        base_url: &str,
+        app: &OauthApp,
+        state: &str,
+        code_challenge: &str,
+        scopes: Vec<String>,
+    ) -> String {
+        let scopes = scopes_or(scopes, self.default_scopes);
+        let endpoint = format!("{}{}", (self.root)(base_url), self.authorize_path);
+        authorize_url(&endpoint, app, state, code_challenge, &scopes)
+    }
+
+    /// The form of a refresh grant ([`refresh_grant`]), with the
+    /// `redirect_uri` last when the flow repeats it.
+    pub fn refresh_form(&self, app: &OauthApp, refresh_token: &str) -> Form {
+        let form = refresh_grant(app, refresh_token);
+        if self.refresh_repeats_redirect_uri {
+            form.text("redirect_uri", &app.redirect_uri)
+        } else {
+            form
+        }
+    }
+
+    /// Posts `form` to the token endpoint ([`request_tokens`]).
+    fn tokens(&self, label: &str, base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
+        let url = format!("{}{}", (self.root)(base_url), self.token_path);
+        request_tokens(label, url, form, self.token_rules)
+    }
+
+    /// Trades an authorization `code` (with the PKCE `code_verifier`) for
+    /// tokens; errors are prefixed with `label`.
+    pub fn exchange_code(
+        &self,
+        label: &str,
+        base_url: &str,
+        app: &OauthApp,
+        code: &str,
+        code_verifier: &str,
+    ) -> Result<TokenSet, ForgeError> {
+        self.tokens(label, base_url, code_grant(app, code, code_verifier))
+    }
+
+    /// Trades the refresh token behind `refresh_token` (a reference) for new
+    /// tokens; errors are prefixed with `label`.
+    pub fn refresh(
+        &self,
+        label: &str,
+        base_url: &str,
+        app: &OauthApp,
+        refresh_token: &str,
+    ) -> Result<TokenSet, ForgeError> {
+        self.tokens(label, base_url, self.refresh_form(app, refresh_token))
+    }
 }
 
 /// An `application/x-www-form-urlencoded` body being built.
@@ -339,6 +524,50 @@ mod tests {
         let url = authorize_url("https://f/a?tenant=1", &app(None), "s", "c", &[]);
         assert!(url.starts_with("https://f/a?tenant=1&response_type=code"));
         assert!(!url.contains("scope="));
+    }
+
+    #[test]
+    fn flows_put_their_endpoints_below_their_root() {
+        let plain = OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token");
+        let url = plain.authorize_url("https://f.example//", &app(None), "s", "c", vec![]);
+        assert_eq!(
+            url,
+            "https://f.example/login/oauth/authorize?response_type=code&client_id=my%20id\
+             &redirect_uri=https%3A%2F%2Fkeyward.example%2Fforge%2Fcallback%3Fx%3D1%26y%3D2\
+             &state=s&code_challenge=c&code_challenge_method=S256"
+        );
+        fn api_host_to_web(base: &str) -> String {
+            base.replace("api.", "")
+        }
+        let flow = plain
+            .default_scopes(&["read:user", "repo"])
+            .root(api_host_to_web);
+        let url = flow.authorize_url("https://api.f.example", &app(None), "s", "c", vec![]);
+        assert!(
+            url.starts_with("https://f.example/login/oauth/authorize?")
+                && url.contains("&scope=read%3Auser%20repo&"),
+            "{url}"
+        );
+        // Scopes asked for replace the defaults.
+        let url = flow.authorize_url("https://f.example", &app(None), "s", "c", vec!["x".into()]);
+        assert!(url.contains("&scope=x&"), "{url}");
+    }
+
+    #[test]
+    fn refresh_forms_repeat_the_redirect_uri_only_when_the_flow_says() {
+        let app = app(Some("plugin:gitlab/secret"));
+        let plain = OauthFlow::new("/oauth/authorize", "/oauth/token");
+        assert_eq!(
+            plain.refresh_form(&app, "r").into_body(),
+            refresh_grant(&app, "r").into_body()
+        );
+        let gitlab = plain.refresh_repeats_redirect_uri();
+        assert_eq!(
+            gitlab.refresh_form(&app, "r").into_body(),
+            "grant_type=refresh_token&refresh_token=${SECRET:r}&client_id=my%20id\
+             &client_secret=${SECRET:plugin:gitlab/secret}\
+             &redirect_uri=https%3A%2F%2Fkeyward.example%2Fforge%2Fcallback%3Fx%3D1%26y%3D2"
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Forge wire helpers shared by the adapters: HTTP status to
-//! [`ForgeError`], rate limits, `Link` pagination, page cursors and the
-//! date format GitHub puts in `GitHub-Authentication-Token-Expiration`.
+//! [`ForgeError`], rate limits, `Link` pagination, page cursors, the
+//! repository list in GitHub's shape and the date format GitHub puts in
+//! `GitHub-Authentication-Token-Expiration`.
 //!
 //! Everything here is a pure function of its input (the clock is a
 //! parameter), so it is tested on the host target with hostile input.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{Error, ForgeError, RateLimit};
+use serde::Deserialize;
+
+use crate::http::Response;
+use crate::{Error, ForgeError, RateLimit, Repository, RepositoryPage};
 
 /// Now, in Unix seconds (WASI clocks inside a plugin). A clock before 1970
 /// reads as 0.
@@ -265,6 +269,52 @@ pub fn split_scopes(text: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A repository as GitHub's REST API lists it, and Forgejo's and Gitea's
+/// after it: the fields read here.
+#[derive(Deserialize)]
+struct ListedRepository {
+    id: i64,
+    full_name: String,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    archived: bool,
+    default_branch: Option<String>,
+    html_url: String,
+    clone_url: String,
+}
+
+/// One page of a repository list in GitHub's shape (GitHub's
+/// `GET /user/repos`, Forgejo's `GET /api/v1/user/repos`): the next page
+/// from `Link` `rel="next"` (its `page` parameter, as text), the total from
+/// the count header `total_header` if the forge sends one. An empty
+/// default branch (an empty repository) is none.
+pub fn link_paged_repositories(
+    response: &Response,
+    total_header: Option<&str>,
+) -> Result<RepositoryPage, ForgeError> {
+    let repos: Vec<ListedRepository> = response.parse()?;
+    Ok(RepositoryPage {
+        repositories: repos
+            .into_iter()
+            .map(|r| Repository {
+                id: r.id.to_string(),
+                full_name: r.full_name,
+                private: r.private,
+                archived: r.archived,
+                default_branch: r.default_branch.filter(|b| !b.is_empty()),
+                web_url: r.html_url,
+                clone_url: r.clone_url,
+            })
+            .collect(),
+        next: response
+            .next_link()
+            .and_then(|url| page_of(&url))
+            .map(|p| p.to_string()),
+        total: total_header.and_then(|name| count(response.header(name))),
+    })
 }
 
 #[cfg(test)]

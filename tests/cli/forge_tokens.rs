@@ -4,7 +4,7 @@
 //! dispatch with their scopes, expiry and e-mail — the path that used to
 //! fail with 424 because `/oauth/token/info` refuses access tokens.
 
-use forge_emulator::{Emulator, Flavor, GithubLimit, GitlabToken};
+use forge_emulator::{Emulator, Flavor, GitlabToken};
 use serde_json::{json, Value};
 
 use crate::Kw;
@@ -25,14 +25,7 @@ async fn gitlab_access_tokens_dispatch_through_the_binary() {
             .body(body.to_string())
             .send()
     };
-    for (i, kind) in [
-        GitlabToken::Personal,
-        GitlabToken::Project,
-        GitlabToken::Group,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, kind) in GitlabToken::ALL.into_iter().enumerate() {
         let issued = emu.gitlab_access_token("bot", kind, &["read_api"], Some("2027-06-30"));
         let name = format!("gl-{i}");
         let created = call(
@@ -86,15 +79,8 @@ async fn every_github_rate_limit_shape_is_a_429_through_the_binary() {
         .await
         .expect("create");
     assert_eq!(created.status(), 201);
-    for (shape, code, wait, expected) in [
-        (GithubLimit::Primary, 403, 120, 118..=120),
-        (GithubLimit::SecondaryRetryAfter, 429, 30, 30..=30),
-        (GithubLimit::SecondaryMessageOnly, 403, 0, 60..=60),
-        (GithubLimit::SecondaryMessageOnly, 429, 0, 60..=60),
-    ] {
-        emu.set_github_limit(shape);
-        emu.set_rate_limit_status(code);
-        emu.rate_limit_next(1, wait);
+    for (shape, code, wait, expected) in crate::support::GITHUB_RATE_LIMITS {
+        emu.github_limit_next(shape, code, wait);
         let answer = client
             .post(url("/agent-types/gh/dispatch"))
             .bearer_auth(&operator)

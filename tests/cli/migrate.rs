@@ -69,7 +69,7 @@ fn token_dir_writes_then_retires_and_runs_once() {
         "{plan}"
     );
     assert!(src.join("tokens/agent-0").is_file());
-    assert_eq!(get(&kw, "agent_type:agent-0", "FORGE_TOKEN"), None);
+    kw.assert_secret("agent_type:agent-0", "FORGE_TOKEN", None);
 
     let out = kw.ok(&["migrate", "run", "token-dir", "--source", src_s], b"");
     assert!(out.contains("3 migrated, 0 skipped, 0 failed"), "{out}");
@@ -160,18 +160,8 @@ fn hostile_legacy_files_fail_one_by_one_and_nothing_unwritten_is_retired() {
     );
     std::fs::write(tokens.join("taken"), b"legacy-value-for-taken").expect("write");
 
-    let out = migrate(
-        &kw,
-        &["run", "token-dir", "--source", src.to_str().expect("utf-8")],
-    );
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        code(&out),
-        1,
-        "failures exit 1: {stdout}{}",
-        text(&out.stderr)
-    );
-    assert!(stdout.contains("1 migrated"), "{stdout}");
+    let source = src.to_str().expect("utf-8");
+    let stdout = kw.migrate_failing(&["token-dir", "--source", source], "1 migrated");
     for (file, reason) in [
         ("empty", "empty"),
         ("blank", "only whitespace"),
@@ -302,7 +292,7 @@ fn malformed_migrate_commands_are_refused_with_a_reason() {
     assert_eq!(code(&out), 2, "clap refuses a zero batch");
     // Nothing was migrated or moved by any of them.
     assert!(file.is_file());
-    assert_eq!(get(&kw, "agent_type:agent-0", "FORGE_TOKEN"), None);
+    kw.assert_secret("agent_type:agent-0", "FORGE_TOKEN", None);
 }
 
 /// The ledger's rows: (item id, state).
@@ -334,12 +324,7 @@ fn ledger(kw: &Kw) -> Vec<(String, String)> {
 fn sigkill_at_every_checkpoint_then_a_rerun_loses_and_duplicates_nothing() {
     // The hook is compiled only into builds with the feature; without it
     // this test would find no kill point, so it says how to run it instead.
-    if !cfg!(feature = "fault-injection") {
-        panic!(
-            "this test needs the migration fault hook: run it with \
-             `cargo test -p keyward --features fault-injection` (scripts/test does)"
-        );
-    }
+    crate::support::require_fault_hook();
     const N: usize = 5;
     let mut kill_at = 1;
     let mut kills = 0;

@@ -58,6 +58,11 @@ fn line_of<'a>(stdout: &'a str, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {id}: {stdout}"))
 }
 
+/// Asserts that item `id`'s report line contains `text` (its target, say).
+fn assert_line(stdout: &str, id: &str, text: &str) {
+    assert!(line_of(stdout, id).contains(text), "{stdout}");
+}
+
 fn assert_failed(stdout: &str, id: &str, reason: &str) {
     let line = line_of(stdout, id);
     assert!(
@@ -104,20 +109,18 @@ fn agents_json_migrates_token_files_and_runs_once() {
         &["agents-json", "--source", utf8(&src)],
         "agents-json: 2 migrated, 0 skipped, 0 failed",
     );
-    assert!(
-        line_of(&out, "tokens/coder").contains("agent_type:coder/FORGE_TOKEN"),
-        "{out}"
-    );
-    assert_eq!(
-        get(&kw, "agent_type:coder", "FORGE_TOKEN").as_deref(),
-        Some("coder-token-0123456789")
+    assert_line(&out, "tokens/coder", "agent_type:coder/FORGE_TOKEN");
+    kw.assert_secret(
+        "agent_type:coder",
+        "FORGE_TOKEN",
+        Some("coder-token-0123456789"),
     );
     assert_eq!(
         get(&kw, "agent_type:reviewer", "FORGE_TOKEN").as_deref(),
         Some("reviewer-token-abcdef"),
         "the token is trimmed"
     );
-    assert_eq!(get(&kw, "agent_type:plain", "FORGE_TOKEN"), None);
+    kw.assert_secret("agent_type:plain", "FORGE_TOKEN", None);
     for agent in ["coder", "reviewer"] {
         let file = src.join("tokens").join(agent);
         assert!(!file.exists(), "{agent} was not retired");
@@ -167,15 +170,7 @@ fn agents_json_refuses_escaping_and_shared_token_files_one_by_one() {
     write(&src.join("tokens/shared"), "shared-token-0123456789");
     write(&kw.dir.path().join("outside"), "outside-token-0123456789");
 
-    let out = migrate(&kw, &["run", "agents-json", "--source", utf8(&src)]);
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        code(&out),
-        1,
-        "failures exit 1: {stdout}{}",
-        text(&out.stderr)
-    );
-    assert!(stdout.contains("1 migrated"), "{stdout}");
+    let stdout = kw.migrate_failing(&["agents-json", "--source", utf8(&src)], "1 migrated");
     assert_failed(
         &stdout,
         "agents.json#abs",
@@ -200,9 +195,10 @@ fn agents_json_refuses_escaping_and_shared_token_files_one_by_one() {
     );
     assert!(!stdout.contains("shared-token") && !stdout.contains("outside-token"));
 
-    assert_eq!(
-        get(&kw, "agent_type:good", "FORGE_TOKEN").as_deref(),
-        Some("good-token-0123456789")
+    kw.assert_secret(
+        "agent_type:good",
+        "FORGE_TOKEN",
+        Some("good-token-0123456789"),
     );
     assert!(bak(&src.join("tokens/good")).is_file());
     for agent in ["abs", "dots", "sneaky", "first", "second"] {
@@ -243,7 +239,7 @@ fn agents_json_malformed_or_missing_changes_nothing() {
     assert!(stdout.contains("0 migrated"), "{stdout}");
     assert!(src.join("tokens/coder").is_file());
     assert!(!bak(&src.join("tokens/coder")).exists());
-    assert_eq!(get(&kw, "agent_type:coder", "FORGE_TOKEN"), None);
+    kw.assert_secret("agent_type:coder", "FORGE_TOKEN", None);
 
     // Neither a list nor a map of agents.
     write(&src.join("agents.json"), "42");
@@ -298,28 +294,28 @@ fn account_credentials_migrate_tokens_with_metadata_and_client_keys_authenticate
         &["account-credentials", "--source", utf8(&src)],
         "account-credentials: 4 migrated, 0 skipped, 0 failed",
     );
-    assert!(
-        line_of(&out, "alice.credentials.json#oauth/access_token")
-            .contains("account:alice/ACCESS_TOKEN"),
-        "{out}"
+    assert_line(
+        &out,
+        "alice.credentials.json#oauth/access_token",
+        "account:alice/ACCESS_TOKEN",
     );
-    assert!(
-        line_of(&out, "train.credentials.json#client_api_keys/ci").contains("train-a.ci"),
-        "{out}"
+    assert_line(
+        &out,
+        "train.credentials.json#client_api_keys/ci",
+        "train-a.ci",
     );
     assert!(!out.contains(LEGACY_KEY), "the report holds a key: {out}");
-    assert_eq!(
-        get(&kw, "account:alice", "ACCESS_TOKEN").as_deref(),
-        Some("alice-access-0123456789")
+    kw.assert_secret(
+        "account:alice",
+        "ACCESS_TOKEN",
+        Some("alice-access-0123456789"),
     );
-    assert_eq!(
-        get(&kw, "account:alice", "REFRESH_TOKEN").as_deref(),
-        Some("alice-refresh-0123456789")
+    kw.assert_secret(
+        "account:alice",
+        "REFRESH_TOKEN",
+        Some("alice-refresh-0123456789"),
     );
-    assert_eq!(
-        get(&kw, "account:bob", "API_KEY").as_deref(),
-        Some("bob-api-key-0123456789")
-    );
+    kw.assert_secret("account:bob", "API_KEY", Some("bob-api-key-0123456789"));
 
     // Expiry and scopes are in the descriptions, never in a value.
     let list = kw.ok(&["secret", "list", "--json"], b"");
@@ -458,16 +454,13 @@ fn account_credentials_hostile_files_fail_per_file_and_stay() {
         half.contains("FAILED") && half.contains("another field"),
         "{half}"
     );
-    assert_eq!(get(&kw, "account:half", "API_KEY"), None);
-    assert_eq!(get(&kw, "account:ctrl", "API_KEY"), None);
+    kw.assert_secret("account:half", "API_KEY", None);
+    kw.assert_secret("account:ctrl", "API_KEY", None);
     assert!(
         !stdout.contains("abc\u{7}"),
         "a control character reached the terminal"
     );
-    assert_eq!(
-        get(&kw, "account:good", "API_KEY").as_deref(),
-        Some("good-key-0123456789")
-    );
+    kw.assert_secret("account:good", "API_KEY", Some("good-key-0123456789"));
     assert!(bak(&src.join("good.credentials.json")).is_file());
     let tokens = kw.ok(&["token", "list"], b"");
     assert!(!tokens.contains("p.ci"), "{tokens}");
@@ -497,15 +490,15 @@ fn key_prefix_moves_prefixed_keys_out_of_a_dotenv_file() {
         text(&out.stderr)
     );
     assert!(stdout.contains("key-prefix: 2 migrated"), "{stdout}");
-    assert!(
-        line_of(&stdout, "workloads.env#BEARER_TOKEN_GITHUB")
-            .contains("workload:github/BEARER_TOKEN"),
-        "{stdout}"
+    assert_line(
+        &stdout,
+        "workloads.env#BEARER_TOKEN_GITHUB",
+        "workload:github/BEARER_TOKEN",
     );
-    assert!(
-        line_of(&stdout, "workloads.env#OAUTH_CLIENT_SECRET_SLACK")
-            .contains("workload:slack/OAUTH_CLIENT_SECRET"),
-        "{stdout}"
+    assert_line(
+        &stdout,
+        "workloads.env#OAUTH_CLIENT_SECRET_SLACK",
+        "workload:slack/OAUTH_CLIENT_SECRET",
     );
     let malformed = stdout
         .lines()
@@ -525,13 +518,15 @@ fn key_prefix_moves_prefixed_keys_out_of_a_dotenv_file() {
         "nothing after the prefix",
     );
 
-    assert_eq!(
-        get(&kw, "workload:github", "BEARER_TOKEN").as_deref(),
-        Some("ghp_0123456789abcdef")
+    kw.assert_secret(
+        "workload:github",
+        "BEARER_TOKEN",
+        Some("ghp_0123456789abcdef"),
     );
-    assert_eq!(
-        get(&kw, "workload:slack", "OAUTH_CLIENT_SECRET").as_deref(),
-        Some("slack secret # not a comment")
+    kw.assert_secret(
+        "workload:slack",
+        "OAUTH_CLIENT_SECRET",
+        Some("slack secret # not a comment"),
     );
     assert_eq!(
         get(&kw, "global", "KEY"),
@@ -599,10 +594,7 @@ fn key_prefix_without_a_source_renames_global_secrets() {
         "{}",
         text(&refused.stdout)
     );
-    assert_eq!(
-        get(&kw, "global", "BEARER_TOKEN_GITLAB").as_deref(),
-        Some("glpat-0123456789")
-    );
+    kw.assert_secret("global", "BEARER_TOKEN_GITLAB", Some("glpat-0123456789"));
     let scopes = ["--option", "target_scopes=workload:*,registry:*"];
     let run = migrate(&kw, &["run", "key-prefix", scopes[0], scopes[1]]);
     let out = text(&run.stdout);
@@ -612,32 +604,25 @@ fn key_prefix_without_a_source_renames_global_secrets() {
         "{out}"
     );
     assert_failed(&out, "rename:global/OAUTH_CLIENT_ID_TAKEN", "another value");
-    assert!(
-        line_of(&out, "rename:global/BEARER_TOKEN_GITLAB").contains("workload:gitlab/BEARER_TOKEN"),
-        "{out}"
+    assert_line(
+        &out,
+        "rename:global/BEARER_TOKEN_GITLAB",
+        "workload:gitlab/BEARER_TOKEN",
     );
-    assert_eq!(
-        get(&kw, "workload:gitlab", "BEARER_TOKEN").as_deref(),
-        Some("glpat-0123456789")
-    );
+    kw.assert_secret("workload:gitlab", "BEARER_TOKEN", Some("glpat-0123456789"));
     assert_eq!(
         get(&kw, "global", "BEARER_TOKEN_GITLAB"),
         None,
         "moved, not copied"
     );
-    assert_eq!(
-        get(&kw, "registry:docker", "PASSWORD").as_deref(),
-        Some("dckr-pass")
-    );
-    assert_eq!(get(&kw, "global", "REGISTRY_PASSWORD_DOCKER"), None);
-    assert_eq!(get(&kw, "global", "UNRELATED").as_deref(), Some("stays"));
-    assert_eq!(
-        get(&kw, "global", "OAUTH_CLIENT_ID_TAKEN").as_deref(),
-        Some("legacy-id")
-    );
-    assert_eq!(
-        get(&kw, "workload:taken", "OAUTH_CLIENT_ID").as_deref(),
-        Some("the operator's own")
+    kw.assert_secret("registry:docker", "PASSWORD", Some("dckr-pass"));
+    kw.assert_secret("global", "REGISTRY_PASSWORD_DOCKER", None);
+    kw.assert_secret("global", "UNRELATED", Some("stays"));
+    kw.assert_secret("global", "OAUTH_CLIENT_ID_TAKEN", Some("legacy-id"));
+    kw.assert_secret(
+        "workload:taken",
+        "OAUTH_CLIENT_ID",
+        Some("the operator's own"),
     );
     // Once the clash is resolved, the rest moves and the run is recorded.
     kw.ok(
@@ -655,11 +640,8 @@ fn key_prefix_without_a_source_renames_global_secrets() {
         out.contains("key-prefix: 1 migrated, 0 skipped, 0 failed"),
         "{out}"
     );
-    assert_eq!(
-        get(&kw, "workload:taken", "OAUTH_CLIENT_ID").as_deref(),
-        Some("legacy-id")
-    );
-    assert_eq!(get(&kw, "global", "OAUTH_CLIENT_ID_TAKEN"), None);
+    kw.assert_secret("workload:taken", "OAUTH_CLIENT_ID", Some("legacy-id"));
+    kw.assert_secret("global", "OAUTH_CLIENT_ID_TAKEN", None);
     let again = kw.ok(&["migrate", "run", "key-prefix", scopes[0], scopes[1]], b"");
     assert!(again.contains("finished before"), "{again}");
 }
@@ -770,19 +752,34 @@ impl Bao {
             text(&out.stderr)
         );
     }
+
+    /// `bao kv put -mount=secret PATH FIELD=VALUE…`.
+    fn kv_put(&self, path: &str, fields: &[&str]) {
+        let mut args = vec!["kv", "put", "-mount=secret", path];
+        args.extend_from_slice(fields);
+        self.cli(&args);
+    }
+}
+
+/// `migrate run`'s arguments for `openbao-kv` over `url` with the option
+/// `token_ref` (`token_ref=<scope>/<name>`), then `extra`; `prefix` goes
+/// first (`["migrate", "run"]`, `["run"]` or nothing).
+fn openbao_kv<'a>(
+    prefix: &[&'a str],
+    url: &'a str,
+    token_ref: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = prefix.to_vec();
+    args.extend_from_slice(&["openbao-kv", "--source", url, "--option", token_ref]);
+    args.extend_from_slice(extra);
+    args
 }
 
 #[test]
 fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
     let bao = Bao::start();
-    bao.cli(&[
-        "kv",
-        "put",
-        "-mount=secret",
-        "apps/github",
-        "token=ghp-bao-0123456789",
-        "user=octo",
-    ]);
+    bao.kv_put("apps/github", &["token=ghp-bao-0123456789", "user=octo"]);
     bao.cli(&[
         "kv",
         "metadata",
@@ -791,14 +788,8 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
         "-custom-metadata=description=GitHub bot of the apps team",
         "apps/github",
     ]);
-    bao.cli(&[
-        "kv",
-        "put",
-        "-mount=secret",
-        "apps/slack/bot",
-        "token=xoxb-bao-0123456789",
-    ]);
-    bao.cli(&["kv", "put", "-mount=secret", "top", "password=p@ss word"]);
+    bao.kv_put("apps/slack/bot", &["token=xoxb-bao-0123456789"]);
+    bao.kv_put("top", &["password=p@ss word"]);
 
     let kw = Kw::new();
     kw.ok(
@@ -814,14 +805,7 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
     // A wrong token: a clear refusal, nothing written.
     let out = migrate(
         &kw,
-        &[
-            "run",
-            "openbao-kv",
-            "--source",
-            &url,
-            "--option",
-            "token_ref=global/BAO_BAD",
-        ],
+        &openbao_kv(&["run"], &url, "token_ref=global/BAO_BAD", &[]),
     );
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_ne!(code(&out), 0, "{all}");
@@ -830,22 +814,17 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
         !all.contains("not-the-root-token") && !all.contains(&bao.root),
         "{all}"
     );
-    assert_eq!(get(&kw, "openbao:secret", "apps.github.token"), None);
+    kw.assert_secret("openbao:secret", "apps.github.token", None);
 
     let out = migrate_ok(
         &kw,
-        &[
-            "openbao-kv",
-            "--source",
-            &url,
-            "--option",
-            "token_ref=global/BAO_TOKEN",
-        ],
+        &openbao_kv(&[], &url, "token_ref=global/BAO_TOKEN", &[]),
         "openbao-kv: 4 migrated, 0 skipped, 0 failed",
     );
-    assert!(
-        line_of(&out, "apps/github#token").contains("openbao:secret/apps.github.token"),
-        "{out}"
+    assert_line(
+        &out,
+        "apps/github#token",
+        "openbao:secret/apps.github.token",
     );
     assert!(!out.contains(&bao.root), "the token reached the report");
     for (name, value) in [
@@ -893,15 +872,7 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
     // Without delete=true the source is left as it is; the run is recorded.
     bao.cli(&["kv", "get", "-mount=secret", "apps/github"]);
     let again = kw.ok(
-        &[
-            "migrate",
-            "run",
-            "openbao-kv",
-            "--source",
-            &url,
-            "--option",
-            "token_ref=global/BAO_TOKEN",
-        ],
+        &openbao_kv(&["migrate", "run"], &url, "token_ref=global/BAO_TOKEN", &[]),
         b"",
     );
     assert!(again.contains("finished before"), "{again}");
@@ -914,35 +885,19 @@ fn openbao_kv_migrates_a_real_mount_and_refuses_a_bad_token() {
 fn openbao_kv_delete_destroys_only_the_versions_it_imported() {
     // The run is stopped between its write and its retire by the fault
     // hook, compiled only into builds with the feature.
-    if !cfg!(feature = "fault-injection") {
-        panic!(
-            "this test needs the migration fault hook: run it with \
-             `cargo test -p keyward --features fault-injection` (scripts/test does)"
-        );
-    }
+    crate::support::require_fault_hook();
     let bao = Bao::start();
-    bao.cli(&[
-        "kv",
-        "put",
-        "-mount=secret",
-        "apps/kept",
-        "token=imported-v1",
-    ]);
-    bao.cli(&["kv", "put", "-mount=secret", "apps/gone", "token=gone-v1"]);
+    bao.kv_put("apps/kept", &["token=imported-v1"]);
+    bao.kv_put("apps/gone", &["token=gone-v1"]);
     let kw = Kw::new();
     kw.ok(&["secret", "set", "BAO_TOKEN"], bao.root.as_bytes());
     let url = bao.url();
-    let args = [
-        "migrate",
-        "run",
-        "openbao-kv",
-        "--source",
+    let args = openbao_kv(
+        &["migrate", "run"],
         &url,
-        "--option",
         "token_ref=global/BAO_TOKEN",
-        "--option",
-        "delete=true",
-    ];
+        &["--option", "delete=true"],
+    );
     // Killed after the write committed, before the retire: the read
     // version is in Keyward, the source untouched.
     let mut cmd = kw.cmd(&args);
@@ -954,18 +909,9 @@ fn openbao_kv_delete_destroys_only_the_versions_it_imported() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(
-        get(&kw, "openbao:secret", "apps.kept.token").as_deref(),
-        Some("imported-v1")
-    );
+    kw.assert_secret("openbao:secret", "apps.kept.token", Some("imported-v1"));
     // Someone writes a new version between the read and the retire.
-    bao.cli(&[
-        "kv",
-        "put",
-        "-mount=secret",
-        "apps/kept",
-        "token=written-since",
-    ]);
+    bao.kv_put("apps/kept", &["token=written-since"]);
     let out = kw.ok(&args, b"");
     assert!(out.contains("0 failed"), "{out}");
     // The new version survives; the imported one is destroyed.

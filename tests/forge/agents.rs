@@ -29,30 +29,18 @@ async fn a_rotated_agent_token_reaches_the_next_dispatch() {
     let db = TestDb::sqlite().await;
     let host = host_for(&emu, &db).await;
     let first = emu.personal_token("bot");
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(
-                json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
-                        "description": "the coding agent", "token": first}),
-            ),
+    let (status, body) = host
+        .new_agent_type(
+            json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
+                                "description": "the coding agent", "token": first}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["token"], "agent_type:coder/FORGE_TOKEN");
     assert!(!body.to_string().contains(&first), "never the token");
 
-    let dispatch = |reason: &str| {
-        host.call(
-            Method::POST,
-            "/agent-types/coder/dispatch",
-            &host.resolver,
-            Some(json!({"reason": reason})),
-        )
-    };
-    let (status, body, _) = dispatch("nightly triage").await;
+    let dispatch = |reason: &str| host.for_agent("coder", "dispatch", json!({"reason": reason}));
+    let (status, body) = dispatch("nightly triage").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["account"]["login"], "bot");
     assert!(last_user_auth(&emu).ends_with(&first));
@@ -60,15 +48,14 @@ async fn a_rotated_agent_token_reaches_the_next_dispatch() {
     // Rotated through the generic secrets API: the next dispatch uses it.
     let second = emu.personal_token("bot");
     let (status, body, _) = host
-        .call(
+        .as_operator(
             Method::PUT,
             "/secrets/FORGE_TOKEN?scope=agent_type:coder",
-            &host.operator,
             Some(json!({"value": second})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _, _) = dispatch("after rotation").await;
+    let (status, _) = dispatch("after rotation").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         last_user_auth(&emu).ends_with(&second),
@@ -77,13 +64,8 @@ async fn a_rotated_agent_token_reaches_the_next_dispatch() {
     );
 
     // getAgentToken: the value, logged with the caller and the reason.
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/coder/token",
-            &host.resolver,
-            Some(json!({"reason": "write agent.env"})),
-        )
+    let (status, body) = host
+        .for_agent("coder", "token", json!({"reason": "write agent.env"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["token"], second.as_str());
@@ -101,42 +83,34 @@ async fn a_rotated_agent_token_reaches_the_next_dispatch() {
     // An instance override wins for that instance only.
     let third = emu.personal_token("alice");
     let (status, body, _) = host
-        .call(
+        .as_operator(
             Method::PUT,
             "/agent-types/coder/token",
-            &host.operator,
             Some(json!({"value": third, "instance": "i-42"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["token"], "instance:i-42/FORGE_TOKEN");
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/coder/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "instance run", "instance": "i-42"})),
+    let (status, body) = host
+        .for_agent(
+            "coder",
+            "dispatch",
+            json!({"reason": "instance run", "instance": "i-42"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["account"]["login"], "alice");
-    let (_, body, _) = dispatch("type run").await;
+    let (_, body) = dispatch("type run").await;
     assert_eq!(body["account"]["login"], "bot");
     let (status, _, _) = host
-        .call(
-            Method::DELETE,
-            "/agent-types/coder/instances/i-42",
-            &host.operator,
-            None,
-        )
+        .as_operator(Method::DELETE, "/agent-types/coder/instances/i-42", None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/coder/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "instance run", "instance": "i-42"})),
+    let (_, body) = host
+        .for_agent(
+            "coder",
+            "dispatch",
+            json!({"reason": "instance run", "instance": "i-42"}),
         )
         .await;
     assert_eq!(body["account"]["login"], "bot", "back to the type's token");
@@ -158,14 +132,7 @@ async fn a_token_rotated_in_the_dashboard_reaches_the_next_dispatch() {
     let db = TestDb::sqlite().await;
     let host = host_for(&emu, &db).await;
     let first = emu.personal_token("bot");
-    let (status, _, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(json!({"name": "reviewer", "forge": "forgejo", "base_url": emu.base_url(), "token": first})),
-        )
-        .await;
+    let (status, _) = host.new_agent_type(json!({"name": "reviewer", "forge": "forgejo", "base_url": emu.base_url(), "token": first})).await;
     assert_eq!(status, StatusCode::CREATED);
     // The operator signs in with the forge and replaces the value in the
     // dashboard's form.
@@ -182,12 +149,11 @@ async fn a_token_rotated_in_the_dashboard_reaches_the_next_dispatch() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/reviewer/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "after the dashboard rotation"})),
+    let (status, body) = host
+        .for_agent(
+            "reviewer",
+            "dispatch",
+            json!({"reason": "after the dashboard rotation"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -211,14 +177,7 @@ async fn hostile_agent_type_requests_are_refused_and_change_nothing() {
         json!({"name": 5, "forge": "forgejo"}),
         json!([]),
     ] {
-        let (status, resp, _) = host
-            .call(
-                Method::POST,
-                "/agent-types",
-                &host.operator,
-                Some(body.clone()),
-            )
-            .await;
+        let (status, resp) = host.new_agent_type(body.clone()).await;
         assert!(status.is_client_error(), "{body}: {status} {resp}");
         assert!(resp["error"]["code"].is_string(), "{resp}");
     }
@@ -227,40 +186,20 @@ async fn hostile_agent_type_requests_are_refused_and_change_nothing() {
         .await;
     assert_eq!(list, json!([]), "nothing was created");
     // Unknown types and missing tokens.
-    let (status, _, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/ghost/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "r"})),
-        )
+    let (status, _) = host
+        .for_agent("ghost", "dispatch", json!({"reason": "r"}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(json!({"name": "empty", "forge": "forgejo", "base_url": emu.base_url()})),
-        )
+    let (status, body) = host
+        .new_agent_type(json!({"name": "empty", "forge": "forgejo", "base_url": emu.base_url()}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/empty/token",
-            &host.resolver,
-            Some(json!({"reason": "r"})),
-        )
+    let (status, body) = host
+        .for_agent("empty", "token", json!({"reason": "r"}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (status, _, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(json!({"name": "empty", "forge": "forgejo", "base_url": emu.base_url()})),
-        )
+    let (status, _) = host
+        .new_agent_type(json!({"name": "empty", "forge": "forgejo", "base_url": emu.base_url()}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "a duplicate");
     for body in [
@@ -268,33 +207,20 @@ async fn hostile_agent_type_requests_are_refused_and_change_nothing() {
         json!({"reason": ""}),
         json!({"reason": "r\u{0}"}),
     ] {
-        let (status, _, _) = host
-            .call(
-                Method::POST,
-                "/agent-types/empty/token",
-                &host.resolver,
-                Some(body.clone()),
-            )
-            .await;
+        let (status, _) = host.for_agent("empty", "token", body.clone()).await;
         assert!(status.is_client_error(), "{body}");
     }
     // A token the forge refuses: the forge's answer, as a failed dependency.
     let (status, _, _) = host
-        .call(
+        .as_operator(
             Method::PUT,
             "/agent-types/empty/token",
-            &host.operator,
             Some(json!({"value": "not-a-real-token"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/empty/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "r"})),
-        )
+    let (status, body) = host
+        .for_agent("empty", "dispatch", json!({"reason": "r"}))
         .await;
     assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
     assert!(!body.to_string().contains("not-a-real-token"));
@@ -306,17 +232,11 @@ async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
     let db = TestDb::sqlite().await;
     let host = Host::one_forge(&db, "codeberg", &emu, &["alice"]).await;
     // Not there yet.
-    let resp = host
-        .client
-        .get(format!("{}/auth/codeberg/login", host.base))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(host.login("codeberg").await.status(), StatusCode::NOT_FOUND);
     // Built outside the host (the fixture workspace), dropped in, picked up.
     super::fixtures::install(host.plugins.path(), "codeberg", |m| m);
     let (status, body, _) = host
-        .call(Method::POST, "/plugins/reload", &host.operator, None)
+        .as_operator(Method::POST, "/plugins/reload", None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
@@ -332,28 +252,14 @@ async fn a_dropped_in_forge_plugin_signs_in_and_dispatches_without_a_restart() {
     let (_, me) = host.me(cookie.as_deref()).await;
     assert_eq!(me["forge_type"], "codeberg");
     let token = emu.personal_token("bot");
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(json!({"name": "berg", "forge": "codeberg", "base_url": emu.base_url(), "token": token})),
-        )
-        .await;
+    let (status, body) = host.new_agent_type(json!({"name": "berg", "forge": "codeberg", "base_url": emu.base_url(), "token": token})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/berg/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "drop-in"})),
-        )
+    let (status, body) = host
+        .for_agent("berg", "dispatch", json!({"reason": "drop-in"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["account"]["login"], "bot");
-    let (status, _, _) = host
-        .call(Method::GET, "/forge/repos", &host.operator, None)
-        .await;
+    let (status, _, _) = host.as_operator(Method::GET, "/forge/repos", None).await;
     assert_eq!(status, StatusCode::OK);
     drop(host.rt.registry());
 }
@@ -371,15 +277,10 @@ async fn a_dispatch_names_the_resolver_token_and_writes_only_log_rows() {
     let emu = emulator(Flavor::Forgejo, "alice").await;
     let db = TestDb::sqlite().await;
     let host = host_for(&emu, &db).await;
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(
-                json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
-                        "token": emu.personal_token("bot")}),
-            ),
+    let (status, body) = host
+        .new_agent_type(
+            json!({"name": "coder", "forge": "forgejo", "base_url": emu.base_url(),
+                                "token": emu.personal_token("bot")}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -394,18 +295,13 @@ async fn a_dispatch_names_the_resolver_token_and_writes_only_log_rows() {
         ),
         (Method::POST, "/secrets", Some(again)),
     ] {
-        let (status, body, _) = host.call(method, path, &host.operator, body).await;
+        let (status, body, _) = host.as_operator(method, path, body).await;
         assert!(status.is_success(), "{status} {body}");
     }
     let before = agent_rows(&host).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/coder/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "nightly triage"})),
-        )
+    let (status, body) = host
+        .for_agent("coder", "dispatch", json!({"reason": "nightly triage"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["account"]["login"], "bot");
@@ -428,13 +324,8 @@ async fn a_dispatch_names_the_resolver_token_and_writes_only_log_rows() {
         egress.reason
     );
     // getAgentToken's row is the token's own.
-    let (status, _, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/coder/token",
-            &host.resolver,
-            Some(json!({"reason": "write agent.env"})),
-        )
+    let (status, _) = host
+        .for_agent("coder", "token", json!({"reason": "write agent.env"}))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(agent_rows(&host).await, before, "getAgentToken wrote");

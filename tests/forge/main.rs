@@ -7,6 +7,35 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+/// The emulated forge of a lower-case name (`forgejo`, `github`, `gitlab`).
+macro_rules! flavor {
+    (forgejo) => {
+        forge_emulator::Flavor::Forgejo
+    };
+    (github) => {
+        forge_emulator::Flavor::Github
+    };
+    (gitlab) => {
+        forge_emulator::Flavor::Gitlab
+    };
+}
+
+/// One test per named forge of `check(Flavor)`, in a module named after the
+/// check: `per_forge!(signs_in: forgejo, github);` runs
+/// `signs_in::forgejo` and `signs_in::github`.
+macro_rules! per_forge {
+    ($check:ident: $($forge:ident),+) => {
+        mod $check {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $forge() {
+                    super::$check(flavor!($forge)).await;
+                }
+            )+
+        }
+    };
+}
+
 #[path = "../plugins/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
@@ -184,17 +213,49 @@ impl Host {
         (status, json, headers)
     }
 
+    /// [`call`](Host::call) with the operator's token.
+    pub async fn as_operator(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        self.call(method, path, &self.operator, body).await
+    }
+
+    /// `POST /agent-types/{name}/{call}` (`token` or `dispatch`) as the
+    /// resolver: the status and the body.
+    pub async fn for_agent(&self, name: &str, call: &str, body: Value) -> (StatusCode, Value) {
+        let path = format!("/agent-types/{name}/{call}");
+        let (status, body, _) = self
+            .call(reqwest::Method::POST, &path, &self.resolver, Some(body))
+            .await;
+        (status, body)
+    }
+
+    /// `POST /agent-types` as the operator: the status and the body.
+    pub async fn new_agent_type(&self, body: Value) -> (StatusCode, Value) {
+        let (status, body, _) = self
+            .as_operator(reqwest::Method::POST, "/agent-types", Some(body))
+            .await;
+        (status, body)
+    }
+
+    /// `GET /auth/{forge}/login`, as a browser starting a sign-in.
+    pub async fn login(&self, forge: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/auth/{forge}/login", self.base))
+            .send()
+            .await
+            .expect("login")
+    }
+
     /// The whole browser round trip of a sign-in with `forge`: Keyward's
     /// login route, the forge's authorize page (which approves for the
     /// browser's user), the callback. Answers the callback's status and
     /// the session cookie it set.
     pub async fn sign_in(&self, forge: &str) -> (StatusCode, Option<String>, String) {
-        let resp = self
-            .client
-            .get(format!("{}/auth/{forge}/login", self.base))
-            .send()
-            .await
-            .expect("login");
+        let resp = self.login(forge).await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "login redirects");
         let browser = set_cookie(&resp);
         let authorize = location(&resp);

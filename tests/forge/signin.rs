@@ -16,9 +16,7 @@ async fn signs_in_and_lists_repositories(flavor: Flavor) {
     let db = TestDb::sqlite().await;
     let host = Host::one_forge(&db, forge, &emu, &["ALICE"]).await;
     // Nothing is active before anyone signs in.
-    let (status, body, _) = host
-        .call(Method::GET, "/forge/repos", &host.operator, None)
-        .await;
+    let (status, body, _) = host.as_operator(Method::GET, "/forge/repos", None).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
     assert_eq!(body["error"]["code"], "no_active_forge");
 
@@ -52,7 +50,7 @@ async fn signs_in_and_lists_repositories(flavor: Flavor) {
             Some(c) => format!("/forge/repos?cursor={c}"),
             None => "/forge/repos".to_owned(),
         };
-        let (status, page, _) = host.call(Method::GET, &path, &host.operator, None).await;
+        let (status, page, _) = host.as_operator(Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         for r in page["repositories"].as_array().expect("repositories") {
             names.push(r["full_name"].as_str().expect("name").to_owned());
@@ -67,7 +65,7 @@ async fn signs_in_and_lists_repositories(flavor: Flavor) {
     assert_eq!(names.len(), 7, "{names:?}");
     // A query the route does not know is a 400 naming it, not ignored.
     for path in ["/forge/repos?page=2", "/forge/repos?cursor=a&cursor=b"] {
-        let (status, body, _) = host.call(Method::GET, path, &host.operator, None).await;
+        let (status, body, _) = host.as_operator(Method::GET, path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
     }
     // Resolvers may not list an operator's repositories.
@@ -105,20 +103,7 @@ async fn signs_in_and_lists_repositories(flavor: Flavor) {
         && r.name == "ACCESS_TOKEN"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgejo_sign_in_and_repositories() {
-    signs_in_and_lists_repositories(Flavor::Forgejo).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_sign_in_and_repositories() {
-    signs_in_and_lists_repositories(Flavor::Github).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitlab_sign_in_and_repositories() {
-    signs_in_and_lists_repositories(Flavor::Gitlab).await;
-}
+per_forge!(signs_in_and_lists_repositories: forgejo, github, gitlab);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allow_listed_accounts_get_in_and_callbacks_work_once() {
@@ -141,16 +126,7 @@ async fn only_allow_listed_accounts_get_in_and_callbacks_work_once() {
 
     // alice gets in; her callback URL cannot be used a second time.
     emu.sign_in_browser_as("alice");
-    let resp = host
-        .client
-        .get(format!("{}/auth/forgejo/login", host.base))
-        .send()
-        .await
-        .expect("login");
-    let browser = super::set_cookie(&resp);
-    let authorize = super::location(&resp);
-    let resp = host.client.get(&authorize).send().await.expect("authorize");
-    let callback = super::location(&resp);
+    let (callback, browser) = started_sign_in(&host, "forgejo").await;
     let (status, cookie, _) = host
         .follow_callback_from(&callback, browser.as_deref())
         .await;
@@ -196,6 +172,19 @@ async fn only_allow_listed_accounts_get_in_and_callbacks_work_once() {
     }
 }
 
+/// Waits for every concurrent caller, each of which must get its page, then
+/// checks that the forge saw exactly one refresh (`what`: among whom).
+async fn all_got_a_page_after_one_refresh<T, E: std::fmt::Debug>(
+    emu: &Emulator,
+    calls: Vec<tokio::task::JoinHandle<Result<T, E>>>,
+    what: &str,
+) {
+    for c in calls {
+        c.await.expect("joined").expect("a caller got its page");
+    }
+    assert_eq!(emu.refresh_requests(), 1, "exactly one refresh {what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_with_another_forge_switches_and_keeps_the_first() {
     let fj = emulator(Flavor::Forgejo, "alice").await;
@@ -236,9 +225,7 @@ async fn signing_in_with_another_forge_switches_and_keeps_the_first() {
         ["forgejo", "github"],
         "the first forge's row is kept"
     );
-    let (status, _, _) = host
-        .call(Method::GET, "/forge/repos", &host.operator, None)
-        .await;
+    let (status, _, _) = host.as_operator(Method::GET, "/forge/repos", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(gh
         .requests()
@@ -263,30 +250,10 @@ async fn one_refresh_for_many_callers(flavor: Flavor) {
         let forges = host.forges.clone();
         calls.push(tokio::spawn(async move { forges.repositories(None).await }));
     }
-    for c in calls {
-        c.await.expect("joined").expect("a caller got its page");
-    }
-    assert_eq!(
-        emu.refresh_requests(),
-        1,
-        "exactly one refresh for 8 callers"
-    );
+    all_got_a_page_after_one_refresh(&emu, calls, "for 8 callers").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgejo_one_refresh_for_eight_callers() {
-    one_refresh_for_many_callers(Flavor::Forgejo).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_one_refresh_for_eight_callers() {
-    one_refresh_for_many_callers(Flavor::Github).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitlab_one_refresh_for_eight_callers() {
-    one_refresh_for_many_callers(Flavor::Gitlab).await;
-}
+per_forge!(one_refresh_for_many_callers: forgejo, github, gitlab);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_on_postgres_refresh_once() {
@@ -313,14 +280,7 @@ async fn two_hosts_on_postgres_refresh_once() {
         };
         calls.push(tokio::spawn(async move { forges.repositories(None).await }));
     }
-    for c in calls {
-        c.await.expect("joined").expect("a caller got its page");
-    }
-    assert_eq!(
-        emu.refresh_requests(),
-        1,
-        "exactly one refresh across two hosts"
-    );
+    all_got_a_page_after_one_refresh(&emu, calls, "across two hosts").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,9 +294,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
     // The forge stops taking the access token: the router refreshes once
     // and the call goes through.
     emu.expire_all_access_tokens();
-    let (status, page, _) = host
-        .call(Method::GET, "/forge/repos", &host.operator, None)
-        .await;
+    let (status, page, _) = host.as_operator(Method::GET, "/forge/repos", None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(emu.refresh_requests(), 1);
 
@@ -358,9 +316,7 @@ async fn a_revoked_access_token_is_refreshed_and_a_refused_refresh_loses_nothing
         .expect("row")
         .expect("present");
     emu.expire_all_access_tokens();
-    let (status, body, _) = host
-        .call(Method::GET, "/forge/repos", &host.operator, None)
-        .await;
+    let (status, body, _) = host.as_operator(Method::GET, "/forge/repos", None).await;
     assert!(
         status == StatusCode::FAILED_DEPENDENCY || status == StatusCode::BAD_GATEWAY,
         "{status} {body}"
@@ -383,9 +339,7 @@ async fn a_forge_rate_limit_reaches_the_caller_with_retry_after() {
         let host = Host::one_forge(&db, forge, &emu, &["alice"]).await;
         assert_eq!(host.sign_in(forge).await.0, StatusCode::OK);
         emu.rate_limit_next(1, 7);
-        let (status, body, headers) = host
-            .call(Method::GET, "/forge/repos", &host.operator, None)
-            .await;
+        let (status, body, headers) = host.as_operator(Method::GET, "/forge/repos", None).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{forge}: {body}");
         assert_eq!(body["error"]["code"], "rate_limited", "{forge}");
         let retry: u64 = headers
@@ -395,9 +349,7 @@ async fn a_forge_rate_limit_reaches_the_caller_with_retry_after() {
             .expect("Retry-After");
         assert!((1..=7).contains(&retry), "{forge}: {retry}");
         // And the next call goes through.
-        let (status, _, _) = host
-            .call(Method::GET, "/forge/repos", &host.operator, None)
-            .await;
+        let (status, _, _) = host.as_operator(Method::GET, "/forge/repos", None).await;
         assert_eq!(status, StatusCode::OK, "{forge}");
         let _: Value = body;
     }
@@ -458,12 +410,7 @@ async fn revoke_where_the_forge_has_it_and_unsupported_where_not() {
 /// Starts a sign-in in one browser and has the forge approve it: the
 /// callback URL and the pre-auth cookie that browser holds.
 async fn started_sign_in(host: &Host, forge: &str) -> (String, Option<String>) {
-    let resp = host
-        .client
-        .get(format!("{}/auth/{forge}/login", host.base))
-        .send()
-        .await
-        .expect("login");
+    let resp = host.login(forge).await;
     let browser = super::set_cookie(&resp);
     let authorize = super::location(&resp);
     let resp = host.client.get(&authorize).send().await.expect("authorize");
@@ -507,15 +454,7 @@ async fn a_callback_from_another_browser_is_refused(flavor: Flavor) {
     assert!(cookie.is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgejo_callback_from_another_browser_is_refused() {
-    a_callback_from_another_browser_is_refused(Flavor::Forgejo).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_callback_from_another_browser_is_refused() {
-    a_callback_from_another_browser_is_refused(Flavor::Github).await;
-}
+per_forge!(a_callback_from_another_browser_is_refused: forgejo, github);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recycled_login_is_refused_and_id_entries_survive_a_rename() {

@@ -4,7 +4,7 @@
 //! reaches the caller as a 429 with `Retry-After`, and the account's
 //! e-mail is part of `dispatch` and `/me`.
 
-use forge_emulator::{Emulator, Flavor, GithubLimit, GitlabToken};
+use forge_emulator::{Emulator, Flavor, GitlabToken};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -27,12 +27,9 @@ async fn dispatch_with(
     name: &str,
     token: &str,
 ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let (status, body, _) = host
-        .call(
-            Method::POST,
-            "/agent-types",
-            &host.operator,
-            Some(json!({"name": name, "forge": forge, "base_url": emu.base_url(), "token": token})),
+    let (status, body) = host
+        .new_agent_type(
+            json!({"name": name, "forge": forge, "base_url": emu.base_url(), "token": token}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -50,14 +47,7 @@ async fn gitlab_personal_project_and_group_tokens_dispatch_with_scopes_and_expir
     let emu = emulator(Flavor::Gitlab, "alice").await;
     let db = TestDb::sqlite().await;
     let host = host_for(Flavor::Gitlab, &emu, &db).await;
-    for (i, kind) in [
-        GitlabToken::Personal,
-        GitlabToken::Project,
-        GitlabToken::Group,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, kind) in GitlabToken::ALL.into_iter().enumerate() {
         let issued = emu.gitlab_access_token(
             "bot",
             kind,
@@ -151,19 +141,8 @@ async fn every_github_rate_limit_shape_is_a_429_with_retry_after() {
     let token = emu.personal_token("bot");
     let (status, body, _) = dispatch_with(&host, &emu, "github", "gh", &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // (shape, status, the wait the forge gives, the Retry-After expected)
-    for (shape, code, wait, expected) in [
-        (GithubLimit::Primary, 403, 120, 118..=120),
-        (GithubLimit::Primary, 429, 120, 118..=120),
-        (GithubLimit::SecondaryRetryAfter, 403, 30, 30..=30),
-        (GithubLimit::SecondaryRetryAfter, 429, 30, 30..=30),
-        // GitHub: "Otherwise, wait for at least one minute".
-        (GithubLimit::SecondaryMessageOnly, 403, 0, 60..=60),
-        (GithubLimit::SecondaryMessageOnly, 429, 0, 60..=60),
-    ] {
-        emu.set_github_limit(shape);
-        emu.set_rate_limit_status(code);
-        emu.rate_limit_next(1, wait);
+    for (shape, code, wait, expected) in super::support::GITHUB_RATE_LIMITS {
+        emu.github_limit_next(shape, code, wait);
         let (status, body, headers) = host
             .call(
                 Method::POST,
@@ -182,13 +161,8 @@ async fn every_github_rate_limit_shape_is_a_429_with_retry_after() {
             .unwrap_or_else(|| panic!("{what}: a Retry-After"));
         assert!(expected.contains(&retry), "{what}: {retry}");
     }
-    let (status, _, _) = host
-        .call(
-            Method::POST,
-            "/agent-types/gh/dispatch",
-            &host.resolver,
-            Some(json!({"reason": "after"})),
-        )
+    let (status, _) = host
+        .for_agent("gh", "dispatch", json!({"reason": "after"}))
         .await;
     assert_eq!(status, StatusCode::OK);
 }

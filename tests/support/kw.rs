@@ -82,11 +82,38 @@ impl Kw {
             .then(|| text(&out.stdout).trim_end().to_owned())
     }
 
+    /// Asserts that `secret get NAME --scope SCOPE` answers `expected`
+    /// (`None`: no such secret).
+    pub fn assert_secret(&self, scope: &str, name: &str, expected: Option<&str>) {
+        assert_eq!(
+            self.secret_value(scope, name).as_deref(),
+            expected,
+            "{scope}/{name}"
+        );
+    }
+
     /// `keyward migrate ARGS…`, with no input.
     pub fn migrate(&self, args: &[&str]) -> Output {
         let mut all = vec!["migrate"];
         all.extend_from_slice(args);
         self.run(&all, b"")
+    }
+
+    /// `keyward migrate run ARGS…`, which must exit 1 (some items failed)
+    /// with `summary` in its report; the report.
+    pub fn migrate_failing(&self, args: &[&str], summary: &str) -> String {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        let out = self.migrate(&all);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            code(&out),
+            1,
+            "failures exit 1: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains(summary), "{stdout}");
+        stdout
     }
 
     /// `token create --name NAME --role ROLE`: the token.

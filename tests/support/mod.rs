@@ -14,6 +14,38 @@ use keyward::store::Backend;
 use keyward::vault::Vault;
 use sqlx::Connection;
 
+/// Fails the calling test unless this build has the migration fault hook
+/// (`--features fault-injection`): without it such a test would find no
+/// kill point, so it says how to run it instead.
+pub fn require_fault_hook() {
+    if !cfg!(feature = "fault-injection") {
+        panic!(
+            "this test needs the migration fault hook: run it with \
+             `cargo test -p keyward --features fault-injection` (scripts/test does)"
+        );
+    }
+}
+
+/// Every way GitHub rate-limits, each with both statuses it uses: (shape,
+/// status, the wait the forge gives, the `Retry-After` Keyward must
+/// answer). GitHub: with no wait named, "wait for at least one minute".
+pub const GITHUB_RATE_LIMITS: [(
+    forge_emulator::GithubLimit,
+    u16,
+    u64,
+    std::ops::RangeInclusive<u64>,
+); 6] = {
+    use forge_emulator::GithubLimit::{Primary, SecondaryMessageOnly, SecondaryRetryAfter};
+    [
+        (Primary, 403, 120, 118..=120),
+        (Primary, 429, 120, 118..=120),
+        (SecondaryRetryAfter, 403, 30, 30..=30),
+        (SecondaryRetryAfter, 429, 30, 30..=30),
+        (SecondaryMessageOnly, 403, 0, 60..=60),
+        (SecondaryMessageOnly, 429, 0, 60..=60),
+    ]
+};
+
 /// Set by scripts/test (scripts/postgres) to a superuser URL of a throw-away server.
 pub const PG_URL_VAR: &str = "KEYWARD_TEST_POSTGRES_URL";
 

@@ -2,7 +2,7 @@
 //! `/callback`), `/me`, the active forge's repositories, and agent types
 //! (their tokens through the resolver, and dispatch).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -414,26 +414,65 @@ async fn agent_allowed(
     Err(crate::auth::AuthError::NotPermitted(why).into())
 }
 
+/// A resolver's call for one agent type (`POST /agent-types/{name}/token`
+/// and `/dispatch`): the caller, the type's name and the body, extracted in
+/// the order the handlers once took them as arguments (the token is checked
+/// before the body is read).
+pub struct AgentCall {
+    caller: crate::auth::Caller,
+    name: String,
+    req: ForAgent,
+}
+
+impl FromRequest<AppState> for AgentCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Resolver(caller) = Resolver::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(name) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Body(req) = Body::<ForAgent>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(AgentCall { caller, name, req })
+    }
+}
+
+impl AgentCall {
+    /// The call's access, its reason checked like any access's and logged
+    /// with it, and the instance it may act for (see [`agent_allowed`]).
+    async fn allowed(
+        &self,
+        state: &AppState,
+        action: Action,
+    ) -> Result<(Access, Option<String>), ApiError> {
+        let access = Access::new(self.caller.accessor(), self.req.reason.as_str())?;
+        let instance = agent_allowed(
+            state,
+            &self.caller,
+            &access,
+            action,
+            &self.name,
+            self.req.instance.clone(),
+        )
+        .await?;
+        Ok((access, instance))
+    }
+}
+
 /// `POST /agent-types/{name}/token` (resolver): getAgentToken, logged with
 /// the caller and `reason`.
 pub async fn agent_token(
-    Resolver(caller): Resolver,
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Body(req): Body<ForAgent>,
+    call: AgentCall,
 ) -> Result<Json<Value>, ApiError> {
-    let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    let instance = agent_allowed(
-        &state,
-        &caller,
-        &access,
-        Action::Reveal,
-        &name,
-        req.instance,
-    )
-    .await?;
+    let (access, instance) = call.allowed(&state, Action::Reveal).await?;
     let value = forges(&state)?
-        .agent_token(&name, instance.as_deref(), &access)
+        .agent_token(&call.name, instance.as_deref(), &access)
         .await?;
     let text = std::str::from_utf8(value.expose())
         .map_err(|_| ApiError::Invalid("the token is not UTF-8".into()))?;
@@ -443,24 +482,12 @@ pub async fn agent_token(
 /// `POST /agent-types/{name}/dispatch` (resolver): a forge call (whoami)
 /// with the agent type's token, through its plugin.
 pub async fn dispatch(
-    Resolver(caller): Resolver,
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Body(req): Body<ForAgent>,
+    call: AgentCall,
 ) -> Result<Json<Value>, ApiError> {
-    // The reason is checked like any access's, and logged with the call.
-    let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    let instance = agent_allowed(
-        &state,
-        &caller,
-        &access,
-        Action::Egress,
-        &name,
-        req.instance,
-    )
-    .await?;
+    let (access, instance) = call.allowed(&state, Action::Egress).await?;
     let account = forges(&state)?
-        .dispatch(&name, instance.as_deref(), &access)
+        .dispatch(&call.name, instance.as_deref(), &access)
         .await?;
     Ok(Json(json!({
         "account": {

@@ -16,10 +16,9 @@
 //! `wire::status_error` maps each to `rate-limited` with a wait.
 
 use keyward_plugin_sdk::http::{Request, Response};
-use keyward_plugin_sdk::oauth::{self, Form, TokenRules};
+use keyward_plugin_sdk::oauth::{self, OauthFlow};
 use keyward_plugin_sdk::{
-    secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository,
-    RepositoryPage, TokenSet,
+    secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, RepositoryPage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -29,11 +28,12 @@ const LABEL: &str = "github";
 /// Repositories per page: GitHub's maximum.
 const PAGE_SIZE: u64 = 100;
 
-/// GitHub's "sign in again" token errors.
-const TOKEN_RULES: TokenRules<'static> = TokenRules {
-    grant_errors: &["bad_verification_code", "bad_refresh_token"],
-    created_at: false,
-};
+/// GitHub's OAuth flow: at the web root (github.com's for the API host),
+/// with GitHub's "sign in again" token errors.
+const OAUTH: OauthFlow = OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
+    .default_scopes(&["read:user", "repo"])
+    .grant_errors(&["bad_verification_code", "bad_refresh_token"])
+    .root(oauth_root);
 
 fn root(base_url: &str) -> &str {
     base_url.trim_end_matches('/')
@@ -73,11 +73,6 @@ fn api(request: Request) -> Request {
         .header("x-github-api-version", "2022-11-28")
 }
 
-fn token(base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
-    let url = format!("{}/login/oauth/access_token", oauth_root(base_url));
-    oauth::request_tokens(LABEL, url, form, TOKEN_RULES)
-}
-
 /// The fields of `GET /user` read here.
 #[derive(Deserialize)]
 struct User {
@@ -91,8 +86,6 @@ struct User {
 fn parse_user(response: &Response) -> Result<Account, ForgeError> {
     let user: User = response.parse()?;
     Ok(Account {
-        name: user.name.filter(|s| !s.trim().is_empty()),
-        email: user.email.filter(|s| !s.trim().is_empty()),
         scopes: response
             .header("x-oauth-scopes")
             .map(wire::split_scopes)
@@ -100,44 +93,13 @@ fn parse_user(response: &Response) -> Result<Account, ForgeError> {
         expires_at: response
             .header("github-authentication-token-expiration")
             .and_then(wire::parse_datetime),
-        ..Account::new(user.id.to_string(), user.login)
+        ..Account::from_user(user.id, user.login, user.name, user.email)
     })
 }
 
-#[derive(Deserialize)]
-struct Repo {
-    id: i64,
-    full_name: String,
-    #[serde(default)]
-    private: bool,
-    #[serde(default)]
-    archived: bool,
-    default_branch: Option<String>,
-    html_url: String,
-    clone_url: String,
-}
-
+/// One page of `GET /user/repos`: GitHub sends no total.
 fn parse_repositories(response: &Response) -> Result<RepositoryPage, ForgeError> {
-    let repos: Vec<Repo> = response.parse()?;
-    Ok(RepositoryPage {
-        repositories: repos
-            .into_iter()
-            .map(|r| Repository {
-                id: r.id.to_string(),
-                full_name: r.full_name,
-                private: r.private,
-                archived: r.archived,
-                default_branch: r.default_branch.filter(|b| !b.is_empty()),
-                web_url: r.html_url,
-                clone_url: r.clone_url,
-            })
-            .collect(),
-        next: response
-            .next_link()
-            .and_then(|url| wire::page_of(&url))
-            .map(|p| p.to_string()),
-        total: None,
-    })
+    wire::link_paged_repositories(response, None)
 }
 
 /// The body of `DELETE /applications/{client_id}/token`.
@@ -156,54 +118,17 @@ struct GitHub;
 
 impl ForgeAdapter for GitHub {
     fn info() -> ForgeInfo {
-        ForgeInfo {
-            kind: "github".into(),
-            display_name: "GitHub".into(),
-            default_base_url: "https://github.com".into(),
-        }
+        ForgeInfo::new(LABEL, "GitHub", "https://github.com")
     }
 
-    fn authorize_url(
-        base_url: String,
-        app: OauthApp,
-        state: String,
-        code_challenge: String,
-        scopes: Vec<String>,
-    ) -> Result<String, ForgeError> {
-        let scopes = oauth::scopes_or(scopes, &["read:user", "repo"]);
-        Ok(oauth::authorize_url(
-            &format!("{}/login/oauth/authorize", oauth_root(&base_url)),
-            &app,
-            &state,
-            &code_challenge,
-            &scopes,
-        ))
-    }
-
-    fn exchange_code(
-        base_url: String,
-        app: OauthApp,
-        code: String,
-        code_verifier: String,
-    ) -> Result<TokenSet, ForgeError> {
-        token(&base_url, oauth::code_grant(&app, &code, &code_verifier))
-    }
-
-    fn refresh(
-        base_url: String,
-        app: OauthApp,
-        refresh_token: String,
-    ) -> Result<TokenSet, ForgeError> {
-        token(&base_url, oauth::refresh_grant(&app, &refresh_token))
+    fn oauth() -> Option<OauthFlow> {
+        Some(OAUTH)
     }
 
     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
         api(Request::get(format!("{}/user", api_root(&base_url))))
-            .header("authorization", format!("Bearer {}", secret_ref(&token)))
-            .send_forge()
-            .and_then(Response::check)
-            .and_then(|r| parse_user(&r))
-            .map_err(|e| e.context(LABEL))
+            .bearer(&token)
+            .send_and_read(LABEL, parse_user)
     }
 
     fn list_repositories(
@@ -216,11 +141,8 @@ impl ForgeAdapter for GitHub {
             "{}/user/repos?per_page={PAGE_SIZE}&page={page}",
             api_root(&base_url)
         )))
-        .header("authorization", format!("Bearer {}", secret_ref(&token)))
-        .send_forge()
-        .and_then(Response::check)
-        .and_then(|r| parse_repositories(&r))
-        .map_err(|e| e.context(LABEL))
+        .bearer(&token)
+        .send_and_read(LABEL, parse_repositories)
     }
 
     fn revoke(base_url: String, app: OauthApp, token: String) -> Result<(), ForgeError> {
@@ -242,10 +164,7 @@ impl ForgeAdapter for GitHub {
             .json(&RevokeBody {
                 access_token: secret_ref(&token),
             })
-            .send_forge()
-            .and_then(Response::check)
-            .map(drop)
-            .map_err(|e| e.context(LABEL))
+            .send_and_read(LABEL, |_| Ok(()))
     }
 }
 
@@ -370,7 +289,7 @@ mod tests {
             br#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}"#,
         );
         assert!(matches!(
-            r.token_set(TOKEN_RULES),
+            r.token_set(OAUTH.token_rules),
             Err(ForgeError::InvalidGrant(_))
         ));
     }

@@ -17,10 +17,9 @@
 
 use keyward_plugin_sdk::http::{Request, Response};
 use keyward_plugin_sdk::log;
-use keyward_plugin_sdk::oauth::{self, Form, TokenRules};
+use keyward_plugin_sdk::oauth::{Form, OauthFlow};
 use keyward_plugin_sdk::{
-    secret_ref, wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository,
-    RepositoryPage, TokenSet,
+    wire, Account, ForgeAdapter, ForgeError, ForgeInfo, OauthApp, Repository, RepositoryPage,
 };
 use serde::Deserialize;
 
@@ -30,24 +29,22 @@ const LABEL: &str = "gitlab";
 /// Projects per page: GitLab's maximum.
 const PAGE_SIZE: u64 = 100;
 
-const TOKEN_RULES: TokenRules<'static> = TokenRules {
-    grant_errors: &[],
-    created_at: true,
-};
+/// GitLab's OAuth flow: the expiry counts from the reply's `created_at`,
+/// and a refresh must repeat the original grant's redirect URI.
+const OAUTH: OauthFlow = OauthFlow::new("/oauth/authorize", "/oauth/token")
+    .default_scopes(&["read_user", "read_api"])
+    .expiry_from_created_at()
+    .refresh_repeats_redirect_uri();
 
 fn root(base_url: &str) -> &str {
     base_url.trim_end_matches('/')
 }
 
-fn bearer(request: Request, token: &str) -> Request {
-    request
-        .header("authorization", format!("Bearer {}", secret_ref(token)))
+/// `GET url` with the token behind the reference `token`, asking for JSON.
+fn get(url: String, token: &str) -> Request {
+    Request::get(url)
+        .bearer(token)
         .header("accept", "application/json")
-}
-
-fn token(base_url: &str, form: Form) -> Result<TokenSet, ForgeError> {
-    let url = format!("{}/oauth/token", root(base_url));
-    oauth::request_tokens(LABEL, url, form, TOKEN_RULES)
 }
 
 /// The fields of `GET /api/v4/user` read here.
@@ -61,11 +58,12 @@ struct User {
 
 fn parse_user(response: &Response) -> Result<Account, ForgeError> {
     let user: User = response.parse()?;
-    Ok(Account {
-        name: user.name.filter(|s| !s.trim().is_empty()),
-        email: user.email.filter(|s| !s.trim().is_empty()),
-        ..Account::new(user.id.to_string(), user.username)
-    })
+    Ok(Account::from_user(
+        user.id,
+        user.username,
+        user.name,
+        user.email,
+    ))
 }
 
 /// What a token may do and until when; both unknown when GitLab will not
@@ -137,7 +135,7 @@ fn not_this_kind(error: &ForgeError) -> bool {
 /// a refusal from both only leaves the details unknown; a rate limit, a
 /// server error or an unreachable forge still fails the call.
 fn token_details(base: &str, token: &str) -> Result<TokenDetails, ForgeError> {
-    let oauth = bearer(Request::get(format!("{base}/oauth/token/info")), token)
+    let oauth = get(format!("{base}/oauth/token/info"), token)
         .send_forge()
         .and_then(Response::check)
         .and_then(|r| parse_token_info(&r, wire::now()));
@@ -145,13 +143,10 @@ fn token_details(base: &str, token: &str) -> Result<TokenDetails, ForgeError> {
         Err(e) if not_this_kind(&e) => {}
         other => return other,
     }
-    let record = bearer(
-        Request::get(format!("{base}/api/v4/personal_access_tokens/self")),
-        token,
-    )
-    .send_forge()
-    .and_then(Response::check)
-    .and_then(|r| parse_access_token(&r));
+    let record = get(format!("{base}/api/v4/personal_access_tokens/self"), token)
+        .send_forge()
+        .and_then(Response::check)
+        .and_then(|r| parse_access_token(&r));
     match record {
         Err(e) if not_this_kind(&e) => {
             log::warn(&format!(
@@ -202,63 +197,21 @@ fn parse_projects(response: &Response) -> Result<RepositoryPage, ForgeError> {
     })
 }
 
-fn refresh_form(app: &OauthApp, refresh_token: &str) -> Form {
-    // GitLab insists on the redirect URI of the original grant.
-    oauth::refresh_grant(app, refresh_token).text("redirect_uri", &app.redirect_uri)
-}
-
 struct GitLab;
 
 impl ForgeAdapter for GitLab {
     fn info() -> ForgeInfo {
-        ForgeInfo {
-            kind: "gitlab".into(),
-            display_name: "GitLab".into(),
-            default_base_url: "https://gitlab.com".into(),
-        }
+        ForgeInfo::new(LABEL, "GitLab", "https://gitlab.com")
     }
 
-    fn authorize_url(
-        base_url: String,
-        app: OauthApp,
-        state: String,
-        code_challenge: String,
-        scopes: Vec<String>,
-    ) -> Result<String, ForgeError> {
-        let scopes = oauth::scopes_or(scopes, &["read_user", "read_api"]);
-        Ok(oauth::authorize_url(
-            &format!("{}/oauth/authorize", root(&base_url)),
-            &app,
-            &state,
-            &code_challenge,
-            &scopes,
-        ))
-    }
-
-    fn exchange_code(
-        base_url: String,
-        app: OauthApp,
-        code: String,
-        code_verifier: String,
-    ) -> Result<TokenSet, ForgeError> {
-        token(&base_url, oauth::code_grant(&app, &code, &code_verifier))
-    }
-
-    fn refresh(
-        base_url: String,
-        app: OauthApp,
-        refresh_token: String,
-    ) -> Result<TokenSet, ForgeError> {
-        token(&base_url, refresh_form(&app, &refresh_token))
+    fn oauth() -> Option<OauthFlow> {
+        Some(OAUTH)
     }
 
     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
         let base = root(&base_url);
-        let account = bearer(Request::get(format!("{base}/api/v4/user")), &token)
-            .send_forge()
-            .and_then(Response::check)
-            .and_then(|r| parse_user(&r))
-            .map_err(|e| e.context(LABEL))?;
+        let account =
+            get(format!("{base}/api/v4/user"), &token).send_and_read(LABEL, parse_user)?;
         let details = token_details(base, &token).map_err(|e| e.context(LABEL))?;
         Ok(Account {
             scopes: details.scopes,
@@ -273,17 +226,11 @@ impl ForgeAdapter for GitLab {
         cursor: Option<String>,
     ) -> Result<RepositoryPage, ForgeError> {
         let page = wire::page_cursor(cursor.as_deref()).map_err(|e| e.context(LABEL))?;
-        bearer(
-            Request::get(format!(
-                "{}/api/v4/projects?membership=true&per_page={PAGE_SIZE}&page={page}",
-                root(&base_url)
-            )),
-            &token,
-        )
-        .send_forge()
-        .and_then(Response::check)
-        .and_then(|r| parse_projects(&r))
-        .map_err(|e| e.context(LABEL))
+        let url = format!(
+            "{}/api/v4/projects?membership=true&per_page={PAGE_SIZE}&page={page}",
+            root(&base_url)
+        );
+        get(url, &token).send_and_read(LABEL, parse_projects)
     }
 
     fn revoke(base_url: String, app: OauthApp, token: String) -> Result<(), ForgeError> {
@@ -291,10 +238,7 @@ impl ForgeAdapter for GitLab {
         Request::post(format!("{}/oauth/revoke", root(&base_url)))
             .header("accept", "application/json")
             .form(form)
-            .send_forge()
-            .and_then(Response::check)
-            .map(drop)
-            .map_err(|e| e.context(LABEL))
+            .send_and_read(LABEL, |_| Ok(()))
     }
 }
 
@@ -312,7 +256,9 @@ mod tests {
             redirect_uri: "https://k.example/cb".into(),
         };
         assert_eq!(
-            refresh_form(&app, "operator:bob/gitlab-refresh").into_body(),
+            OAUTH
+                .refresh_form(&app, "operator:bob/gitlab-refresh")
+                .into_body(),
             "grant_type=refresh_token&refresh_token=${SECRET:operator:bob/gitlab-refresh}\
              &client_id=cid&client_secret=${SECRET:plugin:gitlab/secret}\
              &redirect_uri=https%3A%2F%2Fk.example%2Fcb"
@@ -482,7 +428,7 @@ mod tests {
             br#"{"error":"invalid_client","error_description":"Client authentication failed due to unknown client."}"#,
         );
         assert!(matches!(
-            r.token_set(TOKEN_RULES),
+            r.token_set(OAUTH.token_rules),
             Err(ForgeError::Upstream(_))
         ));
         let r = Response::for_test(
@@ -492,7 +438,7 @@ mod tests {
             br#"{"error":"invalid_grant","error_description":"The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client."}"#,
         );
         assert!(matches!(
-            r.token_set(TOKEN_RULES),
+            r.token_set(OAUTH.token_rules),
             Err(ForgeError::InvalidGrant(_))
         ));
         let r = Response::for_test(
@@ -502,7 +448,7 @@ mod tests {
             br#"{"access_token":"a","token_type":"BEARER","expires_in":7200,"refresh_token":"r","created_at":1607635748}"#,
         );
         assert_eq!(
-            r.token_set(TOKEN_RULES).expect("ok").expires_at,
+            r.token_set(OAUTH.token_rules).expect("ok").expires_at,
             Some(1_607_642_948)
         );
     }

@@ -12,9 +12,12 @@ use crate::authorize::authorize;
 use crate::clock::iso;
 use crate::fixture;
 use crate::oauth::{self, Failure};
-use crate::paging::{Linker, Window};
+use crate::paging::{Listing, Rel::*, Window};
 use crate::params::{authorization_token, Params};
 use crate::state::{lock, Access, Shared, State as Emu};
+
+/// `GET /api/v1/user/repos`.
+const REPOS: Listing = Listing::new("/api/v1/user/repos", repo, &[Next, Last, First, Prev], ",");
 
 /// Forgejo's routes.
 pub(crate) fn router() -> Router<Shared> {
@@ -26,11 +29,7 @@ pub(crate) fn router() -> Router<Shared> {
 }
 
 async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::token_delay(&shared).await;
-    let result = match Params::from_body(&headers, &body) {
-        None => Err(Failure::Malformed),
-        Some(params) => oauth::token(&mut lock(&shared), &headers, &params),
-    };
+    let result = oauth::token_request(&shared, &headers, &body, None).await;
     match result {
         Ok(g) => {
             let mut reply = json!({"access_token": g.access_token, "token_type": "bearer"});
@@ -128,30 +127,10 @@ async fn repos(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let login = access.login.clone();
     let q = Params::from_query(query.as_deref().unwrap_or(""));
-    let count = state.repos.get(&login).copied().unwrap_or(0);
+    let count = state.repo_count(&access.login);
     let w = Window::lenient(q.get("page"), q.get("limit"), 30, 50, count);
-    let owner_id = state.user_id(&login);
-    let items: Vec<Value> = w
-        .range()
-        .map(|i| repo(&state.base, &login, owner_id, i))
-        .collect();
-    let links = Linker {
-        base: &state.base,
-        path: "/api/v1/user/repos",
-        query: &q,
-        page_key: "page",
-    };
-    let link = links.header(
-        &[
-            ("next", w.next()),
-            ("last", w.next().map(|_| w.last())),
-            ("first", w.prev().map(|_| 1)),
-            ("prev", w.prev()),
-        ],
-        ",",
-    );
+    let (items, link) = REPOS.page(&state, &access.login, &q, &w);
     let mut response = Json(items).into_response();
     let h = response.headers_mut();
     h.insert("x-total-count", HeaderValue::from(count));

@@ -12,10 +12,13 @@ use crate::authorize::authorize;
 use crate::clock::{github_expiration, iso, unix_now};
 use crate::fixture;
 use crate::oauth::{self, Failure};
-use crate::paging::{Linker, Window};
+use crate::paging::{Listing, Rel::*, Window};
 use crate::params::{authorization_token, basic, Params};
 use crate::state::{lock, Access, GithubLimit, Shared, State as Emu};
 use crate::Emulator;
+
+/// `GET /api/v3/user/repos`.
+const REPOS: Listing = Listing::new("/api/v3/user/repos", repo, &[Prev, Next, Last, First], ", ");
 
 const DOCS: &str = "https://docs.github.com/rest";
 /// The primary rate limit GitHub grants a user token.
@@ -73,17 +76,9 @@ async fn token(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    crate::token_delay(&shared).await;
     // GitHub also takes the parameters in the query string.
-    let result = match Params::from_body(&headers, &body) {
-        None => Err(Failure::Malformed),
-        Some(mut params) => {
-            params
-                .0
-                .extend(Params::from_query(query.as_deref().unwrap_or("")).0);
-            oauth::token(&mut lock(&shared), &headers, &params)
-        }
-    };
+    let query = query.as_deref().unwrap_or("");
+    let result = oauth::token_request(&shared, &headers, &body, Some(query)).await;
     match result {
         Ok(g) => {
             let mut fields = vec![("access_token", g.access_token)];
@@ -194,30 +189,10 @@ async fn repos(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let login = access.login.clone();
     let q = Params::from_query(query.as_deref().unwrap_or(""));
-    let count = state.repos.get(&login).copied().unwrap_or(0);
+    let count = state.repo_count(&access.login);
     let w = Window::lenient(q.get("page"), q.get("per_page"), 30, 100, count);
-    let owner_id = state.user_id(&login);
-    let items: Vec<Value> = w
-        .range()
-        .map(|i| repo(&state.base, &login, owner_id, i))
-        .collect();
-    let links = Linker {
-        base: &state.base,
-        path: "/api/v3/user/repos",
-        query: &q,
-        page_key: "page",
-    };
-    let link = links.header(
-        &[
-            ("prev", w.prev()),
-            ("next", w.next()),
-            ("last", w.next().map(|_| w.last())),
-            ("first", w.prev().map(|_| 1)),
-        ],
-        ", ",
-    );
+    let (items, link) = REPOS.page(&state, &access.login, &q, &w);
     let mut response = Json(items).into_response();
     token_headers(&mut response, access);
     if let (false, Ok(v)) = (link.is_empty(), HeaderValue::from_str(&link)) {

@@ -13,10 +13,18 @@ use crate::clock::{http_date, iso, unix_now};
 use crate::fixture;
 use crate::gitlab_tokens;
 use crate::oauth::{self, Failure};
-use crate::paging::{Linker, Window};
+use crate::paging::{Listing, Rel::*, Window};
 use crate::params::{authorization_token, client_credentials, Params};
 use crate::state::{lock, Access, Shared, State as Emu, TokenProblem};
 use crate::Emulator;
+
+/// `GET /api/v4/projects`.
+const PROJECTS: Listing = Listing::new(
+    "/api/v4/projects",
+    project,
+    &[Prev, Next, AlwaysFirst, AlwaysLast],
+    ", ",
+);
 
 /// GitLab's routes.
 pub(crate) fn router() -> Router<Shared> {
@@ -42,11 +50,7 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
 }
 
 async fn token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::token_delay(&shared).await;
-    let result = match Params::from_body(&headers, &body) {
-        None => Err(Failure::Malformed),
-        Some(params) => oauth::token(&mut lock(&shared), &headers, &params),
-    };
+    let result = oauth::token_request(&shared, &headers, &body, None).await;
     match result {
         Ok(g) => {
             let mut reply = fixture::load("gitlab/oauth-token");
@@ -207,32 +211,13 @@ async fn projects(
         (Ok(p), Ok(s)) => (p, s),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let count = state.repos.get(&login).copied().unwrap_or(0);
+    let count = state.repo_count(&login);
     let w = Window {
         page: page.unwrap_or(1).max(1),
         per_page: per_page.unwrap_or(20).clamp(1, 100),
         total: count,
     };
-    let owner_id = state.user_id(&login);
-    let items: Vec<Value> = w
-        .range()
-        .map(|i| project(&state.base, &login, owner_id, i))
-        .collect();
-    let links = Linker {
-        base: &state.base,
-        path: "/api/v4/projects",
-        query: &q,
-        page_key: "page",
-    };
-    let link = links.header(
-        &[
-            ("prev", w.prev()),
-            ("next", w.next()),
-            ("first", Some(1)),
-            ("last", Some(w.last())),
-        ],
-        ", ",
-    );
+    let (items, link) = PROJECTS.page(&state, &login, &q, &w);
     let opt = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
     let mut response = Json(items).into_response();
     let h = response.headers_mut();

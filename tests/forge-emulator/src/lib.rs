@@ -53,6 +53,13 @@ pub enum GitlabToken {
 }
 
 impl GitlabToken {
+    /// Every kind, personal first.
+    pub const ALL: [GitlabToken; 3] = [
+        GitlabToken::Personal,
+        GitlabToken::Project,
+        GitlabToken::Group,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             GitlabToken::Personal => "personal token",
@@ -274,6 +281,14 @@ impl Emulator {
         let mut state = lock(&self.state);
         state.rate_limited = n;
         state.retry_after = retry_after_secs;
+    }
+
+    /// GitHub only: the next API request is rate-limited in `shape`, with
+    /// `status` (403 or 429), saying to wait `retry_after_secs`.
+    pub fn github_limit_next(&self, shape: GithubLimit, status: u16, retry_after_secs: u64) {
+        self.set_github_limit(shape);
+        self.set_rate_limit_status(status);
+        self.rate_limit_next(1, retry_after_secs);
     }
 
     /// GitHub only: answer rate-limited requests with 403 (default) or 429.

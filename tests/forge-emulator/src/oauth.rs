@@ -4,7 +4,7 @@ use axum::http::HeaderMap;
 
 use crate::params::{client_credentials, Params};
 use crate::pkce;
-use crate::state::{Grant, State};
+use crate::state::{lock, Grant, Shared, State};
 use crate::{Emulator, Flavor};
 
 /// Codes live this long, as on all three forges.
@@ -53,6 +53,23 @@ impl Failure {
 }
 
 /// Runs one token request against the state.
+/// A request to any forge's token endpoint, after the configured delay: its
+/// body's parameters (a form, or a JSON object), with `query`'s after them
+/// when the forge also reads the query string (GitHub), granted or refused.
+pub(crate) async fn token_request(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    query: Option<&str>,
+) -> Result<Grant, Failure> {
+    crate::token_delay(shared).await;
+    let mut params = Params::from_body(headers, body).ok_or(Failure::Malformed)?;
+    if let Some(query) = query {
+        params.0.extend(Params::from_query(query).0);
+    }
+    token(&mut lock(shared), headers, &params)
+}
+
 pub(crate) fn token(
     state: &mut State,
     headers: &HeaderMap,

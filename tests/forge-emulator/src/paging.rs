@@ -2,7 +2,10 @@
 
 use std::ops::Range;
 
+use serde_json::Value;
+
 use crate::params::Params;
+use crate::state::State;
 
 /// One page of a list of `total` items.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +90,82 @@ impl Linker<'_> {
             .filter_map(|(rel, page)| page.map(|n| format!("<{}>; rel=\"{rel}\"", self.url(n))))
             .collect::<Vec<_>>()
             .join(sep)
+    }
+}
+
+/// A `Link` entry of a repository page.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rel {
+    /// The previous page, from the second on.
+    Prev,
+    /// The next page, but on the last.
+    Next,
+    /// The last page, but on the last (Forgejo, GitHub).
+    Last,
+    /// The first page, from the second on (Forgejo, GitHub).
+    First,
+    /// The first page, on every page (GitLab).
+    AlwaysFirst,
+    /// The last page, on every page (GitLab).
+    AlwaysLast,
+}
+
+impl Rel {
+    /// The entry's `rel` and the page it points at on window `w`, if any.
+    fn on(self, w: &Window) -> (&'static str, Option<usize>) {
+        match self {
+            Rel::Prev => ("prev", w.prev()),
+            Rel::Next => ("next", w.next()),
+            Rel::Last => ("last", w.next().map(|_| w.last())),
+            Rel::First => ("first", w.prev().map(|_| 1)),
+            Rel::AlwaysFirst => ("first", Some(1)),
+            Rel::AlwaysLast => ("last", Some(w.last())),
+        }
+    }
+}
+
+/// How a forge lists a user's repositories, for [`Listing::page`]: the
+/// list's path (which the `Link` URLs point at), one item (from the base
+/// URL, the login, the owner's id and the index), the `Link` entries in the
+/// forge's order and what goes between two of them.
+pub(crate) struct Listing {
+    path: &'static str,
+    item: fn(&str, &str, u64, usize) -> Value,
+    rels: &'static [Rel],
+    separator: &'static str,
+}
+
+impl Listing {
+    pub const fn new(
+        path: &'static str,
+        item: fn(&str, &str, u64, usize) -> Value,
+        rels: &'static [Rel],
+        separator: &'static str,
+    ) -> Listing {
+        Listing {
+            path,
+            item,
+            rels,
+            separator,
+        }
+    }
+
+    /// The items of `login`'s repositories on window `w`, and the page's
+    /// `Link` header (URLs of the query `q` with its `page` changed).
+    pub fn page(&self, state: &State, login: &str, q: &Params, w: &Window) -> (Vec<Value>, String) {
+        let owner_id = state.user_id(login);
+        let items = w
+            .range()
+            .map(|i| (self.item)(&state.base, login, owner_id, i))
+            .collect();
+        let links = Linker {
+            base: &state.base,
+            path: self.path,
+            query: q,
+            page_key: "page",
+        };
+        let rels: Vec<_> = self.rels.iter().map(|r| r.on(w)).collect();
+        (items, links.header(&rels, self.separator))
     }
 }
 

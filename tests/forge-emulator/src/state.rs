@@ -280,6 +280,11 @@ impl State {
         Ok(access)
     }
 
+    /// How many repositories `login` has (0 for a login never given any).
+    pub fn repo_count(&self, login: &str) -> usize {
+        self.repos.get(login).copied().unwrap_or(0)
+    }
+
     /// The user id for `login` (0 for a login never added).
     pub fn user_id(&self, login: &str) -> u64 {
         self.users.get(login).copied().unwrap_or(0)

@@ -229,7 +229,7 @@ pub fn project(name: &str, kind: Kind, lang: Lang) -> anyhow::Result<Vec<File>> 
         Lang::Python => (
             "Python (componentize-py)",
             "Needs python3 with venv (componentize-py is installed from PyPI into `.venv/` the first time; `COMPONENTIZE_PY=/path/to/componentize-py` uses another) and `keyward` on `PATH` (or `KEYWARD=…`).",
-            "- `app.py`: the plugin. componentize-py snapshots it at build time; import every module at the top.\n- `wit/plugin.wit`: the contract, `keyward:plugin@0.1.x`.",
+            "- `app.py`: the plugin. componentize-py snapshots it at build time; import every module at the top.\n- `keyward_forge.py` (forge adapters): the `unsupported` defaults and the status and host-error mapping, bundled with `app.py`.\n- `wit/plugin.wit`: the contract, `keyward:plugin@0.1.x`.",
         ),
         Lang::Js => (
             "JavaScript (componentize-js)",
@@ -316,6 +316,13 @@ pub fn project(name: &str, kind: Kind, lang: Lang) -> anyhow::Result<Vec<File>> 
                 Kind::Migrator => include_str!("templates/python/migrator.py"),
             };
             files.push(file("app.py", app, false)?);
+            if kind == Kind::Forge {
+                files.push(file(
+                    "keyward_forge.py",
+                    include_str!("templates/python/keyward_forge.py"),
+                    false,
+                )?);
+            }
             files.push(File {
                 path: "wit/plugin.wit".to_owned(),
                 text: WIT.to_owned(),

@@ -4,9 +4,12 @@
 //! the token: the adapter writes `${SECRET:<reference>}` into its request
 //! and the host expands it on the way out, so the token never enters the
 //! plugin. This skeleton speaks Forgejo's `GET /api/v1/user`; change the
-//! path and the fields for your forge, and implement `authorize_url`,
-//! `exchange_code`, `refresh`, `list_repositories` and `revoke` when it
-//! needs them (they answer `unsupported` until then).
+//! path and the fields for your forge. For operator sign-in, describe the
+//! forge's OAuth flow in `oauth()` (`keyward_plugin_sdk::oauth::OauthFlow`:
+//! its authorize and token paths, default scopes) and the SDK implements
+//! `authorize_url`, `exchange_code` and `refresh`; implement
+//! `list_repositories` and `revoke` when it needs them (they answer
+//! `unsupported` until then).
 
 use keyward_plugin_sdk::http::Request;
 use keyward_plugin_sdk::{secret_ref, Account, ForgeAdapter, ForgeError, ForgeInfo};
