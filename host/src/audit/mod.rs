@@ -9,6 +9,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod entry;
 pub mod group_commit;
+mod history;
 mod postgres_writer;
 mod row_cache;
 mod sqlite_writer;

@@ -13,6 +13,7 @@ mod remote;
 mod render;
 mod run;
 mod secret;
+mod secret_io;
 mod serve;
 mod token;
 

@@ -10,11 +10,13 @@ pub mod error;
 mod forge;
 mod log;
 mod metrics;
+mod openapi;
 mod routes;
 pub(crate) mod secrets;
 pub mod throttle;
 mod tokens;
 pub mod trace;
+mod versions;
 
 pub use log::MAX_ROWS as MAX_LOG_ROWS;
 

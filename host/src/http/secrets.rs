@@ -55,7 +55,7 @@ fn access(caller: &Caller, what: &str) -> Result<Access, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct ScopeQuery {
     #[schemars(regex(pattern = crate::names::SCOPE_PATTERN))]
-    scope: Option<String>,
+    pub(super) scope: Option<String>,
 }
 
 /// `GET /secrets[?scope=S]` (resolver): metadata of every secret.
@@ -122,17 +122,17 @@ pub async fn create(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest {
-    reason: String,
+    pub(super) reason: String,
 }
 
 /// `POST /secrets/{name}/reveal` answer. The value is base64 so that any
 /// bytes a secret holds come back exactly.
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct Revealed {
-    scope: String,
-    name: String,
+    pub(super) scope: String,
+    pub(super) name: String,
     #[schemars(with = "String")]
-    value_base64: Zeroizing<String>,
+    pub(super) value_base64: Zeroizing<String>,
 }
 
 /// `POST /secrets/{name}/reveal[?scope=S]` (resolver, `render`): one
@@ -461,85 +461,4 @@ pub async fn history(
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
     Ok(Json(HistoryPage { rows, next_before }))
-}
-
-/// `GET /secrets/{name}/versions[?scope=S]` (operator): every version's
-/// metadata (number, written when and by whom, key id, state), newest
-/// first; never a value.
-pub async fn versions(
-    Operator(_caller): Operator,
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    q: QueryResult<ScopeQuery>,
-) -> Result<Json<Vec<crate::store::versions::VersionMeta>>, ApiError> {
-    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
-    Ok(Json(state.vault.versions(&scope, &name).await?))
-}
-
-/// `POST /secrets/{name}/versions/{version}/reveal[?scope=S]` (operator):
-/// one version's value, base64, logged as a reveal of that version with
-/// the reason; 404 for a destroyed or unknown version. Operators only:
-/// a token that may read a secret's value now may not read the values it
-/// had before.
-pub async fn reveal_version(
-    Operator(caller): Operator,
-    State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-    q: QueryResult<ScopeQuery>,
-    Body(req): Body<RevealRequest>,
-) -> Result<Json<Revealed>, ApiError> {
-    use base64::Engine as _;
-    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
-    let version = version_of(&version)?;
-    let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    let value = state
-        .vault
-        .reveal_version(&scope, &name, version, &access)
-        .await?;
-    Ok(Json(Revealed {
-        scope: scope.to_string(),
-        name: name.to_string(),
-        value_base64: Zeroizing::new(
-            base64::engine::general_purpose::STANDARD.encode(value.expose()),
-        ),
-    }))
-}
-
-/// A version number from a path: 1 or more.
-fn version_of(text: &str) -> Result<i64, ApiError> {
-    match text.parse::<i64>() {
-        Ok(v) if v >= 1 && !text.starts_with('+') => Ok(v),
-        _ => Err(ApiError::Invalid(format!(
-            "version {:?}: a version is a number from 1",
-            crate::text::clip(text, 32)
-        ))),
-    }
-}
-
-/// `POST /secrets/{name}/rollback` body.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Rollback {
-    to: i64,
-    reason: String,
-}
-
-/// `POST /secrets/{name}/rollback[?scope=S]` (operator): kept version `to`
-/// becomes the value again, as a new version; logged as a reveal of `to`
-/// and a replace, both with the reason. → 200 with the metadata and the
-/// new version's `ETag`; 404 for a destroyed, unknown or current version.
-pub async fn rollback(
-    Operator(caller): Operator,
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    q: QueryResult<ScopeQuery>,
-    Body(req): Body<Rollback>,
-) -> Result<Response, ApiError> {
-    let (scope, name) = (scope_of(query(q)?.scope.as_deref())?, name_of(&name)?);
-    let access = Access::new(caller.accessor(), req.reason.as_str())?;
-    state.vault.rollback(&scope, &name, req.to, &access).await?;
-    let meta = state.vault.meta(&scope, &name).await?;
-    let mut response = Json(&meta).into_response();
-    response.headers_mut().insert(ETAG, etag(meta.version));
-    Ok(response)
 }

@@ -13,6 +13,7 @@
 
 mod agent_type;
 mod agents;
+mod deletion;
 mod log;
 mod login;
 mod plugins;
@@ -25,13 +26,14 @@ pub use agent_type::{agent_type_dispatch, agent_type_page, agent_type_token, ins
 pub use agents::{
     agent_type_create, agent_type_delete, agent_type_delete_confirm, agent_types_page,
 };
+pub use deletion::{
+    secret_delete, secret_delete_confirm, secret_destroy, secret_destroy_confirm, secret_undelete,
+};
 pub use log::{log_page, log_verify};
 pub use login::{login_confirm, login_page, login_submit, logout};
 pub use plugins::{plugins_page, plugins_reload};
 pub use secrets::{
-    secret_create, secret_delete, secret_delete_confirm, secret_describe, secret_destroy,
-    secret_destroy_confirm, secret_page, secret_replace, secret_rotate, secret_undelete,
-    secrets_page,
+    secret_create, secret_describe, secret_page, secret_replace, secret_rotate, secrets_page,
 };
 pub use tokens::{token_create, token_revoke, token_rotate, tokens_page};
 pub use versions::{rollback as secret_rollback, rollback_confirm as secret_rollback_confirm};
