@@ -228,6 +228,13 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// A secret's metadata as the answer, its version as the `ETag`.
+pub(super) fn with_etag(meta: &SecretMeta) -> Response {
+    let mut response = Json(meta).into_response();
+    response.headers_mut().insert(ETAG, etag(meta.version));
+    response
+}
+
 /// The `ETag` of a secret at `version`.
 pub(super) fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
@@ -314,9 +321,7 @@ pub async fn update(
             .await?;
     }
     let meta = state.vault.meta(&scope, &name).await?;
-    let mut response = Json(&meta).into_response();
-    response.headers_mut().insert(ETAG, etag(meta.version));
-    Ok(response)
+    Ok(with_etag(&meta))
 }
 
 /// `DELETE /secrets/{name}` query.
@@ -370,9 +375,7 @@ pub async fn undelete(
         .vault
         .undelete(&scope, &name, &access(&caller, "undelete")?)
         .await?;
-    let mut response = Json(&meta).into_response();
-    response.headers_mut().insert(ETAG, etag(meta.version));
-    Ok(response)
+    Ok(with_etag(&meta))
 }
 
 /// `GET /deleted-secrets[?scope=S]` (operator): the soft-deleted secrets,

@@ -3,8 +3,7 @@
 //! may not read the values it had before).
 
 use axum::extract::{Path, State};
-use axum::http::header::ETAG;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -13,7 +12,7 @@ use super::auth::Operator;
 use super::body::Body;
 use super::error::ApiError;
 use super::secrets::{
-    etag, name_of, query, scope_of, QueryResult, RevealRequest, Revealed, ScopeQuery,
+    name_of, query, scope_of, with_etag, QueryResult, RevealRequest, Revealed, ScopeQuery,
 };
 use super::AppState;
 use crate::audit::Access;
@@ -94,7 +93,5 @@ pub async fn rollback(
     let access = Access::new(caller.accessor(), req.reason.as_str())?;
     state.vault.rollback(&scope, &name, req.to, &access).await?;
     let meta = state.vault.meta(&scope, &name).await?;
-    let mut response = Json(&meta).into_response();
-    response.headers_mut().insert(ETAG, etag(meta.version));
-    Ok(response)
+    Ok(with_etag(&meta))
 }
