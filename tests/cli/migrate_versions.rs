@@ -1,9 +1,9 @@
 //! A migration and secret versions: an item written again with `--again`
 //! keeps the value it replaces as a version, the ledger records which
-//! version each item wrote, and the import can be rolled back; a migration
-//! does not write into a secret an operator deleted.
+//! version each item wrote, and the import can be rolled back; a secret an
+//! operator deleted is written as its next version.
 
-use crate::{code, text, Kw};
+use crate::Kw;
 
 /// The ledger's (item id, version) rows of the store at `kw`.
 fn ledger_versions(kw: &Kw) -> Vec<(String, Option<i64>)> {
@@ -74,23 +74,17 @@ fn an_import_is_versioned_recorded_and_can_be_rolled_back() {
     kw.ok(&rollback, b"");
     assert_eq!(get(&[]), "first-token-0123456789");
 
-    // Deleted by an operator: a later run refuses the item, names why,
-    // and leaves the legacy file in place.
+    // Deleted by an operator to clear the name: a later run writes it as
+    // the next version (live again), the deleted value kept as a version.
     let mut rm = vec!["secret", "rm", "FORGE_TOKEN"];
     rm.extend_from_slice(&secret);
     kw.ok(&rm, b"");
     std::fs::write(tokens.join("agent-0"), "third-token-0123456789\n").expect("write");
-    let out = kw.run(
-        &["migrate", "run", "token-dir", "--source", src_s, "--again"],
-        b"",
-    );
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_ne!(code(&out), 0, "{all}");
-    assert!(all.contains("is deleted in the store"), "{all}");
-    assert!(
-        tokens.join("agent-0").is_file(),
-        "retired though not written"
-    );
+    let out = run(true);
+    assert!(out.contains("1 migrated"), "{out}");
+    assert_eq!(get(&[]), "third-token-0123456789");
+    assert_eq!(ledger_versions(&kw), [("tokens/agent-0".into(), Some(4))]);
+    assert_eq!(get(&["--version", "3"]), "first-token-0123456789");
     let deleted = kw.ok(&["secret", "deleted"], b"");
-    assert!(deleted.contains("FORGE_TOKEN"), "{deleted}");
+    assert!(!deleted.contains("FORGE_TOKEN"), "{deleted}");
 }

@@ -46,12 +46,6 @@ async fn delete_hides_undelete_restores_and_destroy_is_final() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{raw}");
     assert_eq!(body["error"]["code"], "forbidden");
 
-    // The name is held while the secret can be undeleted.
-    let create = json!({"name": "GITHUB_TOKEN", "value": "other-value"});
-    let (status, body, raw) = api.call(Method::POST, "/secrets", op, Some(create)).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{raw}");
-    assert_eq!(error_code(status, &body, &raw), "deleted");
-
     let undelete = "/secrets/GITHUB_TOKEN/undelete";
     let (status, meta, raw) = api.call(Method::POST, undelete, op, None).await;
     assert_eq!(status, StatusCode::OK, "{raw}");
@@ -85,6 +79,20 @@ async fn delete_hides_undelete_restores_and_destroy_is_final() {
     assert_eq!(error_code(status, &body, &raw), "not_found");
     let (_, deleted, _) = api.call(Method::GET, "/deleted-secrets", op, None).await;
     assert_eq!(deleted, json!([]));
+    // Deleted, then created again: live as its next version, the deleted
+    // value kept (an operator's "delete and make it again" works).
+    let create = json!({"name": "GITHUB_TOKEN", "value": "first-value"});
+    let (status, _, raw) = api.call(Method::POST, "/secrets", op, Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    api.call(Method::DELETE, path, op, None).await;
+    let create = json!({"name": "GITHUB_TOKEN", "value": "second-value"});
+    let (status, meta, raw) = api.call(Method::POST, "/secrets", op, Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    assert_eq!(meta["version"], 2, "{meta}");
+    let (_, versions, _) = api
+        .call(Method::GET, "/secrets/GITHUB_TOKEN/versions", op, None)
+        .await;
+    assert_eq!(versions.as_array().map(Vec::len), Some(2), "{versions}");
 }
 
 #[tokio::test]

@@ -60,13 +60,6 @@ async fn a_deleted_secret_is_missing_until_undeleted_whole(db: TestDb) {
     assert_eq!(versions.http_status(), 404);
     let again = vault.delete(&g, &n, &access()).await.expect_err("twice");
     assert_eq!(again.http_status(), 404);
-    // ...and a create cannot take the name while it is restorable.
-    let create = vault
-        .create(&g, &n, b"other", "", &access())
-        .await
-        .expect_err("deleted");
-    assert!(matches!(create, VaultError::Deleted { .. }), "{create}");
-    assert_eq!(create.http_status(), 409);
 
     let meta = vault.undelete(&g, &n, &access()).await.expect("undelete");
     assert_eq!(meta.version, 2);
@@ -107,7 +100,21 @@ async fn a_new_value_makes_a_deleted_secret_live_again(db: TestDb) {
     let (g, n) = (scope("global"), name("TOKEN"));
     set(&vault, "TOKEN", "one").await;
     vault.delete(&g, &n, &access()).await.expect("delete");
-    assert_eq!(set(&vault, "TOKEN", "two").await, 2);
+    // To writers a deleted secret is absent: a check-and-set of version 1
+    // is stale, one of 0 ("absent") and a create go through.
+    let stale = vault
+        .put_expecting(&g, &n, b"x", None, &access(), PutMode::Replace, Some(1))
+        .await
+        .expect_err("absent to writers");
+    assert!(
+        matches!(stale, VaultError::VersionMismatch { current: 0, .. }),
+        "{stale}"
+    );
+    vault
+        .put_expecting(&g, &n, b"two", None, &access(), PutMode::Create, Some(0))
+        .await
+        .expect("a create of a deleted name");
+    assert_eq!(vault.meta(&g, &n).await.expect("meta").version, 2);
     let (_, value) = reveal(&vault, "TOKEN").await.expect("live");
     assert_eq!(value.expose(), b"two");
     assert!(vault.deleted(None).await.expect("deleted").is_empty());

@@ -122,7 +122,6 @@ impl ApiError {
             ) => "not_found",
             ApiError::Vault(VaultError::Denied { .. }) => "forbidden",
             ApiError::Vault(VaultError::Exists { .. }) => "exists",
-            ApiError::Vault(VaultError::Deleted { .. }) => "deleted",
             ApiError::Vault(VaultError::NotDeleted { .. }) => "not_deleted",
             ApiError::Vault(VaultError::RetentionPassed { .. }) => "retention_passed",
             ApiError::Vault(VaultError::Conflict { .. } | VaultError::Race(_)) => "conflict",

@@ -186,14 +186,27 @@ async fn one(
                         AccessEntry::new(access, Action::Create, Outcome::Ok, scope_s, name_s);
                     (id, 1, Some(entry))
                 }
-                // An operator deleted it: a migration does not bring it back
-                // behind their back.
+                // Deleted (an operator cleared the name for it): written as
+                // the next version, the deleted value kept as a version.
                 Some(row) if row.deleted_at.is_some() => {
-                    return Ok(Err(format!(
-                        "{} is deleted in the store; undelete it, or destroy it \
-                         (`keyward secret rm --destroy`) to migrate into it again",
-                        c.item.target
-                    )));
+                    let version = row.meta.version + 1;
+                    let sealed = vault
+                        .keyring()
+                        .seal(value.expose(), &secret_aad(scope_s, name_s, version));
+                    match vault
+                        .supersede(conn, row, version, &sealed, access, now)
+                        .await
+                    {
+                        Ok(destroyed) => reads.extend(destroyed),
+                        Err(VaultError::Conflict { .. }) => {
+                            return Ok(Err(format!("{} changed during the run", c.item.target)))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    let entry =
+                        AccessEntry::new(access, Action::Replace, Outcome::Ok, scope_s, name_s)
+                            .with_detail(format!("version {version} (it was deleted: live again)"));
+                    (row.id, version, Some(entry))
                 }
                 Some(row) => {
                     let aad = secret_aad(scope_s, name_s, row.meta.version);

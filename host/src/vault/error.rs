@@ -100,19 +100,6 @@ pub enum VaultError {
         /// Name.
         name: String,
     },
-    /// A create named a secret that is soft-deleted: it still holds the
-    /// name until it is undeleted, destroyed or purged. (409)
-    #[error(
-        "secret {scope}/{name} is deleted and can be undeleted until its retention passes: \
-         undelete it, write a new value to it (which makes it live again), or destroy it to \
-         free the name"
-    )]
-    Deleted {
-        /// Scope.
-        scope: String,
-        /// Name.
-        name: String,
-    },
     /// An undelete named a secret that is not deleted. (409)
     #[error("secret {scope}/{name} is not deleted")]
     NotDeleted {
@@ -233,7 +220,6 @@ impl VaultError {
             VaultError::NotFound { .. } | VaultError::VersionUnavailable { .. } => 404,
             VaultError::Denied { .. } => 403,
             VaultError::Exists { .. }
-            | VaultError::Deleted { .. }
             | VaultError::NotDeleted { .. }
             | VaultError::Conflict { .. }
             | VaultError::VersionMismatch { .. }

@@ -130,15 +130,16 @@ impl Vault {
         }
         let (mut tx, head) = self.begin_logged().await?;
         let now = now_ms();
-        // A deleted secret counts: a new value makes it live again as its
-        // next version, and its version is what a check-and-set compares.
+        // A soft-deleted secret is absent to writers (a create succeeds, a
+        // check-and-set expects 0), but its row stays: a new value makes it
+        // live again as its next version, the deleted value kept as a
+        // version like any other.
         let existing = secrets::get_any(&mut *tx, scope.as_str(), name.as_str()).await?;
-        check_expected(
-            scope,
-            name,
-            existing.as_ref().map(|r| r.meta.version),
-            expect,
-        )?;
+        let current = existing
+            .as_ref()
+            .filter(|r| r.deleted_at.is_none())
+            .map(|r| r.meta.version);
+        check_expected(scope, name, current, expect)?;
         let (outcome, entries) = match existing {
             None if mode == PutMode::Replace => {
                 return Err(VaultError::NotFound {
@@ -162,17 +163,10 @@ impl Vault {
                     vec![entry(access, Action::Create, scope, name)],
                 )
             }
-            Some(row) if mode == PutMode::Create => {
-                return Err(if row.deleted_at.is_some() {
-                    VaultError::Deleted {
-                        scope: scope.to_string(),
-                        name: name.to_string(),
-                    }
-                } else {
-                    VaultError::Exists {
-                        scope: scope.to_string(),
-                        name: name.to_string(),
-                    }
+            Some(row) if mode == PutMode::Create && row.deleted_at.is_none() => {
+                return Err(VaultError::Exists {
+                    scope: scope.to_string(),
+                    name: name.to_string(),
                 })
             }
             Some(row) => {
