@@ -189,24 +189,16 @@ async fn one(
                 // Deleted (an operator cleared the name for it): written as
                 // the next version, the deleted value kept as a version.
                 Some(row) if row.deleted_at.is_some() => {
-                    let version = row.meta.version + 1;
-                    let sealed = vault
-                        .keyring()
-                        .seal(value.expose(), &secret_aad(scope_s, name_s, version));
-                    match vault
-                        .supersede(conn, row, version, &sealed, access, now)
-                        .await
-                    {
-                        Ok(destroyed) => reads.extend(destroyed),
-                        Err(VaultError::Conflict { .. }) => {
+                    let note = " (it was deleted: live again)";
+                    match next_version(conn, vault, row, value, access, now, note).await? {
+                        Ok((version, entry, destroyed)) => {
+                            reads.extend(destroyed);
+                            (row.id, version, Some(entry))
+                        }
+                        Err(()) => {
                             return Ok(Err(format!("{} changed during the run", c.item.target)))
                         }
-                        Err(e) => return Err(e),
                     }
-                    let entry =
-                        AccessEntry::new(access, Action::Replace, Outcome::Ok, scope_s, name_s)
-                            .with_detail(format!("version {version} (it was deleted: live again)"));
-                    (row.id, version, Some(entry))
                 }
                 Some(row) => {
                     let aad = secret_aad(scope_s, name_s, row.meta.version);
@@ -238,26 +230,15 @@ async fn one(
                     } else if c.state.is_some() {
                         // This item wrote it before; a run with --again
                         // brings the legacy value over as a new version.
-                        let version = row.meta.version + 1;
-                        let sealed = vault
-                            .keyring()
-                            .seal(value.expose(), &secret_aad(scope_s, name_s, version));
-                        // The value it replaces is kept as a version, so an
-                        // import can be rolled back.
-                        match vault
-                            .supersede(conn, row, version, &sealed, access, now)
-                            .await
-                        {
-                            Ok(destroyed) => reads.extend(destroyed),
-                            Err(VaultError::Conflict { .. }) => {
+                        match next_version(conn, vault, row, value, access, now, "").await? {
+                            Ok((version, entry, destroyed)) => {
+                                reads.extend(destroyed);
+                                (row.id, version, Some(entry))
+                            }
+                            Err(()) => {
                                 return Ok(Err(format!("{} changed during the run", c.item.target)))
                             }
-                            Err(e) => return Err(e),
                         }
-                        let entry =
-                            AccessEntry::new(access, Action::Replace, Outcome::Ok, scope_s, name_s)
-                                .with_detail(format!("version {version}"));
-                        (row.id, version, Some(entry))
                     } else {
                         return Ok(Err(format!(
                             "{} already exists in the store with another value; not \
@@ -288,6 +269,38 @@ async fn one(
         retired_at: None,
     };
     Ok(Ok((entry, row)))
+}
+
+/// Writes `value` as `row`'s next version; the value it replaces is kept
+/// as a version, so an import can be rolled back. `Ok(Err(()))`: the row
+/// changed during the run. Answers the version, its `replace` entry and the
+/// `destroy` entries of versions past the limit.
+#[allow(clippy::type_complexity)]
+async fn next_version(
+    conn: &mut AnyConnection,
+    vault: &Vault,
+    row: &crate::store::secrets::SecretRow,
+    value: &SecretBytes,
+    access: &Access,
+    now: i64,
+    note: &str,
+) -> Result<Result<(i64, AccessEntry, Vec<AccessEntry>), ()>, VaultError> {
+    let (scope, name) = (row.meta.scope.as_str(), row.meta.name.as_str());
+    let version = row.meta.version + 1;
+    let sealed = vault
+        .keyring()
+        .seal(value.expose(), &secret_aad(scope, name, version));
+    let destroyed = match vault
+        .supersede(conn, row, version, &sealed, access, now)
+        .await
+    {
+        Ok(destroyed) => destroyed,
+        Err(VaultError::Conflict { .. }) => return Ok(Err(())),
+        Err(e) => return Err(e),
+    };
+    let entry = AccessEntry::new(access, Action::Replace, Outcome::Ok, scope, name)
+        .with_detail(format!("version {version}{note}"));
+    Ok(Ok((version, entry, destroyed)))
 }
 
 /// A legacy client API key becomes an API token: its hash, never the key.
