@@ -53,10 +53,6 @@ pub const PAGE_SIZE: u64 = 50;
 pub const OAUTH: OauthFlow = OauthFlow::new("/login/oauth/authorize", "/login/oauth/access_token")
     .grant_errors(&["unauthorized_client"]);
 
-fn root(base_url: &str) -> &str {
-    base_url.trim_end_matches('/')
-}
-
 /// The fields of `GET /api/v1/user` read here.
 #[derive(Deserialize)]
 struct User {
@@ -78,7 +74,7 @@ pub fn parse_user(response: &Response) -> Result<Account, ForgeError> {
 }
 
 fn get(base_url: &str, path_and_query: &str, token: &str) -> Request {
-    Request::get(format!("{}{path_and_query}", root(base_url)))
+    Request::get(format!("{}{path_and_query}", wire::web_root(base_url)))
         // Lower-case `token` is Forgejo's own scheme; the host puts the
         // value in, so the plugin never holds it.
         .header("authorization", format!("token {}", secret_ref(token)))
@@ -104,7 +100,7 @@ pub fn list_repositories(
     token: &str,
     cursor: Option<&str>,
 ) -> Result<RepositoryPage, ForgeError> {
-    let page = wire::page_cursor(cursor).map_err(|e| e.context(label))?;
+    let page = wire::page_cursor(cursor, label)?;
     get(
         base_url,
         &format!("/api/v1/user/repos?page={page}&limit={PAGE_SIZE}"),

@@ -168,7 +168,7 @@ pub struct OauthFlow {
 
 /// `base_url` without its trailing `/`: the OAuth root of most forges.
 fn trimmed_root(base_url: &str) -> String {
-    base_url.trim_end_matches('/').to_owned()
+    crate::wire::web_root(base_url).to_owned()
 }
 
 impl OauthFlow {

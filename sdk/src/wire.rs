@@ -164,17 +164,23 @@ pub fn page_of(url: &str) -> Option<u64> {
 
 /// The page a `list-repositories` cursor names: none is page 1, else the
 /// cursor must be a positive integer (what the adapters hand out), or the
-/// call is `host(invalid)`: the caller passed something no page returned.
-pub fn page_cursor(cursor: Option<&str>) -> Result<u64, ForgeError> {
+/// call is `host(invalid)`, its message prefixed with the adapter's `label`:
+/// the caller passed something no page returned.
+pub fn page_cursor(cursor: Option<&str>, label: &str) -> Result<u64, ForgeError> {
     match cursor {
         None => Ok(1),
         Some(c) => c.parse::<u64>().ok().filter(|p| *p > 0).ok_or_else(|| {
             ForgeError::Host(Error::Invalid(format!(
-                "cursor {:?} is not a page number",
+                "{label}: cursor {:?} is not a page number",
                 c.chars().take(40).collect::<String>()
             )))
         }),
     }
+}
+
+/// A forge's base URL without its trailing slashes, ready for a path.
+pub fn web_root(base_url: &str) -> &str {
+    base_url.trim_end_matches('/')
 }
 
 /// A count header (`X-Total-Count`, `X-Total`) as a number; junk is `None`.
@@ -502,13 +508,13 @@ mod tests {
 
     #[test]
     fn cursors_are_positive_page_numbers() {
-        assert_eq!(page_cursor(None), Ok(1));
-        assert_eq!(page_cursor(Some("4")), Ok(4));
+        assert_eq!(page_cursor(None, "f"), Ok(1));
+        assert_eq!(page_cursor(Some("4"), "f"), Ok(4));
         for bad in ["0", "-1", "", "x", "1.5", " 2", "18446744073709551616"] {
             assert!(
                 matches!(
-                    page_cursor(Some(bad)),
-                    Err(ForgeError::Host(Error::Invalid(_)))
+                    page_cursor(Some(bad), "f"),
+                    Err(ForgeError::Host(Error::Invalid(m))) if m.starts_with("f: cursor ")
                 ),
                 "{bad:?}"
             );

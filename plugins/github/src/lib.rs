@@ -35,15 +35,11 @@ const OAUTH: OauthFlow = OauthFlow::new("/login/oauth/authorize", "/login/oauth/
     .grant_errors(&["bad_verification_code", "bad_refresh_token"])
     .root(oauth_root);
 
-fn root(base_url: &str) -> &str {
-    base_url.trim_end_matches('/')
-}
-
 /// The REST API root for a web root: `https://api.github.com` for
 /// github.com (also when given as `www.github.com` or the API host itself),
 /// `{base}/api/v3` for Enterprise Server.
 fn api_root(base_url: &str) -> String {
-    let base = root(base_url);
+    let base = wire::web_root(base_url);
     let host = base
         .split_once("://")
         .map_or(base, |(_, rest)| rest)
@@ -62,7 +58,7 @@ fn oauth_root(base_url: &str) -> String {
     if api_root(base_url) == "https://api.github.com" {
         "https://github.com".into()
     } else {
-        root(base_url).to_owned()
+        wire::web_root(base_url).to_owned()
     }
 }
 
@@ -136,7 +132,7 @@ impl ForgeAdapter for GitHub {
         token: String,
         cursor: Option<String>,
     ) -> Result<RepositoryPage, ForgeError> {
-        let page = wire::page_cursor(cursor.as_deref()).map_err(|e| e.context(LABEL))?;
+        let page = wire::page_cursor(cursor.as_deref(), LABEL)?;
         api(Request::get(format!(
             "{}/user/repos?per_page={PAGE_SIZE}&page={page}",
             api_root(&base_url)

@@ -36,10 +36,6 @@ const OAUTH: OauthFlow = OauthFlow::new("/oauth/authorize", "/oauth/token")
     .expiry_from_created_at()
     .refresh_repeats_redirect_uri();
 
-fn root(base_url: &str) -> &str {
-    base_url.trim_end_matches('/')
-}
-
 /// `GET url` with the token behind the reference `token`, asking for JSON.
 fn get(url: String, token: &str) -> Request {
     Request::get(url)
@@ -209,7 +205,7 @@ impl ForgeAdapter for GitLab {
     }
 
     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError> {
-        let base = root(&base_url);
+        let base = wire::web_root(&base_url);
         let account =
             get(format!("{base}/api/v4/user"), &token).send_and_read(LABEL, parse_user)?;
         let details = token_details(base, &token).map_err(|e| e.context(LABEL))?;
@@ -225,17 +221,17 @@ impl ForgeAdapter for GitLab {
         token: String,
         cursor: Option<String>,
     ) -> Result<RepositoryPage, ForgeError> {
-        let page = wire::page_cursor(cursor.as_deref()).map_err(|e| e.context(LABEL))?;
+        let page = wire::page_cursor(cursor.as_deref(), LABEL)?;
         let url = format!(
             "{}/api/v4/projects?membership=true&per_page={PAGE_SIZE}&page={page}",
-            root(&base_url)
+            wire::web_root(&base_url)
         );
         get(url, &token).send_and_read(LABEL, parse_projects)
     }
 
     fn revoke(base_url: String, app: OauthApp, token: String) -> Result<(), ForgeError> {
         let form = Form::new().client(&app).secret("token", &token);
-        Request::post(format!("{}/oauth/revoke", root(&base_url)))
+        Request::post(format!("{}/oauth/revoke", wire::web_root(&base_url)))
             .header("accept", "application/json")
             .form(form)
             .send_and_read(LABEL, |_| Ok(()))
