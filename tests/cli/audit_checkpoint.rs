@@ -158,6 +158,21 @@ async fn a_cut_off_tail_with_a_rewritten_head_is_detected(db: TestDb) {
             && stdout.contains("cut off"),
         "{stdout}"
     );
+    // For scripts: the chain verifies, the checkpoint is cut off, exit 4.
+    let path = checkpoint.to_str().expect("UTF-8");
+    let out = kw.run(
+        &["--output", "json", "audit", "verify", "--checkpoint", path],
+        b"",
+    );
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    let verdict: Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+    assert_eq!(verdict["intact"], false, "{verdict}");
+    assert_eq!(verdict["rows"], 3, "{verdict}");
+    assert_eq!(
+        verdict["checkpoints"],
+        serde_json::json!([{"seq": 6, "made_at": verdict["checkpoints"][0]["made_at"], "verdict": "cut_off", "log_ends": 3}]),
+        "{verdict}"
+    );
 }
 
 async fn a_tail_cut_off_and_written_again_is_detected(db: TestDb) {

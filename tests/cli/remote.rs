@@ -731,3 +731,85 @@ fn soft_delete_undelete_destroy_and_the_purge_from_the_cli() {
         assert!(text(&out.stderr).contains("KEYWARD_DELETE_RETENTION"));
     }
 }
+
+/// `--output json` prints the same document locally and through a server
+/// (one typed view behind both, and behind `GET /plugins`), and an unknown
+/// format is refused before anything runs.
+#[test]
+fn json_output_is_the_same_locally_and_through_the_server() {
+    let r = Remote::start();
+    let json = |s: &str| -> serde_json::Value {
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+    };
+    let local = json(&r.kw.ok(&["plugin", "list", "--output", "json"], b""));
+    let remote = json(&r.ok(&["--output", "json", "plugin", "list"], b""));
+    let plugins = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+        v["plugins"]
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .map(|p| {
+                let s = |k: &str| {
+                    p[k].as_str()
+                        .unwrap_or_else(|| panic!("{k} in {p}"))
+                        .to_owned()
+                };
+                (s("name"), s("kind"), s("sha256"))
+            })
+            .collect()
+    };
+    assert!(
+        plugins(&local)
+            .iter()
+            .any(|(n, k, _)| n == "github" && k == "forge"),
+        "{local}"
+    );
+    assert_eq!(plugins(&local), plugins(&remote));
+    assert_eq!(local["refused"], serde_json::json!([]));
+    assert_eq!(
+        remote["plugins"][0]["grants"],
+        local["plugins"][0]["grants"]
+    );
+
+    // migrate list: one object per line, migrators only, never run yet.
+    for out in [
+        r.kw.ok(&["migrate", "list", "--output", "json"], b""),
+        r.ok(&["migrate", "list", "--output", "json"], b""),
+    ] {
+        let migrators: Vec<serde_json::Value> = out.lines().map(json).collect();
+        assert!(migrators.iter().any(|m| m["name"] == "token-dir"), "{out}");
+        assert!(
+            migrators
+                .iter()
+                .all(|m| m["kind"] == "migrator" && m["last_run"].is_null()),
+            "{out}"
+        );
+    }
+
+    // audit verify: the server's verdict has the local one's shape.
+    for out in [
+        r.kw.ok(&["audit", "verify", "--output", "json"], b""),
+        r.ok(&["audit", "verify", "--output", "json"], b""),
+    ] {
+        let verdict = json(&out);
+        assert_eq!(verdict["intact"], true, "{out}");
+        assert!(verdict["rows"].as_i64().is_some_and(|n| n > 0), "{out}");
+        assert_eq!(verdict["checkpoints"], serde_json::json!([]), "{out}");
+    }
+
+    // An unknown format: a usage error naming the choices, nothing printed.
+    for args in [
+        &["--output", "yaml", "plugin", "list"][..],
+        &["audit", "verify", "--output="],
+    ] {
+        let out = r.run(args, b"");
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("[possible values: text, json]"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+    }
+    r.assert_client_untouched();
+}

@@ -285,6 +285,20 @@ fn audit_verify_reports_the_first_bad_row() {
         "{}",
         text(&out.stdout)
     );
+    // The same verdict for scripts, with the same exit code.
+    let out = kw.run(&["audit", "verify", "--output", "json"], b"");
+    assert_eq!(code(&out), 4);
+    let verdict: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+    assert_eq!(verdict["intact"], false, "{verdict}");
+    assert_eq!(verdict["broken_at"], 3, "{verdict}");
+    assert!(
+        verdict["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("MAC mismatch"),
+        "{verdict}"
+    );
+    assert!(verdict.get("rows").is_none(), "{verdict}");
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub enum Command {
     },
     /// List agent types (references to their tokens, never values).
     List {
-        /// JSON lines instead of a table.
+        /// JSON lines instead of a table (as --output json).
         #[arg(long)]
         json: bool,
     },
@@ -82,7 +82,7 @@ pub enum Command {
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     if let Some(remote) = Remote::from_cli(cli)? {
-        return run_remote(&remote, command).await;
+        return run_remote(cli, &remote, command).await;
     }
     let vault = open_vault(cli).await?;
     // Only the commands that call a plugin start the runtime.
@@ -110,7 +110,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                 .await?;
             print_created(&mut out, &view)?;
         }
-        Command::List { json } => print_list(&forges.agent_types().await?, *json)?,
+        Command::List { json } => print_list(&forges.agent_types().await?, cli.json(*json))?,
         Command::Rm { name } => {
             forges.delete_agent_type(name).await?;
             writeln!(out, "deleted agent type {name}")?;
@@ -194,7 +194,7 @@ fn print_list(all: &[AgentTypeView], json: bool) -> anyhow::Result<()> {
 }
 
 /// The agent-type commands through a server (`KEYWARD_ADDR`).
-async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let path = |name: &str, rest: &str| format!("/agent-types/{}{rest}", segment(name));
     match command {
@@ -219,7 +219,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
         Command::List { json } => {
             drop(out);
             let all: Vec<AgentTypeView> = remote::rows(&remote.get("/agent-types", &[]).await?)?;
-            print_list(&all, *json)?;
+            print_list(&all, cli.json(*json))?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Rm { name } => {

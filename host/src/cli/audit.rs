@@ -10,11 +10,9 @@ use clap::Subcommand;
 
 use super::remote::{self, Remote, RemoteError};
 use super::{checkpoint_file, exit, open_vault, Cli};
-use crate::audit::anchor::Anchor;
 use crate::audit::chain::LogRow;
 use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
-use crate::audit::VerifyReport;
-use crate::vault::Vault;
+use crate::vault::{LogVerdict, Reach, Vault};
 
 /// Access-log commands.
 #[derive(Subcommand, Debug)]
@@ -27,7 +25,7 @@ pub enum Command {
         /// Keep printing new rows as they are appended.
         #[arg(short, long)]
         follow: bool,
-        /// JSON lines instead of text.
+        /// JSON lines instead of text (as --output json).
         #[arg(long)]
         json: bool,
     },
@@ -51,7 +49,7 @@ pub enum Command {
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     if let Some(remote) = Remote::from_cli(cli)? {
-        return run_remote(&remote, command).await;
+        return run_remote(cli, &remote, command).await;
     }
     let vault = open_vault(cli).await?;
     match command {
@@ -61,7 +59,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             json,
         } => {
             let rows = vault.log_tail((*lines).clamp(0, 100_000)).await?;
-            let mut last = print_rows(&rows, *json)?;
+            let mut last = print_rows(&rows, cli.json(*json))?;
             if last == 0 {
                 last = vault.log_head().await?.seq;
             }
@@ -70,13 +68,13 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     let rows = vault.log_after(last, 1000).await?;
                     if let Some(seq) = rows.last().map(|r| r.seq) {
-                        print_rows(&rows, *json)?;
+                        print_rows(&rows, cli.json(*json))?;
                         last = seq;
                     }
                 }
             }
         }
-        Command::Verify { checkpoint } => return verify(&vault, checkpoint).await,
+        Command::Verify { checkpoint } => return verify(&vault, checkpoint, cli.json(false)).await,
         Command::Checkpoint { out } => {
             let checkpoint = vault.checkpoint().await?;
             match out {
@@ -91,7 +89,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 }
 
 /// The access-log commands through a server (`KEYWARD_ADDR`).
-async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Tail {
             lines,
@@ -105,7 +103,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                 .await?;
             let rows: Vec<LogRow> = remote::rows(&answer["rows"])?;
             let shown = &rows[rows.len().saturating_sub((*lines).max(0) as usize)..];
-            print_rows(shown, *json)?;
+            print_rows(shown, cli.json(*json))?;
             let mut last = answer["head_seq"]
                 .as_i64()
                 .ok_or_else(|| RemoteError::BadAnswer("no head_seq in the answer".into()))?;
@@ -120,7 +118,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                         .await?;
                     let rows: Vec<LogRow> = remote::rows(&answer["rows"])?;
                     if let Some(seq) = rows.last().map(|r| r.seq) {
-                        print_rows(&rows, *json)?;
+                        print_rows(&rows, cli.json(*json))?;
                         last = seq;
                     }
                 }
@@ -142,52 +140,21 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
                     &serde_json::json!({"checkpoints": lines}),
                 )
                 .await?;
-            if let Some(seq) = answer["broken_at"].as_i64() {
-                println!(
-                    "BROKEN at row {seq}: {}",
-                    answer["problem"].as_str().unwrap_or("(no reason given)")
-                );
-                return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+            let verdict: LogVerdict = remote::typed(answer)?;
+            if verdict.checkpoints.len() != checkpoint.len() {
+                return Err(RemoteError::BadAnswer(format!(
+                    "{} checkpoint verdicts for {} checkpoints",
+                    verdict.checkpoints.len(),
+                    checkpoint.len()
+                ))
+                .into());
             }
-            let rows = answer["rows"]
-                .as_i64()
-                .ok_or_else(|| RemoteError::BadAnswer("no rows in the answer".into()))?;
-            let verdicts = remote::array_at(&answer, "checkpoints")?;
-            let mut reached = Vec::new();
-            for (path, verdict) in checkpoint.iter().zip(verdicts) {
-                let path = path.display();
-                let seq = verdict["seq"].as_i64().unwrap_or_default();
-                let made = format_ms(verdict["made_at"].as_i64().unwrap_or_default());
-                match verdict["verdict"].as_str() {
-                    Some("reached") => reached.push(format!(
-                        "OK: checkpoint {path} (row {seq}, made {made}) is in the log (now at row {rows})"
-                    )),
-                    Some("cut_off") => {
-                        let ends = verdict["log_ends"].as_i64().unwrap_or_default();
-                        println!(
-                            "BROKEN at row {}: the log ends at row {ends} but checkpoint {path} (made {made}) \
-                             records row {seq}: rows were cut off the end and the chain head rewritten to match",
-                            ends + 1
-                        );
-                        return Ok(ExitCode::from(exit::AUDIT_BROKEN));
-                    }
-                    Some("diverged") => {
-                        println!(
-                            "BROKEN at row {seq}: row {seq} is not the row checkpoint {path} (made {made}) \
-                             recorded (its MAC differs): the log was cut back and written again after the checkpoint"
-                        );
-                        return Ok(ExitCode::from(exit::AUDIT_BROKEN));
-                    }
-                    other => {
-                        return Err(RemoteError::BadAnswer(format!("verdict {other:?}")).into())
-                    }
-                }
-            }
-            println!("OK: {rows} rows, chain intact (verified by the server)");
-            for line in reached {
-                println!("{line}");
-            }
-            Ok(ExitCode::SUCCESS)
+            print_verdict(
+                &verdict,
+                checkpoint,
+                cli.json(false),
+                " (verified by the server)",
+            )
         }
         Command::Checkpoint { .. } => Err(RemoteError::LocalOnly("audit checkpoint").into()),
     }
@@ -195,47 +162,71 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
 
 /// `audit verify [--checkpoint FILE]…`: every checkpoint is checked before
 /// the log is read, so a refused one never looks like a verdict on the log.
-async fn verify(vault: &Vault, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+async fn verify(vault: &Vault, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let checkpoints = files
         .iter()
-        .map(|path| Ok((path, read_checkpoint(vault, path)?)))
+        .map(|path| read_checkpoint(vault, path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let rows = match vault.verify_log().await? {
-        VerifyReport::Intact { rows } => rows,
-        VerifyReport::Broken { seq, problem } => {
-            println!("BROKEN at row {seq}: {problem}");
-            return Ok(ExitCode::from(exit::AUDIT_BROKEN));
-        }
+    let verdict = vault.verify_against(&checkpoints).await?;
+    print_verdict(&verdict, files, json, "")
+}
+
+/// The verdict as text (the first broken finding, or OK lines) or as one
+/// JSON object; exit 4 unless intact. `files` are the checkpoints' paths,
+/// in the verdict's order.
+fn print_verdict(
+    verdict: &LogVerdict,
+    files: &[PathBuf],
+    json: bool,
+    by: &str,
+) -> anyhow::Result<ExitCode> {
+    let code = if verdict.intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::AUDIT_BROKEN)
+    };
+    if json {
+        println!("{}", serde_json::to_string(verdict)?);
+        return Ok(code);
+    }
+    let Some(rows) = verdict.rows else {
+        println!(
+            "BROKEN at row {}: {}",
+            verdict.broken_at.unwrap_or_default(),
+            verdict.problem.as_deref().unwrap_or("(no reason given)")
+        );
+        return Ok(code);
     };
     let mut reached = Vec::new();
-    for (path, checkpoint) in &checkpoints {
-        let (seq, made) = (checkpoint.seq(), format_ms(checkpoint.time_ms()));
-        let path = path.display();
-        let broken = match vault.anchor(rows, checkpoint).await? {
-            Anchor::Reached => {
-                reached.push(format!(
-                    "OK: checkpoint {path} (row {seq}, made {made}) is in the log (now at row {rows})"
-                ));
-                continue;
+    for (path, v) in files.iter().zip(&verdict.checkpoints) {
+        let (seq, made, path) = (v.seq, format_ms(v.made_at), path.display());
+        match v.verdict {
+            Reach::Reached => reached.push(format!(
+                "OK: checkpoint {path} (row {seq}, made {made}) is in the log (now at row {rows})"
+            )),
+            Reach::CutOff => {
+                let ends = v.log_ends.unwrap_or_default();
+                println!(
+                    "BROKEN at row {}: the log ends at row {ends} but checkpoint {path} (made {made}) \
+                     records row {seq}: rows were cut off the end and the chain head rewritten to match",
+                    ends + 1
+                );
+                return Ok(code);
             }
-            Anchor::CutOff { log_ends } => format!(
-                "BROKEN at row {}: the log ends at row {log_ends} but checkpoint {path} (made {made}) \
-                 records row {seq}: rows were cut off the end and the chain head rewritten to match",
-                log_ends + 1
-            ),
-            Anchor::Diverged => format!(
-                "BROKEN at row {seq}: row {seq} is not the row checkpoint {path} (made {made}) \
-                 recorded (its MAC differs): the log was cut back and written again after the checkpoint"
-            ),
-        };
-        println!("{broken}");
-        return Ok(ExitCode::from(exit::AUDIT_BROKEN));
+            Reach::Diverged => {
+                println!(
+                    "BROKEN at row {seq}: row {seq} is not the row checkpoint {path} (made {made}) \
+                     recorded (its MAC differs): the log was cut back and written again after the checkpoint"
+                );
+                return Ok(code);
+            }
+        }
     }
-    println!("OK: {rows} rows, chain intact");
+    println!("OK: {rows} rows, chain intact{by}");
     for line in reached {
         println!("{line}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn read_checkpoint(vault: &Vault, path: &Path) -> anyhow::Result<Checkpoint> {

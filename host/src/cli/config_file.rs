@@ -178,14 +178,11 @@ pub fn source_of(
     }
 }
 
-/// Arguments of `keyward config check`.
+/// Arguments of `keyward config check`: only the global `--output` (text:
+/// one `key = value  # source` line per setting; json: `{"file",
+/// "settings": {key: {"value", "source"}}}`).
 #[derive(clap::Args, Debug)]
-pub struct CheckArgs {
-    /// text: one `key = value  # source` line per setting; json: `{key:
-    /// {"value", "source"}}`.
-    #[arg(long, value_enum, default_value_t = super::meta::Output::Text)]
-    output: super::meta::Output,
-}
+pub struct CheckArgs {}
 
 /// `keyward config check`: validates the settings `keyward serve` would
 /// run with (file, environment and the global flags given) and prints them
@@ -194,7 +191,8 @@ pub struct CheckArgs {
 pub fn check(
     loaded: &Loaded,
     matches: &clap::ArgMatches,
-    args: &CheckArgs,
+    _args: &CheckArgs,
+    output: super::Output,
 ) -> anyhow::Result<std::process::ExitCode> {
     use clap::CommandFactory as _;
     let mut rows: BTreeMap<&'static str, (String, &'static str)> = BTreeMap::new();
@@ -307,8 +305,8 @@ pub fn check(
     rows.insert("master_key", (key_state, key_source));
 
     let mut out = String::new();
-    match args.output {
-        super::meta::Output::Text => {
+    match output {
+        super::Output::Text => {
             use std::fmt::Write as _;
             let file = loaded
                 .path
@@ -323,7 +321,7 @@ pub fn check(
                 );
             }
         }
-        super::meta::Output::Json => {
+        super::Output::Json => {
             let map: serde_json::Map<String, serde_json::Value> = rows
                 .iter()
                 .map(|(k, (v, s))| {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, CommandFactory as _};
 
-use super::Cli;
+use super::{Cli, Output};
 
 /// The git commit this binary was built from (`unknown` outside a checkout).
 pub const COMMIT: &str = env!("KEYWARD_GIT_COMMIT");
@@ -21,22 +21,10 @@ pub const LONG_VERSION: &str = concat!(
     ")"
 );
 
-/// Arguments of `keyward version`.
+/// Arguments of `keyward version`: only the global `--output` (text:
+/// `keyward VERSION (commit COMMIT)`; json: `{"version", "commit"}`).
 #[derive(ClapArgs, Debug)]
-pub struct VersionArgs {
-    /// text: `keyward VERSION (commit COMMIT)`; json: `{"version", "commit"}`.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
-}
-
-/// How `version` prints.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// One line for people.
-    Text,
-    /// One JSON object.
-    Json,
-}
+pub struct VersionArgs {}
 
 /// Arguments of `keyward completions`.
 #[derive(ClapArgs, Debug)]
@@ -57,8 +45,8 @@ pub struct ManArgs {
 }
 
 /// `keyward version`.
-pub fn version(args: &VersionArgs) -> anyhow::Result<ExitCode> {
-    let line = match args.output {
+pub fn version(output: Output) -> anyhow::Result<ExitCode> {
+    let line = match output {
         Output::Text => format!("keyward {LONG_VERSION}"),
         Output::Json => serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),

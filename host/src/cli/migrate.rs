@@ -9,7 +9,8 @@ use clap::{Args as ClapArgs, Subcommand};
 use super::remote::{self, Remote, RemoteError};
 use super::{exit, Cli};
 use crate::migrate::{self, parse_option, parse_source, Progress, Report, Request, Status};
-use crate::runtime::{Kind, MigrationSource, Runtime};
+use crate::runtime::view::PluginList;
+use crate::runtime::{MigrationSource, Runtime};
 use crate::store::migrate as ledger;
 
 /// Migration commands.
@@ -61,7 +62,7 @@ pub struct RunArgs {
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_cli(cli)?;
     match (command, remote) {
-        (Command::List, Some(remote)) => list_remote(&remote).await,
+        (Command::List, Some(remote)) => list_remote(cli, &remote).await,
         // A run reads legacy files where it runs and writes the store
         // directly; over HTTP a path would name the server's disk.
         (Command::Plan(_), Some(_)) => Err(RemoteError::LocalOnly("migrate plan").into()),
@@ -87,71 +88,42 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let vault = super::open_vault(cli).await?;
     let rt = runtime(cli).await?;
     let runs = ledger::last_runs(vault.db().reader()).await?;
-    let registry = rt.registry();
+    print_migrators(&PluginList::of(&rt.registry(), &runs), cli.json(false))
+}
+
+/// `migrate list` through a server: its migrators and their last runs.
+async fn list_remote(cli: &Cli, remote: &Remote) -> anyhow::Result<ExitCode> {
+    let list: PluginList = remote::typed(remote.get("/plugins", &[]).await?)?;
+    print_migrators(&list, cli.json(false))
+}
+
+/// `migrate list`'s output: a line per migrator, or (JSON) one object per
+/// line, each a `GET /plugins` entry.
+fn print_migrators(list: &PluginList, json: bool) -> anyhow::Result<ExitCode> {
     let mut any = false;
-    for p in registry.plugins.values() {
-        if p.manifest.kind != Kind::Migrator {
+    for p in list.migrators() {
+        any = true;
+        if json {
+            println!("{}", serde_json::to_string(p)?);
             continue;
         }
-        any = true;
-        let last = runs
-            .iter()
-            .find(|r| r.plugin == p.manifest.name)
-            .map(|r| {
+        let last = p.last_run.as_ref().map_or_else(
+            || "never run".to_owned(),
+            |r| {
                 format!(
                     "last run {} ({} migrated, {} skipped)",
                     super::audit::format_ms(r.finished_at),
                     r.migrated,
                     r.skipped
                 )
-            })
-            .unwrap_or_else(|| "never run".into());
+            },
+        );
         println!(
             "{:<22} {:<8} {}  {}",
-            p.manifest.name, p.manifest.version, last, p.manifest.description
+            p.name, p.version, last, p.description
         );
     }
-    if !any {
-        println!("no migrator plugins loaded");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `migrate list` through a server: its migrators and their last runs.
-async fn list_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
-    let answer = remote.get("/plugins", &[]).await?;
-    let mut any = false;
-    for p in remote::array_at(&answer, "plugins")? {
-        if p["kind"].as_str() != Some(Kind::Migrator.as_str()) {
-            continue;
-        }
-        any = true;
-        let last = match &p["last_run"] {
-            serde_json::Value::Object(run) => format!(
-                "last run {} ({} migrated, {} skipped)",
-                super::audit::format_ms(
-                    run.get("finished_at")
-                        .and_then(|v| v.as_i64())
-                        .unwrap_or_default()
-                ),
-                run.get("migrated")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or_default(),
-                run.get("skipped")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or_default()
-            ),
-            _ => "never run".into(),
-        };
-        println!(
-            "{:<22} {:<8} {}  {}",
-            p["name"].as_str().unwrap_or(""),
-            p["version"].as_str().unwrap_or(""),
-            last,
-            p["description"].as_str().unwrap_or("")
-        );
-    }
-    if !any {
+    if !any && !json {
         println!("no migrator plugins loaded");
     }
     Ok(ExitCode::SUCCESS)
@@ -180,7 +152,7 @@ async fn migrate_run(cli: &Cli, args: &RunArgs, dry_run: bool) -> anyhow::Result
     request.batch = usize::try_from(args.batch).unwrap_or(migrate::DEFAULT_BATCH);
     let progress = Bar::new();
     let report = migrate::run(&vault, &rt, &request, &progress).await?;
-    print_report(&report);
+    print_report(&report, cli.json(false))?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -188,7 +160,54 @@ async fn migrate_run(cli: &Cli, args: &RunArgs, dry_run: bool) -> anyhow::Result
     })
 }
 
-fn print_report(report: &Report) {
+/// An item's status as a word and its reason, if any.
+fn status_of(status: &Status) -> (&'static str, Option<&str>) {
+    match status {
+        Status::WouldMigrate => ("would migrate", None),
+        Status::WouldRetire => ("would retire", Some("written before")),
+        Status::Migrated => ("migrated", None),
+        Status::Retired => ("retired", Some("written before")),
+        Status::WrittenNotRetired(r) => ("written", Some(r.as_str())),
+        Status::Skipped(r) => ("skipped", Some(r.as_str())),
+        Status::Failed(r) => ("FAILED", Some(r.as_str())),
+    }
+}
+
+/// The report as one JSON object: the run, each item (`status` lower
+/// case, `reason`, the API key it creates) and the counts.
+fn report_json(report: &Report) -> serde_json::Value {
+    let (migrated, skipped, failed) = report.counts();
+    let items: Vec<serde_json::Value> = report
+        .items
+        .iter()
+        .map(|i| {
+            let (status, reason) = status_of(&i.status);
+            serde_json::json!({
+                "id": i.id,
+                "target": i.target,
+                "status": status.to_lowercase(),
+                "reason": reason,
+                "api_key": i.key.as_ref().map(|(name, role)| serde_json::json!({"name": name, "role": role})),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "plugin": report.plugin,
+        "sha256": report.sha256,
+        "dry_run": report.dry_run,
+        "already_finished_at": report.already.as_ref().map(|r| r.finished_at),
+        "items": items,
+        "migrated": migrated,
+        "skipped": skipped,
+        "failed": failed,
+    })
+}
+
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(&report_json(report))?);
+        return Ok(());
+    }
     if let Some(done) = &report.already {
         println!(
             "{}: this run finished before ({}, {} migrated); nothing to do (use --again to run it anyway)",
@@ -196,7 +215,7 @@ fn print_report(report: &Report) {
             super::audit::format_ms(done.finished_at),
             done.migrated
         );
-        return;
+        return Ok(());
     }
     let width = report
         .items
@@ -209,15 +228,7 @@ fn print_report(report: &Report) {
         println!("{:<width$}  {:<40}  STATUS", "ITEM", "TARGET");
     }
     for i in &report.items {
-        let (status, why) = match &i.status {
-            Status::WouldMigrate => ("would migrate", None),
-            Status::WouldRetire => ("would retire", Some("written before")),
-            Status::Migrated => ("migrated", None),
-            Status::Retired => ("retired", Some("written before")),
-            Status::WrittenNotRetired(r) => ("written", Some(r.as_str())),
-            Status::Skipped(r) => ("skipped", Some(r.as_str())),
-            Status::Failed(r) => ("FAILED", Some(r.as_str())),
-        };
+        let (status, why) = status_of(&i.status);
         let line = format!(
             "{:<width$}  {:<40}  {status}{}",
             shown(&i.id),
@@ -258,6 +269,7 @@ fn print_report(report: &Report) {
             report.plugin
         );
     }
+    Ok(())
 }
 
 /// Plugin-supplied text on the operator's terminal: control characters

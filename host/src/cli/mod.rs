@@ -88,8 +88,31 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// How commands that print data print it on stdout: text (for people)
+    /// or json (for scripts; docs/operations.md, "JSON output"). A
+    /// command's `--json` is the same as `--output json`.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Whether data goes out as JSON: `--output json`, or a command's own
+    /// `--json` (`flag`).
+    pub(crate) fn json(&self, flag: bool) -> bool {
+        flag || self.output == Output::Json
+    }
+}
+
+/// How a command prints its data (`--output`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Lines for people.
+    Text,
+    /// JSON: one document, or one object per line where a command says so.
+    Json,
 }
 
 /// How log lines are written.
@@ -221,7 +244,7 @@ pub fn run() -> ExitCode {
     };
     init_tracing(matches!(cli.command, Command::Serve(_)), cli.log_format);
     if let Command::Config(ConfigCommand::Check(args)) = &cli.command {
-        return finish(config_file::check(&loaded, &matches, args));
+        return finish(config_file::check(&loaded, &matches, args, cli.output));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -260,7 +283,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token::run(&cli, command).await,
         Command::AgentType(command) => agent::run(&cli, command).await,
         Command::Migrate(command) => migrate::run(&cli, command).await,
-        Command::Version(args) => meta::version(args),
+        Command::Version(_) => meta::version(cli.output),
         Command::Completions(args) => meta::completions(args),
         Command::Man(args) => meta::man(args),
         // Answered by `run`, which has the parsed matches it reports on.

@@ -12,6 +12,7 @@ use clap::Subcommand;
 use super::remote::{self, Remote};
 use super::{exit, Cli};
 use crate::config;
+use crate::runtime::view::PluginList;
 use crate::runtime::{self, Options, Runtime};
 
 /// Plugin commands.
@@ -73,10 +74,10 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::Check { .. } | Command::New(_) | Command::Manifest { .. } => None,
     };
     match (command, remote) {
-        (Command::List, Some(remote)) => list_remote(&remote).await,
+        (Command::List, Some(remote)) => list_remote(cli, &remote).await,
         (Command::Reload, Some(remote)) => reload_remote(&remote).await,
         (Command::List, None) => list(cli).await,
-        (Command::Check { wasm, manifest }, _) => check(wasm, manifest.as_ref()),
+        (Command::Check { wasm, manifest }, _) => check(wasm, manifest.as_ref(), cli.json(false)),
         (Command::Reload, None) => reload(cli),
         (Command::New(args), _) => new::run(args),
         (
@@ -93,95 +94,52 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let options = options(cli);
     let rt = tokio::task::spawn_blocking(move || Runtime::start(options)).await??;
-    let registry = rt.registry();
-    if registry.plugins.is_empty() {
-        println!("no plugins loaded");
-    }
-    for p in registry.plugins.values() {
-        let m = &p.manifest;
-        println!("{}", m.name);
-        println!("  kind:     {} (world {})", m.kind.as_str(), m.kind.world());
-        println!("  version:  {}", m.version);
-        if !m.description.is_empty() {
-            println!("  about:    {}", m.description);
-        }
-        println!("  sha256:   {}", p.sha256);
-        println!("  source:   {}", p.source);
-        let secrets: Vec<String> = m.grants.secrets.iter().map(ToString::to_string).collect();
-        let uses: Vec<String> = m.grants.uses.iter().map(ToString::to_string).collect();
-        let origins: Vec<String> = m.grants.origins.iter().map(ToString::to_string).collect();
-        println!("  reveal:   {}", none_if_empty(&secrets));
-        println!("  use:      {}", none_if_empty(&uses));
-        println!("  origins:  {}", none_if_empty(&origins));
-        let l = &m.limits;
-        println!(
-            "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes, {} refusals",
-            l.memory_bytes >> 20,
-            l.wall_time.as_millis(),
-            l.response_bytes,
-            l.outbound_calls,
-            l.log_bytes,
-            l.refusals
-        );
-    }
-    for refused in &registry.refused {
-        println!("REFUSED {}: {}", refused.file, refused.problem);
-    }
-    Ok(if registry.refused.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::FAILURE)
-    })
+    print_plugins(&PluginList::of(&rt.registry(), &[]), cli.json(false))
 }
 
 /// `plugin list` through a server: what its runtime loaded and refused.
-async fn list_remote(remote: &Remote) -> anyhow::Result<ExitCode> {
-    let answer = remote.get("/plugins", &[]).await?;
-    let plugins = remote::array_at(&answer, "plugins")?;
-    if plugins.is_empty() {
-        println!("no plugins loaded");
-    }
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
-    let list = |v: &serde_json::Value| -> String {
-        let items: Vec<String> = v
-            .as_array()
-            .map(|a| a.iter().map(text).collect())
-            .unwrap_or_default();
-        none_if_empty(&items)
-    };
-    for p in plugins {
-        println!("{}", text(&p["name"]));
-        println!(
-            "  kind:     {} (world {})",
-            text(&p["kind"]),
-            text(&p["world"])
-        );
-        println!("  version:  {}", text(&p["version"]));
-        if !text(&p["description"]).is_empty() {
-            println!("  about:    {}", text(&p["description"]));
+async fn list_remote(cli: &Cli, remote: &Remote) -> anyhow::Result<ExitCode> {
+    let list: PluginList = remote::typed(remote.get("/plugins", &[]).await?)?;
+    print_plugins(&list, cli.json(false))
+}
+
+/// `plugin list`'s output, the same from this machine's runtime or a
+/// server's; exit 1 if a file was refused.
+fn print_plugins(list: &PluginList, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(list)?);
+    } else {
+        if list.plugins.is_empty() {
+            println!("no plugins loaded");
         }
-        println!("  sha256:   {}", text(&p["sha256"]));
-        println!("  source:   {}", text(&p["source"]));
-        println!("  reveal:   {}", list(&p["grants"]["reveal"]));
-        println!("  use:      {}", list(&p["grants"]["use"]));
-        println!("  origins:  {}", list(&p["grants"]["origins"]));
-        let l = &p["limits"];
-        let n = |key: &str| l[key].as_u64().unwrap_or_default();
-        println!(
-            "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes, {} refusals",
-            n("memory_bytes") >> 20,
-            n("wall_time_ms"),
-            n("response_bytes"),
-            n("outbound_calls"),
-            n("log_bytes"),
-            n("refusals")
-        );
+        for p in &list.plugins {
+            println!("{}", p.name);
+            println!("  kind:     {} (world {})", p.kind, p.world);
+            println!("  version:  {}", p.version);
+            if !p.description.is_empty() {
+                println!("  about:    {}", p.description);
+            }
+            println!("  sha256:   {}", p.sha256);
+            println!("  source:   {}", p.source);
+            println!("  reveal:   {}", none_if_empty(&p.grants.reveal));
+            println!("  use:      {}", none_if_empty(&p.grants.uses));
+            println!("  origins:  {}", none_if_empty(&p.grants.origins));
+            let l = &p.limits;
+            println!(
+                "  limits:   memory {} MiB, wall time {} ms, response {} bytes, {} outbound calls, {} log bytes, {} refusals",
+                l.memory_bytes >> 20,
+                l.wall_time_ms,
+                l.response_bytes,
+                l.outbound_calls,
+                l.log_bytes,
+                l.refusals
+            );
+        }
+        for refused in &list.refused {
+            println!("REFUSED {}: {}", refused.file, refused.problem);
+        }
     }
-    let refused = remote::array_at(&answer, "refused")?;
-    for r in refused {
-        println!("REFUSED {}: {}", text(&r["file"]), text(&r["problem"]));
-    }
-    Ok(if refused.is_empty() {
+    Ok(if list.refused.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit::FAILURE)
@@ -222,12 +180,31 @@ pub(super) fn none_if_empty(items: &[String]) -> String {
     }
 }
 
-fn check(wasm: &std::path::Path, manifest: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+fn check(
+    wasm: &std::path::Path,
+    manifest: Option<&PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let beside = wasm.with_extension("toml");
     let manifest = manifest
         .cloned()
         .or_else(|| beside.is_file().then_some(beside));
     let report = runtime::check(wasm, manifest.as_deref())?;
+    if json {
+        let manifest = report.manifest.as_ref().map(
+            |m| serde_json::json!({"name": m.name, "version": m.version, "kind": m.kind.as_str()}),
+        );
+        let answer = serde_json::json!({
+            "file": wasm.display().to_string(),
+            "sha256": report.sha256,
+            "worlds": report.worlds,
+            "manifest": manifest,
+            "imports": report.imports,
+            "exports": report.exports,
+        });
+        println!("{answer}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}: ok", wasm.display());
     println!("  sha256:  {}", report.sha256);
     println!("  worlds:  {}", report.worlds.join(", "));

@@ -251,6 +251,11 @@ pub fn segment(text: &str) -> String {
         .replace('+', "%20")
 }
 
+/// A typed answer, or a [`RemoteError::BadAnswer`].
+pub fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, RemoteError> {
+    serde_json::from_value(value).map_err(|e| RemoteError::BadAnswer(e.to_string()))
+}
+
 /// Typed rows from an answer, or a [`RemoteError::BadAnswer`].
 pub fn rows<T: serde::de::DeserializeOwned>(value: &Value) -> Result<Vec<T>, RemoteError> {
     serde_json::from_value(value.clone()).map_err(|e| RemoteError::BadAnswer(e.to_string()))

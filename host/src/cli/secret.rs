@@ -73,7 +73,7 @@ pub enum Command {
         /// Scope.
         #[arg(long, default_value = "global")]
         scope: String,
-        /// JSON lines instead of a table.
+        /// JSON lines instead of a table (as --output json).
         #[arg(long)]
         json: bool,
     },
@@ -97,7 +97,7 @@ pub enum Command {
         /// Only this scope.
         #[arg(long)]
         scope: Option<String>,
-        /// JSON lines instead of a table.
+        /// JSON lines instead of a table (as --output json).
         #[arg(long)]
         json: bool,
     },
@@ -131,7 +131,7 @@ pub enum Command {
         /// Only this scope.
         #[arg(long)]
         scope: Option<String>,
-        /// JSON lines instead of a table.
+        /// JSON lines instead of a table (as --output json).
         #[arg(long)]
         json: bool,
     },
@@ -147,7 +147,7 @@ pub enum Command {
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     if let Some(remote) = Remote::from_cli(cli)? {
-        return run_remote(&remote, command).await;
+        return run_remote(cli, &remote, command).await;
     }
     match command {
         Command::Set {
@@ -231,7 +231,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::Versions { name, scope, json } => {
             let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
             let vault = open_vault(cli).await?;
-            print_versions(&vault.versions(&scope, &name).await?, *json)?;
+            print_versions(&vault.versions(&scope, &name).await?, cli.json(*json))?;
         }
         Command::Rollback {
             name,
@@ -251,7 +251,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let scope = scope.as_deref().map(Scope::parse).transpose()?;
             let vault = open_vault(cli).await?;
             let rows = vault.list(scope.as_ref()).await?;
-            print_list(&rows, *json)?;
+            print_list(&rows, cli.json(*json))?;
         }
         Command::Rm {
             name,
@@ -280,7 +280,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::Deleted { scope, json } => {
             let scope = scope.as_deref().map(Scope::parse).transpose()?;
             let vault = open_vault(cli).await?;
-            print_deleted(&vault.deleted(scope.as_ref()).await?, *json)?;
+            print_deleted(&vault.deleted(scope.as_ref()).await?, cli.json(*json))?;
         }
         Command::Rotate { name, scope } => {
             let (scope, name) = (Scope::parse(scope)?, SecretName::parse(name)?);
@@ -297,7 +297,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 }
 
 /// The secret commands through a server (`KEYWARD_ADDR`).
-async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Set {
             name,
@@ -414,7 +414,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
         Command::Versions { name, scope, json } => {
             let path = format!("/secrets/{}/versions", segment(name));
             let rows = remote::rows(&remote.get(&path, &[("scope", scope.clone())]).await?)?;
-            print_versions(&rows, *json)?;
+            print_versions(&rows, cli.json(*json))?;
         }
         Command::Rollback {
             name,
@@ -438,7 +438,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
         Command::List { scope, json } => {
             let query: Vec<(&str, String)> = scope.iter().map(|s| ("scope", s.clone())).collect();
             let rows = remote::rows(&remote.get("/secrets", &query).await?)?;
-            print_list(&rows, *json)?;
+            print_list(&rows, cli.json(*json))?;
         }
         Command::Rm {
             name,
@@ -471,7 +471,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
         Command::Deleted { scope, json } => {
             let query: Vec<(&str, String)> = scope.iter().map(|s| ("scope", s.clone())).collect();
             let rows = remote::rows(&remote.get("/deleted-secrets", &query).await?)?;
-            print_deleted(&rows, *json)?;
+            print_deleted(&rows, cli.json(*json))?;
         }
         Command::Rotate { name, scope } => {
             let meta = remote

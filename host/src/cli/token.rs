@@ -82,7 +82,7 @@ pub enum Command {
     /// List tokens (never the tokens themselves): id, name, role, created,
     /// last used, expires, revoked.
     List {
-        /// JSON lines instead of a table.
+        /// JSON lines instead of a table (as --output json).
         #[arg(long)]
         json: bool,
     },
@@ -106,7 +106,7 @@ pub enum Command {
 
 pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode> {
     if let Some(remote) = Remote::from_cli(cli)? {
-        return run_remote(&remote, command).await;
+        return run_remote(cli, &remote, command).await;
     }
     match command {
         Command::Create {
@@ -138,7 +138,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::List { json } => {
             let vault = open_vault(cli).await?;
             let rows = Tokens::new(vault.db().clone()).list().await?;
-            print_list(&rows, *json)?;
+            print_list(&rows, cli.json(*json))?;
         }
         Command::Rotate { id, grace } => {
             let vault = open_vault(cli).await?;
@@ -170,7 +170,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
 }
 
 /// The token commands through a server (`KEYWARD_ADDR`, an operator token).
-async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
+async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Create {
             name,
@@ -207,7 +207,7 @@ async fn run_remote(remote: &Remote, command: &Command) -> anyhow::Result<ExitCo
         }
         Command::List { json } => {
             let rows: Vec<TokenRow> = remote::rows(&remote.get("/tokens", &[]).await?)?;
-            print_list(&rows, *json)?;
+            print_list(&rows, cli.json(*json))?;
         }
         Command::Rotate { id, grace } => {
             let mut answer = remote

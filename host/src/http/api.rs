@@ -158,9 +158,9 @@ pub fn table() -> Vec<Route> {
         route!(delete "/tokens/{id}", Operator, 204, "Revoke an API token", query[], body=false, tokens::revoke_token),
         route!(post "/tokens/{id}/rotate", Operator, 200, "Give an API token a new value {grace_seconds?}; shown once", query[], body=true, tokens::rotate_token, req = tokens::Rotate),
         route!(get "/access-log", Operator, 200, "The newest access-log rows, or the rows after a seq (to follow)", query["after", "limit"], body=false, log::tail, params = log::TailParams),
-        route!(post "/access-log/verify", Operator, 200, "Verify the chain on the server {checkpoints?: [signed checkpoint]}", query[], body=true, log::verify, req = log::VerifyRequest),
-        route!(get "/plugins", Operator, 200, "Loaded plugins (kind, version, sha256, grants, limits) and refused files", query[], body=false, routes::list_plugins),
-        route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins),
+        route!(post "/access-log/verify", Operator, 200, "Verify the chain on the server {checkpoints?: [signed checkpoint]}", query[], body=true, log::verify, req = log::VerifyRequest, resp = crate::vault::LogVerdict),
+        route!(get "/plugins", Operator, 200, "Loaded plugins (kind, version, sha256, grants, limits) and refused files", query[], body=false, routes::list_plugins, resp = crate::runtime::view::PluginList),
+        route!(post "/plugins/reload", Operator, 200, "Reload the plugins folder now", query[], body=false, routes::reload_plugins, resp = routes::Reloaded),
         route!(get "/metrics", Resolver(Metrics), 200, "Prometheus metrics", query[], body=false, metrics::metrics),
         // Forges: operator sign-in, the active forge, agent types.
         route!(get "/auth/{forge}/login", Public, 303, "Sign in with a forge: to its authorize page (state + PKCE)", query[], body=false, forge::login),

@@ -13,9 +13,9 @@ use super::body::Body;
 use super::error::ApiError;
 use super::secrets::{query, QueryResult};
 use super::AppState;
-use crate::audit::anchor::Anchor;
-use crate::audit::chain::{LogRow, VerifyReport};
+use crate::audit::chain::LogRow;
 use crate::audit::checkpoint::SignedCheckpoint;
+use crate::vault::LogVerdict;
 
 /// Rows of one answer, at most.
 pub const MAX_ROWS: i64 = 1000;
@@ -82,7 +82,7 @@ pub async fn verify(
     Operator(_caller): Operator,
     State(state): State<AppState>,
     Body(req): Body<VerifyRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogVerdict>, ApiError> {
     if req.checkpoints.len() > MAX_CHECKPOINTS {
         return Err(ApiError::Invalid(format!(
             "at most {MAX_CHECKPOINTS} checkpoints per verify"
@@ -95,34 +95,5 @@ pub async fn verify(
             .map_err(|e| ApiError::Invalid(format!("checkpoint {} is refused: {e}", i + 1)))?;
         checkpoints.push(checkpoint);
     }
-    let rows = match state.vault.verify_log().await? {
-        VerifyReport::Intact { rows } => rows,
-        VerifyReport::Broken { seq, problem } => {
-            return Ok(Json(
-                json!({"intact": false, "broken_at": seq, "problem": problem}),
-            ))
-        }
-    };
-    let mut verdicts = Vec::with_capacity(checkpoints.len());
-    let mut intact = true;
-    for checkpoint in &checkpoints {
-        let base = json!({"seq": checkpoint.seq(), "made_at": checkpoint.time_ms()});
-        let mut verdict = base;
-        match state.vault.anchor(rows, checkpoint).await? {
-            Anchor::Reached => verdict["verdict"] = "reached".into(),
-            Anchor::CutOff { log_ends } => {
-                intact = false;
-                verdict["verdict"] = "cut_off".into();
-                verdict["log_ends"] = log_ends.into();
-            }
-            Anchor::Diverged => {
-                intact = false;
-                verdict["verdict"] = "diverged".into();
-            }
-        }
-        verdicts.push(verdict);
-    }
-    Ok(Json(
-        json!({"intact": intact, "rows": rows, "checkpoints": verdicts}),
-    ))
+    Ok(Json(state.vault.verify_against(&checkpoints).await?))
 }

@@ -16,6 +16,7 @@ use super::AppState;
 use crate::audit::Access;
 use crate::auth::AuthError;
 use crate::resolve::Context;
+use crate::runtime::view::{PluginList, RefusedView};
 
 /// `GET /healthz`: liveness. 200 `{"status":"ok"}` whenever the process
 /// answers; it never waits on the database (a load balancer's or
@@ -271,57 +272,25 @@ pub async fn render(
 pub async fn list_plugins(
     Operator(_caller): Operator,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginList>, ApiError> {
     let Some(plugins) = &state.plugins else {
         return Err(ApiError::Unavailable(
             "this server runs no plugin runtime".into(),
         ));
     };
-    let registry = plugins.registry();
     let runs = crate::store::migrate::last_runs(state.vault.db().reader())
         .await
         .map_err(|e| ApiError::Vault(e.into()))?;
-    let strings = |items: Vec<String>| Value::from(items);
-    let loaded: Vec<Value> = registry
-        .plugins
-        .values()
-        .map(|p| {
-            let m = &p.manifest;
-            let l = &m.limits;
-            let last_run = runs.iter().find(|r| r.plugin == m.name).map(|r| {
-                json!({"finished_at": r.finished_at, "migrated": r.migrated, "skipped": r.skipped})
-            });
-            json!({
-                "name": m.name,
-                "kind": m.kind.as_str(),
-                "world": m.kind.world(),
-                "version": m.version,
-                "description": m.description,
-                "sha256": p.sha256,
-                "source": p.source.to_string(),
-                "grants": {
-                    "reveal": strings(m.grants.secrets.iter().map(ToString::to_string).collect()),
-                    "use": strings(m.grants.uses.iter().map(ToString::to_string).collect()),
-                    "origins": strings(m.grants.origins.iter().map(ToString::to_string).collect()),
-                },
-                "limits": {
-                    "memory_bytes": l.memory_bytes,
-                    "wall_time_ms": l.wall_time.as_millis() as u64,
-                    "response_bytes": l.response_bytes,
-                    "outbound_calls": l.outbound_calls,
-                    "log_bytes": l.log_bytes,
-                    "refusals": l.refusals,
-                },
-                "last_run": last_run,
-            })
-        })
-        .collect();
-    let refused: Vec<Value> = registry
-        .refused
-        .iter()
-        .map(|e| json!({"file": e.file, "problem": e.problem}))
-        .collect();
-    Ok(Json(json!({"plugins": loaded, "refused": refused})))
+    Ok(Json(PluginList::of(&plugins.registry(), &runs)))
+}
+
+/// What `POST /plugins/reload` answers.
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Reloaded {
+    /// The plugins loaded now, by name.
+    pub loaded: Vec<String>,
+    /// The files refused, with why.
+    pub refused: Vec<RefusedView>,
 }
 
 /// `POST /plugins/reload` (operator): loads the plugins folder again now
@@ -329,7 +298,7 @@ pub async fn list_plugins(
 pub async fn reload_plugins(
     Operator(caller): Operator,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Reloaded>, ApiError> {
     let Some(plugins) = &state.plugins else {
         return Err(ApiError::Unavailable(
             "this server runs no plugin runtime".into(),
@@ -337,11 +306,9 @@ pub async fn reload_plugins(
     };
     tracing::info!(by = %caller.accessor(), "plugin reload requested over HTTP");
     let registry = plugins.reload().await;
-    let loaded: Vec<&str> = registry.plugins.keys().map(String::as_str).collect();
-    let refused: Vec<Value> = registry
-        .refused
-        .iter()
-        .map(|e| json!({"file": e.file, "problem": e.problem}))
-        .collect();
-    Ok(Json(json!({"loaded": loaded, "refused": refused})))
+    let list = PluginList::of(&registry, &[]);
+    Ok(Json(Reloaded {
+        loaded: list.plugins.into_iter().map(|p| p.name).collect(),
+        refused: list.refused,
+    }))
 }

@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod migration;
 pub mod redact;
 pub mod registry;
+pub mod view;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,6 +1,9 @@
 //! Signed checkpoints of the access log's head, and checking the log
 //! against them (see `audit::checkpoint`).
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use super::{Vault, VaultError};
 use crate::audit::anchor::{self, Anchor};
 use crate::audit::chain::{self, VerifyReport};
@@ -50,5 +53,95 @@ impl Vault {
         checkpoint: &Checkpoint,
     ) -> Result<VerifyReport, VaultError> {
         Ok(chain::verify_after(self.db.reader(), &self.chain, &checkpoint.head()).await?)
+    }
+}
+
+/// The verdict on the access log and on each checkpoint it was checked
+/// against: what `POST /access-log/verify` answers and `keyward audit
+/// verify --output json` prints.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct LogVerdict {
+    /// The chain verifies and reaches every checkpoint.
+    pub intact: bool,
+    /// Rows verified (absent when the chain is broken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<i64>,
+    /// The first row whose MAC or link is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<i64>,
+    /// What is wrong with that row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// One verdict per checkpoint, in the order given (none when the chain
+    /// itself is broken).
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointVerdict>,
+}
+
+/// How the log stands against one checkpoint.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointVerdict {
+    /// The row the checkpoint recorded as the head.
+    pub seq: i64,
+    /// When it was made, Unix ms.
+    pub made_at: i64,
+    pub verdict: Reach,
+    /// For `cut_off`: the last row the log has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_ends: Option<i64>,
+}
+
+/// [`Anchor`] on the wire.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    /// The log holds the checkpoint's row with its MAC.
+    Reached,
+    /// The log ends before the checkpoint's row: its tail was cut off.
+    CutOff,
+    /// The log's row at that seq has another MAC: cut back and rewritten.
+    Diverged,
+}
+
+impl Vault {
+    /// Verifies the whole chain, then the log against each of
+    /// `checkpoints` (already checked with [`Vault::check_checkpoint`]).
+    pub async fn verify_against(
+        &self,
+        checkpoints: &[Checkpoint],
+    ) -> Result<LogVerdict, VaultError> {
+        let rows = match self.verify_log().await? {
+            VerifyReport::Intact { rows } => rows,
+            VerifyReport::Broken { seq, problem } => {
+                return Ok(LogVerdict {
+                    intact: false,
+                    rows: None,
+                    broken_at: Some(seq),
+                    problem: Some(problem),
+                    checkpoints: Vec::new(),
+                })
+            }
+        };
+        let mut verdicts = Vec::with_capacity(checkpoints.len());
+        for checkpoint in checkpoints {
+            let (verdict, log_ends) = match self.anchor(rows, checkpoint).await? {
+                Anchor::Reached => (Reach::Reached, None),
+                Anchor::CutOff { log_ends } => (Reach::CutOff, Some(log_ends)),
+                Anchor::Diverged => (Reach::Diverged, None),
+            };
+            verdicts.push(CheckpointVerdict {
+                seq: checkpoint.seq(),
+                made_at: checkpoint.time_ms(),
+                verdict,
+                log_ends,
+            });
+        }
+        Ok(LogVerdict {
+            intact: verdicts.iter().all(|v| v.verdict == Reach::Reached),
+            rows: Some(rows),
+            broken_at: None,
+            problem: None,
+            checkpoints: verdicts,
+        })
     }
 }

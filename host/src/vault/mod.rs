@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+pub use checkpoint::{CheckpointVerdict, LogVerdict, Reach};
 pub use deletion::{describe_duration, DEFAULT_RETENTION, PURGE_ACCESSOR};
 pub use error::{MissingSecretError, VaultError, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
 pub use keycheck::NewKey;

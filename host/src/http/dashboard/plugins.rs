@@ -12,6 +12,7 @@ use super::{csrf_field, html_response, notice, page, when, PageError, SignedIn, 
 use crate::http::error::ApiError;
 use crate::http::secrets::QueryResult;
 use crate::http::AppState;
+use crate::runtime::view::PluginList;
 
 /// The page's query.
 #[derive(Deserialize)]
@@ -20,7 +21,7 @@ pub struct PluginsQuery {
     notice: Option<String>,
 }
 
-fn list(items: Vec<String>) -> Markup {
+fn list(items: &[String]) -> Markup {
     html! {
         @if items.is_empty() {
             span class="help" { "none" }
@@ -48,37 +49,36 @@ pub async fn plugins_page(
             page("Plugins", Some(&session), body),
         ));
     };
-    let registry = plugins.registry();
     let runs = crate::store::migrate::last_runs(state.vault.db().reader())
         .await
         .map_err(|e| ApiError::Vault(e.into()))?;
+    let view = PluginList::of(&plugins.registry(), &runs);
     let body = html! {
         (notice(params.notice.as_deref()))
         section aria-labelledby="loaded" {
             h2 id="loaded" { "Loaded" }
-            @if registry.plugins.is_empty() {
+            @if view.plugins.is_empty() {
                 p { "No plugin is loaded." }
             }
-            @for p in registry.plugins.values() {
-                @let m = &p.manifest;
-                @let l = &m.limits;
-                article aria-labelledby=(format!("plugin-{}", m.name)) {
-                    h3 id=(format!("plugin-{}", m.name)) { (m.name) " " span class="help" { (m.kind.as_str()) " " (m.version) } }
-                    p { (m.description) }
+            @for p in &view.plugins {
+                @let l = &p.limits;
+                article aria-labelledby=(format!("plugin-{}", p.name)) {
+                    h3 id=(format!("plugin-{}", p.name)) { (p.name) " " span class="help" { (p.kind) " " (p.version) } }
+                    p { (p.description) }
                     dl class="meta" {
-                        dt { "Source" } dd { code { (p.source.to_string()) } }
+                        dt { "Source" } dd { code { (p.source) } }
                         dt { "SHA-256" } dd { code { (p.sha256) } }
-                        dt { "May reveal" } dd { (list(m.grants.secrets.iter().map(ToString::to_string).collect())) }
-                        dt { "May use at egress" } dd { (list(m.grants.uses.iter().map(ToString::to_string).collect())) }
-                        dt { "May reach" } dd { (list(m.grants.origins.iter().map(ToString::to_string).collect())) }
+                        dt { "May reveal" } dd { (list(&p.grants.reveal)) }
+                        dt { "May use at egress" } dd { (list(&p.grants.uses)) }
+                        dt { "May reach" } dd { (list(&p.grants.origins)) }
                         dt { "Limits" } dd {
                             (l.memory_bytes / (1024 * 1024)) " MiB memory, "
-                            (l.wall_time.as_millis()) " ms per call, "
+                            (l.wall_time_ms) " ms per call, "
                             (l.outbound_calls) " outbound calls, "
                             (l.response_bytes / 1024) " KiB per response, "
                             (l.refusals) " refusals"
                         }
-                        @if let Some(run) = runs.iter().find(|r| r.plugin == m.name) {
+                        @if let Some(run) = &p.last_run {
                             dt { "Last run" } dd { (when(run.finished_at)) ": " (run.migrated) " migrated, " (run.skipped) " skipped" }
                         }
                     }
@@ -87,14 +87,14 @@ pub async fn plugins_page(
         }
         section aria-labelledby="refused" {
             h2 id="refused" { "Refused" }
-            @if registry.refused.is_empty() {
+            @if view.refused.is_empty() {
                 p { "None: every file in the plugins folder loaded." }
             } @else {
                 table {
                     caption class="sr-only" { "Refused plugin files and why" }
                     thead { tr { th scope="col" { "File" } th scope="col" { "Why" } } }
                     tbody {
-                        @for e in &registry.refused {
+                        @for e in &view.refused {
                             tr { td { code { (e.file) } } td { (e.problem) } }
                         }
                     }
