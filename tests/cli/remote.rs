@@ -787,6 +787,7 @@ fn json_output_is_the_same_locally_and_through_the_server() {
     }
 
     // audit verify: the server's verdict has the local one's shape.
+    r.ok(&["secret", "set", "JSON_OUT"], b"value-1");
     for out in [
         r.kw.ok(&["audit", "verify", "--output", "json"], b""),
         r.ok(&["audit", "verify", "--output", "json"], b""),

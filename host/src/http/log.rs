@@ -6,7 +6,6 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::Operator;
 use super::body::Body;
@@ -38,7 +37,7 @@ pub async fn tail(
     Operator(_caller): Operator,
     State(state): State<AppState>,
     q: QueryResult<TailParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TailPage>, ApiError> {
     let q = query(q)?;
     let limit = q.limit.unwrap_or(if q.after.is_some() {
         MAX_ROWS
@@ -55,8 +54,17 @@ pub async fn tail(
         Some(after) => state.vault.log_after(after, limit).await?,
         None => state.vault.log_tail(limit).await?,
     };
-    let head = state.vault.log_head().await?.seq;
-    Ok(Json(json!({"rows": rows, "head_seq": head})))
+    let head_seq = state.vault.log_head().await?.seq;
+    Ok(Json(TailPage { rows, head_seq }))
+}
+
+/// What `GET /access-log` answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TailPage {
+    /// The rows, oldest first.
+    pub rows: Vec<LogRow>,
+    /// The chain head's seq: where the log ends now.
+    pub head_seq: i64,
 }
 
 /// `POST /access-log/verify` body.
