@@ -19,7 +19,7 @@ use crate::vault::PutMode;
 pub const TOKEN_NAME: &str = "FORGE_TOKEN";
 
 /// An agent type, as the API shows it (never the token).
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AgentTypeView {
     /// Its name.
     pub name: String,
@@ -40,7 +40,7 @@ pub struct AgentTypeView {
 }
 
 /// An instance override.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct InstanceView {
     /// The instance id.
     pub id: String,

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use maud::html;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use zeroize::Zeroizing;
 
@@ -23,6 +22,7 @@ use super::error::ApiError;
 use super::secrets::{query, QueryResult};
 use super::AppState;
 use crate::audit::{Access, Action};
+use crate::forge::agents::AgentTypeView;
 use crate::forge::{ForgeError, Forges};
 use crate::names::{Scope, SecretName};
 
@@ -225,13 +225,13 @@ pub async fn repos(
 pub async fn list_agent_types(
     Resolver(caller): Resolver,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<AgentTypeView>>, ApiError> {
     let mut types = forges(&state)?.agent_types().await?;
     // A token bound to an agent sees its own type only.
     if let Some(binding) = caller.policy.as_deref().and_then(|p| p.agent.as_ref()) {
         types.retain(|t| t.name == binding.agent_type);
     }
-    Ok(Json(json!(types)))
+    Ok(Json(types))
 }
 
 /// `GET /agent-types/{name}` (resolver).
@@ -239,7 +239,7 @@ pub async fn get_agent_type(
     Resolver(caller): Resolver,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentTypeView>, ApiError> {
     if let Some(binding) = caller.policy.as_deref().and_then(|p| p.agent.as_ref()) {
         if binding.agent_type != name {
             return Err(crate::auth::AuthError::NotPermitted(format!(
@@ -249,7 +249,7 @@ pub async fn get_agent_type(
             .into());
         }
     }
-    Ok(Json(json!(forges(&state)?.agent_type(&name).await?)))
+    Ok(Json(forges(&state)?.agent_type(&name).await?))
 }
 
 /// `POST /agent-types` body.
@@ -271,7 +271,7 @@ pub async fn create_agent_type(
     Operator(caller): Operator,
     State(state): State<AppState>,
     Body(req): Body<NewAgentType>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<AgentTypeView>), ApiError> {
     let f = forges(&state)?;
     let access = Access::new(caller.accessor(), "create agent type")?;
     f.create_agent_type(
@@ -286,10 +286,7 @@ pub async fn create_agent_type(
             .await?;
     }
     tracing::info!(by = %caller.accessor(), name = %req.name, forge = %req.forge, "agent type created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(f.agent_type(&req.name).await?)),
-    ))
+    Ok((StatusCode::CREATED, Json(f.agent_type(&req.name).await?)))
 }
 
 /// `DELETE /agent-types/{name}` (operator): 204.
@@ -319,7 +316,7 @@ pub async fn set_agent_token(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(req): Body<SetToken>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenReference>, ApiError> {
     let access = Access::new(caller.accessor(), "set agent type token")?;
     let reference = forges(&state)?
         .set_agent_token(
@@ -329,7 +326,7 @@ pub async fn set_agent_token(
             &access,
         )
         .await?;
-    Ok(Json(json!({"token": reference})))
+    Ok(Json(TokenReference { token: reference }))
 }
 
 /// `DELETE /agent-types/{name}/instances/{id}` (operator): 204.
@@ -472,14 +469,35 @@ impl AgentCall {
 pub async fn agent_token(
     State(state): State<AppState>,
     call: AgentCall,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (access, instance) = call.allowed(&state, Action::Reveal).await?;
     let value = forges(&state)?
         .agent_token(&call.name, instance.as_deref(), &access)
         .await?;
     let text = std::str::from_utf8(value.expose())
         .map_err(|_| ApiError::Invalid("the token is not UTF-8".into()))?;
-    Ok(Json(json!({"token": text})))
+    Ok(Json(AgentToken { token: text }).into_response())
+}
+
+/// What `PUT /agent-types/{name}/token` answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TokenReference {
+    /// The secret reference the token is stored under (never the token).
+    pub token: String,
+}
+
+/// What getAgentToken answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct AgentToken<'a> {
+    /// The agent type's (or instance's) token.
+    pub token: &'a str,
+}
+
+/// What a dispatch answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Dispatched {
+    /// Who the forge says the token belongs to.
+    pub account: crate::runtime::Account,
 }
 
 /// `POST /agent-types/{name}/dispatch` (resolver): a forge call (whoami)
@@ -487,19 +505,10 @@ pub async fn agent_token(
 pub async fn dispatch(
     State(state): State<AppState>,
     call: AgentCall,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Dispatched>, ApiError> {
     let (access, instance) = call.allowed(&state, Action::Egress).await?;
     let account = forges(&state)?
         .dispatch(&call.name, instance.as_deref(), &access)
         .await?;
-    Ok(Json(json!({
-        "account": {
-            "id": account.id,
-            "login": account.login,
-            "name": account.name,
-            "email": account.email,
-            "scopes": account.scopes,
-            "expires_at": account.expires_at,
-        }
-    })))
+    Ok(Json(Dispatched { account }))
 }

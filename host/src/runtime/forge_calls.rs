@@ -20,7 +20,7 @@ use crate::names::SecretRef;
 use crate::vault::Vault;
 
 /// The account a forge token belongs to (from `forge.whoami`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Account {
     /// The forge's id, as text.
     pub id: String,
