@@ -22,6 +22,38 @@ fn an_agent_type_gets_a_token_that_only_token_prints() {
         b"",
     );
     assert!(out.contains("created agent type coder"), "{out}");
+    // With --output json: the agent type as GET /agent-types/{name} shows it.
+    let out = kw.ok(
+        &[
+            "agent-type",
+            "add",
+            "reviewer",
+            "--forge",
+            "forgejo",
+            "--base-url",
+            "https://codeberg.org",
+            "--output",
+            "json",
+        ],
+        b"",
+    );
+    let view: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (
+            &view["name"],
+            &view["forge"],
+            &view["base_url"],
+            &view["token"]
+        ),
+        (
+            &serde_json::json!("reviewer"),
+            &serde_json::json!("forgejo"),
+            &serde_json::json!("https://codeberg.org"),
+            &serde_json::Value::Null
+        ),
+        "{out}"
+    );
+    kw.ok(&["agent-type", "rm", "reviewer"], b"");
     let out = kw.ok(
         &["agent-type", "set-token", "coder"],
         format!("{TOKEN}\n").as_bytes(),

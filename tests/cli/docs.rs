@@ -155,3 +155,103 @@ fn every_server_setting_is_in_the_example_environment_file() {
         "settings in the README's table but not in deploy/keyward.env.example: {missing:?}"
     );
 }
+
+/// The Dockerfile (not built here: no container engine on the test
+/// machine) keeps what docs/operations.md promises: multi-stage, a final
+/// image that adds the binary alone to a distroless base, a non-root user,
+/// and no master key baked in.
+#[test]
+fn the_dockerfile_ships_the_binary_alone_as_a_non_root_user() {
+    let root = repo();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let stages: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and the final image");
+    assert!(
+        lines[stages[0]].ends_with(" AS build"),
+        "{}",
+        lines[stages[0]]
+    );
+    let last = &lines[stages[1]..];
+    assert!(
+        last[0].starts_with("FROM gcr.io/distroless/") && last[0].ends_with(":nonroot"),
+        "{}",
+        last[0]
+    );
+    // The final stage copies the binary and an empty data folder, nothing else.
+    let copies: Vec<&&str> = last.iter().filter(|l| l.starts_with("COPY")).collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert!(
+        copies[0].ends_with("/out/keyward /usr/bin/keyward"),
+        "{}",
+        copies[0]
+    );
+    assert!(
+        copies[1].contains("--chmod=0700") && copies[1].ends_with("/out/data /var/lib/keyward"),
+        "{}",
+        copies[1]
+    );
+    assert!(
+        !last.iter().any(|l| l.starts_with("RUN")),
+        "the final image runs nothing at build"
+    );
+    let user = last
+        .iter()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER");
+    assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
+    assert!(
+        !dockerfile.contains("KEYWARD_MASTER_KEY"),
+        "the key must come from the environment at run time"
+    );
+    assert!(lines.contains(&"ENTRYPOINT [\"/usr/bin/keyward\"]"));
+    // What the image leaves out of its build context.
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target", "keyward-data", ".git"] {
+        assert!(ignored.lines().any(|l| l.trim() == entry), "{entry}");
+    }
+}
+
+/// The packaged configuration file is valid for `config check` and holds
+/// no secret (those belong in keyward.env, which only root reads).
+#[test]
+fn the_packaged_configuration_checks_and_holds_no_secret() {
+    let root = repo();
+    let file = root.join("deploy/keyward.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args([
+            "--config",
+            file.to_str().expect("UTF-8"),
+            "config",
+            "check",
+            "--output",
+            "json",
+        ])
+        .env_remove("KEYWARD_DATA_DIR")
+        .env_remove("KEYWARD_LISTEN")
+        .env_remove("KEYWARD_AUDIT_CHECKPOINT")
+        .env_remove("KEYWARD_CONFIG")
+        .output()
+        .expect("run keyward");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+    for (key, value) in [
+        ("data_dir", "/var/lib/keyward"),
+        ("listen", "127.0.0.1:8080"),
+        ("audit_checkpoint", "/var/lib/keyward/checkpoint.json"),
+    ] {
+        assert_eq!(shown["settings"][key]["value"], value, "{shown}");
+        assert_eq!(shown["settings"][key]["source"], "file", "{shown}");
+    }
+    let unit = std::fs::read_to_string(root.join("deploy/keyward.service")).expect("unit");
+    assert!(
+        unit.contains("\nExecStart=/usr/bin/keyward serve --config /etc/keyward/keyward.toml\n"),
+        "the unit names the packaged configuration"
+    );
+}

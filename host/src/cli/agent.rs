@@ -108,7 +108,7 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
             let view = forges
                 .create_agent_type(name, forge, base_url.as_deref(), description)
                 .await?;
-            print_created(&mut out, &view)?;
+            print_created(&mut out, &view, cli.json(false))?;
         }
         Command::List { json } => print_list(&forges.agent_types().await?, cli.json(*json))?,
         Command::Rm { name } => {
@@ -142,14 +142,22 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::Dispatch { name, instance } => {
             let access = Access::new(super::accessor(), "keyward agent dispatch")?;
             let account = forges.dispatch(name, instance.as_deref(), &access).await?;
-            writeln!(out, "{} (id {})", account.login, account.id)?;
+            if cli.json(false) {
+                writeln!(out, "{}", json!({ "account": account }))?;
+            } else {
+                writeln!(out, "{} (id {})", account.login, account.id)?;
+            }
         }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_created(out: &mut impl Write, view: &AgentTypeView) -> std::io::Result<()> {
+fn print_created(out: &mut impl Write, view: &AgentTypeView, json: bool) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(view)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "created agent type {} (forge {}, {}); token: {}",
@@ -159,7 +167,8 @@ fn print_created(out: &mut impl Write, view: &AgentTypeView) -> std::io::Result<
         view.token
             .as_deref()
             .unwrap_or("none yet: use `keyward agent-type set-token`")
-    )
+    )?;
+    Ok(())
 }
 
 fn print_list(all: &[AgentTypeView], json: bool) -> anyhow::Result<()> {
@@ -214,7 +223,7 @@ async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Re
                     .await?,
             )
             .map_err(|e| RemoteError::BadAnswer(e.to_string()))?;
-            print_created(&mut out, &view)?;
+            print_created(&mut out, &view, cli.json(false))?;
         }
         Command::List { json } => {
             drop(out);
@@ -271,6 +280,11 @@ async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Re
                     &json!({"reason": "keyward agent dispatch", "instance": instance}),
                 )
                 .await?;
+            if cli.json(false) {
+                writeln!(out, "{answer}")?;
+                out.flush()?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let account = &answer["account"];
             let id = match &account["id"] {
                 serde_json::Value::String(id) => id.clone(),
