@@ -81,13 +81,29 @@ pub trait ForgeAdapter {
     fn whoami(base_url: String, token: String) -> Result<Account, ForgeError>;
 
     /// One page of the repositories the token's account can see; `cursor` is
-    /// `None` for the first page, else a page's `next`.
+    /// `None` for the first page, else a page's `next`. The default reads
+    /// the cursor as a page number ([`wire::page_cursor`](crate::wire::page_cursor):
+    /// anything else is `host(invalid)`) and asks
+    /// [`repository_page`](ForgeAdapter::repository_page) for it; a forge
+    /// whose pages have opaque cursors implements this instead.
     fn list_repositories(
         base_url: String,
         token: String,
         cursor: Option<String>,
     ) -> Result<RepositoryPage, ForgeError> {
-        let _ = (base_url, token, cursor);
+        let page = crate::wire::page_cursor(cursor.as_deref(), &Self::info().kind)?;
+        Self::repository_page(base_url, token, page)
+    }
+
+    /// Page `page` (1 is the first) of the repositories the token's account
+    /// can see, for a forge that pages by number; its `next` is the next
+    /// page's number as text.
+    fn repository_page(
+        base_url: String,
+        token: String,
+        page: u64,
+    ) -> Result<RepositoryPage, ForgeError> {
+        let _ = (base_url, token, page);
         Err(ForgeError::unsupported::<Self>("list-repositories"))
     }
 

@@ -127,12 +127,11 @@ impl ForgeAdapter for GitHub {
             .send_and_read(LABEL, parse_user)
     }
 
-    fn list_repositories(
+    fn repository_page(
         base_url: String,
         token: String,
-        cursor: Option<String>,
+        page: u64,
     ) -> Result<RepositoryPage, ForgeError> {
-        let page = wire::page_cursor(cursor.as_deref(), LABEL)?;
         api(Request::get(format!(
             "{}/user/repos?per_page={PAGE_SIZE}&page={page}",
             api_root(&base_url)

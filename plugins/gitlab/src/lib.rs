@@ -216,12 +216,11 @@ impl ForgeAdapter for GitLab {
         })
     }
 
-    fn list_repositories(
+    fn repository_page(
         base_url: String,
         token: String,
-        cursor: Option<String>,
+        page: u64,
     ) -> Result<RepositoryPage, ForgeError> {
-        let page = wire::page_cursor(cursor.as_deref(), LABEL)?;
         let url = format!(
             "{}/api/v4/projects?membership=true&per_page={PAGE_SIZE}&page={page}",
             wire::web_root(&base_url)
