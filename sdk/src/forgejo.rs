@@ -93,14 +93,24 @@ pub fn parse_repositories(response: &Response) -> Result<RepositoryPage, ForgeEr
     wire::link_paged_repositories(response, Some("x-total-count"))
 }
 
-/// One page of the repositories the token's account can see.
+/// One page of the repositories the token's account can see, by cursor.
 pub fn list_repositories(
     label: &str,
     base_url: &str,
     token: &str,
     cursor: Option<&str>,
 ) -> Result<RepositoryPage, ForgeError> {
-    let page = wire::page_cursor(cursor, label)?;
+    repository_page(label, base_url, token, wire::page_cursor(cursor, label)?)
+}
+
+/// Page `page` (1 is the first) of the repositories the token's account
+/// can see.
+pub fn repository_page(
+    label: &str,
+    base_url: &str,
+    token: &str,
+    page: u64,
+) -> Result<RepositoryPage, ForgeError> {
     get(
         base_url,
         &format!("/api/v1/user/repos?page={page}&limit={PAGE_SIZE}"),
@@ -150,12 +160,12 @@ impl<S: Site> ForgeAdapter for Adapter<S> {
         whoami(&S::info().kind, &base_url, &token)
     }
 
-    fn list_repositories(
+    fn repository_page(
         base_url: String,
         token: String,
-        cursor: Option<String>,
+        page: u64,
     ) -> Result<RepositoryPage, ForgeError> {
-        list_repositories(&S::info().kind, &base_url, &token, cursor.as_deref())
+        repository_page(&S::info().kind, &base_url, &token, page)
     }
 
     fn revoke(_base_url: String, _app: OauthApp, _token: String) -> Result<(), ForgeError> {
