@@ -22,6 +22,7 @@ crate::on_both_backends!(
     verify_detects_a_truncated_tail,
     concurrent_reveals_share_group_commits,
     two_hosts_on_one_database_keep_one_chain,
+    a_writer_never_chains_after_a_head_another_host_moved,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
     commits_wait_for_durable_storage,
     a_checkpoint_anchors_the_end_of_the_log,
@@ -304,6 +305,33 @@ async fn two_hosts_on_one_database_keep_one_chain(db: TestDb) {
         b.verify_log().await.expect("verify"),
         VerifyReport::Intact { rows: 161 }
     ));
+}
+
+/// Host A's writer remembers the head it wrote; host B appends after it.
+/// A's next group must see that its head is stale and chain after B's row,
+/// not write a second row with B's seq or fork the chain.
+async fn a_writer_never_chains_after_a_head_another_host_moved(db: TestDb) {
+    let key = TestKey::new();
+    let a = seeded(&db, &key, 1).await;
+    let b = db.open(&key).await;
+    let conflicts = || a.log_stats().head_conflicts.load(Ordering::Relaxed);
+    let before = conflicts();
+    for (vault, reveals) in [(&b, 2), (&a, 1), (&b, 1), (&a, 2)] {
+        for _ in 0..reveals {
+            let (_, value) = reveal(vault, "S").await.expect("reveal");
+            assert_eq!(value.expose(), b"s3cr3t-value");
+        }
+    }
+    assert!(matches!(
+        a.verify_log().await.expect("verify"),
+        VerifyReport::Intact { rows: 8 }
+    ));
+    if db.backend == Backend::Postgres {
+        // A's remembered head was stale after B's first two reveals; that
+        // conflict sent A's next group to the head's lock (which is where
+        // it met B's third), and its last group appended conditionally again.
+        assert_eq!(conflicts() - before, 1, "A's stale head was noticed");
+    }
 }
 
 async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {

@@ -145,6 +145,57 @@ pub async fn append(
     Ok(head)
 }
 
+/// Appends `entries` after `head` in one statement of its own (its own
+/// transaction: the connection must not be in one), **only if** the log's
+/// head is still `head` and `secrets_generation` still `generation` when the
+/// statement runs; otherwise writes nothing and returns `None`.
+///
+/// This is the PostgreSQL writer's one-round-trip commit: the head row is
+/// locked only for the statement and its commit, not across the round trips
+/// of a transaction. The check is made on the newest version of the head
+/// row (an `UPDATE`'s `WHERE` is re-evaluated after waiting for another
+/// writer's lock), so a group chained after a head another writer has moved
+/// is never written, and a group resolved against rows of an older
+/// generation is never acknowledged.
+pub async fn append_if_head(
+    conn: &mut AnyConnection,
+    key: &ChainKey,
+    head: &Head,
+    generation: i64,
+    at: i64,
+    entries: &[AccessEntry],
+) -> Result<Option<Head>, sqlx::Error> {
+    let (rows, new_head) = chained(key, head.clone(), at, entries);
+    let row = sqlx::query(APPEND_IF_HEAD_POSTGRES)
+        .bind(rows)
+        .bind(new_head.seq)
+        .bind(new_head.mac.clone())
+        .bind(at)
+        .bind(head.seq)
+        .bind(head.mac.clone())
+        .bind(generation)
+        .fetch_one(&mut *conn)
+        .await?;
+    let moved: i64 = row.try_get("moved")?;
+    Ok((moved == 1).then_some(new_head))
+}
+
+/// [`append_if_head`]'s statement: the head moves from `$5`/`$6` (at
+/// generation `$7`) to `$2`/`$3`, and the rows in `$1` are inserted only if
+/// it did (`moved` says whether).
+const APPEND_IF_HEAD_POSTGRES: &str = "WITH moved AS ( \
+     UPDATE audit_head SET seq = $2, mac = $3, touched_at = $4 \
+     WHERE id = 1 AND seq = $5 AND mac = $6 AND secrets_generation = $7 \
+     RETURNING id), \
+     appended AS ( \
+     INSERT INTO secret_access_log \
+     (seq, at, accessor, reason, action, outcome, scope, name, detail, mac) \
+     SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, e->>3, e->>4, e->>5, \
+            e->>6, e->>7, e->>8, decode(e->>9, 'hex') \
+     FROM jsonb_array_elements($1::jsonb) AS e \
+     WHERE EXISTS (SELECT 1 FROM moved)) \
+     SELECT count(*) AS moved FROM moved";
+
 /// The PostgreSQL append of a group: its rows, all in `$1` (a JSON array),
 /// and the head moved to `$2`/`$3`, in one statement.
 const APPEND_POSTGRES: &str = "WITH appended AS ( \

@@ -103,6 +103,10 @@ pub struct Stats {
     pub batches: [AtomicU64; BATCH_BUCKETS.len() + 1],
     /// Secret values handed out (revealed and logged).
     pub revealed: AtomicU64,
+    /// PostgreSQL groups whose conditional append found the head moved by
+    /// another writer (or a secret changed) and was tried again: how much
+    /// the hosts on one database contend for the chain.
+    pub head_conflicts: AtomicU64,
     /// Refusals written to the log (a caller asked for what it may not).
     pub denied: AtomicU64,
     /// Seconds from a group's start (its transaction, or the connection it

@@ -144,6 +144,12 @@ impl Collector for Everything {
             "Access-log rows written",
             log.rows.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut out,
+            "keyward_access_log_head_conflicts",
+            "PostgreSQL access-log groups tried again because another writer moved the chain head or a secret changed",
+            log.head_conflicts.load(Ordering::Relaxed),
+        )?;
         let batches: Vec<(f64, u64)> = log
             .batches
             .iter()
