@@ -1,6 +1,6 @@
 //! Availability under faults, with the real binary under render load:
 //! PostgreSQL stopped (cleanly, and crash-stopped) for a few seconds, and
-//! an SQLite disk that fills up. Each asserts: prompt 503s (never a hang),
+//! a disk that fills up under SQLite and under PostgreSQL. Each asserts: prompt 503s (never a hang),
 //! renders back within a bound of the cause going away, `/readyz` telling
 //! the truth, `/healthz` never waiting, no 200 without its log row, and an
 //! intact chain after.
@@ -289,13 +289,39 @@ fn fill(filler: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_gives_503s_and_renders_come_back_when_space_is_freed() {
     let disk = SmallDisk::mount(48);
-    let kw = Kw::new();
     let data = disk.dir.path().join("data");
     let kw = Kw {
         database_url: Some(format!("sqlite://{}", data.join("keyward.db").display())),
-        ..kw
+        ..Kw::new()
     };
-    let (served, token) = serve(&kw);
+    full_disk(&kw, &disk, "SQLite").await;
+}
+
+/// PostgreSQL's data disk full: the server refuses every write that needs
+/// a new page, and Keyward must treat that as it treats an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_postgres_disk_gives_503s_and_renders_come_back_when_space_is_freed() {
+    let disk = SmallDisk::mount(64);
+    // The server runs as `postgres`: it must reach its folder on the disk.
+    std::fs::set_permissions(
+        disk.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the disk");
+    let pg = OwnPostgres::start_on(disk.dir.path());
+    let kw = Kw {
+        database_url: Some(pg.url.clone()),
+        ..Kw::new()
+    };
+    full_disk(&kw, &disk, "PostgreSQL").await;
+    drop(pg);
+}
+
+/// Renders under load while `disk` (where `kw`'s store lives) is filled for
+/// three seconds, then freed: prompt 503s while full, 200s within a second
+/// of space coming back, a log row for every 200 and an intact chain.
+async fn full_disk(kw: &Kw, disk: &SmallDisk, store: &str) {
+    let (served, token) = serve(kw);
     let addr = served.addr.clone();
     let load = Load::start(&addr, &token);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -368,9 +394,9 @@ async fn a_full_disk_gives_503s_and_renders_come_back_when_space_is_freed() {
         last_second.iter().map(|s| s.status).collect::<Vec<_>>()
     );
     drop(served);
-    assert_log_matches(&kw, &samples);
+    assert_log_matches(kw, &samples);
     eprintln!(
-        "full disk: {refused} of {} requests refused while full (slowest {slowest:?}); renders back {recovery:?} after space was freed",
+        "{store} full disk: {refused} of {} requests refused while full (slowest {slowest:?}); renders back {recovery:?} after space was freed",
         during.len()
     );
 }

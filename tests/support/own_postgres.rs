@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 pub struct OwnPostgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// The data directory: `data` in `dir`, or on a disk of the test's.
+    data: PathBuf,
     port: u16,
     /// `postgres://keyward@127.0.0.1:PORT/postgres`.
     pub url: String,
@@ -32,6 +34,19 @@ fn run_as_postgres(bin: &Path, tool: &str, args: &[&str]) -> Output {
 impl OwnPostgres {
     /// initdb and start a server on a free port of 127.0.0.1.
     pub fn start() -> OwnPostgres {
+        Self::start_with_data_in(None)
+    }
+
+    /// [`OwnPostgres::start`] with the data directory in `disk` (a small
+    /// disk the test fills) and the WAL kept in the server's own temporary
+    /// folder: a full data disk makes PostgreSQL refuse the writes that need
+    /// a new page ("could not extend file"), not crash. (A full WAL disk
+    /// makes it PANIC and restart, which is the crash-stop test's case.)
+    pub fn start_on(disk: &Path) -> OwnPostgres {
+        Self::start_with_data_in(Some(disk))
+    }
+
+    fn start_with_data_in(disk: Option<&Path>) -> OwnPostgres {
         let bin = std::env::var("KEYWARD_TEST_PG_BIN")
             .map(PathBuf::from)
             .expect(
@@ -54,13 +69,31 @@ impl OwnPostgres {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let data = dir.path().join("data");
+        let data = match disk {
+            Some(disk) => {
+                let data = disk.join("pgdata");
+                std::fs::create_dir(&data).expect("data directory");
+                if rustix::process::getuid().is_root() {
+                    let chown = Command::new("chown")
+                        .arg("postgres")
+                        .arg(&data)
+                        .status()
+                        .expect("chown");
+                    assert!(chown.success(), "chown postgres {}", data.display());
+                }
+                data
+            }
+            None => dir.path().join("data"),
+        };
+        let wal = dir.path().join("wal");
         let out = run_as_postgres(
             &bin,
             "initdb",
             &[
                 "-D",
                 data.to_str().expect("path"),
+                "-X",
+                wal.to_str().expect("path"),
                 "-U",
                 "keyward",
                 "--auth=trust",
@@ -78,6 +111,7 @@ impl OwnPostgres {
             bin,
             url: format!("postgres://keyward@127.0.0.1:{port}/postgres"),
             dir,
+            data,
             port,
         };
         pg.up();
@@ -85,7 +119,7 @@ impl OwnPostgres {
     }
 
     fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
+        self.data.display().to_string()
     }
 
     /// Starts the (stopped) server and waits until it accepts connections.
