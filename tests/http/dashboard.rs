@@ -1257,7 +1257,7 @@ async fn agent_types_are_managed_in_the_dashboard_and_no_page_shows_a_token() {
         )
         .await
         .expect("history");
-    for row in &log {
+    for row in &log.rows {
         assert!(
             row.action != "reveal" || row.accessor == "test:dashboard",
             "{} {} {}",

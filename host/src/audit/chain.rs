@@ -344,7 +344,7 @@ pub async fn tail(db: Reader<'_>, limit: i64) -> Result<Vec<LogRow>, sqlx::Error
     Ok(rows)
 }
 
-pub use super::history::{history, search, HistoryQuery};
+pub use super::history::{history, search, HistoryQuery, LogPage, SCAN_BUDGET};
 
 /// Rows after `seq`, oldest first, at most `limit`.
 pub async fn after(db: Reader<'_>, seq: i64, limit: i64) -> Result<Vec<LogRow>, sqlx::Error> {

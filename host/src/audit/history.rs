@@ -25,6 +25,24 @@ pub struct HistoryQuery {
     pub until: Option<i64>,
 }
 
+/// Log rows a history request reads at most, whatever its filters: the
+/// bound on one request's cost, so no caller can make the server walk the
+/// whole log. A page that hits it says where to go on (`next_before`).
+pub const SCAN_BUDGET: i64 = 10_000;
+
+/// One page of a history or search, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct LogPage {
+    /// The matching rows, newest first.
+    pub rows: Vec<LogRow>,
+    /// Where older matches may be: ask again with `before` set to this.
+    /// `None` when the log (or the secret's or accessor's history) has no
+    /// older rows. It is set both when the page is full and when a filter
+    /// the index does not hold (action, outcome, time) stopped the scan at
+    /// [`SCAN_BUDGET`] rows.
+    pub next_before: Option<i64>,
+}
+
 /// Rows about `scope`/`name`, newest first, at most `limit`.
 pub async fn history(
     db: Reader<'_>,
@@ -32,7 +50,7 @@ pub async fn history(
     name: &str,
     query: &HistoryQuery,
     limit: i64,
-) -> Result<Vec<LogRow>, sqlx::Error> {
+) -> Result<LogPage, sqlx::Error> {
     let query = HistoryQuery {
         scope: Some(scope.to_owned()),
         name: Some(name.to_owned()),
@@ -41,45 +59,202 @@ pub async fn history(
     search(db, &query, limit).await
 }
 
-/// Rows matching `query`, newest first, at most `limit`. The log has no
-/// index but `seq` (see the schema): this walks back from the newest row
-/// (or from `before`) until it has `limit` matches, which is what a page
-/// of recent rows needs; a filter that matches nothing recent reads far.
+/// Rows matching `query`, newest first, at most `limit` (at most
+/// [`SCAN_BUDGET`] rows read).
+///
+/// The log has no index but `seq`; the history index (`access_log_key`,
+/// kept by [`super::log_index`]) covers rows up to its mark. Rows after the
+/// mark (the follower's lag: normally under a second of traffic) are read
+/// from the log, newest first. Below it, a filter on a secret (`scope` and
+/// `name`, with or without `accessor`) or on an accessor alone is an index
+/// range; anything else (action, outcome, time) is checked on the rows the
+/// index or the log gives, at most [`SCAN_BUDGET`] of them.
 pub async fn search(
     db: Reader<'_>,
     query: &HistoryQuery,
     limit: i64,
+) -> Result<LogPage, sqlx::Error> {
+    let head = head_seq(db).await?;
+    let mut before = query.before.unwrap_or(i64::MAX).min(head.saturating_add(1));
+    let indexed = super::log_index::indexed_seq(db).await?.min(head);
+    let mut budget = SCAN_BUDGET;
+    let mut rows = Vec::new();
+
+    // The newest rows, not indexed yet: `low < seq < before`, at most
+    // `budget` of them.
+    if before > indexed + 1 {
+        let low = indexed.max(before - budget - 1);
+        rows = scan(db, query, low, before, limit).await?;
+        budget -= before - 1 - low;
+        if rows.len() as i64 == limit {
+            let next_before = rows.last().map(|r| r.seq);
+            return Ok(LogPage { rows, next_before });
+        }
+        if low > indexed {
+            // The budget ran out before the index's mark.
+            return Ok(LogPage {
+                rows,
+                next_before: Some(low + 1),
+            });
+        }
+        before = indexed + 1;
+    }
+    if before <= 1 {
+        return Ok(LogPage {
+            rows,
+            next_before: None,
+        });
+    }
+
+    // The indexed rows.
+    let wanted = limit - rows.len() as i64;
+    let budget = budget.max(wanted);
+    let keyed = match (&query.scope, &query.name, &query.accessor) {
+        (Some(scope), Some(name), accessor) => Some(Keys::Secret {
+            scope,
+            name,
+            accessor: accessor.as_deref(),
+        }),
+        (None, None, Some(accessor)) => Some(Keys::Accessor(accessor)),
+        _ => None,
+    };
+    let (page, scanned_to) = match keyed {
+        Some(keys) => by_keys(db, query, &keys, before, wanted, budget).await?,
+        None => {
+            let low = before.saturating_sub(budget + 1).max(0);
+            let page = scan(db, query, low, before, wanted).await?;
+            (page, (low > 0).then_some(low + 1))
+        }
+    };
+    rows.extend(page);
+    let next_before = if rows.len() as i64 == limit {
+        rows.last().map(|r| r.seq)
+    } else {
+        scanned_to
+    };
+    Ok(LogPage { rows, next_before })
+}
+
+/// The log's last seq (the head): no row is above it.
+async fn head_seq(db: Reader<'_>) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(db)
+        .await?
+        .try_get("seq")
+}
+
+/// Which index range a query is.
+enum Keys<'q> {
+    Secret {
+        scope: &'q str,
+        name: &'q str,
+        accessor: Option<&'q str>,
+    },
+    Accessor(&'q str),
+}
+
+/// Rows below `before` whose keys match, newest first, at most `limit`,
+/// reading at most `budget` keys; and, if the budget stopped the read, the
+/// `before` to go on from.
+async fn by_keys(
+    db: Reader<'_>,
+    query: &HistoryQuery,
+    keys: &Keys<'_>,
+    before: i64,
+    limit: i64,
+    budget: i64,
+) -> Result<(Vec<LogRow>, Option<i64>), sqlx::Error> {
+    let (key_filter, key_values): (&str, Vec<&str>) = match keys {
+        Keys::Secret {
+            scope,
+            name,
+            accessor: None,
+        } => ("scope = $2 AND name = $3", vec![scope, name]),
+        Keys::Secret {
+            scope,
+            name,
+            accessor: Some(accessor),
+        } => (
+            "scope = $2 AND name = $3 AND accessor = $4",
+            vec![scope, name, accessor],
+        ),
+        Keys::Accessor(accessor) => ("accessor = $2", vec![accessor]),
+    };
+    // What the keys hold is already matched; the rest is checked on rows.
+    let rest = HistoryQuery {
+        scope: None,
+        name: None,
+        accessor: None,
+        ..query.clone()
+    };
+    let n = 1 + key_values.len();
+    let candidates = format!(
+        "SELECT seq FROM access_log_key WHERE seq < $1 AND {key_filter} ORDER BY seq DESC LIMIT ${}",
+        n + 1
+    );
+    let (conditions, texts, times) = conditions(&rest, n + 1);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM secret_access_log WHERE seq IN ({candidates}){conditions} \
+         ORDER BY seq DESC LIMIT ${}",
+        n + 2 + texts.len() + times.len()
+    );
+    let mut q = sqlx::query(&sql).bind(before);
+    for value in &key_values {
+        q = q.bind(*value);
+    }
+    q = q.bind(budget);
+    for value in &texts {
+        q = q.bind(value.to_owned());
+    }
+    for value in &times {
+        q = q.bind(*value);
+    }
+    let rows: Vec<LogRow> = q
+        .bind(limit)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(log_row)
+        .collect::<Result<_, _>>()?;
+    if rows.len() as i64 == limit || (texts.is_empty() && times.is_empty()) {
+        // Every key was a match: the budget cannot have cut the page short.
+        return Ok((rows, None));
+    }
+    // Fewer matches than asked: did the budget stop the read of keys?
+    let sql = format!("SELECT COUNT(*) AS n, MIN(seq) AS low FROM ({candidates}) AS read_keys");
+    let mut q = sqlx::query(&sql).bind(before);
+    for value in &key_values {
+        q = q.bind(*value);
+    }
+    use sqlx::Row;
+    let row = q.bind(budget).fetch_one(db).await?;
+    let read: i64 = row.try_get("n")?;
+    let low: Option<i64> = row.try_get("low")?;
+    Ok((rows, (read == budget).then_some(low).flatten()))
+}
+
+/// The log's rows with `low < seq < before` matching `query`, newest first,
+/// at most `limit`.
+async fn scan(
+    db: Reader<'_>,
+    query: &HistoryQuery,
+    low: i64,
+    before: i64,
+    limit: i64,
 ) -> Result<Vec<LogRow>, sqlx::Error> {
-    let mut sql = format!("SELECT {COLUMNS} FROM secret_access_log WHERE seq < $1");
-    let texts = [
-        ("accessor", &query.accessor),
-        ("action", &query.action),
-        ("outcome", &query.outcome),
-        ("scope", &query.scope),
-        ("name", &query.name),
-    ];
-    let mut n = 1;
-    for (column, value) in texts {
-        if value.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND {column} = ${n}"));
-        }
+    let (conditions, texts, times) = conditions(query, 2);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM secret_access_log WHERE seq < $1 AND seq > $2{conditions} \
+         ORDER BY seq DESC LIMIT ${}",
+        3 + texts.len() + times.len()
+    );
+    let mut q = sqlx::query(&sql).bind(before).bind(low);
+    for value in &texts {
+        q = q.bind(value.to_owned());
     }
-    for (condition, value) in [("at >=", query.since), ("at <", query.until)] {
-        if value.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND {condition} ${n}"));
-        }
-    }
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", n + 1));
-    let mut q = sqlx::query(&sql).bind(query.before.unwrap_or(i64::MAX));
-    for (_, value) in texts {
-        if let Some(value) = value {
-            q = q.bind(value.clone());
-        }
-    }
-    for value in [query.since, query.until].into_iter().flatten() {
-        q = q.bind(value);
+    for value in &times {
+        q = q.bind(*value);
     }
     q.bind(limit)
         .fetch_all(db)
@@ -87,4 +262,34 @@ pub async fn search(
         .iter()
         .map(log_row)
         .collect()
+}
+
+/// `query`'s filters as ` AND column = $n…` (numbered after `after`), with
+/// their text and time values in that order.
+fn conditions(query: &HistoryQuery, after: usize) -> (String, Vec<String>, Vec<i64>) {
+    let mut sql = String::new();
+    let mut n = after;
+    let mut texts = Vec::new();
+    for (column, value) in [
+        ("accessor", &query.accessor),
+        ("action", &query.action),
+        ("outcome", &query.outcome),
+        ("scope", &query.scope),
+        ("name", &query.name),
+    ] {
+        if let Some(value) = value {
+            n += 1;
+            sql.push_str(&format!(" AND {column} = ${n}"));
+            texts.push(value.clone());
+        }
+    }
+    let mut times = Vec::new();
+    for (condition, value) in [("at >=", query.since), ("at <", query.until)] {
+        if let Some(value) = value {
+            n += 1;
+            sql.push_str(&format!(" AND {condition} ${n}"));
+            times.push(value);
+        }
+    }
+    (sql, texts, times)
 }

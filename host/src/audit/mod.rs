@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod group_commit;
 mod history;
+pub mod log_index;
 mod postgres_writer;
 mod row_cache;
 mod sqlite_writer;

@@ -459,9 +459,9 @@ pub async fn history(
         action: q.action,
         ..HistoryQuery::default()
     };
-    let rows = state.vault.history(&scope, &name, &filter, limit).await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.seq))
-        .flatten();
-    Ok(Json(HistoryPage { rows, next_before }))
+    let page = state.vault.history(&scope, &name, &filter, limit).await?;
+    Ok(Json(HistoryPage {
+        rows: page.rows,
+        next_before: page.next_before,
+    }))
 }

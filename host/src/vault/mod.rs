@@ -356,14 +356,15 @@ impl Vault {
         }
     }
 
-    /// One secret's access-log rows, newest first, at most `limit`.
+    /// One secret's access-log rows, newest first, at most `limit`, and
+    /// where older ones may be.
     pub async fn history(
         &self,
         scope: &Scope,
         name: &SecretName,
         query: &chain::HistoryQuery,
         limit: i64,
-    ) -> Result<Vec<LogRow>, VaultError> {
+    ) -> Result<chain::LogPage, VaultError> {
         Ok(chain::history(
             self.db.reader(),
             scope.as_str(),
@@ -374,12 +375,13 @@ impl Vault {
         .await?)
     }
 
-    /// Rows of the whole log matching `query`, newest first, at most `limit`.
+    /// Rows of the whole log matching `query`, newest first, at most
+    /// `limit`, and where older ones may be.
     pub async fn search_log(
         &self,
         query: &chain::HistoryQuery,
         limit: i64,
-    ) -> Result<Vec<LogRow>, VaultError> {
+    ) -> Result<chain::LogPage, VaultError> {
         Ok(chain::search(self.db.reader(), query, limit).await?)
     }
 

@@ -89,10 +89,8 @@ pub async fn log_page(
 ) -> Result<Response, PageError> {
     let params = query(params)?;
     let filter = filter_of(&params)?;
-    let rows = state.vault.search_log(&filter, PAGE).await?;
-    let older = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.seq))
-        .flatten();
+    let found = state.vault.search_log(&filter, PAGE).await?;
+    let (rows, older) = (found.rows, found.next_before);
     let field = |v: &Option<String>| v.clone().unwrap_or_default();
     let kept = [
         ("accessor", field(&params.accessor)),
@@ -211,7 +209,8 @@ pub async fn log_verify(
     let rows = state
         .vault
         .search_log(&HistoryQuery::default(), PAGE)
-        .await?;
+        .await?
+        .rows;
     let status = match report {
         VerifyReport::Intact { .. } => StatusCode::OK,
         // The page still answers: the operator needs to read the verdict.

@@ -194,14 +194,12 @@ pub async fn secret_page(
         action: nonempty(&params.action),
         ..HistoryQuery::default()
     };
-    let rows = state
+    let found = state
         .vault
         .history(&scope, &name, &filter, LOG_PAGE)
         .await?;
     let versions = state.vault.versions(&scope, &name).await?;
-    let older = (rows.len() as i64 == LOG_PAGE)
-        .then(|| rows.last().map(|r| r.seq))
-        .flatten();
+    let (rows, older) = (found.rows, found.next_before);
     let filter_query = format!(
         "&accessor={}&action={}",
         q(filter.accessor.as_deref().unwrap_or("")),
