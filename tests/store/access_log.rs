@@ -388,7 +388,7 @@ async fn history_is_an_index_lookup_and_every_read_is_bounded(db: TestDb) {
 
     while log_index::index_batch(vault.db()).await.expect("index") > 0 {}
     assert_eq!(
-        log_index::indexed_seq(vault.db().reader())
+        log_index::indexed_seq(vault.db().reader(), db.backend)
             .await
             .expect("mark"),
         30_004

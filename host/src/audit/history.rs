@@ -2,7 +2,7 @@
 //! log's search (the dashboard's access-log page), newest first.
 
 use super::chain::{log_row, LogRow, COLUMNS};
-use crate::store::Reader;
+use crate::store::{Backend, Reader};
 
 /// Which rows of the log to read: every field that is set must match.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +46,7 @@ pub struct LogPage {
 /// Rows about `scope`/`name`, newest first, at most `limit`.
 pub async fn history(
     db: Reader<'_>,
+    backend: Backend,
     scope: &str,
     name: &str,
     query: &HistoryQuery,
@@ -56,14 +57,14 @@ pub async fn history(
         name: Some(name.to_owned()),
         ..query.clone()
     };
-    search(db, &query, limit).await
+    search(db, backend, &query, limit).await
 }
 
 /// Rows matching `query`, newest first, at most `limit` (at most
 /// [`SCAN_BUDGET`] rows read).
 ///
-/// The log has no index but `seq`; the history index (`access_log_key`,
-/// kept by [`super::log_index`]) covers rows up to its mark. Rows after the
+/// The log has no index but `seq`; the history index (the tables
+/// kept by [`super::log_index`]: `access_log_by_secret` and its siblings) covers rows up to its mark. Rows after the
 /// mark (the follower's lag: normally under a second of traffic) are read
 /// from the log, newest first. Below it, a filter on a secret (`scope` and
 /// `name`, with or without `accessor`) or on an accessor alone is an index
@@ -71,12 +72,13 @@ pub async fn history(
 /// index or the log gives, at most [`SCAN_BUDGET`] of them.
 pub async fn search(
     db: Reader<'_>,
+    backend: Backend,
     query: &HistoryQuery,
     limit: i64,
 ) -> Result<LogPage, sqlx::Error> {
     let head = head_seq(db).await?;
     let mut before = query.before.unwrap_or(i64::MAX).min(head.saturating_add(1));
-    let indexed = super::log_index::indexed_seq(db).await?.min(head);
+    let indexed = super::log_index::indexed_seq(db, backend).await?.min(head);
     let mut budget = SCAN_BUDGET;
     let mut rows = Vec::new();
 
@@ -119,7 +121,7 @@ pub async fn search(
         _ => None,
     };
     let (page, scanned_to) = match keyed {
-        Some(keys) => by_keys(db, query, &keys, before, wanted, budget).await?,
+        Some(keys) => by_keys(db, backend, query, &keys, before, wanted, budget).await?,
         None => {
             let low = before.saturating_sub(budget + 1).max(0);
             let page = scan(db, query, low, before, wanted).await?;
@@ -159,27 +161,34 @@ enum Keys<'q> {
 /// `before` to go on from.
 async fn by_keys(
     db: Reader<'_>,
+    backend: Backend,
     query: &HistoryQuery,
     keys: &Keys<'_>,
     before: i64,
     limit: i64,
     budget: i64,
 ) -> Result<(Vec<LogRow>, Option<i64>), sqlx::Error> {
-    let (key_filter, key_values): (&str, Vec<&str>) = match keys {
+    let tables = super::log_index::tables(backend);
+    let (table, key_filter, key_values): (&str, &str, Vec<&str>) = match keys {
         Keys::Secret {
             scope,
             name,
             accessor: None,
-        } => ("scope = $2 AND name = $3", vec![scope, name]),
+        } => (
+            tables.by_secret,
+            "scope = $2 AND name = $3",
+            vec![scope, name],
+        ),
         Keys::Secret {
             scope,
             name,
             accessor: Some(accessor),
         } => (
+            tables.by_secret_accessor,
             "scope = $2 AND name = $3 AND accessor = $4",
             vec![scope, name, accessor],
         ),
-        Keys::Accessor(accessor) => ("accessor = $2", vec![accessor]),
+        Keys::Accessor(accessor) => (tables.by_accessor, "accessor = $2", vec![accessor]),
     };
     // What the keys hold is already matched; the rest is checked on rows.
     let rest = HistoryQuery {
@@ -190,7 +199,7 @@ async fn by_keys(
     };
     let n = 1 + key_values.len();
     let candidates = format!(
-        "SELECT seq FROM access_log_key WHERE seq < $1 AND {key_filter} ORDER BY seq DESC LIMIT ${}",
+        "SELECT seq FROM {table} WHERE {key_filter} AND seq < $1 ORDER BY seq DESC LIMIT ${}",
         n + 1
     );
     let (conditions, texts, times) = conditions(&rest, n + 1);

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use crate::store::{Db, Reader};
+use crate::store::{Backend, Db, Reader};
 
 /// Log rows indexed per transaction at most: large enough that a busy log
 /// costs the index a few commits a second, small enough that the write
@@ -15,12 +15,36 @@ pub const BATCH: i64 = 5_000;
 /// How often the follower looks for new rows once it has caught up.
 pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The index's tables as a statement names them: on SQLite they are in the
+/// attached file `log_index` (see `store::log_index_file`).
+pub(crate) struct Tables {
+    pub by_secret: &'static str,
+    pub by_secret_accessor: &'static str,
+    pub by_accessor: &'static str,
+    pub mark: &'static str,
+}
+
+pub(crate) fn tables(backend: Backend) -> Tables {
+    match backend {
+        Backend::Sqlite => Tables {
+            by_secret: "log_index.access_log_by_secret",
+            by_secret_accessor: "log_index.access_log_by_secret_accessor",
+            by_accessor: "log_index.access_log_by_accessor",
+            mark: "log_index.access_log_indexed",
+        },
+        Backend::Postgres => Tables {
+            by_secret: "access_log_by_secret",
+            by_secret_accessor: "access_log_by_secret_accessor",
+            by_accessor: "access_log_by_accessor",
+            mark: "access_log_indexed",
+        },
+    }
+}
+
 /// The last log row the index covers (0: none).
-pub async fn indexed_seq(db: Reader<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT seq FROM access_log_indexed WHERE id = 1")
-        .fetch_one(db)
-        .await?
-        .try_get("seq")
+pub async fn indexed_seq(db: Reader<'_>, backend: Backend) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT seq FROM {} WHERE id = 1", tables(backend).mark);
+    sqlx::query(&sql).fetch_one(db).await?.try_get("seq")
 }
 
 /// Indexes up to [`BATCH`] log rows after the last indexed one, in one
@@ -28,36 +52,66 @@ pub async fn indexed_seq(db: Reader<'_>) -> Result<i64, sqlx::Error> {
 ///
 /// The keys are copied by the database itself (`INSERT … SELECT`): no row
 /// travels to the host. Several hosts may run this at once: the first
-/// statement locks the mark (a PostgreSQL row lock, SQLite's write lock),
-/// so they take turns and each batch is indexed once.
+/// statement locks the mark (a PostgreSQL row lock; on SQLite the index
+/// file's write lock, never the database's), so they take turns and each
+/// batch is indexed once. A mark beyond the log's head (the database was
+/// restored from an older copy than its index) starts the index over.
 pub async fn index_batch(db: &Db) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    let from: i64 =
-        sqlx::query("UPDATE access_log_indexed SET seq = seq WHERE id = 1 RETURNING seq")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("seq")?;
-    let copied = sqlx::query(
-        "INSERT INTO access_log_key (seq, scope, name, accessor) \
-         SELECT seq, scope, name, accessor FROM secret_access_log \
-         WHERE seq > $1 AND seq <= $2",
-    )
-    .bind(from)
-    .bind(from.saturating_add(BATCH))
-    .execute(&mut *tx)
+    let t = tables(db.backend);
+    let mut tx = db.begin_index().await?;
+    let from: i64 = sqlx::query(&format!(
+        "UPDATE {} SET seq = seq WHERE id = 1 RETURNING seq",
+        t.mark
+    ))
+    .fetch_one(&mut *tx)
     .await?
-    .rows_affected();
-    if copied == 0 {
+    .try_get("seq")?;
+    let head: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("seq")?;
+    let from = if from > head {
+        tracing::warn!(
+            indexed = from,
+            head,
+            "the access log's history index is ahead of the log (a restored database?); rebuilding it"
+        );
+        for table in [t.by_secret, t.by_secret_accessor, t.by_accessor] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        0
+    } else {
+        from
+    };
+    let to = head.min(from.saturating_add(BATCH));
+    if to <= from {
         tx.rollback().await?;
         return Ok(0);
     }
-    // The highest key, not `from + copied`: a log with a gap (which
-    // `audit verify` reports) must not make the next batch copy a row twice.
-    sqlx::query(
-        "UPDATE access_log_indexed SET seq = (SELECT MAX(seq) FROM access_log_key) WHERE id = 1",
-    )
-    .execute(&mut *tx)
-    .await?;
+    let range = "FROM secret_access_log WHERE seq > $1 AND seq <= $2";
+    let mut copied = 0;
+    for (table, columns) in [
+        (t.by_secret, "scope, name, seq"),
+        (t.by_secret_accessor, "scope, name, accessor, seq"),
+        (t.by_accessor, "accessor, seq"),
+    ] {
+        copied = sqlx::query(&format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} {range}"
+        ))
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    // Up to the head read above: every row up to it is committed (the head
+    // moves in the same commit as its rows).
+    sqlx::query(&format!("UPDATE {} SET seq = $1 WHERE id = 1", t.mark))
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(copied)
 }
@@ -72,7 +126,7 @@ pub fn spawn_follower(db: Db) -> tokio::task::JoinHandle<()> {
         let mut failing = false;
         loop {
             match index_batch(&db).await {
-                Ok(n) if n as i64 == BATCH => {
+                Ok(n) if n as i64 >= BATCH => {
                     failing = false;
                     // A backlog: the next batch at once, but let renders in.
                     tokio::task::yield_now().await;

@@ -133,22 +133,43 @@ impl Db {
                 // request parked in the pool's connect back-off.
                 Backend::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
             });
+        let index_file = match backend {
+            Backend::Sqlite => Some(log_index_file(Path::new(sqlite_path(url)))),
+            Backend::Postgres => None,
+        };
+        if let Some(file) = &index_file {
+            create_index_file(file, &shown).await?;
+        }
         let options = match backend {
             // synchronous=FULL: a WAL commit is fsync'd before COMMIT returns,
             // which is what "durably logged before the plaintext" rests on.
             // secure_delete: a removed value (a destroyed version or secret)
             // is overwritten with zeros, not left in a free page.
-            Backend::Sqlite => options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; \
-                         PRAGMA secure_delete = ON;",
-                    )
-                    .await?;
-                    Ok(())
+            // The history index is attached from a file of its own (see
+            // `log_index_file`); it is derived data, so its commits need not
+            // wait for an fsync (`NORMAL`: a crash may lose its last
+            // batches, which are indexed again).
+            Backend::Sqlite => {
+                let setup = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; \
+                     PRAGMA secure_delete = ON; \
+                     ATTACH DATABASE '{}' AS log_index; PRAGMA log_index.synchronous = NORMAL;",
+                    index_file
+                        .as_deref()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_default()
+                        .replace('\'', "''")
+                );
+                let setup: std::sync::Arc<str> = setup.into();
+                options.after_connect(move |conn, _meta| {
+                    let setup = setup.clone();
+                    Box::pin(async move {
+                        conn.execute(&*setup).await?;
+                        Ok(())
+                    })
                 })
-            }),
+            }
             // A server configured with synchronous_commit = off would
             // acknowledge a commit before its WAL is flushed; insist per session.
             Backend::Postgres => options.after_connect(|conn, _meta| {
@@ -196,6 +217,16 @@ impl Db {
         Ok(WriteTx::new(tx, turn))
     }
 
+    /// A transaction for the access log's history index only, without a
+    /// write turn: on SQLite the index is a file of its own (attached as
+    /// `log_index`), so writing it never takes the database's write lock
+    /// and must not make the access-log writer wait for a turn either.
+    pub(crate) async fn begin_index(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.bounded(self.pool.begin()).await
+    }
+
     /// Applies pending schema migrations; running it again changes nothing.
     /// On PostgreSQL, concurrent starts serialise on sqlx's advisory lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -205,6 +236,9 @@ impl Db {
                 let mut conn = sqlx::sqlite::SqliteConnection::connect(url).await?;
                 SQLITE_MIGRATIONS.run(&mut conn).await?;
                 conn.close().await?;
+                // The history index's file has no migrations of its own: its
+                // tables are made if missing (a deleted file is rebuilt).
+                self.pool.execute(SQLITE_LOG_INDEX_SCHEMA).await?;
             }
             Backend::Postgres => {
                 let mut conn = sqlx::postgres::PgConnection::connect(url).await?;
@@ -349,3 +383,52 @@ async fn probe_postgres(url: &str, shown: &str) -> Result<(), StoreError> {
         }),
     }
 }
+
+/// Creates the history index's file if missing (in WAL mode, private like
+/// the database: names and accessors are in it). The pool's connections
+/// attach it, and an `ATTACH` may not create a file.
+async fn create_index_file(file: &Path, shown: &str) -> Result<(), StoreError> {
+    let is_new = !file.exists();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: format!("{shown} (its history index {})", file.display()),
+            source,
+        })?;
+    conn.close().await?;
+    if is_new {
+        restrict_to_owner(file).map_err(|source| StoreError::CreateDir {
+            path: file.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The file the SQLite history index lives in, beside the database.
+pub fn log_index_file(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-log-index");
+    std::path::PathBuf::from(name)
+}
+
+/// The history index's tables on SQLite (PostgreSQL's are in its migration
+/// 0011, which says what they are for). `WITHOUT ROWID`: each is one B-tree
+/// keyed as it is read.
+const SQLITE_LOG_INDEX_SCHEMA: &str = "\
+    CREATE TABLE IF NOT EXISTS log_index.access_log_by_secret ( \
+        scope TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL, \
+        PRIMARY KEY (scope, name, seq)) WITHOUT ROWID; \
+    CREATE TABLE IF NOT EXISTS log_index.access_log_by_secret_accessor ( \
+        scope TEXT NOT NULL, name TEXT NOT NULL, accessor TEXT NOT NULL, seq INTEGER NOT NULL, \
+        PRIMARY KEY (scope, name, accessor, seq)) WITHOUT ROWID; \
+    CREATE TABLE IF NOT EXISTS log_index.access_log_by_accessor ( \
+        accessor TEXT NOT NULL, seq INTEGER NOT NULL, \
+        PRIMARY KEY (accessor, seq)) WITHOUT ROWID; \
+    CREATE TABLE IF NOT EXISTS log_index.access_log_indexed ( \
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL); \
+    INSERT OR IGNORE INTO log_index.access_log_indexed (id, seq) VALUES (1, 0);";

@@ -19,7 +19,8 @@ pub mod versions;
 
 pub use access::{Reader, WriteTx, Writer};
 pub use db::{
-    Db, DOWN_WAIT, POSTGRES_ACQUIRE_TIMEOUT, POSTGRES_CONNECT_TIMEOUT, SQLITE_ACQUIRE_TIMEOUT,
+    log_index_file, Db, DOWN_WAIT, POSTGRES_ACQUIRE_TIMEOUT, POSTGRES_CONNECT_TIMEOUT,
+    SQLITE_ACQUIRE_TIMEOUT,
 };
 #[cfg(test)]
 pub(crate) use turn::write_turn;

@@ -367,6 +367,7 @@ impl Vault {
     ) -> Result<chain::LogPage, VaultError> {
         Ok(chain::history(
             self.db.reader(),
+            self.db.backend,
             scope.as_str(),
             name.as_str(),
             query,
@@ -382,7 +383,7 @@ impl Vault {
         query: &chain::HistoryQuery,
         limit: i64,
     ) -> Result<chain::LogPage, VaultError> {
-        Ok(chain::search(self.db.reader(), query, limit).await?)
+        Ok(chain::search(self.db.reader(), self.db.backend, query, limit).await?)
     }
 
     /// The newest `limit` access-log rows, oldest first.
