@@ -8,6 +8,7 @@ mod audit_checkpoint;
 mod database;
 mod docs;
 mod forge_tokens;
+mod history;
 mod keys;
 mod migrate;
 mod migrate_versions;

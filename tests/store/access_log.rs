@@ -386,7 +386,12 @@ async fn history_is_an_index_lookup_and_every_read_is_bounded(db: TestDb) {
     assert_eq!(seqs(&page.rows), [30_004, 30_003, 30_002]);
     assert_eq!(page.next_before, Some(30_005 - SCAN_BUDGET));
 
-    while log_index::index_batch(vault.db()).await.expect("index") > 0 {}
+    while log_index::index_batch(vault.db())
+        .await
+        .expect("index")
+        .rows
+        > 0
+    {}
     assert_eq!(
         log_index::indexed_seq(vault.db().reader(), db.backend)
             .await

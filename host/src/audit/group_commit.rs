@@ -107,6 +107,9 @@ pub struct Stats {
     /// another writer (or a secret changed) and was tried again: how much
     /// the hosts on one database contend for the chain.
     pub head_conflicts: AtomicU64,
+    /// The last log row the history index covers, as this host's follower
+    /// last saw it (`audit::log_index`; 0 until it has run).
+    pub indexed_seq: std::sync::atomic::AtomicI64,
     /// Refusals written to the log (a caller asked for what it may not).
     pub denied: AtomicU64,
     /// Seconds from a group's start (its transaction, or the connection it

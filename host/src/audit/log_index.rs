@@ -3,6 +3,8 @@
 //! of `serve` copies the keys of newly committed rows in large batches (see
 //! `migrations/*/0011_access_log_index.sql` for why).
 
+use std::sync::atomic::Ordering;
+
 use sqlx::Row;
 
 use crate::store::{Backend, Db, Reader};
@@ -47,8 +49,17 @@ pub async fn indexed_seq(db: Reader<'_>, backend: Backend) -> Result<i64, sqlx::
     sqlx::query(&sql).fetch_one(db).await?.try_get("seq")
 }
 
+/// What one [`index_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Indexed {
+    /// Log rows indexed (0: the index had caught up).
+    pub rows: u64,
+    /// The last log row the index now covers.
+    pub mark: i64,
+}
+
 /// Indexes up to [`BATCH`] log rows after the last indexed one, in one
-/// transaction, and returns how many (0: the index has caught up).
+/// transaction.
 ///
 /// The keys are copied by the database itself (`INSERT … SELECT`): no row
 /// travels to the host. Several hosts may run this at once: the first
@@ -56,7 +67,7 @@ pub async fn indexed_seq(db: Reader<'_>, backend: Backend) -> Result<i64, sqlx::
 /// file's write lock, never the database's), so they take turns and each
 /// batch is indexed once. A mark beyond the log's head (the database was
 /// restored from an older copy than its index) starts the index over.
-pub async fn index_batch(db: &Db) -> Result<u64, sqlx::Error> {
+pub async fn index_batch(db: &Db) -> Result<Indexed, sqlx::Error> {
     let t = tables(db.backend);
     let mut tx = db.begin_index().await?;
     let from: i64 = sqlx::query(&format!(
@@ -88,7 +99,10 @@ pub async fn index_batch(db: &Db) -> Result<u64, sqlx::Error> {
     let to = head.min(from.saturating_add(BATCH));
     if to <= from {
         tx.rollback().await?;
-        return Ok(0);
+        return Ok(Indexed {
+            rows: 0,
+            mark: from,
+        });
     }
     let range = "FROM secret_access_log WHERE seq > $1 AND seq <= $2";
     let mut copied = 0;
@@ -113,26 +127,33 @@ pub async fn index_batch(db: &Db) -> Result<u64, sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(copied)
+    Ok(Indexed {
+        rows: copied,
+        mark: to,
+    })
 }
 
 /// Keeps the index caught up for as long as the server runs: batch after
-/// batch while there is a backlog, then every [`FOLLOW_EVERY`]. A failure
-/// (the database away, a full disk) is retried on the next tick; history
-/// stays correct meanwhile, only slower (the rows after the mark are read
-/// from the log).
-pub fn spawn_follower(db: Db) -> tokio::task::JoinHandle<()> {
+/// batch while there is a backlog, then every [`FOLLOW_EVERY`], publishing
+/// the mark in the log's stats (`/metrics`). A failure (the database away, a full
+/// disk) is retried on the next tick; history stays correct meanwhile, only
+/// slower to read (the rows after the mark are read from the log, at most
+/// a bounded number per request).
+pub fn spawn_follower(vault: crate::vault::Vault) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let (db, stats) = (vault.db(), vault.log_stats());
         let mut failing = false;
         loop {
-            match index_batch(&db).await {
-                Ok(n) if n as i64 >= BATCH => {
+            match index_batch(db).await {
+                Ok(done) => {
                     failing = false;
-                    // A backlog: the next batch at once, but let renders in.
-                    tokio::task::yield_now().await;
-                    continue;
+                    stats.indexed_seq.store(done.mark, Ordering::Relaxed);
+                    if done.rows as i64 >= BATCH {
+                        // A backlog: the next batch at once, but let renders in.
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
                 }
-                Ok(_) => failing = false,
                 Err(error) => {
                     if !failing {
                         tracing::warn!(%error, "indexing the access log failed; retrying");

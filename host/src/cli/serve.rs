@@ -103,7 +103,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let _purge = spawn_purge(vault.clone());
     // History reads the index up to its mark and the log after it: the
     // follower keeps that tail short (see audit::log_index).
-    let _index = crate::audit::log_index::spawn_follower(vault.db().clone());
+    let _index = crate::audit::log_index::spawn_follower(vault.clone());
     let _watch = plugins.watch();
     let _hup = reload_on_sighup(plugins.clone());
     let _pid_file = PidFile::claim(config::data_dir(cli.data_dir.as_deref()).join(PID_FILE));

@@ -150,6 +150,12 @@ impl Collector for Everything {
             "PostgreSQL access-log groups tried again because another writer moved the chain head or a secret changed",
             log.head_conflicts.load(Ordering::Relaxed),
         )?;
+        gauge(
+            &mut out,
+            "keyward_access_log_indexed_seq",
+            "The last access-log row the history index covers (history reads the log itself after it)",
+            log.indexed_seq.load(Ordering::Relaxed),
+        )?;
         let batches: Vec<(f64, u64)> = log
             .batches
             .iter()

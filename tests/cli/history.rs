@@ -1,0 +1,100 @@
+//! The access log's history index as `serve` keeps it: the follower catches
+//! up with what was rendered, says how far in `/metrics`, and history pages
+//! come from it; on SQLite it is a private file beside the database.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use crate::Kw;
+
+async fn indexed_seq(client: &reqwest::Client, addr: &str, token: &str) -> i64 {
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keyward_access_log_indexed_seq "))
+        .expect("the indexed seq is in /metrics")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_indexes_what_it_logs_and_history_reads_the_index() {
+    let kw = Kw::new();
+    let _ = kw.ok(&["secret", "set", "QUIET"], b"quiet-value");
+    let _ = kw.ok(&["secret", "set", "BUSY"], b"busy-value");
+    let token = kw.token("history", "resolver");
+    let served = kw.serve("serve.log");
+    let addr = served.addr.clone();
+    let client = reqwest::Client::new();
+    let render = |name: &'static str| {
+        let (client, addr, token) = (client.clone(), addr.clone(), token.clone());
+        async move {
+            let status = client
+                .post(format!("http://{addr}/render"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"template": "v=${{SECRET:{name}}}", "reason": "history test"}}"#
+                ))
+                .send()
+                .await
+                .expect("render")
+                .status();
+            assert_eq!(status, 200);
+        }
+    };
+    render("QUIET").await;
+    for _ in 0..40 {
+        render("BUSY").await;
+    }
+    // The head: the newest row (two creates, 41 renders).
+    let tail = kw.ok(&["audit", "tail", "-n", "1", "--json"], b"");
+    let head: i64 = serde_json::from_str::<serde_json::Value>(tail.trim()).expect("a JSON row")
+        ["seq"]
+        .as_i64()
+        .expect("seq");
+    let since = Instant::now();
+    while indexed_seq(&client, &addr, &token).await < head {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the history index did not catch up with row {head} within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = client
+        .get(format!("http://{addr}/secrets/QUIET/access-log"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("history")
+        .text()
+        .await
+        .expect("body");
+    let page: serde_json::Value = serde_json::from_str(&page).expect("json");
+    let rows = page["rows"].as_array().expect("rows");
+    let actions: Vec<&str> = rows
+        .iter()
+        .map(|r| r["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["render", "create"], "{page}");
+    assert!(page.get("next_before").is_none(), "{page}");
+
+    let index = kw.dir.path().join("keyward.db-log-index");
+    let mode = std::fs::metadata(&index)
+        .expect("the index file is beside the database")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", index.display());
+    drop(served);
+    let verify = kw.ok(&["audit", "verify"], b"");
+    assert!(verify.starts_with("OK: "), "{verify}");
+}
