@@ -1,0 +1,290 @@
+//! The access log at size (issue #24): a log of `HISTORY_ROWS` rows written
+//! through the real group-commit writer (so the chain is valid), then
+//!
+//! - how fast the history index catches up with it (rows/s),
+//! - history latency, p50 and p99 over 200 requests each, for a busy
+//!   secret, a quiet one (a row every 100,000), a missing one, a filter the
+//!   index does not hold, and an accessor,
+//! - logged reveals/s on the empty log, on the full log (the index follower
+//!   running), and on the full log with 8 tasks asking for a missing
+//!   secret's history in a loop,
+//! - a full `audit verify` (rows/s).
+//!
+//! Run: `cargo bench -p keyward --bench history`. Settings (environment):
+//! `HISTORY_ROWS` (2,000,000), `KEYWARD_BENCH_DIR` (where the SQLite file
+//! goes; default the temp dir), `KEYWARD_BENCH_DATABASE_URL` (a PostgreSQL
+//! database to use instead: it must be empty). See docs/benchmarks.md.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use keyward::audit::chain::HistoryQuery;
+use keyward::audit::{log_index, Access, Action, VerifyReport};
+use keyward::config::Config;
+use keyward::crypto::MasterKey;
+use keyward::names::{Scope, SecretName, SecretRef};
+use keyward::resolve::Context;
+use keyward::vault::Vault;
+
+/// Log rows per `record_used` call (one writer job).
+const ROWS_PER_JOB: usize = 500;
+/// Concurrent fillers.
+const FILLERS: usize = 4;
+/// Distinct other secrets the filler's rows are about.
+const OTHERS: usize = 10_000;
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is ignored.
+    let rows: u64 = std::env::var("HISTORY_ROWS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(2_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(run(rows));
+}
+
+fn name(text: &str) -> SecretName {
+    SecretName::parse(text).expect("valid name")
+}
+
+async fn run(rows: u64) {
+    let dir = match std::env::var_os("KEYWARD_BENCH_DIR") {
+        Some(base) => tempfile::TempDir::new_in(base),
+        None => tempfile::TempDir::new(),
+    }
+    .expect("temp dir");
+    let database_url = std::env::var("KEYWARD_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}/k.db", dir.path().display()));
+    let config = Config {
+        database_url: database_url.clone(),
+        master_key: MasterKey::generate(),
+        previous_keys: vec![],
+        dev_key_file: None,
+        max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
+        delete_retention: keyward::vault::DEFAULT_RETENTION,
+    };
+    let vault = Vault::open(&config).await.expect("open vault");
+    let store = if database_url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    let access = Access::new("bench", "history bench").expect("valid access");
+    for secret in ["BUSY", "QUIET"] {
+        vault
+            .create(&Scope::global(), &name(secret), b"value", "bench", &access)
+            .await
+            .expect("create");
+    }
+    println!("store: {store}; log rows to write: {rows}");
+
+    let empty = reveals_per_second(&vault, &access, 0).await;
+    println!("reveals/s on the empty log: {empty:.0}");
+
+    // The log, through the real writer.
+    let started = Instant::now();
+    let written = Arc::new(AtomicU64::new(0));
+    let mut fillers = Vec::new();
+    for f in 0..FILLERS {
+        let (vault, written) = (vault.clone(), written.clone());
+        let accessor = Access::new(format!("filler-{f}"), "history bench").expect("access");
+        fillers.push(tokio::spawn(async move {
+            let mut job = 0u64;
+            loop {
+                let first = written.fetch_add(ROWS_PER_JOB as u64, Ordering::Relaxed);
+                if first >= rows {
+                    break;
+                }
+                let refs: Vec<SecretRef> = (0..ROWS_PER_JOB as u64)
+                    .map(|i| {
+                        let n = first + i;
+                        let text = if n % 100_000 == 0 {
+                            "QUIET".to_owned()
+                        } else if n % 3 == 0 {
+                            "BUSY".to_owned()
+                        } else {
+                            format!("OTHER_{}", (n as usize * 7919) % OTHERS)
+                        };
+                        SecretRef::parse(&text).expect("ref")
+                    })
+                    .collect();
+                vault
+                    .record_used(&accessor, Action::Render, &refs)
+                    .await
+                    .expect("record");
+                job += 1;
+                if f == 0 && job % 400 == 0 {
+                    let done = written.load(Ordering::Relaxed).min(rows);
+                    eprintln!(
+                        "  {done} rows, {:.0} rows/s",
+                        done as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        }));
+    }
+    for filler in fillers {
+        filler.await.expect("filler");
+    }
+    let took = started.elapsed();
+    let head = vault.log_tail(1).await.expect("tail")[0].seq;
+    println!(
+        "wrote {head} rows through the writer in {:.1} s ({:.0} rows/s)",
+        took.as_secs_f64(),
+        head as f64 / took.as_secs_f64()
+    );
+
+    // The index catches up.
+    let started = Instant::now();
+    let mut indexed = 0;
+    loop {
+        let done = log_index::index_batch(vault.db()).await.expect("index");
+        indexed += done.rows;
+        if done.rows == 0 {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    println!(
+        "indexed {indexed} rows in {:.1} s ({:.0} rows/s)",
+        took.as_secs_f64(),
+        indexed as f64 / took.as_secs_f64()
+    );
+
+    // History latency.
+    let denied = HistoryQuery {
+        outcome: Some("denied".into()),
+        ..HistoryQuery::default()
+    };
+    let cases: [(&str, &str, HistoryQuery); 4] = [
+        ("busy secret", "BUSY", HistoryQuery::default()),
+        ("quiet secret", "QUIET", HistoryQuery::default()),
+        ("missing secret", "NEVER", HistoryQuery::default()),
+        ("busy secret, outcome=denied (not indexed)", "BUSY", denied),
+    ];
+    println!("| history request | rows | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (label, secret, query) in cases {
+        let mut times = Vec::with_capacity(200);
+        let mut found = 0;
+        for _ in 0..200 {
+            let t = Instant::now();
+            let page = vault
+                .history(&Scope::global(), &name(secret), &query, 50)
+                .await
+                .expect("history");
+            times.push(t.elapsed());
+            found = page.rows.len();
+        }
+        times.sort();
+        println!(
+            "| {label} | {found} | {:.2} | {:.2} |",
+            ms(times[100]),
+            ms(times[197])
+        );
+    }
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = Instant::now();
+        let page = vault
+            .search_log(
+                &HistoryQuery {
+                    accessor: Some("filler-2".into()),
+                    ..HistoryQuery::default()
+                },
+                50,
+            )
+            .await
+            .expect("search");
+        times.push(t.elapsed());
+        assert_eq!(page.rows.len(), 50);
+    }
+    times.sort();
+    println!(
+        "| one accessor, whole log | 50 | {:.2} | {:.2} |",
+        ms(times[100]),
+        ms(times[197])
+    );
+
+    // Renders on the full log, the follower running as under `serve`.
+    let follower = log_index::spawn_follower(vault.clone());
+    let full = reveals_per_second(&vault, &access, 0).await;
+    let loaded = reveals_per_second(&vault, &access, 8).await;
+    follower.abort();
+    println!(
+        "reveals/s: empty log {empty:.0}; full log {full:.0} ({:+.1} %); full log with 8 missing-secret history loops {loaded:.0} ({:+.1} %)",
+        100.0 * (full / empty - 1.0),
+        100.0 * (loaded / empty - 1.0)
+    );
+
+    let started = Instant::now();
+    let report = vault.verify_log().await.expect("verify");
+    let took = started.elapsed();
+    match report {
+        VerifyReport::Intact { rows } => println!(
+            "audit verify: {rows} rows intact in {:.1} s ({:.0} rows/s)",
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64()
+        ),
+        VerifyReport::Broken { seq, problem } => panic!("the chain broke at {seq}: {problem}"),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Logged reveals of `BUSY` per second over 5 s from 16 tasks, while
+/// `historians` tasks ask for a missing secret's history in a loop.
+async fn reveals_per_second(vault: &Vault, access: &Access, historians: usize) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..historians {
+        let (vault, stop) = (vault.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let page = vault
+                    .history(&Scope::global(), &name("NEVER"), &HistoryQuery::default(), 50)
+                    .await
+                    .expect("history");
+                std::hint::black_box(page);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for _ in 0..16 {
+        let (vault, stop, count, access) = (
+            vault.clone(),
+            stop.clone(),
+            count.clone(),
+            access.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let ctx = Context::default();
+            let busy = SecretRef::parse("BUSY").expect("ref");
+            while !stop.load(Ordering::Relaxed) {
+                let (_, value) = vault
+                    .reveal(&busy, &ctx, &access, Action::Reveal)
+                    .await
+                    .expect("reveal");
+                std::hint::black_box(value);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let took = started.elapsed();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    count.load(Ordering::Relaxed) as f64 / took.as_secs_f64()
+}
