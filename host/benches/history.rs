@@ -252,7 +252,12 @@ async fn reveals_per_second(vault: &Vault, access: &Access, historians: usize) -
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let page = vault
-                    .history(&Scope::global(), &name("NEVER"), &HistoryQuery::default(), 50)
+                    .history(
+                        &Scope::global(),
+                        &name("NEVER"),
+                        &HistoryQuery::default(),
+                        50,
+                    )
                     .await
                     .expect("history");
                 std::hint::black_box(page);
@@ -261,12 +266,8 @@ async fn reveals_per_second(vault: &Vault, access: &Access, historians: usize) -
     }
     let started = Instant::now();
     for _ in 0..16 {
-        let (vault, stop, count, access) = (
-            vault.clone(),
-            stop.clone(),
-            count.clone(),
-            access.clone(),
-        );
+        let (vault, stop, count, access) =
+            (vault.clone(), stop.clone(), count.clone(), access.clone());
         tasks.push(tokio::spawn(async move {
             let ctx = Context::default();
             let busy = SecretRef::parse("BUSY").expect("ref");

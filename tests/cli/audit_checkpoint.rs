@@ -17,6 +17,7 @@ crate::on_both_backends!(
     a_modified_checkpoint_is_refused,
     a_checkpoint_of_another_store_is_refused,
     serve_writes_checkpoints_that_verify,
+    verify_since_a_checkpoint_reads_only_the_new_rows,
 );
 
 /// A store in `db` with secret S set and read `reads` times: `reads + 1` rows.
@@ -324,4 +325,88 @@ async fn serve_writes_checkpoints_that_verify(db: TestDb) {
     }
     let health = crate::serve::get(&served.addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}
+
+fn verify_since(kw: &Kw, checkpoint: &Path, json: bool) -> std::process::Output {
+    let path = checkpoint.to_str().expect("utf-8");
+    let mut args = vec![];
+    if json {
+        args.extend(["--output", "json"]);
+    }
+    args.extend(["audit", "verify", "--since-checkpoint", path]);
+    kw.run(&args, b"")
+}
+
+/// `--since-checkpoint` checks the rows after the checkpoint (an edit there
+/// is found), trusts the ones before (an edit there is the whole verify's
+/// to find), and still insists the checkpoint's own row is in the log.
+async fn verify_since_a_checkpoint_reads_only_the_new_rows(db: TestDb) {
+    let kw = seeded(&db, 3); // rows 1–4
+    let checkpoint = checkpoint_to(&kw, "checkpoint.json");
+    for _ in 0..3 {
+        kw.ok(&["secret", "get", "S", "--reason", "later"], b""); // rows 5–7
+    }
+    let out = verify_since(&kw, &checkpoint, false);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("OK: rows 5–7 verified after the checkpoint at row 4, chain intact\n"),
+        "{stdout}"
+    );
+    let out = verify_since(&kw, &checkpoint, true);
+    let verdict: Value = serde_json::from_str(&text(&out.stdout)).expect("JSON");
+    assert_eq!(verdict["intact"], true, "{verdict}");
+    assert_eq!(verdict["rows"], 7, "{verdict}");
+    assert_eq!(verdict["verified_from"], 5, "{verdict}");
+    assert_eq!(verdict["checkpoints"][0]["verdict"], "reached", "{verdict}");
+    // Through a server it is refused: the server has no such route.
+    let mut cmd = kw.cmd(&[
+        "audit",
+        "verify",
+        "--since-checkpoint",
+        checkpoint.to_str().expect("utf-8"),
+    ]);
+    cmd.env("KEYWARD_ADDR", "http://127.0.0.1:9")
+        .env("KEYWARD_TOKEN", "x");
+    let remote = crate::run_with(cmd, b"");
+    assert_eq!(code(&remote), 78, "{}", text(&remote.stderr));
+    assert!(
+        text(&remote.stderr).contains("--since-checkpoint"),
+        "{}",
+        text(&remote.stderr)
+    );
+
+    db.drop_append_only_guard().await;
+    // An edit before the checkpoint: trusted by the incremental verify,
+    // found by the whole one.
+    db.exec("UPDATE secret_access_log SET reason = 'edited' WHERE seq = 2")
+        .await;
+    assert_eq!(code(&verify_since(&kw, &checkpoint, false)), 0);
+    let whole = kw.run(&["audit", "verify"], b"");
+    assert_eq!(code(&whole), 4);
+    assert!(text(&whole.stdout).starts_with("BROKEN at row 2: "));
+    // An edit after it is found.
+    db.exec("UPDATE secret_access_log SET reason = 'edited' WHERE seq = 6")
+        .await;
+    let out = verify_since(&kw, &checkpoint, false);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("BROKEN at row 6: MAC mismatch"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The log cut back below the checkpoint (the guard is already down).
+    db.exec("DELETE FROM secret_access_log WHERE seq > 3").await;
+    db.exec(
+        "UPDATE audit_head SET seq = 3, \
+         mac = (SELECT mac FROM secret_access_log WHERE seq = 3) WHERE id = 1",
+    )
+    .await;
+    let out = verify_since(&kw, &checkpoint, false);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("BROKEN at row 4: "),
+        "{}",
+        text(&out.stdout)
+    );
 }

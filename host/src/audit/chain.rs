@@ -391,6 +391,27 @@ pub async fn verify_after(
     key: &ChainKey,
     from: &Head,
 ) -> Result<VerifyReport, sqlx::Error> {
+    verify_reporting(db, key, from, &mut |_| {}).await
+}
+
+/// How far a verify has got: called after every page of rows.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyProgress {
+    /// The last row verified.
+    pub seq: i64,
+    /// The row the walk started after (0, or a checkpoint's).
+    pub from: i64,
+    /// The head the walk goes to.
+    pub to: i64,
+}
+
+/// [`verify_after`], telling `progress` after every page.
+pub async fn verify_reporting(
+    db: Reader<'_>,
+    key: &ChainKey,
+    from: &Head,
+    progress: &mut (dyn FnMut(VerifyProgress) + Send),
+) -> Result<VerifyReport, sqlx::Error> {
     let head = read_head(db).await?;
     if head.seq < from.seq {
         return Ok(VerifyReport::Broken {
@@ -435,6 +456,11 @@ pub async fn verify_after(
             prev = row.mac.clone();
             expected += 1;
         }
+        progress(VerifyProgress {
+            seq: expected - 1,
+            from: from.seq,
+            to: head.seq,
+        });
         if !full_page {
             break;
         }

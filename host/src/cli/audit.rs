@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use super::remote::{self, Remote, RemoteError};
 use super::{checkpoint_file, exit, open_vault, Cli};
-use crate::audit::chain::LogRow;
+use crate::audit::chain::{LogRow, VerifyProgress};
 use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::vault::{LogVerdict, Reach, Vault};
 
@@ -37,6 +37,12 @@ pub enum Command {
         /// unreadable or another store's is refused (exit 1).
         #[arg(long, value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
+        /// Verify only the rows after this signed checkpoint, trusting it
+        /// for the rows up to it (which must still be in the log, with the
+        /// MAC it recorded): a verify that costs what was appended since.
+        /// Local only.
+        #[arg(long, value_name = "FILE")]
+        since_checkpoint: Option<PathBuf>,
     },
     /// Print a signed checkpoint of the log's head (one JSON line), to keep
     /// outside the database for `audit verify --checkpoint`.
@@ -74,7 +80,18 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                 }
             }
         }
-        Command::Verify { checkpoint } => return verify(&vault, checkpoint, cli.json(false)).await,
+        Command::Verify {
+            checkpoint,
+            since_checkpoint,
+        } => {
+            return verify(
+                &vault,
+                checkpoint,
+                since_checkpoint.as_deref(),
+                cli.json(false),
+            )
+            .await
+        }
         Command::Checkpoint { out } => {
             let checkpoint = vault.checkpoint().await?;
             match out {
@@ -125,7 +142,14 @@ async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { checkpoint } => {
+        Command::Verify {
+            since_checkpoint: Some(_),
+            ..
+        } => Err(RemoteError::LocalOnly("audit verify --since-checkpoint").into()),
+        Command::Verify {
+            checkpoint,
+            since_checkpoint: None,
+        } => {
             let mut lines = Vec::with_capacity(checkpoint.len());
             for path in checkpoint {
                 lines.push(
@@ -160,16 +184,59 @@ async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Re
     }
 }
 
-/// `audit verify [--checkpoint FILE]…`: every checkpoint is checked before
-/// the log is read, so a refused one never looks like a verdict on the log.
-async fn verify(vault: &Vault, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+/// `audit verify [--checkpoint FILE]… [--since-checkpoint FILE]`: every
+/// checkpoint is checked before the log is read, so a refused one never
+/// looks like a verdict on the log. A walk that takes a while reports its
+/// progress and speed on stderr (stdout keeps the one verdict).
+async fn verify(
+    vault: &Vault,
+    files: &[PathBuf],
+    since: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let checkpoints = files
         .iter()
         .map(|path| read_checkpoint(vault, path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let verdict = vault.verify_against(&checkpoints).await?;
-    print_verdict(&verdict, files, json, "")
+    let since_checkpoint = since.map(|path| read_checkpoint(vault, path)).transpose()?;
+    let started = std::time::Instant::now();
+    let mut last_report = started;
+    let mut progress = |p: VerifyProgress| {
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = std::time::Instant::now();
+            let done = p.seq - p.from;
+            eprintln!(
+                "verified row {} of {} ({:.0} rows/s)",
+                p.seq,
+                p.to,
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let verdict = vault
+        .verify_since(since_checkpoint.as_ref(), &checkpoints, &mut progress)
+        .await?;
+    let took = started.elapsed();
+    if took >= PROGRESS_EVERY {
+        if let Some(rows) = verdict.rows {
+            let walked = rows - verdict.verified_from.map_or(0, |f| f - 1);
+            eprintln!(
+                "verified {walked} rows in {:.1} s ({:.0} rows/s)",
+                took.as_secs_f64(),
+                walked as f64 / took.as_secs_f64()
+            );
+        }
+    }
+    let mut files = files.to_vec();
+    if let Some(path) = since {
+        // The verdict lists the since-checkpoint first.
+        files.insert(0, path.to_owned());
+    }
+    print_verdict(&verdict, &files, json, "")
 }
+
+/// A verify that runs longer than this reports progress on stderr.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// The verdict as text (the first broken finding, or OK lines) or as one
 /// JSON object; exit 4 unless intact. `files` are the checkpoints' paths,
@@ -222,7 +289,13 @@ fn print_verdict(
             }
         }
     }
-    println!("OK: {rows} rows, chain intact{by}");
+    match verdict.verified_from {
+        Some(from) => println!(
+            "OK: rows {from}–{rows} verified after the checkpoint at row {}, chain intact{by}",
+            from - 1
+        ),
+        None => println!("OK: {rows} rows, chain intact{by}"),
+    }
     for line in reached {
         println!("{line}");
     }

@@ -63,9 +63,14 @@ impl Vault {
 pub struct LogVerdict {
     /// The chain verifies and reaches every checkpoint.
     pub intact: bool,
-    /// Rows verified (absent when the chain is broken).
+    /// Rows verified (absent when the chain is broken): the last row's seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<i64>,
+    /// The first row an incremental verify checked (`audit verify
+    /// --since-checkpoint`): the rows before it were trusted to the
+    /// checkpoint. Absent for a whole-chain verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_from: Option<i64>,
     /// The first row whose MAC or link is wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken_at: Option<i64>,
@@ -110,18 +115,36 @@ impl Vault {
         &self,
         checkpoints: &[Checkpoint],
     ) -> Result<LogVerdict, VaultError> {
-        let rows = match self.verify_log().await? {
+        self.verify_since(None, checkpoints, &mut |_| {}).await
+    }
+
+    /// [`Vault::verify_against`], verifying the chain only after `since`
+    /// (a checkpoint already checked with [`Vault::check_checkpoint`],
+    /// trusted for the rows up to it, and itself one of the checkpoints the
+    /// log must still reach), and telling `progress` after every page.
+    pub async fn verify_since(
+        &self,
+        since: Option<&Checkpoint>,
+        checkpoints: &[Checkpoint],
+        progress: &mut (dyn FnMut(chain::VerifyProgress) + Send),
+    ) -> Result<LogVerdict, VaultError> {
+        let from = since.map_or_else(chain::Head::start, Checkpoint::head);
+        let report =
+            chain::verify_reporting(self.db.reader(), &self.chain, &from, progress).await?;
+        let rows = match report {
             VerifyReport::Intact { rows } => rows,
             VerifyReport::Broken { seq, problem } => {
                 return Ok(LogVerdict {
                     intact: false,
                     rows: None,
+                    verified_from: since.map(|c| c.seq() + 1),
                     broken_at: Some(seq),
                     problem: Some(problem),
                     checkpoints: Vec::new(),
                 })
             }
         };
+        let checkpoints: Vec<&Checkpoint> = since.into_iter().chain(checkpoints).collect();
         let mut verdicts = Vec::with_capacity(checkpoints.len());
         for checkpoint in checkpoints {
             let (verdict, log_ends) = match self.anchor(rows, checkpoint).await? {
@@ -139,6 +162,7 @@ impl Vault {
         Ok(LogVerdict {
             intact: verdicts.iter().all(|v| v.verdict == Reach::Reached),
             rows: Some(rows),
+            verified_from: since.map(|c| c.seq() + 1),
             broken_at: None,
             problem: None,
             checkpoints: verdicts,
