@@ -412,30 +412,49 @@ pub async fn verify_reporting(
     from: &Head,
     progress: &mut (dyn FnMut(VerifyProgress) + Send),
 ) -> Result<VerifyReport, sqlx::Error> {
+    Ok(verify_walk(db, key, from, progress).await?.0)
+}
+
+/// [`verify_reporting`], also returning the last row found good (its seq
+/// and MAC): where the next incremental walk can start (`serve`'s
+/// background verifier).
+pub async fn verify_walk(
+    db: Reader<'_>,
+    key: &ChainKey,
+    from: &Head,
+    progress: &mut (dyn FnMut(VerifyProgress) + Send),
+) -> Result<(VerifyReport, Head), sqlx::Error> {
     let head = read_head(db).await?;
     if head.seq < from.seq {
-        return Ok(VerifyReport::Broken {
+        let problem = format!(
+            "the chain head records row {} but the trusted starting point is row {}: rows were removed from the end",
+            head.seq, from.seq
+        );
+        let report = VerifyReport::Broken {
             seq: head.seq + 1,
-            problem: format!(
-                "the chain head records row {} but the trusted starting point is row {}: rows were removed from the end",
-                head.seq, from.seq
-            ),
-        });
+            problem,
+        };
+        return Ok((report, from.clone()));
     }
     let mut expected = from.seq + 1;
     let mut prev = from.mac.clone();
+    let good = |expected: i64, prev: &[u8]| Head {
+        seq: expected - 1,
+        mac: prev.to_vec(),
+    };
     loop {
         let page = page_up_to(db, expected - 1, head.seq).await?;
         let full_page = page.len() as i64 == PAGE;
         for row in &page {
             if row.seq != expected {
-                return Ok(VerifyReport::Broken {
+                let report = VerifyReport::Broken {
                     seq: expected,
                     problem: format!(
                         "row {expected} is missing (the next row is {}): rows were deleted or renumbered",
                         row.seq
                     ),
-                });
+                };
+                return Ok((report, good(expected, &prev)));
             }
             let fields = [
                 row.accessor.as_str(),
@@ -448,10 +467,11 @@ pub async fn verify_reporting(
             ];
             let mac = key.mac(&prev, row.seq, row.at, fields);
             if !ct_eq(&mac, &row.mac) {
-                return Ok(VerifyReport::Broken {
+                let report = VerifyReport::Broken {
                     seq: row.seq,
                     problem: "MAC mismatch: the row was edited, moved or inserted".into(),
-                });
+                };
+                return Ok((report, good(expected, &prev)));
             }
             prev = row.mac.clone();
             expected += 1;
@@ -467,15 +487,16 @@ pub async fn verify_reporting(
     }
     let rows = expected - 1;
     if head.seq != rows || !ct_eq(&head.mac, &prev) {
-        return Ok(VerifyReport::Broken {
+        let report = VerifyReport::Broken {
             seq: rows + 1,
             problem: format!(
                 "the chain head records row {} but the log ends at row {rows}: rows were removed from the end",
                 head.seq
             ),
-        });
+        };
+        return Ok((report, good(expected, &prev)));
     }
-    Ok(VerifyReport::Intact { rows })
+    Ok((VerifyReport::Intact { rows }, good(expected, &prev)))
 }
 
 async fn page_up_to(db: Reader<'_>, after: i64, last: i64) -> Result<Vec<LogRow>, sqlx::Error> {

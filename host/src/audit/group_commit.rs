@@ -110,6 +110,12 @@ pub struct Stats {
     /// The last log row the history index covers, as this host's follower
     /// last saw it (`audit::log_index`; 0 until it has run).
     pub indexed_seq: std::sync::atomic::AtomicI64,
+    /// The last row `serve`'s background verify found good (0 until it
+    /// has run, or the row of the checkpoint it started from).
+    pub verified_seq: std::sync::atomic::AtomicI64,
+    /// The row where the background verify found the chain broken (0:
+    /// intact as far as it has walked).
+    pub broken_at: std::sync::atomic::AtomicI64,
     /// Refusals written to the log (a caller asked for what it may not).
     pub denied: AtomicU64,
     /// Seconds from a group's start (its transaction, or the connection it

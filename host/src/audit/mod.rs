@@ -5,6 +5,7 @@
 //! (`anchor`).
 
 pub mod anchor;
+pub mod background_verify;
 pub mod chain;
 pub mod checkpoint;
 pub mod entry;

@@ -19,7 +19,7 @@ pub const CONFIG_VAR: &str = "KEYWARD_CONFIG";
 const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// Each key of the file and the variable it stands for.
-pub const KEYS: [(&str, &str); 14] = [
+pub const KEYS: [(&str, &str); 15] = [
     ("database_url", "KEYWARD_DATABASE_URL"),
     ("data_dir", "KEYWARD_DATA_DIR"),
     ("plugins_dir", "KEYWARD_PLUGINS_DIR"),
@@ -32,6 +32,7 @@ pub const KEYS: [(&str, &str); 14] = [
     ("boot_migrations", "KEYWARD_BOOT_MIGRATIONS"),
     ("audit_checkpoint", "KEYWARD_AUDIT_CHECKPOINT"),
     ("audit_checkpoint_every", "KEYWARD_AUDIT_CHECKPOINT_EVERY"),
+    ("audit_verify_every", "KEYWARD_AUDIT_VERIFY_EVERY"),
     ("max_versions", "KEYWARD_MAX_VERSIONS"),
     ("delete_retention", "KEYWARD_DELETE_RETENTION"),
 ];
@@ -117,7 +118,7 @@ pub fn parse(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigFileError
         };
         // The numbers; everything else is a string.
         let number = match key.as_str() {
-            "audit_checkpoint_every" => Some("a whole number of seconds"),
+            "audit_checkpoint_every" | "audit_verify_every" => Some("a whole number of seconds"),
             "max_versions" => Some("a whole number of versions"),
             _ => None,
         };
@@ -285,6 +286,7 @@ pub fn check(
         ("boot_migrations", "migrations"),
         ("audit_checkpoint", "audit_checkpoint"),
         ("audit_checkpoint_every", "audit_checkpoint_every"),
+        ("audit_verify_every", "audit_verify_every"),
     ] {
         let source = source_of(loaded, var_of(key), serve.value_source(id));
         rows.insert(key, (raw(serve, id).unwrap_or_default(), source));

@@ -59,6 +59,21 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     audit_checkpoint_every: u64,
+
+    /// Seconds between two background walks of the access log's chain (the
+    /// rows appended since the last walk; 0 turns it off). The verified
+    /// head is in /metrics (`keyward_access_log_verified_seq`, and
+    /// `keyward_access_log_broken_at` if a row fails) and on the dashboard.
+    /// With --audit-checkpoint, the first walk starts after the checkpoint
+    /// in that file; otherwise from the first row.
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_VERIFY_EVERY",
+        value_name = "SECONDS",
+        default_value_t = crate::audit::background_verify::DEFAULT_EVERY_SECONDS,
+        value_parser = clap::value_parser!(u64).range(0..=86_400)
+    )]
+    audit_verify_every: u64,
 }
 
 fn parse_public_url(text: &str) -> Result<url::Url, String> {
@@ -96,6 +111,18 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     crate::migrate::boot::run_all(&vault, &plugins, &boot).await;
+    // Read before the checkpoint writer replaces the file.
+    let _verify = (args.audit_verify_every > 0).then(|| {
+        let start = args
+            .audit_checkpoint
+            .as_deref()
+            .and_then(|path| start_checkpoint(&vault, path));
+        crate::audit::background_verify::spawn(
+            vault.clone(),
+            start,
+            std::time::Duration::from_secs(args.audit_verify_every),
+        )
+    });
     let _checkpoints = args.audit_checkpoint.clone().map(|path| {
         let every = std::time::Duration::from_secs(args.audit_checkpoint_every);
         super::checkpoint_file::spawn_periodic(vault.clone(), path, every)
@@ -220,6 +247,25 @@ impl Drop for PidFile {
         // Removed while still locked, so a reload never finds this file
         // unlocked with this pid in it.
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The checkpoint in `path` for the background verify to start after, if
+/// the file is there and genuine (a refused one is logged and ignored: the
+/// verify then walks the whole chain).
+fn start_checkpoint(
+    vault: &crate::vault::Vault,
+    path: &std::path::Path,
+) -> Option<crate::audit::checkpoint::Checkpoint> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match crate::audit::checkpoint::SignedCheckpoint::parse(&text)
+        .and_then(|signed| vault.check_checkpoint(&signed))
+    {
+        Ok(checkpoint) => Some(checkpoint),
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "the audit checkpoint file is refused; the background verify walks the whole chain");
+            None
+        }
     }
 }
 

@@ -152,6 +152,18 @@ impl Collector for Everything {
         )?;
         gauge(
             &mut out,
+            "keyward_access_log_verified_seq",
+            "The last access-log row the background verify found good",
+            log.verified_seq.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut out,
+            "keyward_access_log_broken_at",
+            "The row where the background verify found the chain broken (0: intact)",
+            log.broken_at.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut out,
             "keyward_access_log_indexed_seq",
             "The last access-log row the history index covers (history reads the log itself after it)",
             log.indexed_seq.load(Ordering::Relaxed),

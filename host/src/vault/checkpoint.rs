@@ -118,6 +118,16 @@ impl Vault {
         self.verify_since(None, checkpoints, &mut |_| {}).await
     }
 
+    /// Verifies the rows after `from` (trusted as it is), returning the
+    /// verdict and the last row found good: one step of `serve`'s
+    /// background verify.
+    pub async fn verify_walk(
+        &self,
+        from: &chain::Head,
+    ) -> Result<(VerifyReport, chain::Head), VaultError> {
+        Ok(chain::verify_walk(self.db.reader(), &self.chain, from, &mut |_| {}).await?)
+    }
+
     /// [`Vault::verify_against`], verifying the chain only after `since`
     /// (a checkpoint already checked with [`Vault::check_checkpoint`],
     /// trusted for the rows up to it, and itself one of the checkpoints the

@@ -103,7 +103,7 @@ pub async fn log_page(
     ];
     let filters: String = kept.iter().map(|(k, v)| format!("&{k}={}", q(v))).collect();
     let body = html! {
-        (verify_form(&session, None))
+        (verify_form(&session, None, state.vault.log_stats()))
         section aria-labelledby="rows" {
             h2 id="rows" { "Rows" }
             form method="get" action="/settings/access-log" class="inline filters" {
@@ -172,10 +172,22 @@ fn rows_table(rows: &[LogRow]) -> Markup {
     }
 }
 
-fn verify_form(session: &Session, report: Option<&VerifyReport>) -> Markup {
+fn verify_form(
+    session: &Session,
+    report: Option<&VerifyReport>,
+    stats: &crate::audit::group_commit::Stats,
+) -> Markup {
+    use std::sync::atomic::Ordering;
+    let verified = stats.verified_seq.load(Ordering::Relaxed);
+    let broken_at = stats.broken_at.load(Ordering::Relaxed);
     html! {
         section aria-labelledby="chain" {
             h2 id="chain" { "Chain" }
+            @if broken_at > 0 {
+                p role="alert" { "The background verify found the chain BROKEN at row " (broken_at) " (verified good up to row " (verified) "). Verify now to see why." }
+            } @else if verified > 0 {
+                p class="help" id="background-verify" { "Verified in the background up to row " (verified) "." }
+            }
             @match report {
                 Some(VerifyReport::Intact { rows }) => {
                     p class="notice" role="status" { "Verified: " (rows) " rows, chain intact." }
@@ -217,7 +229,7 @@ pub async fn log_verify(
         VerifyReport::Broken { .. } => StatusCode::CONFLICT,
     };
     let body = html! {
-        (verify_form(&session, Some(&report)))
+        (verify_form(&session, Some(&report), state.vault.log_stats()))
         section aria-labelledby="rows" {
             h2 id="rows" { "Newest rows" }
             (rows_table(&rows))
