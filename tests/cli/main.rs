@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod audit_checkpoint;
+mod audit_export;
 mod database;
 mod docs;
 mod forge_tokens;

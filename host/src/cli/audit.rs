@@ -1,4 +1,4 @@
-//! `keyward audit tail|verify|checkpoint`.
+//! `keyward audit tail|verify|export|checkpoint`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,20 @@ pub enum Command {
         /// Local only.
         #[arg(long, value_name = "FILE")]
         since_checkpoint: Option<PathBuf>,
+    },
+    /// Append the log's rows to FILE as JSON lines (as `tail --json`), for
+    /// a log shipper or a SIEM: resumes after the last row already there
+    /// (or recorded in FILE.seq, which survives a rotation of FILE), so a
+    /// restart neither loses nor repeats a row. Each batch is flushed to
+    /// the disk before the next is read.
+    Export {
+        /// The file to append to (created 0600).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Keep exporting new rows as they are appended (polled every
+        /// 500 ms); without it, stop at the log's current end.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Print a signed checkpoint of the log's head (one JSON line), to keep
     /// outside the database for `audit verify --checkpoint`.
@@ -91,6 +105,20 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
                 cli.json(false),
             )
             .await
+        }
+        Command::Export { to, follow } => {
+            let mut export = super::audit_export::Export::open(to)?;
+            loop {
+                let rows = vault.log_after(export.last, EXPORT_BATCH).await?;
+                if rows.is_empty() {
+                    if !*follow {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                export.append(&rows)?;
+            }
         }
         Command::Checkpoint { out } => {
             let checkpoint = vault.checkpoint().await?;
@@ -181,6 +209,29 @@ async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Re
             )
         }
         Command::Checkpoint { .. } => Err(RemoteError::LocalOnly("audit checkpoint").into()),
+        Command::Export { to, follow } => {
+            let mut export = super::audit_export::Export::open(to)?;
+            loop {
+                let answer = remote
+                    .get(
+                        "/access-log",
+                        &[
+                            ("after", export.last.to_string()),
+                            ("limit", EXPORT_BATCH.to_string()),
+                        ],
+                    )
+                    .await?;
+                let rows: Vec<LogRow> = remote::rows(&answer["rows"])?;
+                if rows.is_empty() {
+                    if !*follow {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                export.append(&rows)?;
+            }
+        }
     }
 }
 
@@ -234,6 +285,9 @@ async fn verify(
     }
     print_verdict(&verdict, &files, json, "")
 }
+
+/// Rows read and appended per batch by `audit export`.
+const EXPORT_BATCH: i64 = 1000;
 
 /// A verify that runs longer than this reports progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);

@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod audit_export;
 mod checkpoint_file;
 mod config_file;
 mod key;
