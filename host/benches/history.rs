@@ -158,6 +158,39 @@ async fn run(rows: u64) {
         indexed as f64 / took.as_secs_f64()
     );
 
+    // Disk per row: the log (table and its primary key) and the index.
+    let (log_bytes, index_bytes) = if store == "SQLite" {
+        let size = |suffix: &str| {
+            std::fs::metadata(dir.path().join(format!("k.db{suffix}"))).map_or(0, |m| m.len())
+        };
+        (
+            size("") + size("-wal"),
+            size("-log-index") + size("-log-index-wal"),
+        )
+    } else {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT pg_total_relation_size('secret_access_log') AS log, \
+             pg_total_relation_size('access_log_by_secret') \
+             + pg_total_relation_size('access_log_by_secret_accessor') \
+             + pg_total_relation_size('access_log_by_accessor') AS idx",
+        )
+        .fetch_one(vault.db().reader())
+        .await
+        .expect("sizes");
+        (
+            row.try_get::<i64, _>("log").expect("log") as u64,
+            row.try_get::<i64, _>("idx").expect("idx") as u64,
+        )
+    };
+    println!(
+        "disk: log {:.1} MB ({:.0} bytes/row), history index {:.1} MB ({:.0} bytes/row)",
+        log_bytes as f64 / 1e6,
+        log_bytes as f64 / head as f64,
+        index_bytes as f64 / 1e6,
+        index_bytes as f64 / head as f64
+    );
+
     // History latency.
     let denied = HistoryQuery {
         outcome: Some("denied".into()),
