@@ -6,8 +6,8 @@
 //!   secret, a quiet one (a row every 100,000), a missing one, a filter the
 //!   index does not hold, and an accessor,
 //! - logged reveals/s on the empty log, on the full log (the index follower
-//!   running), and on the full log with 8 tasks asking for a missing
-//!   secret's history in a loop,
+//!   running; how far it lags), and on the full log with 8 tasks each asking
+//!   for a missing secret's history ten times a second,
 //! - a full `audit verify` (rows/s).
 //!
 //! Run: `cargo bench -p keyward --bench history`. Settings (environment):
@@ -248,7 +248,29 @@ async fn run(rows: u64) {
 
     // Renders on the full log, the follower running as under `serve`.
     let follower = log_index::spawn_follower(vault.clone());
+    // How far the index lags while renders go on.
+    let stop_lag = Arc::new(AtomicBool::new(false));
+    let max_lag = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (vault, stop, max) = (vault.clone(), stop_lag.clone(), max_lag.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let head = vault.log_head().await.expect("head").seq;
+                let mark = log_index::indexed_seq(vault.db().reader(), vault.db().backend)
+                    .await
+                    .expect("mark");
+                max.fetch_max((head - mark).max(0) as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let full = reveals_per_second(&vault, &access, 0).await;
+    stop_lag.store(true, Ordering::Relaxed);
+    sampler.await.expect("lag sampler");
+    println!(
+        "history index lag while rendering: at most {} rows behind the head",
+        max_lag.load(Ordering::Relaxed)
+    );
     let loaded = reveals_per_second(&vault, &access, 8).await;
     follower.abort();
     println!(
@@ -294,6 +316,9 @@ async fn reveals_per_second(vault: &Vault, access: &Access, historians: usize) -
                     .await
                     .expect("history");
                 std::hint::black_box(page);
+                // Ten requests a second each: eight busy clients, not a
+                // flood (a closed loop of any request takes the CPU).
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
     }

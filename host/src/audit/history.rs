@@ -76,9 +76,9 @@ pub async fn search(
     query: &HistoryQuery,
     limit: i64,
 ) -> Result<LogPage, sqlx::Error> {
-    let head = head_seq(db).await?;
+    let (head, indexed) = head_and_mark(db, backend).await?;
     let mut before = query.before.unwrap_or(i64::MAX).min(head.saturating_add(1));
-    let indexed = super::log_index::indexed_seq(db, backend).await?.min(head);
+    let indexed = indexed.min(head);
     let mut budget = SCAN_BUDGET;
     let mut rows = Vec::new();
 
@@ -137,13 +137,17 @@ pub async fn search(
     Ok(LogPage { rows, next_before })
 }
 
-/// The log's last seq (the head): no row is above it.
-async fn head_seq(db: Reader<'_>) -> Result<i64, sqlx::Error> {
+/// The log's last seq (the head: no row is above it) and the history
+/// index's mark, in one query.
+async fn head_and_mark(db: Reader<'_>, backend: Backend) -> Result<(i64, i64), sqlx::Error> {
     use sqlx::Row;
-    sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-        .fetch_one(db)
-        .await?
-        .try_get("seq")
+    let sql = format!(
+        "SELECT (SELECT seq FROM audit_head WHERE id = 1) AS head, \
+         (SELECT seq FROM {} WHERE id = 1) AS mark",
+        super::log_index::tables(backend).mark
+    );
+    let row = sqlx::query(&sql).fetch_one(db).await?;
+    Ok((row.try_get("head")?, row.try_get("mark")?))
 }
 
 /// Which index range a query is.
@@ -198,6 +202,12 @@ async fn by_keys(
         ..query.clone()
     };
     let n = 1 + key_values.len();
+    // Without other filters every key is a match: read only as many.
+    let unfiltered = rest.action.is_none()
+        && rest.outcome.is_none()
+        && rest.since.is_none()
+        && rest.until.is_none();
+    let budget = if unfiltered { limit } else { budget };
     let candidates = format!(
         "SELECT seq FROM {table} WHERE {key_filter} AND seq < $1 ORDER BY seq DESC LIMIT ${}",
         n + 1

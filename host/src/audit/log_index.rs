@@ -9,10 +9,15 @@ use sqlx::Row;
 
 use crate::store::{Backend, Db, Reader};
 
-/// Log rows indexed per transaction at most: large enough that a busy log
-/// costs the index a few commits a second, small enough that the write
-/// turn it holds (which the SQLite access-log writer waits for) stays short.
-pub const BATCH: i64 = 5_000;
+/// Log rows indexed per transaction at most. Large, because the cost of a
+/// batch is in the index pages it dirties, not its rows: with thousands of
+/// distinct secrets every key of a small batch lands on a page of its own,
+/// and a batch of 50,000 rows indexes about four times as many rows a
+/// second as one of 5,000 (measured, docs/benchmarks.md). The follower takes
+/// whatever is pending up to this, so it catches up faster the further
+/// behind it is. (On SQLite the index is a file of its own: a long batch
+/// holds that file's write lock, never the database's.)
+pub const BATCH: i64 = 50_000;
 
 /// How often the follower looks for new rows once it has caught up.
 pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
