@@ -105,9 +105,9 @@ async fn run(rows: u64) {
                 let refs: Vec<SecretRef> = (0..ROWS_PER_JOB as u64)
                     .map(|i| {
                         let n = first + i;
-                        let text = if n % 100_000 == 0 {
+                        let text = if n.is_multiple_of(100_000) {
                             "QUIET".to_owned()
-                        } else if n % 3 == 0 {
+                        } else if n.is_multiple_of(3) {
                             "BUSY".to_owned()
                         } else {
                             format!("OTHER_{}", (n as usize * 7919) % OTHERS)
@@ -120,7 +120,7 @@ async fn run(rows: u64) {
                     .await
                     .expect("record");
                 job += 1;
-                if f == 0 && job % 400 == 0 {
+                if f == 0 && job.is_multiple_of(400) {
                     let done = written.load(Ordering::Relaxed).min(rows);
                     eprintln!(
                         "  {done} rows, {:.0} rows/s",
