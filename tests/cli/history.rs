@@ -7,25 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::Kw;
 
-async fn indexed_seq(client: &reqwest::Client, addr: &str, token: &str) -> i64 {
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("keyward_access_log_indexed_seq "))
-        .expect("the indexed seq is in /metrics")
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_indexes_what_it_logs_and_history_reads_the_index() {
     let kw = Kw::new();
@@ -63,7 +44,7 @@ async fn serve_indexes_what_it_logs_and_history_reads_the_index() {
         .as_i64()
         .expect("seq");
     let since = Instant::now();
-    while indexed_seq(&client, &addr, &token).await < head {
+    while gauge(&client, &addr, &token, "keyward_access_log_indexed_seq").await < head {
         assert!(
             since.elapsed() < Duration::from_secs(5),
             "the history index did not catch up with row {head} within 5 s"
