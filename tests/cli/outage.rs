@@ -378,7 +378,14 @@ async fn full_disk(kw: &Kw, disk: &SmallDisk, store: &str) {
         .filter(|s| s.status == 200 && s.sent >= freed)
         .map(|s| s.sent + s.took)
         .min()
-        .expect("renders came back");
+        .unwrap_or_else(|| {
+            let log = std::fs::read_to_string(kw.dir.path().join("serve.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "{store}: renders did not come back after space was freed; the server's log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        });
     let recovery = first_ok.saturating_duration_since(freed);
     assert!(
         recovery <= Duration::from_secs(1),

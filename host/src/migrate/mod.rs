@@ -342,7 +342,20 @@ pub async fn run(
         None
     } else {
         match Lease::take(vault, name).await? {
-            Taken::Mine(lease) => Some(lease),
+            Taken::Mine(lease) => {
+                // Another host may have finished the same run between the
+                // check above and this lease (it let go before we asked):
+                // checked again under the lease, or it would run twice.
+                if !request.again {
+                    let done = ledger::finished(db.reader(), name, &plugin.sha256, &digest).await?;
+                    if let Some(done) = done {
+                        lease.release(vault).await;
+                        report.already = Some(done);
+                        return Ok(report);
+                    }
+                }
+                Some(lease)
+            }
             Taken::OtherFinished => {
                 report.already =
                     ledger::finished(db.reader(), name, &plugin.sha256, &digest).await?;
