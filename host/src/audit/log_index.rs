@@ -73,8 +73,26 @@ pub struct Indexed {
 /// batch is indexed once. A mark beyond the log's head (the database was
 /// restored from an older copy than its index) starts the index over.
 pub async fn index_batch(db: &Db) -> Result<Indexed, sqlx::Error> {
-    let t = tables(db.backend);
-    let mut tx = db.begin_index().await?;
+    let mut conn = db.index_connection().await?;
+    let result = index_batch_on(&mut conn, db.backend).await;
+    if result.is_err() {
+        // Not back into the pool: SQLite may leave a transaction open after
+        // a failed COMMIT (SQLITE_FULL on a full disk), and a pooled
+        // connection holding it would keep a snapshot of the database that
+        // stops the access-log writer's checkpoint from giving the WAL's
+        // space back. Closing the connection ends whatever is left.
+        let _ = conn.close().await;
+    }
+    result
+}
+
+async fn index_batch_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<Indexed, sqlx::Error> {
+    use sqlx::Connection as _;
+    let t = tables(backend);
+    let mut tx = conn.begin().await?;
     let from: i64 = sqlx::query(&format!(
         "UPDATE {} SET seq = seq WHERE id = 1 RETURNING seq",
         t.mark

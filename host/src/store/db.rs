@@ -219,14 +219,14 @@ impl Db {
         Ok(WriteTx::new(tx, turn))
     }
 
-    /// A transaction for the access log's history index only, without a
-    /// write turn: on SQLite the index is a file of its own (attached as
+    /// A pool connection for the access log's history index only, without
+    /// a write turn: on SQLite the index is a file of its own (attached as
     /// `log_index`), so writing it never takes the database's write lock
     /// and must not make the access-log writer wait for a turn either.
-    pub(crate) async fn begin_index(
+    pub(crate) async fn index_connection(
         &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        self.bounded(self.pool.begin()).await
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.bounded(self.pool.acquire()).await
     }
 
     /// Applies pending schema migrations; running it again changes nothing.
