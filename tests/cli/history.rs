@@ -121,6 +121,20 @@ async fn until_gauge(
     }
 }
 
+/// `serve` walking the chain every second, its log in `log`.
+fn serve_verifying_every_second(kw: &Kw, log: &str) -> crate::support::kw::Served {
+    crate::support::kw::Served::spawn(
+        kw.cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-verify-every",
+            "1",
+        ]),
+        &kw.dir.path().join(log),
+    )
+}
+
 /// `serve --audit-verify-every 1` walks the chain as it grows, and a row
 /// edited behind its back shows up in /metrics within a walk or two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,16 +144,7 @@ async fn serve_verifies_the_log_in_the_background_and_reports_a_break() {
         let _ = kw.ok(&["secret", "set", &format!("S{i}")], b"v");
     }
     let token = kw.token("verify", "resolver");
-    let served = crate::support::kw::Served::spawn(
-        kw.cmd(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--audit-verify-every",
-            "1",
-        ]),
-        &kw.dir.path().join("serve.log"),
-    );
+    let served = serve_verifying_every_second(&kw, "serve.log");
     let addr = served.addr.clone();
     let client = reqwest::Client::new();
     let verified = until_gauge(
@@ -178,16 +183,7 @@ async fn serve_verifies_the_log_in_the_background_and_reports_a_break() {
     drop(served);
 
     // A server started afresh walks from the first row: row 3 is found.
-    let served = crate::support::kw::Served::spawn(
-        kw.cmd(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--audit-verify-every",
-            "1",
-        ]),
-        &kw.dir.path().join("serve-2.log"),
-    );
+    let served = serve_verifying_every_second(&kw, "serve-2.log");
     let addr = served.addr.clone();
     let broken = until_gauge(
         &client,
