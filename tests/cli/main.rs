@@ -4,6 +4,7 @@
 mod support;
 
 mod agents;
+mod audit_archive;
 mod audit_checkpoint;
 mod audit_export;
 mod database;

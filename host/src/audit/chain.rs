@@ -45,6 +45,20 @@ impl ChainKey {
         }
         mac.finalize().into_bytes().into()
     }
+
+    /// The MAC `row` must have when it follows a row whose MAC is `prev`.
+    pub(crate) fn row_mac(&self, prev: &[u8], row: &LogRow) -> [u8; 32] {
+        let fields = [
+            row.accessor.as_str(),
+            row.reason.as_str(),
+            row.action.as_str(),
+            row.outcome.as_str(),
+            row.scope.as_str(),
+            row.name.as_str(),
+            row.detail.as_str(),
+        ];
+        self.mac(prev, row.seq, row.at, fields)
+    }
 }
 
 /// The last appended row's seq and MAC.
@@ -456,16 +470,7 @@ pub async fn verify_walk(
                 };
                 return Ok((report, good(expected, &prev)));
             }
-            let fields = [
-                row.accessor.as_str(),
-                row.reason.as_str(),
-                row.action.as_str(),
-                row.outcome.as_str(),
-                row.scope.as_str(),
-                row.name.as_str(),
-                row.detail.as_str(),
-            ];
-            let mac = key.mac(&prev, row.seq, row.at, fields);
+            let mac = key.row_mac(&prev, row);
             if !ct_eq(&mac, &row.mac) {
                 let report = VerifyReport::Broken {
                     seq: row.seq,
@@ -499,7 +504,11 @@ pub async fn verify_walk(
     Ok((VerifyReport::Intact { rows }, good(expected, &prev)))
 }
 
-async fn page_up_to(db: Reader<'_>, after: i64, last: i64) -> Result<Vec<LogRow>, sqlx::Error> {
+pub(crate) async fn page_up_to(
+    db: Reader<'_>,
+    after: i64,
+    last: i64,
+) -> Result<Vec<LogRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
     );

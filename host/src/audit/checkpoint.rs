@@ -183,6 +183,27 @@ impl CheckpointKey {
         })
     }
 
+    /// Checks a checkpoint kept in this store's own database (the archive
+    /// mark): it has no log id of its own, being this log's.
+    pub fn check_stored(
+        &self,
+        seq: i64,
+        mac: &[u8],
+        time_ms: i64,
+        sig: &[u8],
+    ) -> Result<Checkpoint, CheckpointError> {
+        let (Ok(mac), Ok(sig)) = (mac.try_into(), sig.try_into()) else {
+            return Err(CheckpointError::BadSignature);
+        };
+        self.check(&SignedCheckpoint {
+            log: self.log,
+            seq,
+            mac,
+            time_ms,
+            sig,
+        })
+    }
+
     fn signer(&self, log: &LogId, seq: i64, mac: &[u8; 32], time_ms: i64) -> HmacSha256 {
         let mut hmac =
             HmacSha256::new_from_slice(self.key.as_ref()).expect("HMAC takes any key size");
@@ -199,6 +220,21 @@ impl SignedCheckpoint {
     /// The seq it claims (unchecked).
     pub fn seq(&self) -> i64 {
         self.seq
+    }
+
+    /// The signature (stored beside the archive mark).
+    pub fn sig(&self) -> &[u8; 32] {
+        &self.sig
+    }
+
+    /// The MAC it claims.
+    pub fn mac(&self) -> &[u8; 32] {
+        &self.mac
+    }
+
+    /// The time it claims, Unix ms.
+    pub fn time_ms(&self) -> i64 {
+        self.time_ms
     }
 
     /// The one-line JSON form (without a newline), fields in the

@@ -43,6 +43,10 @@ pub enum Action {
     /// (a capability it lacks, a network it may not come from): outcome
     /// `denied`, scope `route`, the name the method and route.
     Request,
+    /// Access-log rows were moved to an archive file and deleted from the
+    /// database (`keyward audit archive`, or `serve`'s retention): scope
+    /// `log`, name `access-log`, the detail the rows, the file and its SHA-256.
+    Archive,
 }
 
 impl Action {
@@ -64,6 +68,7 @@ impl Action {
             Action::Invalid => "invalid",
             Action::Limit => "limit",
             Action::Request => "request",
+            Action::Archive => "archive",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! (`anchor`).
 
 pub mod anchor;
+pub mod archive;
 pub mod background_verify;
 pub mod chain;
 pub mod checkpoint;

@@ -41,8 +41,29 @@ pub enum Command {
         /// for the rows up to it (which must still be in the log, with the
         /// MAC it recorded): a verify that costs what was appended since.
         /// Local only.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "archive")]
         since_checkpoint: Option<PathBuf>,
+        /// Verify these archive files (made by `audit archive`) and the
+        /// live log as one chain: each archive's signed ends and rows, the
+        /// archives meeting end to start, the last one meeting the live
+        /// log's archive mark. Repeatable, in any order. Local only.
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        archive: Vec<PathBuf>,
+    },
+    /// Move the log's rows older than a date to a new archive file (gzip
+    /// JSON lines, both ends signed) and delete them from the database.
+    /// The rows' chain is checked first (a broken log is not archived),
+    /// the run is itself logged (an `archive` row), and `audit verify
+    /// --archive FILE…` verifies the archives and the live log as one
+    /// chain. Local only.
+    Archive {
+        /// Archive the rows written before this: a date (`2026-11-01`,
+        /// midnight UTC), an RFC 3339 time, or an age (`90d`, `12h`).
+        #[arg(long, value_name = "DATE|AGE", value_parser = parse_before)]
+        before: i64,
+        /// The archive file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
     },
     /// Append the log's rows to FILE as JSON lines (as `tail --json`), for
     /// a log shipper or a SIEM: resumes after the last row already there
@@ -97,14 +118,35 @@ pub(super) async fn run(cli: &Cli, command: &Command) -> anyhow::Result<ExitCode
         Command::Verify {
             checkpoint,
             since_checkpoint,
+            archive,
         } => {
             return verify(
                 &vault,
                 checkpoint,
                 since_checkpoint.as_deref(),
+                archive,
                 cli.json(false),
             )
             .await
+        }
+        Command::Archive { before, to } => {
+            let access = crate::audit::Access::new(super::accessor(), "keyward audit archive")?;
+            match vault
+                .archive_before(*before, &|_, _| to.clone(), &access)
+                .await?
+            {
+                Some(done) => println!(
+                    "archived rows {}–{} to {} (sha256 {}); deleted from the database",
+                    done.first,
+                    done.last,
+                    done.path.display(),
+                    done.sha256
+                ),
+                None => println!(
+                    "nothing to archive: no row still in the database is older than {}",
+                    format_ms(*before)
+                ),
+            }
         }
         Command::Export { to, follow } => {
             let mut export = super::audit_export::Export::open(to)?;
@@ -174,9 +216,14 @@ async fn run_remote(cli: &Cli, remote: &Remote, command: &Command) -> anyhow::Re
             since_checkpoint: Some(_),
             ..
         } => Err(RemoteError::LocalOnly("audit verify --since-checkpoint").into()),
+        Command::Verify { archive, .. } if !archive.is_empty() => {
+            Err(RemoteError::LocalOnly("audit verify --archive").into())
+        }
+        Command::Archive { .. } => Err(RemoteError::LocalOnly("audit archive").into()),
         Command::Verify {
             checkpoint,
             since_checkpoint: None,
+            ..
         } => {
             let mut lines = Vec::with_capacity(checkpoint.len());
             for path in checkpoint {
@@ -243,6 +290,7 @@ async fn verify(
     vault: &Vault,
     files: &[PathBuf],
     since: Option<&Path>,
+    archives: &[PathBuf],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let checkpoints = files
@@ -264,9 +312,15 @@ async fn verify(
             );
         }
     };
-    let verdict = vault
-        .verify_since(since_checkpoint.as_ref(), &checkpoints, &mut progress)
-        .await?;
+    let verdict = if archives.is_empty() {
+        vault
+            .verify_since(since_checkpoint.as_ref(), &checkpoints, &mut progress)
+            .await?
+    } else {
+        vault
+            .verify_with_archives(archives, &checkpoints, &mut progress)
+            .await?
+    };
     let took = started.elapsed();
     if took >= PROGRESS_EVERY {
         if let Some(rows) = verdict.rows {
@@ -284,6 +338,27 @@ async fn verify(
         files.insert(0, path.to_owned());
     }
     print_verdict(&verdict, &files, json, "")
+}
+
+/// `--before`: a date (midnight UTC), an RFC 3339 time, or an age before
+/// now, as Unix ms.
+fn parse_before(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(age) = crate::text::parse_duration(text) {
+        return Ok(crate::store::now_ms().saturating_sub(age.as_millis() as i64));
+    }
+    let time = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    humantime::parse_rfc3339_weak(&time)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            format!("{text:?} is not a date (2026-11-01), an RFC 3339 time or an age (90d, 12h)")
+        })
 }
 
 /// Rows read and appended per batch by `audit export`.
@@ -341,14 +416,37 @@ fn print_verdict(
                 );
                 return Ok(code);
             }
+            Reach::Archived => reached.push(format!(
+                "OK: checkpoint {path} (row {seq}, made {made}) is before the archive mark: \
+                 its row is archived (give the archive with --archive to check it)"
+            )),
         }
     }
-    match verdict.verified_from {
-        Some(from) => println!(
-            "OK: rows {from}–{rows} verified after the checkpoint at row {}, chain intact{by}",
-            from - 1
-        ),
-        None => println!("OK: {rows} rows, chain intact{by}"),
+    if let Some(last) = verdict.archives.last() {
+        let first = verdict.archives.first().map_or(1, |a| a.first);
+        println!(
+            "OK: rows {first}–{rows} verified as one chain: {} archive(s) to row {}, then the live log{by}",
+            verdict.archives.len(),
+            last.last
+        );
+        for archive in &verdict.archives {
+            println!(
+                "OK: archive {} holds rows {}–{}",
+                archive.file, archive.first, archive.last
+            );
+        }
+    } else {
+        match (verdict.verified_from, verdict.archived_to) {
+            (Some(from), Some(mark)) if from == mark + 1 => println!(
+                "OK: rows {from}–{rows} verified after the archive mark at row {mark} \
+                 (rows 1–{mark} are archived: check them with --archive), chain intact{by}"
+            ),
+            (Some(from), _) => println!(
+                "OK: rows {from}–{rows} verified after the checkpoint at row {}, chain intact{by}",
+                from - 1
+            ),
+            (None, _) => println!("OK: {rows} rows, chain intact{by}"),
+        }
     }
     for line in reached {
         println!("{line}");

@@ -104,9 +104,24 @@ impl Export {
     /// Appends `rows` (all after [`Export::last`], in order), flushes them
     /// to the disk, then records the last one in the side file.
     pub fn append(&mut self, rows: &[LogRow]) -> anyhow::Result<()> {
-        let Some(last) = rows.last() else {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(());
         };
+        // Rows the export had not reached are gone from the log only if they
+        // were archived meanwhile: going on would lose them without a word.
+        if self.last > 0 && first.seq != self.last + 1 {
+            anyhow::bail!(
+                "rows {}–{} are no longer in the access log: they were archived (by `audit archive` \
+                 or retention) before they were exported. Nothing was written. They are in the \
+                 archive file that holds them (its lines between the first and the last are rows \
+                 in this format): add them to {}, write {} to {}, and run the export again",
+                self.last + 1,
+                first.seq - 1,
+                self.path.display(),
+                first.seq - 1,
+                self.mark.display()
+            );
+        }
         let mut lines = Vec::with_capacity(rows.len() * 256);
         for row in rows {
             serde_json::to_writer(&mut lines, row)?;

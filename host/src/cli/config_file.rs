@@ -19,7 +19,7 @@ pub const CONFIG_VAR: &str = "KEYWARD_CONFIG";
 const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// Each key of the file and the variable it stands for.
-pub const KEYS: [(&str, &str); 15] = [
+pub const KEYS: [(&str, &str); 17] = [
     ("database_url", "KEYWARD_DATABASE_URL"),
     ("data_dir", "KEYWARD_DATA_DIR"),
     ("plugins_dir", "KEYWARD_PLUGINS_DIR"),
@@ -33,6 +33,8 @@ pub const KEYS: [(&str, &str); 15] = [
     ("audit_checkpoint", "KEYWARD_AUDIT_CHECKPOINT"),
     ("audit_checkpoint_every", "KEYWARD_AUDIT_CHECKPOINT_EVERY"),
     ("audit_verify_every", "KEYWARD_AUDIT_VERIFY_EVERY"),
+    ("audit_retain", "KEYWARD_AUDIT_RETAIN"),
+    ("audit_archive_dir", "KEYWARD_AUDIT_ARCHIVE_DIR"),
     ("max_versions", "KEYWARD_MAX_VERSIONS"),
     ("delete_retention", "KEYWARD_DELETE_RETENTION"),
 ];
@@ -287,6 +289,8 @@ pub fn check(
         ("audit_checkpoint", "audit_checkpoint"),
         ("audit_checkpoint_every", "audit_checkpoint_every"),
         ("audit_verify_every", "audit_verify_every"),
+        ("audit_retain", "audit_retain"),
+        ("audit_archive_dir", "audit_archive_dir"),
     ] {
         let source = source_of(loaded, var_of(key), serve.value_source(id));
         rows.insert(key, (raw(serve, id).unwrap_or_default(), source));

@@ -3,6 +3,7 @@
 mod agent;
 mod audit;
 mod audit_export;
+mod audit_retention;
 mod checkpoint_file;
 mod config_file;
 mod key;

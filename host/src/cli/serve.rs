@@ -74,6 +74,33 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(0..=86_400)
     )]
     audit_verify_every: u64,
+
+    /// Keep the access log's rows this long in the database (`90d`, `12h`):
+    /// older ones are moved to archive files in --audit-archive-dir and
+    /// deleted, checked every hour (or every quarter of the age, if less).
+    /// Each run is an `archive` row in the log. On PostgreSQL one host
+    /// archives at a time. Unset: nothing is archived. See
+    /// docs/access-log.md.
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_RETAIN",
+        value_name = "AGE",
+        value_parser = crate::text::parse_duration,
+        requires = "audit_archive_dir"
+    )]
+    audit_retain: Option<std::time::Duration>,
+
+    /// Where --audit-retain writes its archive files
+    /// (`access-log-FIRST-LAST.jsonl.gz`, 0600); created if missing. Keep
+    /// them (and ship them off the host): `keyward audit verify --archive`
+    /// needs them to verify the rows they hold.
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_ARCHIVE_DIR",
+        value_name = "DIR",
+        requires = "audit_retain"
+    )]
+    audit_archive_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_public_url(text: &str) -> Result<url::Url, String> {
@@ -128,6 +155,10 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         super::checkpoint_file::spawn_periodic(vault.clone(), path, every)
     });
     let _purge = spawn_purge(vault.clone());
+    let _retention = match (args.audit_retain, &args.audit_archive_dir) {
+        (Some(age), Some(dir)) => Some(super::audit_retention::spawn(vault.clone(), age, dir)?),
+        _ => None,
+    };
     // History reads the index up to its mark and the log after it: the
     // follower keeps that tail short (see audit::log_index).
     let _index = crate::audit::log_index::spawn_follower(vault.clone());

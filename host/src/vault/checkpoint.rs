@@ -66,11 +66,20 @@ pub struct LogVerdict {
     /// Rows verified (absent when the chain is broken): the last row's seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<i64>,
-    /// The first row an incremental verify checked (`audit verify
-    /// --since-checkpoint`): the rows before it were trusted to the
-    /// checkpoint. Absent for a whole-chain verify.
+    /// The first row verified in the database when it is not row 1: the
+    /// rows before it were trusted to a checkpoint (`audit verify
+    /// --since-checkpoint`) or to the archive mark. Absent when the walk
+    /// started at row 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_from: Option<i64>,
+    /// The archive mark: rows up to it were moved to archive files and are
+    /// no longer in the database (absent if nothing was archived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_to: Option<i64>,
+    /// The archive files verified with the live log (`audit verify
+    /// --archive`), in chain order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives: Vec<ArchiveVerdict>,
     /// The first row whose MAC or link is wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken_at: Option<i64>,
@@ -81,6 +90,17 @@ pub struct LogVerdict {
     /// itself is broken).
     #[serde(default)]
     pub checkpoints: Vec<CheckpointVerdict>,
+}
+
+/// One archive file that verified: the rows it holds.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveVerdict {
+    /// The file, as given.
+    pub file: String,
+    /// Its first row.
+    pub first: i64,
+    /// Its last row.
+    pub last: i64,
 }
 
 /// How the log stands against one checkpoint.
@@ -106,6 +126,9 @@ pub enum Reach {
     CutOff,
     /// The log's row at that seq has another MAC: cut back and rewritten.
     Diverged,
+    /// The row was archived (it is before the archive mark) and no archive
+    /// holding it was given: it can be checked with `audit verify --archive`.
+    Archived,
 }
 
 impl Vault {
@@ -118,14 +141,18 @@ impl Vault {
         self.verify_since(None, checkpoints, &mut |_| {}).await
     }
 
-    /// Verifies the rows after `from` (trusted as it is), returning the
-    /// verdict and the last row found good: one step of `serve`'s
-    /// background verify.
+    /// Verifies the rows after `from` (trusted as it is; after the archive
+    /// mark if that is further on), returning the verdict and the last row
+    /// found good: one step of `serve`'s background verify.
     pub async fn verify_walk(
         &self,
         from: &chain::Head,
     ) -> Result<(VerifyReport, chain::Head), VaultError> {
-        Ok(chain::verify_walk(self.db.reader(), &self.chain, from, &mut |_| {}).await?)
+        let from = match self.live_start(from.clone()).await? {
+            Ok(from) => from,
+            Err(broken) => return Ok((broken, from.clone())),
+        };
+        Ok(chain::verify_walk(self.db.reader(), &self.chain, &from, &mut |_| {}).await?)
     }
 
     /// [`Vault::verify_against`], verifying the chain only after `since`
@@ -138,29 +165,64 @@ impl Vault {
         checkpoints: &[Checkpoint],
         progress: &mut (dyn FnMut(chain::VerifyProgress) + Send),
     ) -> Result<LogVerdict, VaultError> {
-        let from = since.map_or_else(chain::Head::start, Checkpoint::head);
+        self.verify_live(since, checkpoints, None, progress).await
+    }
+
+    /// The live log's part of every verify: the chain from `since` (or
+    /// the start), but never from before the archive mark, whose rows are
+    /// no longer in the database; then each checkpoint. A checkpoint of an
+    /// archived row is checked against `archived` (the rows of the archives
+    /// given, already verified), or else reported [`Reach::Archived`].
+    pub(super) async fn verify_live(
+        &self,
+        since: Option<&Checkpoint>,
+        checkpoints: &[Checkpoint],
+        archived: Option<&super::archive::ArchivedRows>,
+        progress: &mut (dyn FnMut(chain::VerifyProgress) + Send),
+    ) -> Result<LogVerdict, VaultError> {
+        let wanted = since.map_or_else(chain::Head::start, Checkpoint::head);
+        let mark = match self.archive_mark().await? {
+            super::archive::Mark::None => None,
+            super::archive::Mark::Archived(mark) => Some(mark),
+            super::archive::Mark::Forged { .. } => None,
+        };
+        let from = match self.live_start(wanted).await? {
+            Ok(from) => from,
+            Err(VerifyReport::Broken { seq, problem }) => {
+                return Ok(LogVerdict::broken(None, seq, problem))
+            }
+            Err(VerifyReport::Intact { .. }) => unreachable!("live_start only breaks"),
+        };
+        let verified_from = (from.seq > 0).then_some(from.seq + 1);
         let report =
             chain::verify_reporting(self.db.reader(), &self.chain, &from, progress).await?;
         let rows = match report {
             VerifyReport::Intact { rows } => rows,
             VerifyReport::Broken { seq, problem } => {
-                return Ok(LogVerdict {
-                    intact: false,
-                    rows: None,
-                    verified_from: since.map(|c| c.seq() + 1),
-                    broken_at: Some(seq),
-                    problem: Some(problem),
-                    checkpoints: Vec::new(),
-                })
+                return Ok(LogVerdict::broken(verified_from, seq, problem))
             }
         };
         let checkpoints: Vec<&Checkpoint> = since.into_iter().chain(checkpoints).collect();
         let mut verdicts = Vec::with_capacity(checkpoints.len());
         for checkpoint in checkpoints {
-            let (verdict, log_ends) = match self.anchor(rows, checkpoint).await? {
-                Anchor::Reached => (Reach::Reached, None),
-                Anchor::CutOff { log_ends } => (Reach::CutOff, Some(log_ends)),
-                Anchor::Diverged => (Reach::Diverged, None),
+            let archived_mac = match &mark {
+                Some(mark) if checkpoint.seq() == mark.seq() => Some(Some(mark.mac().to_vec())),
+                Some(mark) if checkpoint.seq() < mark.seq() => {
+                    Some(archived.and_then(|a| a.mac_of(checkpoint.seq())))
+                }
+                _ => None,
+            };
+            let (verdict, log_ends) = match archived_mac {
+                Some(Some(mac)) if crate::crypto::ct_eq(&mac, checkpoint.mac()) => {
+                    (Reach::Reached, None)
+                }
+                Some(Some(_)) => (Reach::Diverged, None),
+                Some(None) => (Reach::Archived, None),
+                None => match self.anchor(rows, checkpoint).await? {
+                    Anchor::Reached => (Reach::Reached, None),
+                    Anchor::CutOff { log_ends } => (Reach::CutOff, Some(log_ends)),
+                    Anchor::Diverged => (Reach::Diverged, None),
+                },
             };
             verdicts.push(CheckpointVerdict {
                 seq: checkpoint.seq(),
@@ -170,12 +232,31 @@ impl Vault {
             });
         }
         Ok(LogVerdict {
-            intact: verdicts.iter().all(|v| v.verdict == Reach::Reached),
+            intact: verdicts
+                .iter()
+                .all(|v| matches!(v.verdict, Reach::Reached | Reach::Archived)),
             rows: Some(rows),
-            verified_from: since.map(|c| c.seq() + 1),
+            verified_from,
+            archived_to: mark.map(|m| m.seq()),
+            archives: Vec::new(),
             broken_at: None,
             problem: None,
             checkpoints: verdicts,
         })
+    }
+}
+
+impl LogVerdict {
+    pub(super) fn broken(verified_from: Option<i64>, seq: i64, problem: String) -> LogVerdict {
+        LogVerdict {
+            intact: false,
+            rows: None,
+            verified_from,
+            archived_to: None,
+            archives: Vec::new(),
+            broken_at: Some(seq),
+            problem: Some(problem),
+            checkpoints: Vec::new(),
+        }
     }
 }

@@ -192,6 +192,11 @@ pub enum VaultError {
     /// constraint said no). (409)
     #[error("another request created or changed the same {0} at the same time; try again")]
     Race(&'static str),
+    /// An access-log archive could not be written, read or made
+    /// (`keyward audit archive`, `audit verify --archive`: the CLI only,
+    /// never an HTTP answer). (500)
+    #[error(transparent)]
+    Archive(#[from] crate::audit::archive::ArchiveError),
     /// Any other database failure. (500)
     #[error("database error: {0}")]
     Db(sqlx::Error),
@@ -232,6 +237,7 @@ impl VaultError {
             | VaultError::KeyNotAdopted { .. }
             | VaultError::OtherKeyAdopted { .. }
             | VaultError::Unreadable(_)
+            | VaultError::Archive(_)
             | VaultError::Db(_) => 500,
         }
     }
