@@ -393,7 +393,7 @@ pub enum VerifyReport {
 
 /// Walks the log up to the head as it is when the walk starts (rows appended
 /// meanwhile are left for the next run) and recomputes every MAC.
-pub async fn verify(db: Reader<'_>, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
+pub async fn verify(db: &crate::store::Db, key: &ChainKey) -> Result<VerifyReport, sqlx::Error> {
     verify_after(db, key, &Head::start()).await
 }
 
@@ -401,7 +401,7 @@ pub async fn verify(db: Reader<'_>, key: &ChainKey) -> Result<VerifyReport, sqlx
 /// head a signed checkpoint records): an incremental verify reads only the
 /// rows that are new. `Intact { rows }` is still the last row's seq.
 pub async fn verify_after(
-    db: Reader<'_>,
+    db: &crate::store::Db,
     key: &ChainKey,
     from: &Head,
 ) -> Result<VerifyReport, sqlx::Error> {
@@ -421,7 +421,7 @@ pub struct VerifyProgress {
 
 /// [`verify_after`], telling `progress` after every page.
 pub async fn verify_reporting(
-    db: Reader<'_>,
+    db: &crate::store::Db,
     key: &ChainKey,
     from: &Head,
     progress: &mut (dyn FnMut(VerifyProgress) + Send),
@@ -433,12 +433,12 @@ pub async fn verify_reporting(
 /// and MAC): where the next incremental walk can start (`serve`'s
 /// background verifier).
 pub async fn verify_walk(
-    db: Reader<'_>,
+    db: &crate::store::Db,
     key: &ChainKey,
     from: &Head,
     progress: &mut (dyn FnMut(VerifyProgress) + Send),
 ) -> Result<(VerifyReport, Head), sqlx::Error> {
-    let head = read_head(db).await?;
+    let head = read_head(db.reader()).await?;
     if head.seq < from.seq {
         let problem = format!(
             "the chain head records row {} but the trusted starting point is row {}: rows were removed from the end",
@@ -456,9 +456,8 @@ pub async fn verify_walk(
         seq: expected - 1,
         mac: prev.to_vec(),
     };
-    loop {
-        let page = page_up_to(db, expected - 1, head.seq).await?;
-        let full_page = page.len() as i64 == PAGE;
+    let mut pages = Pages::open(db, from.seq, head.seq);
+    while let Some(page) = pages.next().await? {
         for row in &page {
             if row.seq != expected {
                 let report = VerifyReport::Broken {
@@ -478,7 +477,7 @@ pub async fn verify_walk(
                 };
                 return Ok((report, good(expected, &prev)));
             }
-            prev = row.mac.clone();
+            prev.clone_from(&row.mac);
             expected += 1;
         }
         progress(VerifyProgress {
@@ -486,9 +485,6 @@ pub async fn verify_walk(
             from: from.seq,
             to: head.seq,
         });
-        if !full_page {
-            break;
-        }
     }
     let rows = expected - 1;
     if head.seq != rows || !ct_eq(&head.mac, &prev) {
@@ -502,6 +498,125 @@ pub async fn verify_walk(
         return Ok((report, good(expected, &prev)));
     }
     Ok((VerifyReport::Intact { rows }, good(expected, &prev)))
+}
+
+/// The rows a verify walks, a page at a time, oldest first.
+///
+/// On SQLite they are read by a thread of their own straight from the file
+/// (rusqlite, one statement, pages handed over a short queue): the verify
+/// checks one page while the next is read, and skips the row decoding of
+/// the pool's generic driver, which was most of a verify's time (measured:
+/// docs/benchmarks.md). On PostgreSQL, pages of the pool.
+enum Pages<'a> {
+    Pool {
+        db: Reader<'a>,
+        after: i64,
+        last: i64,
+        done: bool,
+    },
+    File(flume::Receiver<Result<Vec<LogRow>, sqlx::Error>>),
+}
+
+impl<'a> Pages<'a> {
+    fn open(db: &'a crate::store::Db, after: i64, last: i64) -> Pages<'a> {
+        match db.sqlite_file() {
+            Some(path) => Pages::File(read_file_pages(path.to_owned(), after, last)),
+            None => Pages::Pool {
+                db: db.reader(),
+                after,
+                last,
+                done: false,
+            },
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<LogRow>>, sqlx::Error> {
+        match self {
+            Pages::Pool {
+                db,
+                after,
+                last,
+                done,
+            } => {
+                if *done {
+                    return Ok(None);
+                }
+                let page = page_up_to(*db, *after, *last).await?;
+                *done = (page.len() as i64) < PAGE;
+                match page.last() {
+                    Some(row) => *after = row.seq,
+                    None => return Ok(None),
+                }
+                Ok(Some(page))
+            }
+            Pages::File(pages) => pages.recv_async().await.ok().transpose(),
+        }
+    }
+}
+
+/// Reads rows `after + 1 ..= last` of the SQLite file at `path` on a thread
+/// of its own, [`PAGE`] rows a message. The thread stops at the end, at an
+/// error (sent as the last message), or when the receiver is dropped.
+fn read_file_pages(
+    path: std::path::PathBuf,
+    after: i64,
+    last: i64,
+) -> flume::Receiver<Result<Vec<LogRow>, sqlx::Error>> {
+    let (send, receive) = flume::bounded(4);
+    let spawned = std::thread::Builder::new()
+        .name("keyward-verify-read".into())
+        .spawn(move || {
+            let read = || -> rusqlite::Result<()> {
+                use rusqlite::OpenFlags;
+                let conn = rusqlite::Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM secret_access_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+                );
+                let mut statement = conn.prepare(&sql)?;
+                let mut rows = statement.query(rusqlite::params![after, last])?;
+                let mut page = Vec::with_capacity(PAGE as usize);
+                while let Some(row) = rows.next()? {
+                    page.push(LogRow {
+                        seq: row.get(0)?,
+                        at: row.get(1)?,
+                        accessor: row.get(2)?,
+                        reason: row.get(3)?,
+                        action: row.get(4)?,
+                        outcome: row.get(5)?,
+                        scope: row.get(6)?,
+                        name: row.get(7)?,
+                        detail: row.get(8)?,
+                        mac: row.get(9)?,
+                    });
+                    if page.len() as i64 == PAGE {
+                        let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE as usize));
+                        if send.send(Ok(full)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if !page.is_empty() {
+                    let _ = send.send(Ok(page));
+                }
+                Ok(())
+            };
+            if let Err(error) = read() {
+                let _ = send.send(Err(sqlx::Error::Protocol(format!(
+                    "reading the access log from {}: {error}",
+                    path.display()
+                ))));
+            }
+        });
+    if let Err(error) = spawned {
+        let (send, receive) = flume::bounded(1);
+        let _ = send.send(Err(sqlx::Error::Io(error)));
+        return receive;
+    }
+    receive
 }
 
 pub(crate) async fn page_up_to(

@@ -52,7 +52,7 @@ impl Vault {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<VerifyReport, VaultError> {
-        Ok(chain::verify_after(self.db.reader(), &self.chain, &checkpoint.head()).await?)
+        Ok(chain::verify_after(&self.db, &self.chain, &checkpoint.head()).await?)
     }
 }
 
@@ -152,7 +152,7 @@ impl Vault {
             Ok(from) => from,
             Err(broken) => return Ok((broken, from.clone())),
         };
-        Ok(chain::verify_walk(self.db.reader(), &self.chain, &from, &mut |_| {}).await?)
+        Ok(chain::verify_walk(&self.db, &self.chain, &from, &mut |_| {}).await?)
     }
 
     /// [`Vault::verify_against`], verifying the chain only after `since`
@@ -194,8 +194,7 @@ impl Vault {
             Err(VerifyReport::Intact { .. }) => unreachable!("live_start only breaks"),
         };
         let verified_from = (from.seq > 0).then_some(from.seq + 1);
-        let report =
-            chain::verify_reporting(self.db.reader(), &self.chain, &from, progress).await?;
+        let report = chain::verify_reporting(&self.db, &self.chain, &from, progress).await?;
         let rows = match report {
             VerifyReport::Intact { rows } => rows,
             VerifyReport::Broken { seq, problem } => {

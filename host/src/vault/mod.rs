@@ -407,7 +407,7 @@ impl Vault {
     /// the archive mark on, if rows were archived).
     pub async fn verify_log(&self) -> Result<VerifyReport, VaultError> {
         match self.live_start(Head::start()).await? {
-            Ok(from) => Ok(chain::verify_after(self.db.reader(), &self.chain, &from).await?),
+            Ok(from) => Ok(chain::verify_after(&self.db, &self.chain, &from).await?),
             Err(broken) => Ok(broken),
         }
     }
