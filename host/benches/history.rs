@@ -8,7 +8,10 @@
 //! - logged reveals/s on the empty log, on the full log (the index follower
 //!   running; how far it lags), and on the full log with 8 tasks each asking
 //!   for a missing secret's history ten times a second,
-//! - a full `audit verify` (rows/s).
+//! - a full `audit verify` (rows/s), an incremental one of the newest
+//!   million rows (seconds),
+//! - `audit archive` of the older half (rows/s, bytes a row in the file),
+//!   and `audit verify --archive` over the archive and the live log.
 //!
 //! Run: `cargo bench -p keyward --bench history`. Settings (environment):
 //! `HISTORY_ROWS` (2,000,000), `KEYWARD_BENCH_DIR` (where the SQLite file
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use keyward::audit::chain::HistoryQuery;
+use keyward::audit::chain::{Head, HistoryQuery};
 use keyward::audit::{log_index, Access, Action, VerifyReport};
 use keyward::config::Config;
 use keyward::crypto::MasterKey;
@@ -290,6 +293,68 @@ async fn run(rows: u64) {
         ),
         VerifyReport::Broken { seq, problem } => panic!("the chain broke at {seq}: {problem}"),
     }
+
+    // Incremental verify of the newest million rows (what `audit verify
+    // --since-checkpoint` and `serve`'s background verify do): trusted up
+    // to the row before them.
+    let head = vault.log_head().await.expect("head");
+    let newest = 1_000_000.min(head.seq - 1);
+    let from = vault
+        .log_after(head.seq - newest - 1, 1)
+        .await
+        .expect("row")
+        .remove(0);
+    let started = Instant::now();
+    let (report, _) = vault
+        .verify_walk(&Head {
+            seq: from.seq,
+            mac: from.mac,
+        })
+        .await
+        .expect("incremental verify");
+    let took = started.elapsed();
+    assert!(matches!(report, VerifyReport::Intact { .. }), "{report:?}");
+    println!(
+        "incremental verify of the newest {newest} rows: {:.2} s ({:.0} rows/s)",
+        took.as_secs_f64(),
+        newest as f64 / took.as_secs_f64()
+    );
+
+    // Archive the older half, then verify archive + live log as one chain.
+    let middle = vault
+        .log_after(head.seq / 2, 1)
+        .await
+        .expect("row")
+        .remove(0);
+    let file = dir.path().join("archive.jsonl.gz");
+    let started = Instant::now();
+    let done = vault
+        .archive_before(middle.at, &|_, _| file.clone(), &access)
+        .await
+        .expect("archive")
+        .expect("rows to archive");
+    let took = started.elapsed();
+    let archived = done.last - done.first + 1;
+    let bytes = std::fs::metadata(&file).expect("archive file").len();
+    println!(
+        "audit archive: {archived} rows in {:.1} s ({:.0} rows/s, written and deleted), {:.1} bytes a row gzipped",
+        took.as_secs_f64(),
+        archived as f64 / took.as_secs_f64(),
+        bytes as f64 / archived as f64
+    );
+    let started = Instant::now();
+    let verdict = vault
+        .verify_with_archives(std::slice::from_ref(&file), &[], &mut |_| {})
+        .await
+        .expect("verify --archive");
+    let took = started.elapsed();
+    assert!(verdict.intact, "{verdict:?}");
+    let rows = verdict.rows.expect("rows");
+    println!(
+        "audit verify --archive: {rows} rows (archive + live) in {:.1} s ({:.0} rows/s)",
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64()
+    );
 }
 
 fn ms(d: Duration) -> f64 {

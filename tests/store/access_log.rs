@@ -26,6 +26,7 @@ crate::on_both_backends!(
     two_hosts_on_one_database_keep_one_chain,
     a_writer_never_chains_after_a_head_another_host_moved,
     history_is_an_index_lookup_and_every_read_is_bounded,
+    history_and_search_end_at_the_archive_mark,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
     commits_wait_for_durable_storage,
     a_checkpoint_anchors_the_end_of_the_log,
@@ -657,4 +658,86 @@ async fn checkpoints_outlive_a_master_key_rotation(db: TestDb) {
             .expect("anchor"),
         Anchor::Reached
     );
+}
+
+/// After `audit archive`, a secret's history and an unindexed search end
+/// at the archive mark (no cursor paging down through seqs that are gone),
+/// and the index holds no key of an archived row.
+async fn history_and_search_end_at_the_archive_mark(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 0).await; // row 1: S created
+    let noise: Vec<keyward::names::SecretRef> = (0..500).map(|_| reference("NOISE")).collect();
+    for _ in 0..40 {
+        vault
+            .record_used(&access(), Action::Render, &noise)
+            .await
+            .expect("record"); // rows 2–20,001
+    }
+    reveal(&vault, "S").await.expect("reveal"); // row 20,002
+    while log_index::index_batch(vault.db())
+        .await
+        .expect("index")
+        .rows
+        > 0
+    {}
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    reveal(&vault, "S").await.expect("reveal"); // row 20,003
+    let cut = vault.log_tail(1).await.expect("tail")[0].at;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("a.jsonl.gz");
+    let done = vault
+        .archive_before(cut, &|_, _| file.clone(), &access())
+        .await
+        .expect("archive")
+        .expect("rows archived");
+    assert_eq!((done.first, done.last), (1, 20_002)); // row 20,004: the run
+    let seqs =
+        |rows: &[keyward::audit::chain::LogRow]| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+    let page = vault
+        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
+        .await
+        .expect("history");
+    assert_eq!(seqs(&page.rows), [20_003]);
+    assert_eq!(page.next_before, None);
+    // A filter the index does not hold: one page, and it says the log ends.
+    let page = vault
+        .search_log(
+            &HistoryQuery {
+                action: Some("reveal".into()),
+                ..HistoryQuery::default()
+            },
+            50,
+        )
+        .await
+        .expect("search");
+    assert_eq!(seqs(&page.rows), [20_003]);
+    assert_eq!(page.next_before, None, "no cursor into archived rows");
+    let page = vault
+        .search_log(
+            &HistoryQuery {
+                action: Some("reveal".into()),
+                before: Some(15_000),
+                ..HistoryQuery::default()
+            },
+            50,
+        )
+        .await
+        .expect("search");
+    assert!(page.rows.is_empty());
+    assert_eq!(page.next_before, None);
+    let by_secret = match db.backend {
+        Backend::Sqlite => "log_index.access_log_by_secret",
+        Backend::Postgres => "access_log_by_secret",
+    };
+    let left: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {by_secret} WHERE seq <= 20002"
+    ))
+    .fetch_one(vault.db().reader())
+    .await
+    .expect("count");
+    assert_eq!(left, 0, "index keys of archived rows are deleted");
+    assert!(matches!(
+        vault.verify_log().await.expect("verify"),
+        VerifyReport::Intact { rows: 20_004 }
+    ));
 }
