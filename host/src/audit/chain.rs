@@ -456,7 +456,7 @@ pub async fn verify_walk(
         seq: expected - 1,
         mac: prev.to_vec(),
     };
-    let mut pages = Pages::open(db, from.seq, head.seq);
+    let mut pages = Pages::open(db, from.seq, head.seq).await;
     while let Some(page) = pages.next().await? {
         for row in &page {
             if row.seq != expected {
@@ -502,11 +502,13 @@ pub async fn verify_walk(
 
 /// The rows a verify walks, a page at a time, oldest first.
 ///
-/// On SQLite they are read by a thread of their own straight from the file
-/// (rusqlite, one statement, pages handed over a short queue): the verify
-/// checks one page while the next is read, and skips the row decoding of
-/// the pool's generic driver, which was most of a verify's time (measured:
-/// docs/benchmarks.md). On PostgreSQL, pages of the pool.
+/// They are read beside the verify, not by it: on SQLite by a thread of its
+/// own straight from the file (rusqlite, one statement), on PostgreSQL by a
+/// task streaming one statement over a connection of the native driver;
+/// pages come over a short queue, so one page is checked while the next is
+/// read, and rows skip the pool's generic driver, whose per-value decoding
+/// was most of a verify's time (measured: docs/benchmarks.md). If that
+/// connection cannot be had, pages of the pool.
 enum Pages<'a> {
     Pool {
         db: Reader<'a>,
@@ -514,19 +516,22 @@ enum Pages<'a> {
         last: i64,
         done: bool,
     },
-    File(flume::Receiver<Result<Vec<LogRow>, sqlx::Error>>),
+    Queue(flume::Receiver<Result<Vec<LogRow>, sqlx::Error>>),
 }
 
 impl<'a> Pages<'a> {
-    fn open(db: &'a crate::store::Db, after: i64, last: i64) -> Pages<'a> {
-        match db.sqlite_file() {
-            Some(path) => Pages::File(read_file_pages(path.to_owned(), after, last)),
-            None => Pages::Pool {
-                db: db.reader(),
-                after,
-                last,
-                done: false,
-            },
+    async fn open(db: &'a crate::store::Db, after: i64, last: i64) -> Pages<'a> {
+        if let Some(path) = db.sqlite_file() {
+            return Pages::Queue(read_file_pages(path.to_owned(), after, last));
+        }
+        if let Some(Ok(conn)) = db.connect_postgres().await {
+            return Pages::Queue(stream_postgres_pages(conn, after, last));
+        }
+        Pages::Pool {
+            db: db.reader(),
+            after,
+            last,
+            done: false,
         }
     }
 
@@ -549,7 +554,7 @@ impl<'a> Pages<'a> {
                 }
                 Ok(Some(page))
             }
-            Pages::File(pages) => pages.recv_async().await.ok().transpose(),
+            Pages::Queue(pages) => pages.recv_async().await.ok().transpose(),
         }
     }
 }
@@ -616,6 +621,57 @@ fn read_file_pages(
         let _ = send.send(Err(sqlx::Error::Io(error)));
         return receive;
     }
+    receive
+}
+
+/// Streams rows `after + 1 ..= last` of the log over `conn` (PostgreSQL's
+/// native driver) from a task of its own, [`PAGE`] rows a message; an error
+/// is the last message. The task stops when the receiver is dropped.
+fn stream_postgres_pages(
+    mut conn: sqlx::postgres::PgConnection,
+    after: i64,
+    last: i64,
+) -> flume::Receiver<Result<Vec<LogRow>, sqlx::Error>> {
+    let (send, receive) = flume::bounded(4);
+    tokio::spawn(async move {
+        use futures_util::TryStreamExt as _;
+        use sqlx::Connection as _;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM secret_access_log WHERE seq > $1 AND seq <= $2 ORDER BY seq"
+        );
+        let read = async {
+            let mut rows = sqlx::query(&sql).bind(after).bind(last).fetch(&mut conn);
+            let mut page = Vec::with_capacity(PAGE as usize);
+            while let Some(row) = rows.try_next().await? {
+                page.push(LogRow {
+                    seq: row.try_get(0)?,
+                    at: row.try_get(1)?,
+                    accessor: row.try_get(2)?,
+                    reason: row.try_get(3)?,
+                    action: row.try_get(4)?,
+                    outcome: row.try_get(5)?,
+                    scope: row.try_get(6)?,
+                    name: row.try_get(7)?,
+                    detail: row.try_get(8)?,
+                    mac: row.try_get(9)?,
+                });
+                if page.len() as i64 == PAGE {
+                    let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE as usize));
+                    if send.send_async(Ok(full)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !page.is_empty() {
+                let _ = send.send_async(Ok(page)).await;
+            }
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(error) = read.await {
+            let _ = send.send_async(Err(error)).await;
+        }
+        let _ = conn.close().await;
+    });
     receive
 }
 

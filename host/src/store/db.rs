@@ -275,6 +275,32 @@ impl Db {
         }
     }
 
+    /// On PostgreSQL, a connection of the native driver, outside the pool
+    /// (`None` on SQLite), for reads of many rows: `audit verify` streams
+    /// the log through it, decoding rows without the generic driver's
+    /// per-value conversion. Gives up like [`Db::connect_own`].
+    pub(crate) async fn connect_postgres(
+        &self,
+    ) -> Option<Result<sqlx::postgres::PgConnection, sqlx::Error>> {
+        use sqlx::Connection as _;
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let connect = sqlx::postgres::PgConnection::connect(&self.raw_url);
+        Some(
+            match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
+                Ok(done) => done,
+                Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no connection to the database within {} ms",
+                        POSTGRES_CONNECT_TIMEOUT.as_millis()
+                    ),
+                ))),
+            },
+        )
+    }
+
     /// A connection of its own, outside the pool, with the settings every
     /// connection of the store has (the access-log writer's): connecting
     /// gives up after [`POSTGRES_CONNECT_TIMEOUT`] on PostgreSQL, so a
