@@ -500,6 +500,25 @@ pub async fn verify_walk(
     Ok((VerifyReport::Intact { rows }, good(expected, &prev)))
 }
 
+/// A [`LogRow`] from a row of [`COLUMNS`], in that order, whatever the
+/// driver: `$get` is its getter by column index (`?` on each).
+macro_rules! log_row_by_index {
+    ($row:expr, $get:ident) => {
+        LogRow {
+            seq: $row.$get(0)?,
+            at: $row.$get(1)?,
+            accessor: $row.$get(2)?,
+            reason: $row.$get(3)?,
+            action: $row.$get(4)?,
+            outcome: $row.$get(5)?,
+            scope: $row.$get(6)?,
+            name: $row.$get(7)?,
+            detail: $row.$get(8)?,
+            mac: $row.$get(9)?,
+        }
+    };
+}
+
 /// The rows a verify walks, a page at a time, oldest first.
 ///
 /// They are read beside the verify, not by it: on SQLite by a thread of its
@@ -585,18 +604,7 @@ fn read_file_pages(
                 let mut rows = statement.query(rusqlite::params![after, last])?;
                 let mut page = Vec::with_capacity(PAGE as usize);
                 while let Some(row) = rows.next()? {
-                    page.push(LogRow {
-                        seq: row.get(0)?,
-                        at: row.get(1)?,
-                        accessor: row.get(2)?,
-                        reason: row.get(3)?,
-                        action: row.get(4)?,
-                        outcome: row.get(5)?,
-                        scope: row.get(6)?,
-                        name: row.get(7)?,
-                        detail: row.get(8)?,
-                        mac: row.get(9)?,
-                    });
+                    page.push(log_row_by_index!(row, get));
                     if page.len() as i64 == PAGE {
                         let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE as usize));
                         if send.send(Ok(full)).is_err() {
@@ -643,18 +651,7 @@ fn stream_postgres_pages(
             let mut rows = sqlx::query(&sql).bind(after).bind(last).fetch(&mut conn);
             let mut page = Vec::with_capacity(PAGE as usize);
             while let Some(row) = rows.try_next().await? {
-                page.push(LogRow {
-                    seq: row.try_get(0)?,
-                    at: row.try_get(1)?,
-                    accessor: row.try_get(2)?,
-                    reason: row.try_get(3)?,
-                    action: row.try_get(4)?,
-                    outcome: row.try_get(5)?,
-                    scope: row.try_get(6)?,
-                    name: row.try_get(7)?,
-                    detail: row.try_get(8)?,
-                    mac: row.try_get(9)?,
-                });
+                page.push(log_row_by_index!(row, try_get));
                 if page.len() as i64 == PAGE {
                     let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE as usize));
                     if send.send_async(Ok(full)).await.is_err() {

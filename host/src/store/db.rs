@@ -286,19 +286,7 @@ impl Db {
         if self.backend != Backend::Postgres {
             return None;
         }
-        let connect = sqlx::postgres::PgConnection::connect(&self.raw_url);
-        Some(
-            match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
-                Ok(done) => done,
-                Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no connection to the database within {} ms",
-                        POSTGRES_CONNECT_TIMEOUT.as_millis()
-                    ),
-                ))),
-            },
-        )
+        Some(within_connect_timeout(sqlx::postgres::PgConnection::connect(&self.raw_url)).await)
     }
 
     /// A connection of its own, outside the pool, with the settings every
@@ -315,16 +303,7 @@ impl Db {
             }
             Ok(conn)
         };
-        match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
-            Ok(done) => done,
-            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no connection to the database within {} ms",
-                    POSTGRES_CONNECT_TIMEOUT.as_millis()
-                ),
-            ))),
-        }
+        within_connect_timeout(connect).await
     }
 
     /// Records whether the database can be reached (the access-log writer
@@ -460,3 +439,19 @@ const SQLITE_LOG_INDEX_SCHEMA: &str = "\
     CREATE TABLE IF NOT EXISTS log_index.access_log_indexed ( \
         id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL); \
     INSERT OR IGNORE INTO log_index.access_log_indexed (id, seq) VALUES (1, 0);";
+
+/// `connect`, given up after [`POSTGRES_CONNECT_TIMEOUT`].
+async fn within_connect_timeout<T>(
+    connect: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
+        Ok(done) => done,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no connection to the database within {} ms",
+                POSTGRES_CONNECT_TIMEOUT.as_millis()
+            ),
+        ))),
+    }
+}
