@@ -528,7 +528,7 @@ macro_rules! log_row_by_index {
 /// read, and rows skip the pool's generic driver, whose per-value decoding
 /// was most of a verify's time (measured: docs/benchmarks.md). If that
 /// connection cannot be had, pages of the pool.
-enum Pages<'a> {
+pub(crate) enum Pages<'a> {
     Pool {
         db: Reader<'a>,
         after: i64,
@@ -539,7 +539,8 @@ enum Pages<'a> {
 }
 
 impl<'a> Pages<'a> {
-    async fn open(db: &'a crate::store::Db, after: i64, last: i64) -> Pages<'a> {
+    /// Rows `after + 1 ..= last`.
+    pub(crate) async fn open(db: &'a crate::store::Db, after: i64, last: i64) -> Pages<'a> {
         if let Some(path) = db.sqlite_file() {
             return Pages::Queue(read_file_pages(path.to_owned(), after, last));
         }
@@ -554,7 +555,8 @@ impl<'a> Pages<'a> {
         }
     }
 
-    async fn next(&mut self) -> Result<Option<Vec<LogRow>>, sqlx::Error> {
+    /// The next page; `None` after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<LogRow>>, sqlx::Error> {
         match self {
             Pages::Pool {
                 db,

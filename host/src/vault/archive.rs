@@ -193,17 +193,17 @@ impl Vault {
         let now = now_ms();
         let mut writer = Writer::create(to, &self.checkpoints, start, last, now)?;
         let mut prev = start.clone();
+        // Read beside the writing, as a verify reads (chain::Pages).
+        let mut pages = chain::Pages::open(&self.db, prev.seq, last).await;
         loop {
-            let page = match chain::page_up_to(self.db.reader(), prev.seq, last).await {
-                Ok(page) => page,
+            let page = match pages.next().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
                 Err(error) => {
                     writer.abandon();
                     return Err(error.into());
                 }
             };
-            if page.is_empty() {
-                break;
-            }
             for row in &page {
                 let problem = if row.seq != prev.seq + 1 {
                     Some(format!("row {} is missing", prev.seq + 1))
