@@ -5,7 +5,7 @@
 //! - history latency, p50 and p99 over 200 requests each, for a busy
 //!   secret, a quiet one (a row every 100,000), a missing one, a filter the
 //!   index does not hold, and an accessor,
-//! - logged reveals/s on the empty log, on the full log (the index follower
+//! - logged reveals/s (best of three 5-second rounds) on the empty log, on the full log (the index follower
 //!   running; how far it lags), and on the full log with 8 tasks each asking
 //!   for a missing secret's history ten times a second,
 //! - a full `audit verify` (rows/s), an incremental one of the newest
@@ -88,7 +88,7 @@ async fn run(rows: u64) {
     }
     println!("store: {store}; log rows to write: {rows}");
 
-    let empty = reveals_per_second(&vault, &access, 0).await;
+    let empty = best_of_three(&vault, &access, 0).await;
     println!("reveals/s on the empty log: {empty:.0}");
 
     // The log, through the real writer.
@@ -267,14 +267,14 @@ async fn run(rows: u64) {
             }
         })
     };
-    let full = reveals_per_second(&vault, &access, 0).await;
+    let full = best_of_three(&vault, &access, 0).await;
     stop_lag.store(true, Ordering::Relaxed);
     sampler.await.expect("lag sampler");
     println!(
         "history index lag while rendering: at most {} rows behind the head",
         max_lag.load(Ordering::Relaxed)
     );
-    let loaded = reveals_per_second(&vault, &access, 8).await;
+    let loaded = best_of_three(&vault, &access, 8).await;
     follower.abort();
     println!(
         "reveals/s: empty log {empty:.0}; full log {full:.0} ({:+.1} %); full log with 8 missing-secret history loops {loaded:.0} ({:+.1} %)",
@@ -359,6 +359,17 @@ async fn run(rows: u64) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The best of three [`reveals_per_second`] rounds: on a shared 2-core
+/// machine one 5-second round varies by ±10 % (measured), which would hide
+/// the few per cent this bench looks for.
+async fn best_of_three(vault: &Vault, access: &Access, historians: usize) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        best = best.max(reveals_per_second(vault, access, historians).await);
+    }
+    best
 }
 
 /// Logged reveals of `BUSY` per second over 5 s from 16 tasks, while
