@@ -222,7 +222,9 @@ fn create_private(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
-fn mac32(mac: &[u8]) -> [u8; 32] {
+/// A head's MAC as the 32 bytes a checkpoint signs (zeros if it is not 32
+/// bytes long: such a head is damaged, and its checkpoint will not match).
+pub(crate) fn mac32(mac: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     if mac.len() == 32 {
         out.copy_from_slice(mac);

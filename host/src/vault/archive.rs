@@ -59,6 +59,26 @@ pub struct Archived {
     pub sha256: String,
 }
 
+impl Mark {
+    /// Where a walk of the live log that would start after `from` must
+    /// start: after the mark if that is further on (the rows up to it are
+    /// gone from the database, and were checked when archived), or a broken
+    /// verdict if the mark is forged.
+    pub(crate) fn start_after(&self, from: Head) -> Result<Head, VerifyReport> {
+        match self {
+            Mark::Archived(mark) if mark.seq() > from.seq => Ok(mark.head()),
+            Mark::None | Mark::Archived(_) => Ok(from),
+            Mark::Forged { seq } => Err(VerifyReport::Broken {
+                seq: *seq,
+                problem: format!(
+                    "the archive mark (row {seq}) does not match its signature: it was written \
+                     without the master key, to hide the rows before it"
+                ),
+            }),
+        }
+    }
+}
+
 impl Vault {
     /// The archive mark, its signature checked.
     pub async fn archive_mark(&self) -> Result<Mark, VaultError> {
@@ -83,25 +103,12 @@ impl Vault {
     }
 
     /// Where a walk of the live log that would start after `from` must
-    /// start: after the archive mark if that is further on (the rows up to
-    /// it are gone from the database, and were checked when archived), or a
-    /// broken verdict if the mark is forged.
+    /// start ([`Mark::start_after`]), the mark read now.
     pub(crate) async fn live_start(
         &self,
         from: Head,
     ) -> Result<Result<Head, VerifyReport>, VaultError> {
-        Ok(match self.archive_mark().await? {
-            Mark::None => Ok(from),
-            Mark::Archived(mark) if mark.seq() > from.seq => Ok(mark.head()),
-            Mark::Archived(_) => Ok(from),
-            Mark::Forged { seq } => Err(VerifyReport::Broken {
-                seq,
-                problem: format!(
-                    "the archive mark (row {seq}) does not match its signature: it was written \
-                     without the master key, to hide the rows before it"
-                ),
-            }),
-        })
+        Ok(self.archive_mark().await?.start_after(from))
     }
 
     /// Archives every row older than `before_ms` (Unix ms) that is still in
@@ -161,9 +168,7 @@ impl Vault {
         let first = start.seq + 1;
         let to = to(first, last);
         let to = to.as_path();
-        let end = self.write_archive(to, &start, last).await?;
-        let sha256 = end.1;
-        let end = end.0;
+        let (end, sha256) = self.write_archive(to, &start, last).await?;
         if let Err(error) = self
             .move_mark(&start, &end, first, to, &sha256, access)
             .await
@@ -275,7 +280,7 @@ impl Vault {
         }
         let mark = self
             .checkpoints
-            .sign(end.seq, mac_array(&end.mac), now_ms());
+            .sign(end.seq, crate::audit::archive::mac32(&end.mac), now_ms());
         sqlx::query(
             "INSERT INTO audit_archive (id, seq, mac, time_ms, sig) VALUES (1, $1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, \
@@ -380,13 +385,6 @@ impl ArchiveLock {
     }
 }
 
-fn mac_array(mac: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    let n = mac.len().min(32);
-    out[..n].copy_from_slice(&mac[..n]);
-    out
-}
-
 fn refused(why: String) -> VaultError {
     VaultError::Archive(ArchiveError::Refused(why))
 }
@@ -394,7 +392,6 @@ fn refused(why: String) -> VaultError {
 /// The rows of the archives given to `audit verify --archive`, verified:
 /// where they end, and the MACs of the rows checkpoints asked about.
 pub struct ArchivedRows {
-    end: Head,
     macs: std::collections::HashMap<i64, Vec<u8>>,
 }
 
@@ -529,11 +526,7 @@ impl Vault {
         if let Err((seq, problem)) = meets {
             return Ok(super::LogVerdict::broken(None, seq, problem));
         }
-        let archived = ArchivedRows {
-            end: last.end.clone(),
-            macs,
-        };
-        debug_assert!(archived.end.seq > 0);
+        let archived = ArchivedRows { macs };
         let mut verdict = self
             .verify_live(None, checkpoints, Some(&archived), progress)
             .await?;

@@ -181,17 +181,17 @@ impl Vault {
         progress: &mut (dyn FnMut(chain::VerifyProgress) + Send),
     ) -> Result<LogVerdict, VaultError> {
         let wanted = since.map_or_else(chain::Head::start, Checkpoint::head);
-        let mark = match self.archive_mark().await? {
-            super::archive::Mark::None => None,
-            super::archive::Mark::Archived(mark) => Some(mark),
-            super::archive::Mark::Forged { .. } => None,
-        };
-        let from = match self.live_start(wanted).await? {
+        let mark = self.archive_mark().await?;
+        let from = match mark.start_after(wanted) {
             Ok(from) => from,
             Err(VerifyReport::Broken { seq, problem }) => {
                 return Ok(LogVerdict::broken(None, seq, problem))
             }
-            Err(VerifyReport::Intact { .. }) => unreachable!("live_start only breaks"),
+            Err(VerifyReport::Intact { .. }) => unreachable!("start_after only breaks"),
+        };
+        let mark = match mark {
+            super::archive::Mark::Archived(mark) => Some(mark),
+            super::archive::Mark::None | super::archive::Mark::Forged { .. } => None,
         };
         let verified_from = (from.seq > 0).then_some(from.seq + 1);
         let report = chain::verify_reporting(&self.db, &self.chain, &from, progress).await?;
