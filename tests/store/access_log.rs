@@ -27,6 +27,7 @@ crate::on_both_backends!(
     a_writer_never_chains_after_a_head_another_host_moved,
     history_is_an_index_lookup_and_every_read_is_bounded,
     history_and_search_end_at_the_archive_mark,
+    history_requests_share_one_read_of_the_rows_after_the_index_mark,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
     commits_wait_for_durable_storage,
     a_checkpoint_anchors_the_end_of_the_log,
@@ -486,6 +487,107 @@ async fn history_is_an_index_lookup_and_every_read_is_bounded(db: TestDb) {
     assert_eq!(page.rows.len(), 50);
     assert_eq!(page.rows[0].seq, 30_001);
     assert_eq!(page.next_before, Some(29_952));
+}
+
+/// Eight clients asking at once, again and again, for the history of
+/// secrets that do not exist — names of their choice — while 5,000 rows
+/// wait for the index: the rows after the mark are read from the database
+/// once, not once per request (each request walked them all before: 24 ×
+/// 5,000). Rows another host appends are in the answers too.
+async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 0).await; // row 1: S created
+    bulk_rows(&db, 2, 5_001).await;
+    let start = vault.history_rows_read();
+    for round in 0..3 {
+        let mut asks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let vault = vault.clone();
+            asks.spawn(async move {
+                vault
+                    .history(
+                        &scope("global"),
+                        &name(&format!("MISSING_{round}_{i}")),
+                        &HistoryQuery::default(),
+                        50,
+                    )
+                    .await
+                    .expect("history")
+            });
+        }
+        for page in asks.join_all().await {
+            assert!(page.rows.is_empty());
+            assert_eq!(page.next_before, None, "the whole log was looked at");
+        }
+    }
+    let read = vault.history_rows_read() - start;
+    assert!(
+        read <= 5_001,
+        "24 requests read {read} log rows; the 5,001 after the mark once is enough"
+    );
+
+    // Another host's rows, and this one's, are in the next answers; only
+    // they are read.
+    let other = db.open(&key).await;
+    reveal(&other, "S").await.expect("reveal on host B"); // row 5,002
+    reveal(&vault, "S").await.expect("reveal"); // row 5,003
+    let start = vault.history_rows_read();
+    let page = vault
+        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
+        .await
+        .expect("history");
+    let seqs: Vec<i64> = page.rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [5_003, 5_002, 1]);
+    assert_eq!(page.next_before, None);
+    assert_eq!(
+        vault.history_rows_read() - start,
+        2 + 3,
+        "the two new rows, then the three returned"
+    );
+    // Filters the index does not hold are checked in memory the same way
+    // SQL checks them.
+    let only = |query: HistoryQuery| {
+        let vault = vault.clone();
+        async move {
+            vault
+                .search_log(&query, 50)
+                .await
+                .expect("search")
+                .rows
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    let at = page.rows[0].at;
+    assert_eq!(
+        only(HistoryQuery {
+            action: Some("reveal".into()),
+            ..HistoryQuery::default()
+        })
+        .await,
+        [5_003, 5_002]
+    );
+    assert_eq!(
+        only(HistoryQuery {
+            name: Some("S".into()),
+            until: Some(at.min(page.rows[1].at)),
+            ..HistoryQuery::default()
+        })
+        .await,
+        [1]
+    );
+    assert_eq!(
+        only(HistoryQuery {
+            accessor: Some("bulk".into()),
+            since: Some(0),
+            until: Some(1),
+            before: Some(10),
+            ..HistoryQuery::default()
+        })
+        .await,
+        (2..10).rev().collect::<Vec<i64>>()
+    );
 }
 
 async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {

@@ -2,6 +2,7 @@
 //! log's search (the dashboard's access-log page), newest first.
 
 use super::chain::{log_row, LogRow, COLUMNS};
+use super::history_tail::Tail;
 use crate::store::{Backend, Reader};
 
 /// Which rows of the log to read: every field that is set must match.
@@ -47,6 +48,7 @@ pub struct LogPage {
 pub async fn history(
     db: Reader<'_>,
     backend: Backend,
+    tail: &Tail,
     scope: &str,
     name: &str,
     query: &HistoryQuery,
@@ -57,7 +59,7 @@ pub async fn history(
         name: Some(name.to_owned()),
         ..query.clone()
     };
-    search(db, backend, &query, limit).await
+    search(db, backend, tail, &query, limit).await
 }
 
 /// Rows matching `query`, newest first, at most `limit` (at most
@@ -65,14 +67,17 @@ pub async fn history(
 ///
 /// The log has no index but `seq`; the history index (the tables
 /// kept by [`super::log_index`]: `access_log_by_secret` and its siblings) covers rows up to its mark. Rows after the
-/// mark (the follower's lag: normally under a second of traffic) are read
-/// from the log, newest first. Below it, a filter on a secret (`scope` and
+/// mark (the follower's lag: normally under a second of traffic) come from
+/// the host's shared [`Tail`] (each read from the database once, however
+/// many requests ask), or, if more than its cap are after the mark, from
+/// the log itself, newest first. Below it, a filter on a secret (`scope` and
 /// `name`, with or without `accessor`) or on an accessor alone is an index
 /// range; anything else (action, outcome, time) is checked on the rows the
 /// index or the log gives, at most [`SCAN_BUDGET`] of them.
 pub async fn search(
     db: Reader<'_>,
     backend: Backend,
+    tail: &Tail,
     query: &HistoryQuery,
     limit: i64,
 ) -> Result<LogPage, sqlx::Error> {
@@ -84,11 +89,27 @@ pub async fn search(
     let mut budget = SCAN_BUDGET;
     let mut rows = Vec::new();
 
-    // The newest rows, not indexed yet: `low < seq < before`, at most
-    // `budget` of them.
-    if before > indexed + 1 {
+    // The newest rows, not indexed yet, from the shared tail.
+    let found = if before > indexed + 1 {
+        tail.matches(db, indexed, head, query, before, limit)
+            .await?
+    } else {
+        None
+    };
+    if let Some(found) = found {
+        rows = found.rows;
+        if rows.len() as i64 == limit {
+            let next_before = rows.last().map(|r| r.seq);
+            return Ok(LogPage { rows, next_before });
+        }
+        // Everything after `found.from` was looked at (it may be past our
+        // `indexed` if another request saw the mark move since).
+        before = before.min(found.from.max(indexed) + 1);
+    } else if before > indexed + 1 {
+        // More after the mark than the tail holds: the log itself,
+        // `low < seq < before`, at most `budget` rows of it.
         let low = indexed.max(before - budget - 1);
-        rows = scan(db, query, low, before, limit).await?;
+        rows = scan(db, tail, query, low, before, limit).await?;
         budget -= before - 1 - low;
         if rows.len() as i64 == limit {
             let next_before = rows.last().map(|r| r.seq);
@@ -125,10 +146,10 @@ pub async fn search(
         _ => None,
     };
     let (page, scanned_to) = match keyed {
-        Some(keys) => by_keys(db, backend, query, &keys, before, wanted, budget).await?,
+        Some(keys) => by_keys(db, backend, tail, query, &keys, before, wanted, budget).await?,
         None => {
             let low = before.saturating_sub(budget + 1).max(archived);
-            let page = scan(db, query, low, before, wanted).await?;
+            let page = scan(db, tail, query, low, before, wanted).await?;
             (page, (low > archived).then_some(low + 1))
         }
     };
@@ -172,9 +193,11 @@ enum Keys<'q> {
 /// Rows below `before` whose keys match, newest first, at most `limit`,
 /// reading at most `budget` keys; and, if the budget stopped the read, the
 /// `before` to go on from.
+#[allow(clippy::too_many_arguments)]
 async fn by_keys(
     db: Reader<'_>,
     backend: Backend,
+    tail: &Tail,
     query: &HistoryQuery,
     keys: &Keys<'_>,
     before: i64,
@@ -267,6 +290,13 @@ async fn by_keys(
         .iter()
         .map(log_row)
         .collect::<Result<_, _>>()?;
+    // Each candidate key's row is looked at (the filter is on the row).
+    let looked_at = if texts.is_empty() && times.is_empty() {
+        rows.len() as i64
+    } else {
+        budget
+    };
+    tail.count(looked_at);
     if rows.len() as i64 == limit || (texts.is_empty() && times.is_empty()) {
         // Every key was a match: the budget cannot have cut the page short.
         return Ok((rows, None));
@@ -288,6 +318,7 @@ async fn by_keys(
 /// at most `limit`.
 async fn scan(
     db: Reader<'_>,
+    tail: &Tail,
     query: &HistoryQuery,
     low: i64,
     before: i64,
@@ -306,12 +337,20 @@ async fn scan(
     for value in &times {
         q = q.bind(*value);
     }
-    q.bind(limit)
+    let rows: Vec<LogRow> = q
+        .bind(limit)
         .fetch_all(db)
         .await?
         .iter()
         .map(log_row)
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Walked from `before` down to the last row returned, or to `low`.
+    let walked = match rows.last() {
+        Some(last) if rows.len() as i64 == limit => before - last.seq,
+        _ => before - 1 - low,
+    };
+    tail.count(walked);
+    Ok(rows)
 }
 
 /// `query`'s filters as ` AND column = $n…` (numbered after `after`), with

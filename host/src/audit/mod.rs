@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod group_commit;
 mod history;
+pub mod history_tail;
 pub mod log_index;
 mod postgres_writer;
 mod row_cache;

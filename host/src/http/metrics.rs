@@ -168,6 +168,12 @@ impl Collector for Everything {
             "The last access-log row the history index covers (history reads the log itself after it)",
             log.indexed_seq.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut out,
+            "keyward_access_log_history_rows_read",
+            "Access-log rows history and search requests read from the database (the rows after the index's mark once, then the rows they return)",
+            state.vault.history_rows_read(),
+        )?;
         let batches: Vec<(f64, u64)> = log
             .batches
             .iter()

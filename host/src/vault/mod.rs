@@ -69,6 +69,9 @@ pub struct Vault {
     chain: Arc<ChainKey>,
     checkpoints: Arc<CheckpointKey>,
     log: GroupCommit,
+    /// The access-log rows after the history index's mark, read once for
+    /// every history request of this host.
+    tail: Arc<crate::audit::history_tail::Tail>,
     /// Versions kept per secret, the current one included (0: all).
     max_versions: i64,
     /// How long a deleted secret can be undeleted.
@@ -127,6 +130,7 @@ impl Vault {
             chain,
             checkpoints,
             log,
+            tail: Arc::default(),
             max_versions: i64::from(config.max_versions),
             retention: config.delete_retention,
         })
@@ -370,6 +374,7 @@ impl Vault {
         Ok(chain::history(
             self.db.reader(),
             self.db.backend,
+            &self.tail,
             scope.as_str(),
             name.as_str(),
             query,
@@ -385,7 +390,13 @@ impl Vault {
         query: &chain::HistoryQuery,
         limit: i64,
     ) -> Result<chain::LogPage, VaultError> {
-        Ok(chain::search(self.db.reader(), self.db.backend, query, limit).await?)
+        Ok(chain::search(self.db.reader(), self.db.backend, &self.tail, query, limit).await?)
+    }
+
+    /// Access-log rows this host's history and search requests have read
+    /// from the database (`keyward_access_log_history_rows_read`).
+    pub fn history_rows_read(&self) -> u64 {
+        self.tail.rows_read()
     }
 
     /// The newest `limit` access-log rows, oldest first.

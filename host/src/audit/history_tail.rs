@@ -1,0 +1,221 @@
+//! The newest access-log rows — those the history index has not reached
+//! yet — held in memory once per host, so history requests share one read
+//! of them instead of each walking them in the database.
+//!
+//! Why: the index follower runs every 100 ms, so under load several
+//! thousand rows are always after its mark. Walking them per request made
+//! eight clients polling a missing secret's history cost renders 16 % on
+//! PostgreSQL (docs/benchmarks.md), and any caller could make it happen
+//! with names of its choice. Here each new row is read from the database
+//! once — only the columns a filter can name — whoever asks and whatever
+//! for; a request filters the rows in memory and then reads only the
+//! rows it returns, by `seq`.
+//!
+//! It is read from the database, not fed by this host's writer, so rows
+//! other hosts append are in it too. Log rows never change once written
+//! (triggers refuse it), so what was read stays true; the rows before the
+//! index's mark are dropped as the mark moves, and a head below what was
+//! read (a restored database) starts it over.
+//!
+//! Bounded: it holds at most [`TAIL_CAP`] rows. When more rows than that
+//! are after the mark (the follower stopped, or was never run, as for a
+//! one-off CLI command on an old log), requests fall back to reading the
+//! log itself within [`super::history::SCAN_BUDGET`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Mutex;
+
+use super::chain::{log_row, LogRow, COLUMNS};
+use super::history::HistoryQuery;
+use crate::store::Reader;
+
+/// Rows after the index's mark held at most: twice the most measured
+/// behind a busy log (8,542 on PostgreSQL, 13,374 on SQLite at 50 million
+/// rows), about 3 MB.
+pub const TAIL_CAP: i64 = 20_000;
+
+/// Rows read by `seq` per query when a page is fetched.
+const FETCH_CHUNK: usize = 500;
+
+/// One tail row: the columns history filters on.
+struct TailRow {
+    seq: i64,
+    at: i64,
+    accessor: Box<str>,
+    action: Box<str>,
+    outcome: Box<str>,
+    scope: Box<str>,
+    name: Box<str>,
+}
+
+impl TailRow {
+    fn matches(&self, query: &HistoryQuery) -> bool {
+        let same = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        same(&query.accessor, &self.accessor)
+            && same(&query.action, &self.action)
+            && same(&query.outcome, &self.outcome)
+            && same(&query.scope, &self.scope)
+            && same(&query.name, &self.name)
+            && query.since.is_none_or(|since| self.at >= since)
+            && query.until.is_none_or(|until| self.at < until)
+    }
+}
+
+/// The rows `from < seq <= to`, oldest first.
+#[derive(Default)]
+struct State {
+    from: i64,
+    to: i64,
+    rows: VecDeque<TailRow>,
+}
+
+/// The shared tail of one host (one per [`crate::vault::Vault`] and its
+/// clones), and how many log rows history has read from the database.
+#[derive(Default)]
+pub struct Tail {
+    state: Mutex<State>,
+    rows_read: AtomicU64,
+}
+
+/// What the tail holds for one request.
+pub(super) struct Found {
+    /// The matching rows, newest first, at most the limit asked for.
+    pub rows: Vec<LogRow>,
+    /// Every row after this one was looked at (rows up to it are the
+    /// index's to answer).
+    pub from: i64,
+}
+
+impl Tail {
+    /// Log rows history and search requests have read from the database
+    /// (the tail's reads, the rows fetched for pages, the rows walked by
+    /// scans): what they cost the database.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count(&self, rows: i64) {
+        self.rows_read
+            .fetch_add(u64::try_from(rows).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The rows `indexed < seq < before` matching `query`, newest first,
+    /// at most `limit`, brought up to `head` first; `None` if more than
+    /// [`TAIL_CAP`] rows are after the mark (the caller reads the log).
+    pub(super) async fn matches(
+        &self,
+        db: Reader<'_>,
+        indexed: i64,
+        head: i64,
+        query: &HistoryQuery,
+        before: i64,
+        limit: i64,
+    ) -> Result<Option<Found>, sqlx::Error> {
+        let mut state = self.state.lock().await;
+        // A head below what we hold is usually only this request's read
+        // being older than another's; read it again to tell that from a
+        // database restored to an older log.
+        let restored = state.to > head && current_head(db).await? < state.to;
+        if restored || indexed > state.to {
+            // Start over from the mark (a mark past all we hold: nobody
+            // asked while the follower went on).
+            *state = State {
+                from: indexed,
+                to: indexed,
+                rows: VecDeque::new(),
+            };
+        }
+        // Marks only move forward; a request that read an older one than
+        // another has already dropped rows for is answered from the newer.
+        if indexed > state.from {
+            while state.rows.front().is_some_and(|r| r.seq <= indexed) {
+                state.rows.pop_front();
+            }
+            state.from = indexed;
+        }
+        if head - state.from > TAIL_CAP {
+            // Free the memory too: the follower is far behind.
+            *state = State::default();
+            return Ok(None);
+        }
+        if head > state.to {
+            let read = read_tail(db, state.to, head).await?;
+            self.count(read.len() as i64);
+            state.rows.extend(read);
+            state.to = head;
+        }
+        let seqs: Vec<i64> = state
+            .rows
+            .iter()
+            .rev()
+            .skip_while(|r| r.seq >= before)
+            .filter(|r| r.matches(query))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .map(|r| r.seq)
+            .collect();
+        let from = state.from;
+        drop(state);
+        let rows = self.fetch(db, &seqs).await?;
+        Ok(Some(Found { rows, from }))
+    }
+
+    /// The log rows `seqs` (newest first), in that order.
+    async fn fetch(&self, db: Reader<'_>, seqs: &[i64]) -> Result<Vec<LogRow>, sqlx::Error> {
+        let mut rows = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(FETCH_CHUNK) {
+            let marks = (1..=chunk.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM secret_access_log WHERE seq IN ({marks}) ORDER BY seq DESC"
+            );
+            let mut q = sqlx::query(&sql);
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(db).await? {
+                rows.push(log_row(&row)?);
+            }
+        }
+        self.count(rows.len() as i64);
+        Ok(rows)
+    }
+}
+
+async fn current_head(db: Reader<'_>) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(db)
+        .await?
+        .try_get("seq")
+}
+
+/// The filter columns of the rows `after < seq <= to`, oldest first.
+async fn read_tail(db: Reader<'_>, after: i64, to: i64) -> Result<Vec<TailRow>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT seq, at, accessor, action, outcome, scope, name FROM secret_access_log \
+         WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+    )
+    .bind(after)
+    .bind(to)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let text = |column: &str| row.try_get::<String, _>(column).map(String::into_boxed_str);
+            Ok(TailRow {
+                seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
+                accessor: text("accessor")?,
+                action: text("action")?,
+                outcome: text("outcome")?,
+                scope: text("scope")?,
+                name: text("name")?,
+            })
+        })
+        .collect()
+}
