@@ -207,10 +207,7 @@ async fn run(rows: u64) {
             .await
             .expect("connect");
         for sql in ["VACUUM ANALYZE", "CHECKPOINT"] {
-            sqlx::query(sql)
-                .execute(&mut admin)
-                .await
-                .expect("settle");
+            sqlx::query(sql).execute(&mut admin).await.expect("settle");
         }
     }
     // Disk per row: the log (table and its primary key) and the index.

@@ -135,7 +135,8 @@ impl Tail {
             }
             state.from = indexed;
         }
-        if head - state.from > TAIL_CAP {
+        // (Another request may have read further than this one's head.)
+        if head.max(state.to) - state.from > TAIL_CAP {
             // Free the memory too: the follower is far behind.
             *state = State::default();
             return Ok(None);

@@ -103,7 +103,7 @@ pub async fn log_page(
     ];
     let filters: String = kept.iter().map(|(k, v)| format!("&{k}={}", q(v))).collect();
     let body = html! {
-        (verify_form(&session, None, state.vault.log_stats()))
+        (verify_form(&session, None, 0, state.vault.log_stats()))
         section aria-labelledby="rows" {
             h2 id="rows" { "Rows" }
             form method="get" action="/settings/access-log" class="inline filters" {
@@ -175,6 +175,7 @@ fn rows_table(rows: &[LogRow]) -> Markup {
 fn verify_form(
     session: &Session,
     report: Option<&VerifyReport>,
+    archived_to: i64,
     stats: &crate::audit::group_commit::Stats,
 ) -> Markup {
     use std::sync::atomic::Ordering;
@@ -190,7 +191,13 @@ fn verify_form(
             }
             @match report {
                 Some(VerifyReport::Intact { rows }) => {
-                    p class="notice" role="status" { "Verified: " (rows) " rows, chain intact." }
+                    p class="notice" role="status" {
+                        "Verified: " (rows) " rows, chain intact."
+                        @if archived_to > 0 {
+                            " (The rows after row " (archived_to) "; rows up to it are in archive files: "
+                            code { "keyward audit verify --archive FILE…" } " checks them too.)"
+                        }
+                    }
                 }
                 Some(VerifyReport::Broken { seq, problem }) => {
                     p role="alert" { "BROKEN at row " (seq) ": " (problem) }
@@ -218,6 +225,11 @@ pub async fn log_verify(
     Submitted { session, .. }: Submitted<NoFields>,
 ) -> Result<Response, PageError> {
     let report = state.vault.verify_log().await?;
+    let archived_to = match state.vault.archive_mark().await? {
+        crate::vault::Mark::Archived(mark) => mark.seq(),
+        // A forged mark is the verdict's business (BROKEN).
+        _ => 0,
+    };
     let rows = state
         .vault
         .search_log(&HistoryQuery::default(), PAGE)
@@ -229,7 +241,7 @@ pub async fn log_verify(
         VerifyReport::Broken { .. } => StatusCode::CONFLICT,
     };
     let body = html! {
-        (verify_form(&session, Some(&report), state.vault.log_stats()))
+        (verify_form(&session, Some(&report), archived_to, state.vault.log_stats()))
         section aria-labelledby="rows" {
             h2 id="rows" { "Newest rows" }
             (rows_table(&rows))
