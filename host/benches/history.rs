@@ -5,19 +5,20 @@
 //! - history latency, p50 and p99 over 200 requests each, for a busy
 //!   secret, a quiet one (a row every 100,000), a missing one, a filter the
 //!   index does not hold, and an accessor,
-//! - logged reveals/s (best of three 5-second rounds, taken in turn) on an
-//!   empty log (a second store), on the full log (the index follower
-//!   running; how far it lags), and on the full log with 8 tasks each asking
-//!   for a missing secret's history ten times a second,
+//! - logged reveals/s (best of `HISTORY_ROUNDS` 5-second rounds, taken in
+//!   turn) on an empty log (a second store), on the full log (the index
+//!   follower running; how far it lags), and on the full log with 8 tasks
+//!   each asking for a missing secret's history ten times a second,
 //! - a full `audit verify` (rows/s), an incremental one of the newest
 //!   million rows (seconds),
 //! - `audit archive` of the older half (rows/s, bytes a row in the file),
 //!   and `audit verify --archive` over the archive and the live log.
 //!
 //! Run: `cargo bench -p keyward --bench history`. Settings (environment):
-//! `HISTORY_ROWS` (2,000,000), `KEYWARD_BENCH_DIR` (where the SQLite file
-//! goes; default the temp dir), `KEYWARD_BENCH_DATABASE_URL` (a PostgreSQL
-//! database to use instead: it must be empty). See docs/benchmarks.md.
+//! `HISTORY_ROWS` (2,000,000), `HISTORY_ROUNDS` (3: rounds of renders on
+//! each log, taken in turn; the best counts), `KEYWARD_BENCH_DIR` (where
+//! the SQLite file goes; default the temp dir), `KEYWARD_BENCH_DATABASE_URL`
+//! (a PostgreSQL database to use instead: it must be empty). See docs/benchmarks.md.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,14 +52,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    rt.block_on(run(rows));
+    let rounds: u32 = std::env::var("HISTORY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    rt.block_on(run(rows, rounds));
 }
 
 fn name(text: &str) -> SecretName {
     SecretName::parse(text).expect("valid name")
 }
 
-async fn run(rows: u64) {
+async fn run(rows: u64, rounds: u32) {
     let dir = match std::env::var_os("KEYWARD_BENCH_DIR") {
         Some(base) => tempfile::TempDir::new_in(base),
         None => tempfile::TempDir::new(),
@@ -317,9 +322,9 @@ async fn run(rows: u64) {
             }
         })
     };
-    // Three rounds of each, in turn; the best of each.
+    // Rounds of each, in turn; the best of each.
     let (mut empty, mut full, mut loaded) = (0.0f64, 0.0f64, 0.0f64);
-    for round in 1..=3 {
+    for round in 1..=rounds {
         let e = reveals_per_second(&empty_vault, &access, 0).await;
         let f = reveals_per_second(&vault, &access, 0).await;
         let l = reveals_per_second(&vault, &access, 8).await;
@@ -335,7 +340,7 @@ async fn run(rows: u64) {
     follower.abort();
     empty_follower.abort();
     println!(
-        "reveals/s (best of three rounds taken in turn): empty log {empty:.0}; full log {full:.0} ({:+.1} %); full log with 8 missing-secret history loops {loaded:.0} ({:+.1} %)",
+        "reveals/s (best of {rounds} rounds taken in turn): empty log {empty:.0}; full log {full:.0} ({:+.1} %); full log with 8 missing-secret history loops {loaded:.0} ({:+.1} %)",
         100.0 * (full / empty - 1.0),
         100.0 * (loaded / empty - 1.0)
     );
