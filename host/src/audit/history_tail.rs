@@ -36,6 +36,10 @@ use crate::store::Reader;
 /// rows), about 3 MB.
 pub const TAIL_CAP: i64 = 20_000;
 
+/// How long a request waits for another's refresh before reading the log
+/// itself (a refresh of `TAIL_CAP` rows takes well under this).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Rows read by `seq` per query when a page is fetched.
 const FETCH_CHUNK: usize = 500;
 
@@ -113,7 +117,13 @@ impl Tail {
         before: i64,
         limit: i64,
     ) -> Result<Option<Found>, sqlx::Error> {
-        let mut state = self.state.lock().await;
+        // One request refreshes at a time; one stuck on a database that
+        // stopped answering must not queue the others behind it: after
+        // LOCK_WAIT they read the log themselves (and fail, or not, on
+        // their own).
+        let Ok(mut state) = tokio::time::timeout(LOCK_WAIT, self.state.lock()).await else {
+            return Ok(None);
+        };
         // A head below what we hold is usually only this request's read
         // being older than another's; read it again to tell that from a
         // database restored to an older log.
