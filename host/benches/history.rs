@@ -8,7 +8,8 @@
 //! - logged reveals/s (best of `HISTORY_ROUNDS` 5-second rounds, taken in
 //!   turn) on an empty log (a second store), on the full log (the index
 //!   follower running; how far it lags), and on the full log with 8 tasks
-//!   each asking for a missing secret's history ten times a second,
+//!   each asking for a missing secret's history ten times a second (and,
+//!   to calibrate, for the chain head: the cheapest read),
 //! - a full `audit verify` (rows/s), an incremental one of the newest
 //!   million rows (seconds),
 //! - `audit archive` of the older half (rows/s, bytes a row in the file),
@@ -323,13 +324,16 @@ async fn run(rows: u64, rounds: u32) {
         })
     };
     // Rounds of each, in turn; the best of each.
-    let (mut empty, mut full, mut loaded) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut empty, mut full, mut loaded, mut heads) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for round in 1..=rounds {
         let e = reveals_per_second(&empty_vault, &access, 0).await;
         let f = reveals_per_second(&vault, &access, 0).await;
         let l = reveals_per_second(&vault, &access, 8).await;
-        eprintln!("  round {round}: empty {e:.0}, full {f:.0}, full + history loops {l:.0}");
-        (empty, full, loaded) = (empty.max(e), full.max(f), loaded.max(l));
+        let h = reveals_while(&vault, &access, 8, Poll::Head).await;
+        eprintln!(
+            "  round {round}: empty {e:.0}, full {f:.0}, full + history loops {l:.0}, full + head loops {h:.0}"
+        );
+        (empty, full, loaded, heads) = (empty.max(e), full.max(f), loaded.max(l), heads.max(h));
     }
     stop_lag.store(true, Ordering::Relaxed);
     sampler.await.expect("lag sampler");
@@ -343,6 +347,10 @@ async fn run(rows: u64, rounds: u32) {
         "reveals/s (best of {rounds} rounds taken in turn): empty log {empty:.0}; full log {full:.0} ({:+.1} %); full log with 8 missing-secret history loops {loaded:.0} ({:+.1} %)",
         100.0 * (full / empty - 1.0),
         100.0 * (loaded / empty - 1.0)
+    );
+    println!(
+        "reveals/s with 8 clients asking for the chain head ten times a second instead (any read's cost): {heads:.0} ({:+.1} %)",
+        100.0 * (heads / empty - 1.0)
     );
     println!(
         "history rows read from the database: {}",
@@ -431,23 +439,47 @@ fn ms(d: Duration) -> f64 {
 /// Logged reveals of `BUSY` per second over 5 s from 16 tasks, while
 /// `historians` tasks ask for a missing secret's history in a loop.
 async fn reveals_per_second(vault: &Vault, access: &Access, historians: usize) -> f64 {
+    reveals_while(vault, access, historians, Poll::History).await
+}
+
+/// What the polling clients ask for.
+#[derive(Clone, Copy)]
+enum Poll {
+    /// A missing secret's history.
+    History,
+    /// The chain head: the cheapest read there is, to tell what any 80
+    /// requests a second cost renders on this machine from what history
+    /// costs beyond that.
+    Head,
+}
+
+/// Logged reveals of `BUSY` per second over 5 s from 16 tasks, while
+/// `pollers` tasks each ask for `poll` ten times a second.
+async fn reveals_while(vault: &Vault, access: &Access, pollers: usize, poll: Poll) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..historians {
+    for _ in 0..pollers {
         let (vault, stop) = (vault.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let page = vault
-                    .history(
-                        &Scope::global(),
-                        &name("NEVER"),
-                        &HistoryQuery::default(),
-                        50,
-                    )
-                    .await
-                    .expect("history");
-                std::hint::black_box(page);
+                match poll {
+                    Poll::History => {
+                        let page = vault
+                            .history(
+                                &Scope::global(),
+                                &name("NEVER"),
+                                &HistoryQuery::default(),
+                                50,
+                            )
+                            .await
+                            .expect("history");
+                        std::hint::black_box(page);
+                    }
+                    Poll::Head => {
+                        std::hint::black_box(vault.log_head().await.expect("head"));
+                    }
+                }
                 // Ten requests a second each: eight busy clients, not a
                 // flood (a closed loop of any request takes the CPU).
                 tokio::time::sleep(Duration::from_millis(100)).await;
