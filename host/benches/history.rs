@@ -60,6 +60,18 @@ fn main() {
     rt.block_on(run(rows, rounds));
 }
 
+/// A store at `database_url` under a fresh key, with the defaults.
+fn config(database_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        master_key: MasterKey::generate(),
+        previous_keys: vec![],
+        dev_key_file: None,
+        max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
+        delete_retention: keyward::vault::DEFAULT_RETENTION,
+    }
+}
+
 fn name(text: &str) -> SecretName {
     SecretName::parse(text).expect("valid name")
 }
@@ -72,15 +84,9 @@ async fn run(rows: u64, rounds: u32) {
     .expect("temp dir");
     let database_url = std::env::var("KEYWARD_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/k.db", dir.path().display()));
-    let config = Config {
-        database_url: database_url.clone(),
-        master_key: MasterKey::generate(),
-        previous_keys: vec![],
-        dev_key_file: None,
-        max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
-        delete_retention: keyward::vault::DEFAULT_RETENTION,
-    };
-    let vault = Vault::open(&config).await.expect("open vault");
+    let vault = Vault::open(&config(&database_url))
+        .await
+        .expect("open vault");
     let store = if database_url.starts_with("sqlite") {
         "SQLite"
     } else {
@@ -119,16 +125,9 @@ async fn run(rows: u64, rounds: u32) {
             format!("{base}/{empty_name}")
         }
     };
-    let empty_vault = Vault::open(&Config {
-        database_url: empty_url,
-        master_key: MasterKey::generate(),
-        previous_keys: vec![],
-        dev_key_file: None,
-        max_versions: keyward::vault::DEFAULT_MAX_VERSIONS as u32,
-        delete_retention: keyward::vault::DEFAULT_RETENTION,
-    })
-    .await
-    .expect("open the empty vault");
+    let empty_vault = Vault::open(&config(&empty_url))
+        .await
+        .expect("open the empty vault");
     empty_vault
         .create(&Scope::global(), &name("BUSY"), b"value", "bench", &access)
         .await
