@@ -588,6 +588,30 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
         .await,
         (2..10).rev().collect::<Vec<i64>>()
     );
+
+    // The index catches up: the tail drops what it now covers, and a
+    // history is the index below the mark and the tail above it, each row
+    // once.
+    while log_index::index_batch(vault.db())
+        .await
+        .expect("index")
+        .rows
+        > 0
+    {}
+    reveal(&vault, "S").await.expect("reveal"); // row 5,004
+    let start = vault.history_rows_read();
+    let page = vault
+        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
+        .await
+        .expect("history");
+    let seqs: Vec<i64> = page.rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [5_004, 5_003, 5_002, 1]);
+    assert_eq!(page.next_before, None);
+    assert_eq!(
+        vault.history_rows_read() - start,
+        1 + 1 + 3,
+        "the new row, then the one from the tail and the three from the index"
+    );
 }
 
 async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {
