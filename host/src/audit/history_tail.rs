@@ -107,7 +107,9 @@ impl Tail {
 
     /// The rows `indexed < seq < before` matching `query`, newest first,
     /// at most `limit`, brought up to `head` first; `None` if more than
-    /// [`TAIL_CAP`] rows are after the mark (the caller reads the log).
+    /// [`TAIL_CAP`] rows are after the mark, or if another request's
+    /// refresh holds the tail longer than `LOCK_WAIT` (the caller then
+    /// reads the log itself, within its budget).
     pub(super) async fn matches(
         &self,
         db: Reader<'_>,
