@@ -360,6 +360,16 @@ async fn bulk_rows(db: &TestDb, first: i64, last: i64) {
         .await;
 }
 
+/// Runs the history index's batches until it has caught up with the log.
+async fn index_all(vault: &Vault) {
+    while log_index::index_batch(vault.db())
+        .await
+        .expect("index")
+        .rows
+        > 0
+    {}
+}
+
 /// A quiet secret's history behind 30,000 rows of another one: before the
 /// index has caught up a request reads at most `SCAN_BUDGET` rows and says
 /// where to go on; after, it is an index lookup that finds everything at
@@ -388,12 +398,7 @@ async fn history_is_an_index_lookup_and_every_read_is_bounded(db: TestDb) {
     assert_eq!(seqs(&page.rows), [30_004, 30_003, 30_002]);
     assert_eq!(page.next_before, Some(30_005 - SCAN_BUDGET));
 
-    while log_index::index_batch(vault.db())
-        .await
-        .expect("index")
-        .rows
-        > 0
-    {}
+    index_all(&vault).await;
     assert_eq!(
         log_index::indexed_seq(vault.db().reader(), db.backend)
             .await
@@ -592,12 +597,7 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     // The index catches up: the tail drops what it now covers, and a
     // history is the index below the mark and the tail above it, each row
     // once.
-    while log_index::index_batch(vault.db())
-        .await
-        .expect("index")
-        .rows
-        > 0
-    {}
+    index_all(&vault).await;
     reveal(&vault, "S").await.expect("reveal"); // row 5,004
     let start = vault.history_rows_read();
     let page = vault
@@ -800,12 +800,7 @@ async fn history_and_search_end_at_the_archive_mark(db: TestDb) {
             .expect("record"); // rows 2–20,001
     }
     reveal(&vault, "S").await.expect("reveal"); // row 20,002
-    while log_index::index_batch(vault.db())
-        .await
-        .expect("index")
-        .rows
-        > 0
-    {}
+    index_all(&vault).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     reveal(&vault, "S").await.expect("reveal"); // row 20,003
     let cut = vault.log_tail(1).await.expect("tail")[0].at;

@@ -129,7 +129,7 @@ impl Tail {
         // A head below what we hold is usually only this request's read
         // being older than another's; read it again to tell that from a
         // database restored to an older log.
-        let restored = state.to > head && current_head(db).await? < state.to;
+        let restored = state.to > head && super::chain::head(db).await?.seq < state.to;
         if restored || indexed > state.to {
             // Start over from the mark (a mark past all we hold: nobody
             // asked while the follower went on).
@@ -196,14 +196,6 @@ impl Tail {
         self.count(rows.len() as i64);
         Ok(rows)
     }
-}
-
-async fn current_head(db: Reader<'_>) -> Result<i64, sqlx::Error> {
-    use sqlx::Row;
-    sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-        .fetch_one(db)
-        .await?
-        .try_get("seq")
 }
 
 /// The filter columns of the rows `after < seq <= to`, oldest first.
