@@ -360,6 +360,16 @@ async fn bulk_rows(db: &TestDb, first: i64, last: i64) {
         .await;
 }
 
+/// S's history (first page) and the log rows reading it took.
+async fn history_of_s(vault: &Vault) -> (keyward::audit::chain::LogPage, u64) {
+    let start = vault.history_rows_read();
+    let page = vault
+        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
+        .await
+        .expect("history");
+    (page, vault.history_rows_read() - start)
+}
+
 /// Runs the history index's batches until it has caught up with the log.
 async fn index_all(vault: &Vault) {
     while log_index::index_batch(vault.db())
@@ -536,19 +546,11 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     let other = db.open(&key).await;
     reveal(&other, "S").await.expect("reveal on host B"); // row 5,002
     reveal(&vault, "S").await.expect("reveal"); // row 5,003
-    let start = vault.history_rows_read();
-    let page = vault
-        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
-        .await
-        .expect("history");
+    let (page, read) = history_of_s(&vault).await;
     let seqs: Vec<i64> = page.rows.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, [5_003, 5_002, 1]);
     assert_eq!(page.next_before, None);
-    assert_eq!(
-        vault.history_rows_read() - start,
-        2 + 3,
-        "the two new rows, then the three returned"
-    );
+    assert_eq!(read, 2 + 3, "the two new rows, then the three returned");
     // Filters the index does not hold are checked in memory the same way
     // SQL checks them.
     let only = |query: HistoryQuery| {
@@ -599,16 +601,12 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     // once.
     index_all(&vault).await;
     reveal(&vault, "S").await.expect("reveal"); // row 5,004
-    let start = vault.history_rows_read();
-    let page = vault
-        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
-        .await
-        .expect("history");
+    let (page, read) = history_of_s(&vault).await;
     let seqs: Vec<i64> = page.rows.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, [5_004, 5_003, 5_002, 1]);
     assert_eq!(page.next_before, None);
     assert_eq!(
-        vault.history_rows_read() - start,
+        read,
         1 + 1 + 3,
         "the new row, then the one from the tail and the three from the index"
     );
