@@ -5,19 +5,21 @@
 //! - history latency, p50 and p99 over 200 requests each, for a busy
 //!   secret, a quiet one (a row every 100,000), a missing one, a filter the
 //!   index does not hold, and an accessor,
-//! - logged reveals/s (best of `HISTORY_ROUNDS` 5-second rounds, taken in
-//!   turn) on an empty log (a second store), on the full log (the index
-//!   follower running; how far it lags), and on the full log with 8 tasks
-//!   each asking for a missing secret's history ten times a second (and,
-//!   to calibrate, for the chain head: the cheapest read),
+//! - logged reveals/s (`HISTORY_ROUNDS` 5-second rounds, taken in turn,
+//!   each after the index caught up and a checkpoint; the median, the
+//!   best, and the median of each round against its empty-log window) on
+//!   an empty log (a second store), on the full log (the index follower
+//!   running; how far it lags), and on the full log with 8 tasks each
+//!   asking for a missing secret's history ten times a second (and, to
+//!   calibrate, for the chain head: the cheapest read),
 //! - a full `audit verify` (rows/s), an incremental one of the newest
 //!   million rows (seconds),
 //! - `audit archive` of the older half (rows/s, bytes a row in the file),
 //!   and `audit verify --archive` over the archive and the live log.
 //!
 //! Run: `cargo bench -p keyward --bench history`. Settings (environment):
-//! `HISTORY_ROWS` (2,000,000), `HISTORY_ROUNDS` (3: rounds of renders on
-//! each log, taken in turn; the best counts), `KEYWARD_BENCH_DIR` (where
+//! `HISTORY_ROWS` (2,000,000), `HISTORY_ROUNDS` (5: rounds of renders on
+//! each log, taken in turn), `KEYWARD_BENCH_DIR` (where
 //! the SQLite file goes; default the temp dir), `KEYWARD_BENCH_DATABASE_URL`
 //! (a PostgreSQL database to use instead: it must be empty). See docs/benchmarks.md.
 
@@ -56,7 +58,7 @@ fn main() {
     let rounds: u32 = std::env::var("HISTORY_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     rt.block_on(run(rows, rounds));
 }
 
@@ -323,16 +325,41 @@ async fn run(rows: u64, rounds: u32) {
         })
     };
     // Rounds of each, in turn; the best of each.
-    let (mut empty, mut full, mut loaded, mut heads) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for round in 1..=rounds {
-        let e = reveals_per_second(&empty_vault, &access, 0).await;
-        let f = reveals_per_second(&vault, &access, 0).await;
-        let l = reveals_per_second(&vault, &access, 8).await;
-        let h = reveals_while(&vault, &access, 8, Poll::Head).await;
+    // Rounds of the four, in turn, each round starting one further on (so
+    // no condition always comes first after the previous round's last).
+    const CONDITIONS: [&str; 4] = [
+        "empty log",
+        "full log",
+        "full log + 8 missing-secret history loops",
+        "full log + 8 chain-head loops (the cheapest read, to calibrate)",
+    ];
+    let mut taken: [Vec<f64>; 4] = Default::default();
+    for round in 0..rounds as usize {
+        let mut this = [0.0f64; 4];
+        for k in 0..4 {
+            let which = (round + k) % 4;
+            let (v, url) = match which {
+                0 => (&empty_vault, &empty_url),
+                _ => (&vault, &database_url),
+            };
+            settle(v, url).await;
+            this[which] = match which {
+                0 | 1 => reveals_while(v, &access, 0, Poll::History).await,
+                2 => reveals_while(v, &access, 8, Poll::History).await,
+                _ => reveals_while(v, &access, 8, Poll::Head).await,
+            };
+        }
         eprintln!(
-            "  round {round}: empty {e:.0}, full {f:.0}, full + history loops {l:.0}, full + head loops {h:.0}"
+            "  round {}: empty {:.0}, full {:.0}, full + history loops {:.0}, full + head loops {:.0}",
+            round + 1,
+            this[0],
+            this[1],
+            this[2],
+            this[3]
         );
-        (empty, full, loaded, heads) = (empty.max(e), full.max(f), loaded.max(l), heads.max(h));
+        for (all, one) in taken.iter_mut().zip(this) {
+            all.push(one);
+        }
     }
     stop_lag.store(true, Ordering::Relaxed);
     sampler.await.expect("lag sampler");
@@ -342,15 +369,25 @@ async fn run(rows: u64, rounds: u32) {
     );
     follower.abort();
     empty_follower.abort();
-    println!(
-        "reveals/s (best of {rounds} rounds taken in turn): empty log {empty:.0}; full log {full:.0} ({:+.1} %); full log with 8 missing-secret history loops {loaded:.0} ({:+.1} %)",
-        100.0 * (full / empty - 1.0),
-        100.0 * (loaded / empty - 1.0)
-    );
-    println!(
-        "reveals/s with 8 clients asking for the chain head ten times a second instead (any read's cost): {heads:.0} ({:+.1} %)",
-        100.0 * (heads / empty - 1.0)
-    );
+    // Each round's figure against the same round's empty log (the rounds
+    // are minutes apart, the machine's speed drifts), the median of those:
+    // one lucky or unlucky window moves a best-of, not a median.
+    println!("reveals/s over {rounds} rounds taken in turn:");
+    println!("| log | median | best | vs empty, median of the rounds |");
+    println!("|---|---:|---:|---:|");
+    for (i, condition) in CONDITIONS.iter().enumerate() {
+        let ratios: Vec<f64> = taken[i]
+            .iter()
+            .zip(&taken[0])
+            .map(|(x, e)| 100.0 * (x / e - 1.0))
+            .collect();
+        println!(
+            "| {condition} | {:.0} | {:.0} | {:+.1} % |",
+            median(&taken[i]),
+            taken[i].iter().cloned().fold(0.0, f64::max),
+            median(&ratios)
+        );
+    }
     println!(
         "history rows read from the database: {}",
         vault.history_rows_read()
@@ -431,14 +468,46 @@ async fn run(rows: u64, rounds: u32) {
     );
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// Before each timed window: the index follower caught up with the head
+/// and, on PostgreSQL, a checkpoint taken. Otherwise a window inherits the
+/// previous one's index backlog, and a checkpoint (every ~30 s of renders,
+/// set off by WAL volume) lands in some windows and not others, each page's
+/// first change after it writing the whole page to the WAL.
+async fn settle(vault: &Vault, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let head = vault.log_head().await.expect("head").seq;
+        let mark = log_index::indexed_seq(vault.db().reader(), vault.db().backend)
+            .await
+            .expect("mark");
+        if mark >= head || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !url.starts_with("sqlite") {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query("CHECKPOINT")
+            .execute(&mut admin)
+            .await
+            .expect("checkpoint");
+    }
 }
 
-/// Logged reveals of `BUSY` per second over 5 s from 16 tasks, while
-/// `historians` tasks ask for a missing secret's history in a loop.
-async fn reveals_per_second(vault: &Vault, access: &Access, historians: usize) -> f64 {
-    reveals_while(vault, access, historians, Poll::History).await
+/// The median (the mean of the middle two of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return 0.0;
+    }
+    (sorted[(n - 1) / 2] + sorted[n / 2]) / 2.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// What the polling clients ask for.

@@ -1,9 +1,10 @@
-//! The pool's three handles on both backends: a [`Reader`] refuses every
-//! write before it reaches the database (so "every write holds the write
-//! turn" cannot be bypassed through it), a [`WriteTx`] dropped without a
-//! commit writes nothing, and a [`Writer`] writes.
+//! The pool's handles on both backends: a [`Reader`] and a [`ReadConn`]
+//! refuse every write before it reaches the database (so "every write
+//! holds the write turn" cannot be bypassed through them), a [`WriteTx`]
+//! dropped without a commit writes nothing, and a [`Writer`] writes.
 //!
 //! [`Reader`]: keyward::store::Reader
+//! [`ReadConn`]: keyward::store::ReadConn
 //! [`Writer`]: keyward::store::Writer
 //! [`WriteTx`]: keyward::store::WriteTx
 
@@ -38,6 +39,27 @@ async fn a_reader_refuses_writes_and_changes_nothing(db: TestDb) {
         assert!(message.contains("reads only"), "{sql}: {message}");
         let fetched = sqlx::query(sql).fetch_all(kdb.reader()).await;
         assert!(fetched.is_err(), "{sql} ran through fetch_all");
+        // The same on one held read connection.
+        let mut conn = kdb.read_connection().await.expect("read connection");
+        let refused = sqlx::query(sql).execute(&mut conn).await;
+        let message = refused.expect_err(sql).to_string();
+        assert!(message.contains("reads only"), "{sql}: {message}");
+        let fetched = sqlx::query(sql).fetch_all(&mut conn).await;
+        assert!(
+            fetched.is_err(),
+            "{sql} ran through fetch_all on a connection"
+        );
+        let fetched = sqlx::query(sql).fetch_optional(&mut conn).await;
+        assert!(
+            fetched.is_err(),
+            "{sql} ran through fetch_optional on a connection"
+        );
+        // Still usable for reads after a refusal.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM service_settings")
+            .fetch_one(&mut conn)
+            .await
+            .expect("a read after a refused write");
+        assert_eq!(n, before);
     }
     assert_eq!(
         count(kdb).await,

@@ -3,7 +3,7 @@
 
 use super::chain::{log_row, LogRow, COLUMNS};
 use super::history_tail::Tail;
-use crate::store::{Backend, Reader};
+use crate::store::{Backend, Db, ReadConn};
 
 /// Which rows of the log to read: every field that is set must match.
 #[derive(Clone, Debug, Default)]
@@ -46,8 +46,7 @@ pub struct LogPage {
 
 /// Rows about `scope`/`name`, newest first, at most `limit`.
 pub async fn history(
-    db: Reader<'_>,
-    backend: Backend,
+    db: &Db,
     tail: &Tail,
     scope: &str,
     name: &str,
@@ -59,7 +58,7 @@ pub async fn history(
         name: Some(name.to_owned()),
         ..query.clone()
     };
-    search(db, backend, tail, &query, limit).await
+    search(db, tail, &query, limit).await
 }
 
 /// Rows matching `query`, newest first, at most `limit` (at most
@@ -74,13 +73,19 @@ pub async fn history(
 /// `name`, with or without `accessor`) or on an accessor alone is an index
 /// range; anything else (action, outcome, time) is checked on the rows the
 /// index or the log gives, at most [`SCAN_BUDGET`] of them.
+///
+/// All its reads are on one pool connection (see [`ReadConn`]), taken
+/// after the tail's lock.
 pub async fn search(
-    db: Reader<'_>,
-    backend: Backend,
+    db: &Db,
     tail: &Tail,
     query: &HistoryQuery,
     limit: i64,
 ) -> Result<LogPage, sqlx::Error> {
+    let backend = db.backend;
+    let locked = tail.lock().await;
+    let mut conn = db.read_connection().await?;
+    let db = &mut conn;
     let (head, indexed, archived) = head_and_marks(db, backend).await?;
     let mut before = query.before.unwrap_or(i64::MAX).min(head.saturating_add(1));
     // Up to the archive mark there is nothing left to read: as good as
@@ -90,11 +95,13 @@ pub async fn search(
     let mut rows = Vec::new();
 
     // The newest rows, not indexed yet, from the shared tail.
-    let found = if before > indexed + 1 {
-        tail.matches(db, indexed, head, query, before, limit)
-            .await?
-    } else {
-        None
+    let found = match locked {
+        Some(locked) if before > indexed + 1 => {
+            locked
+                .matches(db, indexed, head, query, before, limit)
+                .await?
+        }
+        _ => None,
     };
     if let Some(found) = found {
         rows = found.rows;
@@ -164,7 +171,10 @@ pub async fn search(
 
 /// The log's last seq (the head: no row is above it), the history index's
 /// mark and the archive mark (0: nothing archived), in one query.
-async fn head_and_marks(db: Reader<'_>, backend: Backend) -> Result<(i64, i64, i64), sqlx::Error> {
+async fn head_and_marks(
+    db: &mut ReadConn,
+    backend: Backend,
+) -> Result<(i64, i64, i64), sqlx::Error> {
     use sqlx::Row;
     let sql = format!(
         "SELECT (SELECT seq FROM audit_head WHERE id = 1) AS head, \
@@ -195,7 +205,7 @@ enum Keys<'q> {
 /// `before` to go on from.
 #[allow(clippy::too_many_arguments)]
 async fn by_keys(
-    db: Reader<'_>,
+    db: &mut ReadConn,
     backend: Backend,
     tail: &Tail,
     query: &HistoryQuery,
@@ -285,7 +295,7 @@ async fn by_keys(
     }
     let rows: Vec<LogRow> = q
         .bind(limit)
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         .iter()
         .map(log_row)
@@ -317,7 +327,7 @@ async fn by_keys(
 /// The log's rows with `low < seq < before` matching `query`, newest first,
 /// at most `limit`.
 async fn scan(
-    db: Reader<'_>,
+    db: &mut ReadConn,
     tail: &Tail,
     query: &HistoryQuery,
     low: i64,
@@ -339,7 +349,7 @@ async fn scan(
     }
     let rows: Vec<LogRow> = q
         .bind(limit)
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         .iter()
         .map(log_row)

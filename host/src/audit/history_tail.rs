@@ -25,11 +25,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::chain::{log_row, LogRow, COLUMNS};
 use super::history::HistoryQuery;
-use crate::store::Reader;
+use crate::store::ReadConn;
 
 /// Rows after the index's mark held at most: twice the most measured
 /// behind a busy log (8,542 on PostgreSQL, 13,374 on SQLite at 50 million
@@ -105,57 +105,90 @@ impl Tail {
             .fetch_add(u64::try_from(rows).unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// The tail, once no other request is refreshing it; `None` after
+    /// `LOCK_WAIT` (the caller then reads the log itself, within its
+    /// budget). Taken before the request's pool connection, so requests
+    /// waiting here hold none: one stuck on a database that stopped
+    /// answering queues no others behind it for long, nor the pool.
+    pub(super) async fn lock(&self) -> Option<Locked<'_>> {
+        let state = tokio::time::timeout(LOCK_WAIT, self.state.lock())
+            .await
+            .ok()?;
+        Some(Locked { tail: self, state })
+    }
+
+    /// The log rows `seqs` (newest first), in that order.
+    /// The log rows `seqs` (newest first), in that order.
+    async fn fetch(&self, db: &mut ReadConn, seqs: &[i64]) -> Result<Vec<LogRow>, sqlx::Error> {
+        let mut rows = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(FETCH_CHUNK) {
+            let marks = (1..=chunk.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM secret_access_log WHERE seq IN ({marks}) ORDER BY seq DESC"
+            );
+            let mut q = sqlx::query(&sql);
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(&mut *db).await? {
+                rows.push(log_row(&row)?);
+            }
+        }
+        self.count(rows.len() as i64);
+        Ok(rows)
+    }
+}
+
+/// The tail held by one request (see [`Tail::lock`]).
+pub(super) struct Locked<'t> {
+    tail: &'t Tail,
+    state: MutexGuard<'t, State>,
+}
+
+impl Locked<'_> {
     /// The rows `indexed < seq < before` matching `query`, newest first,
     /// at most `limit`, brought up to `head` first; `None` if more than
-    /// [`TAIL_CAP`] rows are after the mark, or if another request's
-    /// refresh holds the tail longer than `LOCK_WAIT` (the caller then
-    /// reads the log itself, within its budget).
+    /// [`TAIL_CAP`] rows are after the mark. `indexed` and `head` must have
+    /// been read while this lock was held.
     pub(super) async fn matches(
-        &self,
-        db: Reader<'_>,
+        self,
+        db: &mut ReadConn,
         indexed: i64,
         head: i64,
         query: &HistoryQuery,
         before: i64,
         limit: i64,
     ) -> Result<Option<Found>, sqlx::Error> {
-        // One request refreshes at a time; one stuck on a database that
-        // stopped answering must not queue the others behind it: after
-        // LOCK_WAIT they read the log themselves (and fail, or not, on
-        // their own).
-        let Ok(mut state) = tokio::time::timeout(LOCK_WAIT, self.state.lock()).await else {
-            return Ok(None);
-        };
-        // A head below what we hold is usually only this request's read
-        // being older than another's; read it again to tell that from a
-        // database restored to an older log.
-        let restored = state.to > head && super::chain::head(db).await?.seq < state.to;
-        if restored || indexed > state.to {
-            // Start over from the mark (a mark past all we hold: nobody
-            // asked while the follower went on).
+        let Locked { tail, mut state } = self;
+        // The head was read under this lock, after whoever read the rows
+        // we hold: below them, the database went back (restored to an
+        // older log); a mark past all we hold, nobody asked while the
+        // follower went on. Either way, start over from the mark.
+        if head < state.to || indexed > state.to {
             *state = State {
                 from: indexed,
                 to: indexed,
                 rows: VecDeque::new(),
             };
         }
-        // Marks only move forward; a request that read an older one than
-        // another has already dropped rows for is answered from the newer.
+        // Marks only move forward: drop the rows the index now answers.
         if indexed > state.from {
             while state.rows.front().is_some_and(|r| r.seq <= indexed) {
                 state.rows.pop_front();
             }
             state.from = indexed;
         }
-        // (Another request may have read further than this one's head.)
-        if head.max(state.to) - state.from > TAIL_CAP {
+        if head - state.from > TAIL_CAP {
             // Free the memory too: the follower is far behind.
             *state = State::default();
             return Ok(None);
         }
         if head > state.to {
             let read = read_tail(db, state.to, head).await?;
-            self.count(read.len() as i64);
+            tail.count(read.len() as i64);
             state.rows.extend(read);
             state.to = head;
         }
@@ -170,36 +203,13 @@ impl Tail {
             .collect();
         let from = state.from;
         drop(state);
-        let rows = self.fetch(db, &seqs).await?;
+        let rows = tail.fetch(db, &seqs).await?;
         Ok(Some(Found { rows, from }))
-    }
-
-    /// The log rows `seqs` (newest first), in that order.
-    async fn fetch(&self, db: Reader<'_>, seqs: &[i64]) -> Result<Vec<LogRow>, sqlx::Error> {
-        let mut rows = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(FETCH_CHUNK) {
-            let marks = (1..=chunk.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT {COLUMNS} FROM secret_access_log WHERE seq IN ({marks}) ORDER BY seq DESC"
-            );
-            let mut q = sqlx::query(&sql);
-            for seq in chunk {
-                q = q.bind(*seq);
-            }
-            for row in q.fetch_all(db).await? {
-                rows.push(log_row(&row)?);
-            }
-        }
-        self.count(rows.len() as i64);
-        Ok(rows)
     }
 }
 
 /// The filter columns of the rows `after < seq <= to`, oldest first.
-async fn read_tail(db: Reader<'_>, after: i64, to: i64) -> Result<Vec<TailRow>, sqlx::Error> {
+async fn read_tail(db: &mut ReadConn, after: i64, to: i64) -> Result<Vec<TailRow>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT seq, at, accessor, action, outcome, scope, name FROM secret_access_log \

@@ -1,5 +1,5 @@
 //! The open database: its pool, which only this file can touch, and the
-//! three ways to use it — a [`Reader`], a [`Writer`] or a [`WriteTx`].
+//! ways to use it — a [`Reader`] or a [`ReadConn`], a [`Writer`] or a [`WriteTx`].
 //!
 //! Why the pool is private: on SQLite every write must hold a
 //! [`WriteTurn`](super::turn) or it starves beside a busy access-log writer.
@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection, Executor};
 
-use super::access::{Reader, WriteTx, Writer};
+use super::access::{ReadConn, Reader, WriteTx, Writer};
 use super::turn::{open_writers_file, write_turn, WRITERS_FILE};
 use super::{
     backend_of, create_private_dir, redact_url, restrict_to_owner, sqlite_path, Backend,
@@ -201,6 +201,11 @@ impl Db {
     /// anything else.
     pub fn reader(&self) -> Reader<'_> {
         Reader::new(&self.pool)
+    }
+
+    /// One pool connection for a series of reads (see [`ReadConn`]).
+    pub async fn read_connection(&self) -> Result<ReadConn, sqlx::Error> {
+        Ok(ReadConn::new(self.bounded(self.pool.acquire()).await?))
     }
 
     /// A pool connection for writes, holding the write turn for as long as

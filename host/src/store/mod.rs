@@ -17,7 +17,7 @@ pub mod tokens;
 mod turn;
 pub mod versions;
 
-pub use access::{Reader, WriteTx, Writer};
+pub use access::{ReadConn, Reader, WriteTx, Writer};
 pub use db::{
     log_index_file, Db, DOWN_WAIT, POSTGRES_ACQUIRE_TIMEOUT, POSTGRES_CONNECT_TIMEOUT,
     SQLITE_ACQUIRE_TIMEOUT,

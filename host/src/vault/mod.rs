@@ -372,8 +372,7 @@ impl Vault {
         limit: i64,
     ) -> Result<chain::LogPage, VaultError> {
         Ok(chain::history(
-            self.db.reader(),
-            self.db.backend,
+            &self.db,
             &self.tail,
             scope.as_str(),
             name.as_str(),
@@ -390,7 +389,7 @@ impl Vault {
         query: &chain::HistoryQuery,
         limit: i64,
     ) -> Result<chain::LogPage, VaultError> {
-        Ok(chain::search(self.db.reader(), self.db.backend, &self.tail, query, limit).await?)
+        Ok(chain::search(&self.db, &self.tail, query, limit).await?)
     }
 
     /// Access-log rows this host's history and search requests have read
