@@ -101,7 +101,11 @@ pub async fn search(
                 .matches(db, indexed, head, query, before, limit)
                 .await?
         }
-        _ => None,
+        // Given back now: the reads below must not hold other requests.
+        other => {
+            drop(other);
+            None
+        }
     };
     if let Some(found) = found {
         rows = found.rows;

@@ -118,7 +118,6 @@ impl Tail {
     }
 
     /// The log rows `seqs` (newest first), in that order.
-    /// The log rows `seqs` (newest first), in that order.
     async fn fetch(&self, db: &mut ReadConn, seqs: &[i64]) -> Result<Vec<LogRow>, sqlx::Error> {
         let mut rows = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(FETCH_CHUNK) {
