@@ -28,6 +28,7 @@ crate::on_both_backends!(
     history_is_an_index_lookup_and_every_read_is_bounded,
     history_and_search_end_at_the_archive_mark,
     history_requests_share_one_read_of_the_rows_after_the_index_mark,
+    history_after_a_restore_shows_only_what_the_database_holds,
     a_change_by_another_host_or_by_hand_is_seen_at_once,
     commits_wait_for_durable_storage,
     a_checkpoint_anchors_the_end_of_the_log,
@@ -542,7 +543,8 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     );
 
     // Another host's rows, and this one's, are in the next answers; only
-    // they are read.
+    // the other host's is read from the database (this host's comes from
+    // its own writer).
     let other = db.open(&key).await;
     reveal(&other, "S").await.expect("reveal on host B"); // row 5,002
     reveal(&vault, "S").await.expect("reveal"); // row 5,003
@@ -550,7 +552,11 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     let seqs: Vec<i64> = page.rows.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, [5_003, 5_002, 1]);
     assert_eq!(page.next_before, None);
-    assert_eq!(read, 2 + 3, "the two new rows, then the three returned");
+    assert_eq!(
+        read,
+        1 + 3,
+        "the other host's new row, then the three returned"
+    );
     // Filters the index does not hold are checked in memory the same way
     // SQL checks them.
     let only = |query: HistoryQuery| {
@@ -607,9 +613,63 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     assert_eq!(page.next_before, None);
     assert_eq!(
         read,
-        1 + 1 + 3,
-        "the new row, then the one from the tail and the three from the index"
+        1 + 3,
+        "the one from the tail (this host's new row, from its writer) and the three from the index"
     );
+
+    // Renders on this host while clients poll: not one of their rows is
+    // read back from the database.
+    for _ in 0..300 {
+        reveal(&vault, "S").await.expect("reveal");
+    }
+    let start = vault.history_rows_read();
+    let page = vault
+        .history(
+            &scope("global"),
+            &name("NEVER"),
+            &HistoryQuery::default(),
+            50,
+        )
+        .await
+        .expect("history");
+    assert!(page.rows.is_empty());
+    assert_eq!(
+        vault.history_rows_read() - start,
+        0,
+        "this host's own 300 new rows were read back from the database"
+    );
+}
+
+async fn history_after_a_restore_shows_only_what_the_database_holds(db: TestDb) {
+    let key = TestKey::new();
+    let vault = seeded(&db, &key, 2).await; // rows 1–3 about S
+    let (page, _) = history_of_s(&vault).await; // the tail is at the head
+    assert_eq!(page.rows.len(), 3);
+    for _ in 0..3 {
+        reveal(&vault, "S").await.expect("reveal"); // rows 4–6, handed to the tail
+    }
+    // The database goes back to row 3 (restored from a copy), and the
+    // host writes on: row 4 is now about T.
+    db.drop_append_only_guard().await;
+    db.exec("DELETE FROM secret_access_log WHERE seq > 3").await;
+    db.exec(
+        "UPDATE audit_head SET seq = 3, \
+         mac = (SELECT mac FROM secret_access_log WHERE seq = 3) WHERE id = 1",
+    )
+    .await;
+    vault
+        .create(&scope("global"), &name("T"), b"t", "", &access())
+        .await
+        .expect("create T");
+    for _ in 0..2 {
+        let (page, _) = history_of_s(&vault).await;
+        let seqs: Vec<i64> = page.rows.iter().map(|r| r.seq).collect();
+        assert!(
+            page.rows.iter().all(|r| r.name == "S"),
+            "a row about another secret in S's history: {seqs:?}"
+        );
+        assert_eq!(seqs, [3, 2, 1], "S's rows are the database's");
+    }
 }
 
 async fn a_change_by_another_host_or_by_hand_is_seen_at_once(db: TestDb) {

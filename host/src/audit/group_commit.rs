@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::chain::ChainKey;
 use super::entry::{Access, AccessEntry, Action, Outcome};
+use super::history_tail::Tail;
 use super::row_cache::RowCache;
 use super::{postgres_writer, sqlite_writer, AuditError};
 use crate::crypto::{secret_aad, Keyring, SecretBytes};
@@ -149,12 +150,19 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer: on SQLite a thread of its own on the store's file,
     /// on PostgreSQL a task on the current tokio runtime.
-    pub fn start(db: &Db, keyring: Arc<Keyring>, chain: Arc<ChainKey>) -> Result<Self, AuditError> {
+    /// Each group's rows, once committed, are handed to `tail` (so history
+    /// need not read this host's rows back from the database).
+    pub fn start(
+        db: &Db,
+        keyring: Arc<Keyring>,
+        chain: Arc<ChainKey>,
+        tail: Arc<Tail>,
+    ) -> Result<Self, AuditError> {
         let (jobs, rx) = flume::bounded(QUEUE);
         let stats = Arc::new(Stats::default());
         match db.sqlite_file() {
             Some(path) => {
-                sqlite_writer::spawn(path.to_owned(), rx, keyring, chain, stats.clone())
+                sqlite_writer::spawn(path.to_owned(), rx, keyring, chain, stats.clone(), tail)
                     .map_err(AuditError::Start)?;
             }
             None => {
@@ -164,6 +172,7 @@ impl GroupCommit {
                     keyring,
                     chain,
                     stats.clone(),
+                    tail,
                 ));
             }
         }
@@ -251,16 +260,21 @@ pub(super) fn fail_all(jobs: Vec<Job>, failed: impl Fn() -> AuditError) {
 pub(super) fn finish_group<E: std::fmt::Display>(
     group: Vec<Job>,
     started: std::time::Instant,
-    result: Result<(Answers, u64), E>,
+    result: Result<(Answers, Appended), E>,
     stats: &Stats,
     cache: &mut RowCache,
+    tail: &Tail,
 ) {
     match result {
-        Ok((answers, rows)) => {
+        Ok((answers, appended)) => {
             // An empty group (a readiness probe) wrote nothing: no commit
             // worth counting.
+            let rows = appended.entries.len() as u64;
             if rows > 0 {
                 stats.record_group(rows, started.elapsed());
+                // Before the answers: whoever asks for a history after
+                // their reveal finds its row here, not in the database.
+                tail.committed(appended);
             }
             answer(group, Ok(answers));
         }
@@ -270,6 +284,14 @@ pub(super) fn finish_group<E: std::fmt::Display>(
             answer(group, Err(error.to_string()));
         }
     }
+}
+
+/// What a committed group appended: the first row's seq, the rows' time
+/// and their entries (seqs `first`, `first + 1`, … in order).
+pub(crate) struct Appended {
+    pub first: i64,
+    pub at: i64,
+    pub entries: Vec<AccessEntry>,
 }
 
 /// Sends every job of a group its answer: the values on success, the

@@ -11,9 +11,10 @@ use std::sync::atomic::Ordering;
 
 use super::chain::{self, ChainKey, Head};
 use super::group_commit::{
-    drain, fail_all, finish_group, group_names, resolve_group, Answers, Job, Stats, GROUP_TIMEOUT,
-    MAX_GROUP, RECONNECT_EVERY, STRAGGLER_TURNS,
+    drain, fail_all, finish_group, group_names, resolve_group, Answers, Appended, Job, Stats,
+    GROUP_TIMEOUT, MAX_GROUP, RECONNECT_EVERY, STRAGGLER_TURNS,
 };
+use super::history_tail::Tail;
 use super::row_cache::RowCache;
 use super::AuditError;
 use crate::crypto::Keyring;
@@ -34,6 +35,7 @@ pub(super) async fn run(
     keyring: Arc<Keyring>,
     chain: Arc<ChainKey>,
     stats: Arc<Stats>,
+    tail: Arc<Tail>,
 ) {
     let mut conn: Option<AnyConnection> = None;
     let mut unreachable: Option<(Instant, String)> = None;
@@ -101,7 +103,7 @@ pub(super) async fn run(
         } else {
             state = ChainState::default();
         }
-        finish_group(group, started, result, &stats, &mut cache);
+        finish_group(group, started, result, &stats, &mut cache, &tail);
     }
 }
 
@@ -169,7 +171,7 @@ async fn commit_postgres(
     state: &mut ChainState,
     stats: &Stats,
     jobs: &[Job],
-) -> Result<(Answers, u64), sqlx::Error> {
+) -> Result<(Answers, Appended), sqlx::Error> {
     let names = group_names(jobs);
     // Taken: after an error nothing is known.
     let known = state.known.take();
@@ -181,13 +183,13 @@ async fn commit_postgres(
                 .load(conn, Backend::Postgres, generation, &names)
                 .await?;
             let (answers, entries) = resolve_group(jobs, cache, keyring);
+            let (first, at) = (head.seq + 1, now_ms());
             let appended =
-                chain::append_if_head(conn, chain_key, &head, generation, now_ms(), &entries)
-                    .await?;
+                chain::append_if_head(conn, chain_key, &head, generation, at, &entries).await?;
             if let Some(head) = appended {
                 state.known = Some(Known { head, generation });
                 state.locked_run = 0;
-                return Ok((answers, entries.len() as u64));
+                return Ok((answers, Appended { first, at, entries }));
             }
             // Nothing was written; dropping the answers wipes their values.
             stats.head_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -203,16 +205,9 @@ async fn commit_postgres(
         .load(&mut tx, Backend::Postgres, generation, &names)
         .await?;
     let (answers, entries) = resolve_group(jobs, cache, keyring);
-    let head = chain::append(
-        &mut tx,
-        Backend::Postgres,
-        chain_key,
-        head,
-        now_ms(),
-        &entries,
-    )
-    .await?;
+    let (first, at) = (head.seq + 1, now_ms());
+    let head = chain::append(&mut tx, Backend::Postgres, chain_key, head, at, &entries).await?;
     tx.commit().await?;
     state.known = Some(Known { head, generation });
-    Ok((answers, entries.len() as u64))
+    Ok((answers, Appended { first, at, entries }))
 }

@@ -43,8 +43,11 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::chain::{self, ChainKey, Head};
 use super::entry::AccessEntry;
-use super::group_commit::{finish_group, gather_stragglers_blocking, group_names, resolve_group};
+use super::group_commit::{
+    finish_group, gather_stragglers_blocking, group_names, resolve_group, Appended,
+};
 use super::group_commit::{Answers, Job, Stats, MAX_GROUP};
+use super::history_tail::Tail;
 use super::row_cache::RowCache;
 use crate::crypto::{Keyring, Sealed};
 use crate::store::now_ms;
@@ -72,6 +75,7 @@ pub(super) fn spawn(
     keyring: Arc<Keyring>,
     chain: Arc<ChainKey>,
     stats: Arc<Stats>,
+    tail: Arc<Tail>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("keyward-access-log".into())
@@ -80,7 +84,15 @@ pub(super) fn spawn(
             let writers = crate::store::open_writers_file(&path)
                 .map_err(|error| tracing::warn!(%error, "cannot open the writers file"))
                 .ok();
-            run(&path, writers.as_ref(), &jobs, &keyring, &chain, &stats)
+            run(
+                &path,
+                writers.as_ref(),
+                &jobs,
+                &keyring,
+                &chain,
+                &stats,
+                &tail,
+            )
         })
         .map(drop)
 }
@@ -92,6 +104,7 @@ fn run(
     keyring: &Keyring,
     chain_key: &ChainKey,
     stats: &Stats,
+    tail: &Tail,
 ) {
     let mut conn: Option<Connection> = None;
     let mut cache = RowCache::default();
@@ -133,7 +146,7 @@ fn run(
             done
         });
         let failed = result.is_err();
-        finish_group(group, started, result, stats, &mut cache);
+        finish_group(group, started, result, stats, &mut cache, tail);
         dirty = true;
         if failed {
             // A full disk: the WAL may be what filled it. Checkpoint it
@@ -253,7 +266,7 @@ fn commit(
     chain_key: &ChainKey,
     cache: &mut RowCache,
     jobs: &[Job],
-) -> rusqlite::Result<(Answers, u64)> {
+) -> rusqlite::Result<(Answers, Appended)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (head, generation) = tx
         .prepare_cached("SELECT seq, mac, secrets_generation FROM audit_head WHERE id = 1")?
@@ -273,9 +286,10 @@ fn commit(
         cache.fill(&missing, rows);
     }
     let (answers, entries) = resolve_group(jobs, cache, keyring);
-    append(&tx, chain_key, head, now_ms(), &entries)?;
+    let (first, at) = (head.seq + 1, now_ms());
+    append(&tx, chain_key, head, at, &entries)?;
     tx.commit()?;
-    Ok((answers, entries.len() as u64))
+    Ok((answers, Appended { first, at, entries }))
 }
 
 /// Every live row of each of `names` (any scope): a soft-deleted secret

@@ -123,14 +123,15 @@ impl Vault {
         let chain = Arc::new(ChainKey::from_log_secret(log_secret.expose()));
         let checkpoints = Arc::new(CheckpointKey::from_log_secret(log_secret.expose()));
         let keyring = Arc::new(keyring);
-        let log = GroupCommit::start(&db, keyring.clone(), chain.clone())?;
+        let tail = Arc::new(crate::audit::history_tail::Tail::default());
+        let log = GroupCommit::start(&db, keyring.clone(), chain.clone(), tail.clone())?;
         Ok(Vault {
             db,
             keyring,
             chain,
             checkpoints,
             log,
-            tail: Arc::default(),
+            tail,
             max_versions: i64::from(config.max_versions),
             retention: config.delete_retention,
         })
