@@ -20,10 +20,10 @@
 //! writer's groups (other hosts', or appended outside the writer) and
 //! after them up to the head are read from it, and a group not handed
 //! over (a commit whose outcome the writer cannot know, or one dropped
-//! from a full inbox) is simply read. Log rows never change once written (triggers refuse it),
-//! so what was taken stays true; the rows before the index's mark are
-//! dropped as the mark moves, and a head below what was read (a restored
-//! database) starts it over.
+//! from a full inbox) is simply read. Log rows never change once written
+//! (triggers refuse it), so what was taken stays true; the rows before
+//! the index's mark are dropped as the mark moves, and a head below what
+//! was read (a restored database) starts it over.
 //!
 //! Bounded: it holds at most [`TAIL_CAP`] rows. When more rows than that
 //! are after the mark (the follower stopped, or was never run, as for a
