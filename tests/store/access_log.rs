@@ -363,9 +363,19 @@ async fn bulk_rows(db: &TestDb, first: i64, last: i64) {
 
 /// S's history (first page) and the log rows reading it took.
 async fn history_of_s(vault: &Vault) -> (keyward::audit::chain::LogPage, u64) {
+    history_of(vault, "S").await
+}
+
+/// A global secret's history (50 rows at most), and the log rows it read.
+async fn history_of(vault: &Vault, secret: &str) -> (keyward::audit::chain::LogPage, u64) {
     let start = vault.history_rows_read();
     let page = vault
-        .history(&scope("global"), &name("S"), &HistoryQuery::default(), 50)
+        .history(
+            &scope("global"),
+            &name(secret),
+            &HistoryQuery::default(),
+            50,
+        )
         .await
         .expect("history");
     (page, vault.history_rows_read() - start)
@@ -448,15 +458,7 @@ async fn history_is_an_index_lookup_and_every_read_is_bounded(db: TestDb) {
     assert_eq!(page.next_before, None);
     assert_eq!(seqs(&page.rows), [30_005, 30_004, 30_003, 30_002, 1]);
     // A secret nobody asked for: nothing, at once.
-    let page = vault
-        .history(
-            &scope("global"),
-            &name("NEVER"),
-            &HistoryQuery::default(),
-            50,
-        )
-        .await
-        .expect("history");
+    let (page, _) = history_of(&vault, "NEVER").await;
     assert!(page.rows.is_empty());
     assert_eq!(page.next_before, None);
 
@@ -622,20 +624,10 @@ async fn history_requests_share_one_read_of_the_rows_after_the_index_mark(db: Te
     for _ in 0..300 {
         reveal(&vault, "S").await.expect("reveal");
     }
-    let start = vault.history_rows_read();
-    let page = vault
-        .history(
-            &scope("global"),
-            &name("NEVER"),
-            &HistoryQuery::default(),
-            50,
-        )
-        .await
-        .expect("history");
+    let (page, read) = history_of(&vault, "NEVER").await;
     assert!(page.rows.is_empty());
     assert_eq!(
-        vault.history_rows_read() - start,
-        0,
+        read, 0,
         "this host's own 300 new rows were read back from the database"
     );
 }
