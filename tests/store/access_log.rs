@@ -381,6 +381,19 @@ async fn history_of(vault: &Vault, secret: &str) -> (keyward::audit::chain::LogP
     (page, vault.history_rows_read() - start)
 }
 
+/// Deletes the log's rows after `keep` and points the head at row `keep`,
+/// as a restore from an older copy (or someone with write access) does.
+async fn cut_back(db: &TestDb, keep: i64) {
+    db.drop_append_only_guard().await;
+    db.exec(&format!("DELETE FROM secret_access_log WHERE seq > {keep}"))
+        .await;
+    db.exec(&format!(
+        "UPDATE audit_head SET seq = {keep}, \
+         mac = (SELECT mac FROM secret_access_log WHERE seq = {keep}) WHERE id = 1"
+    ))
+    .await;
+}
+
 /// Runs the history index's batches until it has caught up with the log.
 async fn index_all(vault: &Vault) {
     while log_index::index_batch(vault.db())
@@ -642,13 +655,7 @@ async fn history_after_a_restore_shows_only_what_the_database_holds(db: TestDb) 
     }
     // The database goes back to row 3 (restored from a copy), and the
     // host writes on: row 4 is now about T.
-    db.drop_append_only_guard().await;
-    db.exec("DELETE FROM secret_access_log WHERE seq > 3").await;
-    db.exec(
-        "UPDATE audit_head SET seq = 3, \
-         mac = (SELECT mac FROM secret_access_log WHERE seq = 3) WHERE id = 1",
-    )
-    .await;
+    cut_back(&db, 3).await;
     vault
         .create(&scope("global"), &name("T"), b"t", "", &access())
         .await
@@ -743,13 +750,7 @@ async fn a_checkpoint_anchors_the_end_of_the_log(db: TestDb) {
     let other_host = db.open(&key).await;
     assert!(other_host.check_checkpoint(&signed).is_ok());
 
-    db.drop_append_only_guard().await;
-    db.exec("DELETE FROM secret_access_log WHERE seq > 4").await;
-    db.exec(
-        "UPDATE audit_head SET seq = 4, \
-         mac = (SELECT mac FROM secret_access_log WHERE seq = 4) WHERE id = 1",
-    )
-    .await;
+    cut_back(&db, 4).await;
     let rows = match vault.verify_log().await.expect("verify") {
         VerifyReport::Intact { rows } => rows,
         broken => panic!("the chain alone still verifies: {broken:?}"),
